@@ -1,0 +1,79 @@
+//! The command line: subcommands and flags, their doc comments being the help text.
+
+use clap::{Parser, Subcommand};
+
+/// Hands Claude Code the API key to use now from an ordered pool of keychain-held keys; a key
+/// that ran out of budget cools down while the next one is used.
+#[derive(Debug, Parser)]
+#[command(name = "keyswitch", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a key in the OS keychain and append it to the order (the first key is the primary).
+    ///
+    /// The secret is read from stdin when stdin is not a terminal (one line), otherwise from a
+    /// hidden prompt. It is never taken from the command line.
+    Add {
+        /// The key's name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.
+        name: String,
+        /// The API base URL this key belongs to (e.g. your company's proxy).
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// This key's default cooldown when it runs out, like 30m, 5h or 1d.
+        #[arg(long, value_name = "DURATION")]
+        cooldown: Option<String>,
+        /// Change the secret of an existing key, keeping its position and options.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Show the keys in order, which one is active, and when cooling keys return.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the key to use now, and nothing else (Claude Code's apiKeyHelper).
+    Get,
+    /// Put a key on cooldown: it is skipped until the cooldown ends.
+    MarkExhausted {
+        /// The key to mark; the active key when omitted.
+        name: Option<String>,
+        /// How long, like 90s, 30m, 5h, 2d or 1h30m.
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "until")]
+        for_duration: Option<String>,
+        /// Until when: RFC 3339, or a local HH:MM meaning its next occurrence.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
+    /// End the cooldown of a key, or of every key.
+    Reset {
+        /// The key; every key when omitted.
+        name: Option<String>,
+    },
+    /// Delete a key from the keychain and from the order.
+    Remove {
+        /// The key to delete.
+        name: String,
+    },
+    /// Move a key to another position; position 1 is the primary.
+    Move {
+        /// The key to move.
+        name: String,
+        /// Its new position, 1 being the primary.
+        position: String,
+    },
+    /// One short line for a status bar: the active key and when a cooling key returns.
+    ///
+    /// Reads no secret and never touches the keychain.
+    Status,
+    /// Show the event log of marks, resets and switches, newest last.
+    Log {
+        /// Print a JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}

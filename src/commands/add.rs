@@ -1,0 +1,142 @@
+//! `keyswitch add`: keychain first, then the config, so a failure half-way never loses a key.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::{Context as _, Result};
+use zeroize::Zeroizing;
+
+use super::{Context, open_keychain};
+use crate::config::KeyConfig;
+use crate::endpoint::Endpoint;
+use crate::error::refuse;
+use crate::events::Event;
+use crate::pool::Pool;
+use crate::timespec::{format_duration, parse_duration};
+use crate::validate::{MAX_SECRET_LEN, check_name, check_secret};
+
+pub fn run(
+    ctx: &Context,
+    name: &str,
+    endpoint: Option<&str>,
+    cooldown: Option<&str>,
+    replace: bool,
+) -> Result<()> {
+    check_name(name)?;
+    let endpoint = endpoint.map(Endpoint::parse).transpose()?;
+    let cooldown = cooldown.map(parse_duration).transpose()?;
+    let now = ctx.now.timestamp();
+
+    // Refuse a name clash before asking for the secret; checked again under the lock below.
+    check_clash(&Pool::read(ctx.dirs.clone(), now)?, name, replace)?;
+    let secret = read_secret(name)?;
+    check_secret(&secret)?;
+
+    let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+    check_clash(&pool, name, replace)?;
+    let keychain = open_keychain(&pool.config)?;
+    let existing = pool.config.position(name);
+    let stored_name = existing
+        .map(|i| pool.config.keys[i].name.clone())
+        .unwrap_or_else(|| name.to_string());
+    keychain.write(&stored_name, &secret)?;
+
+    let key = match existing {
+        Some(i) => &mut pool.config.keys[i],
+        None => {
+            pool.config.keys.push(KeyConfig {
+                name: stored_name.clone(),
+                endpoint: None,
+                cooldown: None,
+            });
+            pool.config
+                .keys
+                .last_mut()
+                .context("the key just added is missing")?
+        }
+    };
+    if let Some(endpoint) = &endpoint {
+        key.endpoint = Some(endpoint.to_string());
+    }
+    if let Some(cooldown) = cooldown {
+        key.cooldown = Some(format_duration(cooldown));
+    }
+    pool.save_config()?;
+
+    let position = pool.config.position(&stored_name).map_or(0, |i| i + 1);
+    let event = if existing.is_some() {
+        // A new secret for a key the API had rejected is the way back into rotation.
+        let was_set_aside = pool
+            .state
+            .cooldowns
+            .get(&stored_name)
+            .is_some_and(|c| c.until.is_none());
+        if was_set_aside {
+            pool.state.cooldowns.remove(&stored_name);
+        }
+        Event::new(now, "replace", Some(&stored_name), Some("manual"))
+    } else {
+        Event::new(now, "add", Some(&stored_name), Some("manual"))
+            .with_detail(format!("position {position}"))
+    };
+    pool.log(event);
+    pool.note_switch(now, "manual", None);
+    let kind = keychain.kind().describe();
+    pool.commit()?;
+
+    let role = if position == 1 {
+        "the primary"
+    } else {
+        "a fallback"
+    };
+    if existing.is_some() {
+        eprintln!(
+            "keyswitch: replaced the secret of {stored_name} (position {position}) in {kind}"
+        );
+    } else {
+        eprintln!("keyswitch: added {stored_name} as key {position}, {role}, in {kind}");
+    }
+    Ok(())
+}
+
+fn check_clash(pool: &Pool, name: &str, replace: bool) -> Result<()> {
+    match (pool.config.position(name), replace) {
+        (Some(i), false) => {
+            let existing = &pool.config.keys[i].name;
+            Err(refuse(format!(
+                "a key named {existing} already exists: use `keyswitch add {existing} --replace` to change its secret, or pick another name"
+            )))
+        }
+        (None, true) => Err(refuse(format!(
+            "there is no key named {name} to replace: drop --replace to add it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One line from stdin when it is not a terminal (trailing newline dropped), else a hidden prompt.
+fn read_secret(name: &str) -> Result<Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let typed = rpassword::prompt_password(format!("Secret for {name} (hidden): "))
+            .context("cannot read the secret from the terminal")?;
+        return Ok(Zeroizing::new(typed));
+    }
+    // Read a little more than the limit, so an over-long secret is refused, not truncated.
+    let mut raw = Zeroizing::new(Vec::new());
+    stdin
+        .lock()
+        .take(MAX_SECRET_LEN as u64 + 3)
+        .read_to_end(&mut raw)
+        .context("cannot read the secret from stdin")?;
+    let mut text = Zeroizing::new(
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| refuse("the secret on stdin is not text: pipe the key alone, e.g. printf '%s' \"$KEY\" | keyswitch add NAME"))?,
+    );
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}

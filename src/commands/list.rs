@@ -1,0 +1,131 @@
+//! `keyswitch list`: the keys in order, with a masked secret, which is active, and when cooling
+//! keys return. The keychain is read only to show that each secret is there.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{Context, open_keychain, out};
+use crate::pool::Pool;
+use crate::select::Availability;
+use crate::timespec::{local_clock, until_in_words};
+use crate::validate::mask_secret;
+
+pub fn run(ctx: &Context, json: bool) -> Result<()> {
+    let now = ctx.now.timestamp();
+    let pool = Pool::read(ctx.dirs.clone(), now)?;
+    let availability = pool.availability(now);
+    let active = pool.active(now);
+    let hints = secret_hints(&pool);
+
+    if json {
+        let rows: Vec<_> = pool
+            .config
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let cooldown = pool.state.cooldowns.get(&key.name);
+                let (state, until) = match availability[i] {
+                    Availability::Ready => ("ready", None),
+                    Availability::CoolingUntil(until) => ("cooling", Some(until.to_string())),
+                    Availability::SetAside => ("rejected", None),
+                };
+                json!({
+                    "name": key.name,
+                    "position": i + 1,
+                    "active": active == Some(i),
+                    "state": state,
+                    "exhausted_until": until,
+                    "reason": cooldown.filter(|_| availability[i] != Availability::Ready).map(|c| c.reason.clone()),
+                    "endpoint": key.endpoint,
+                    "cooldown": key.cooldown,
+                    "secret": hints[i],
+                })
+            })
+            .collect();
+        return out(&serde_json::to_string_pretty(&rows)?);
+    }
+
+    if pool.config.keys.is_empty() {
+        eprintln!("keyswitch: no keys yet: add one with `keyswitch add primary`");
+        return Ok(());
+    }
+    let mut table = vec![[
+        "".to_string(),
+        "#".to_string(),
+        "NAME".to_string(),
+        "SECRET".to_string(),
+        "STATUS".to_string(),
+        "ENDPOINT".to_string(),
+    ]];
+    for (i, key) in pool.config.keys.iter().enumerate() {
+        let status = match availability[i] {
+            Availability::Ready if active == Some(i) => "active".to_string(),
+            Availability::Ready => "ready".to_string(),
+            Availability::CoolingUntil(until) => format!(
+                "{}cooling until {} ({})",
+                if active == Some(i) {
+                    "active, all "
+                } else {
+                    ""
+                },
+                local_clock(until, &ctx.now),
+                until_in_words(until, now)
+            ),
+            Availability::SetAside => "rejected by the API: replace or reset".to_string(),
+        };
+        table.push([
+            if active == Some(i) { "*" } else { "" }.to_string(),
+            (i + 1).to_string(),
+            key.name.clone(),
+            hints[i].clone().unwrap_or_else(|| "?".to_string()),
+            status,
+            key.endpoint
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out(cells.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+/// The masked secret of each key, `missing` when the keychain has none; all `None` (with one
+/// warning) when the keychain cannot be reached, so `list` still shows the order and cooldowns.
+fn secret_hints(pool: &Pool) -> Vec<Option<String>> {
+    let none = vec![None; pool.config.keys.len()];
+    if pool.config.keys.is_empty() {
+        return none;
+    }
+    let keychain = match open_keychain(&pool.config) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("keyswitch: warning: {}", crate::error::one_line(&e));
+            return none;
+        }
+    };
+    pool.config
+        .keys
+        .iter()
+        .map(|key| match keychain.read(&key.name) {
+            Ok(Some(secret)) => Some(mask_secret(&secret)),
+            Ok(None) => Some("missing".to_string()),
+            Err(_) => None,
+        })
+        .collect()
+}

@@ -1,0 +1,78 @@
+//! One file per subcommand. Each takes the parsed arguments and a [`Context`].
+
+mod add;
+mod get;
+mod list;
+mod log;
+mod mark;
+mod move_key;
+mod remove;
+mod reset;
+mod status;
+
+use anyhow::Result;
+use jiff::ZonedDateTime;
+
+use crate::cli::Command;
+use crate::config::Config;
+use crate::paths::Dirs;
+use crate::store::Keychain;
+
+/// What every command needs: where the files are and what time it is.
+pub struct Context {
+    pub dirs: Dirs,
+    pub now: ZonedDateTime,
+}
+
+pub fn run(command: Command) -> Result<()> {
+    let ctx = Context {
+        dirs: Dirs::from_env()?,
+        now: ZonedDateTime::now(),
+    };
+    match command {
+        Command::Add {
+            name,
+            endpoint,
+            cooldown,
+            replace,
+        } => add::run(
+            &ctx,
+            &name,
+            endpoint.as_deref(),
+            cooldown.as_deref(),
+            replace,
+        ),
+        Command::List { json } => list::run(&ctx, json),
+        Command::Get => get::run(&ctx),
+        Command::MarkExhausted {
+            name,
+            for_duration,
+            until,
+        } => mark::run(
+            &ctx,
+            name.as_deref(),
+            for_duration.as_deref(),
+            until.as_deref(),
+        ),
+        Command::Reset { name } => reset::run(&ctx, name.as_deref()),
+        Command::Remove { name } => remove::run(&ctx, &name),
+        Command::Move { name, position } => move_key::run(&ctx, &name, &position),
+        Command::Status => status::run(&ctx),
+        Command::Log { json } => log::run(&ctx, json),
+    }
+}
+
+/// Opens the keychain the config names.
+pub fn open_keychain(config: &Config) -> Result<Keychain> {
+    Keychain::open(config.store_kind(), config.keychain_service())
+}
+
+/// Writes a line to stdout; a closed pipe (`keyswitch list | head`) ends quietly.
+pub fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

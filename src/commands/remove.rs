@@ -1,0 +1,41 @@
+//! `keyswitch remove`: the config first, then the keychain, so a failure half-way leaves a
+//! secret behind (reported) rather than a config entry without its secret.
+
+use anyhow::{Result, anyhow};
+
+use super::{Context, open_keychain};
+use crate::events::Event;
+use crate::pool::Pool;
+
+pub fn run(ctx: &Context, name: &str) -> Result<()> {
+    let now = ctx.now.timestamp();
+    let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+    let index = pool.resolve(name)?;
+    // Reach the keychain before changing anything, so an unreachable one changes nothing.
+    let keychain = open_keychain(&pool.config)?;
+    let key = pool.config.keys.remove(index);
+    pool.save_config()?;
+    pool.state.forget(&key.name);
+    pool.log(Event::new(now, "remove", Some(&key.name), Some("manual")));
+    let switched_to = pool.note_switch(now, "manual", None);
+    pool.commit()?;
+    if let Some(to) = switched_to {
+        eprintln!("keyswitch: now handing out {to}");
+    }
+    match keychain.delete(&key.name) {
+        Ok(_) => {
+            eprintln!(
+                "keyswitch: removed {} and deleted its secret from {}",
+                key.name,
+                keychain.kind().describe()
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow!(
+            "removed {} from the order, but its secret is still in {}: {}; delete it there by hand",
+            key.name,
+            keychain.kind().describe(),
+            crate::error::one_line(&e)
+        )),
+    }
+}

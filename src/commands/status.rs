@@ -1,0 +1,68 @@
+//! `keyswitch status`: one short line for a status bar. Reads no secret and never touches the
+//! keychain, so it works (and is fast) even when the keychain is unavailable.
+
+use anyhow::Result;
+
+use super::{Context, out};
+use crate::pool::Pool;
+use crate::select::Availability;
+use crate::timespec::{local_clock, until_in_words};
+
+pub fn run(ctx: &Context) -> Result<()> {
+    let now = ctx.now.timestamp();
+    let pool = Pool::read(ctx.dirs.clone(), now)?;
+    out(&line(&pool, ctx))
+}
+
+fn line(pool: &Pool, ctx: &Context) -> String {
+    let now = ctx.now.timestamp();
+    if pool.config.keys.is_empty() {
+        return "keyswitch: no keys (keyswitch add NAME)".to_string();
+    }
+    let availability = pool.availability(now);
+    let names = |i: usize| pool.config.keys[i].name.as_str();
+    let mut parts = Vec::new();
+    match pool.active(now) {
+        Some(active) => {
+            let mut head = format!("key: {}", names(active));
+            if let Availability::CoolingUntil(until) = availability[active] {
+                head.push_str(&format!(
+                    " (all cooling; back {} {})",
+                    local_clock(until, &ctx.now),
+                    until_in_words(until, now)
+                ));
+            }
+            parts.push(head);
+        }
+        None => parts.push("key: none usable".to_string()),
+    }
+    let next_back = availability
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Availability::CoolingUntil(until) if Some(i) != pool.active(now) => Some((*until, i)),
+            _ => None,
+        })
+        .min();
+    if let Some((until, i)) = next_back {
+        parts.push(format!(
+            "{} back {} ({})",
+            names(i),
+            local_clock(until, &ctx.now),
+            until_in_words(until, now)
+        ));
+    }
+    let rejected: Vec<&str> = availability
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| **a == Availability::SetAside)
+        .map(|(i, _)| names(i))
+        .collect();
+    if !rejected.is_empty() {
+        parts.push(format!(
+            "{} rejected: replace or reset",
+            rejected.join(", ")
+        ));
+    }
+    parts.join(" · ")
+}

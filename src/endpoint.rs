@@ -1,0 +1,76 @@
+//! API base URLs: validated when a key is added, and compared after normalising scheme, host,
+//! port and trailing slash, so `HTTPS://Proxy.corp:443/` and `https://proxy.corp` are one endpoint.
+
+use crate::error::refuse;
+
+/// A validated, normalised API base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint(String);
+
+impl Endpoint {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let how = "give the API base URL, like https://llm-proxy.example.com";
+        let url = url::Url::parse(text.trim())
+            .map_err(|e| refuse(format!("'{text}' is not a URL ({e}): {how}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse(format!("'{text}' is not an http(s) URL: {how}")));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(refuse(format!("'{text}' names no host: {how}")));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse(format!(
+                "'{text}' carries a user name or password: credentials belong in the keychain, give the URL without them"
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(refuse(format!("'{text}' has a query or fragment: {how}")));
+        }
+        // `url` already lower-cases scheme and host and drops a default port.
+        let mut normal = url.to_string();
+        while normal.ends_with('/') {
+            normal.pop();
+        }
+        Ok(Self(normal))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_scheme_host_port_and_slash() {
+        let a = Endpoint::parse("HTTPS://Proxy.Example.com:443/").unwrap();
+        let b = Endpoint::parse("https://proxy.example.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "https://proxy.example.com");
+        let port = Endpoint::parse("http://127.0.0.1:8080/v1/").unwrap();
+        assert_eq!(port.as_str(), "http://127.0.0.1:8080/v1");
+        assert_ne!(port, Endpoint::parse("http://127.0.0.1:8081/v1").unwrap());
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_api_base() {
+        for bad in [
+            "",
+            "proxy",
+            "ftp://x",
+            "https://user:pw@x",
+            "https://x/?a=1",
+            "file:///etc",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Where keyswitch keeps its files, and creating those folders privately.
+//!
+//! `$XDG_CONFIG_HOME` and `$XDG_STATE_HOME` are honoured on every platform when set (tests and
+//! people who keep dotfiles in one place rely on it); otherwise the platform's own folders.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+
+const APP: &str = "keyswitch";
+
+/// The two folders keyswitch owns.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// The user's intent: key order, endpoints, cooldown lengths. Never rewritten on our own.
+    pub config: PathBuf,
+    /// What happened: cooldowns, the event log, session hand-outs. Rebuilt if damaged.
+    pub state: PathBuf,
+}
+
+impl Dirs {
+    pub fn from_env() -> Result<Self> {
+        let project = directories::ProjectDirs::from("", "", APP);
+        let config = match env_dir("XDG_CONFIG_HOME") {
+            Some(base) => base.join(APP),
+            None => project
+                .as_ref()
+                .map(|p| p.config_dir().to_path_buf())
+                .ok_or_else(no_home)?,
+        };
+        let state = match env_dir("XDG_STATE_HOME") {
+            Some(base) => base.join(APP),
+            None => project
+                .as_ref()
+                .map(|p| {
+                    // Only Linux has a state folder; elsewhere the local data folder plays its part.
+                    p.state_dir()
+                        .unwrap_or_else(|| p.data_local_dir())
+                        .to_path_buf()
+                })
+                .ok_or_else(no_home)?,
+        };
+        Ok(Self { config, state })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.json")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state.join("state.json")
+    }
+
+    pub fn event_log(&self) -> PathBuf {
+        self.state.join("events.jsonl")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.state.join("lock")
+    }
+
+    pub fn sessions(&self) -> PathBuf {
+        self.state.join("sessions")
+    }
+}
+
+fn env_dir(var: &str) -> Option<PathBuf> {
+    // The XDG spec says relative values are invalid and must be ignored.
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+fn no_home() -> anyhow::Error {
+    anyhow!("cannot find your home folder: set HOME (or XDG_CONFIG_HOME and XDG_STATE_HOME)")
+}
+
+/// Creates `dir` (and parents) readable by the owner only: 0700 on Unix.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create folder {}", dir.display()))
+}

@@ -1,0 +1,183 @@
+//! The pool as commands see it: the config and the state read together, either as a reader
+//! (no lock, never waits) or as the one writer (holding the lock from read to write), plus the
+//! derived facts every command needs — which key is active, where each key stands.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use jiff::Timestamp;
+
+use crate::config::Config;
+use crate::error::refuse;
+use crate::events::{self, Event};
+use crate::fileio::{WriteLock, sweep_stale_temp_files};
+use crate::paths::Dirs;
+use crate::select::{Availability, candidates};
+use crate::state::State;
+
+pub struct Pool {
+    pub dirs: Dirs,
+    pub config: Config,
+    pub state: State,
+    pending_events: Vec<Event>,
+    lock: Option<WriteLock>,
+}
+
+impl Pool {
+    /// Reads without the lock, for commands that only look. A damaged state file is reported on
+    /// stderr; it is moved aside only if the lock happens to be free, so the warning comes once.
+    pub fn read(dirs: Dirs, now: Timestamp) -> Result<Self> {
+        let config = Config::load(&dirs.config_file())?;
+        let (mut state, damaged) = State::load(&dirs.state_file(), now, false)?;
+        if damaged.is_some() {
+            // Retry under the lock so the bad file is set aside (and read again, in case a
+            // writer repaired it in between).
+            if let Some(lock) = WriteLock::try_acquire(&dirs.lock_file())? {
+                let (fresh, damaged) = State::load(&dirs.state_file(), now, true)?;
+                drop(lock);
+                state = fresh;
+                if let Some(d) = damaged {
+                    eprintln!("{}", d.warning());
+                }
+            } else if let Some(d) = damaged {
+                eprintln!("{}", d.warning());
+            }
+        }
+        Ok(Self {
+            dirs,
+            config,
+            state,
+            pending_events: Vec::new(),
+            lock: None,
+        })
+    }
+
+    /// Takes the writer lock, then reads: what is read cannot change until [`Pool::commit`].
+    pub fn lock(dirs: Dirs, now: Timestamp) -> Result<Self> {
+        let lock = WriteLock::acquire(&dirs.lock_file())?;
+        Self::read_locked(dirs, now, lock)
+    }
+
+    /// Like [`Pool::lock`], but `None` at once when another process holds the lock.
+    pub fn try_lock(dirs: Dirs, now: Timestamp) -> Result<Option<Self>> {
+        match WriteLock::try_acquire(&dirs.lock_file())? {
+            Some(lock) => Ok(Some(Self::read_locked(dirs, now, lock)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn read_locked(dirs: Dirs, now: Timestamp, lock: WriteLock) -> Result<Self> {
+        let config = Config::load(&dirs.config_file())?;
+        let (state, damaged) = State::load(&dirs.state_file(), now, true)?;
+        if let Some(d) = damaged {
+            eprintln!("{}", d.warning());
+        }
+        Ok(Self {
+            dirs,
+            config,
+            state,
+            pending_events: Vec::new(),
+            lock: Some(lock),
+        })
+    }
+
+    pub fn availability(&self, now: Timestamp) -> Vec<Availability> {
+        self.config
+            .keys
+            .iter()
+            .map(|k| Availability::of(self.state.cooldowns.get(&k.name), now))
+            .collect()
+    }
+
+    /// The order in which keys would be handed out now; the first is the active key.
+    pub fn candidates(&self, now: Timestamp) -> Vec<usize> {
+        candidates(&self.availability(now))
+    }
+
+    pub fn active(&self, now: Timestamp) -> Option<usize> {
+        self.candidates(now).first().copied()
+    }
+
+    pub fn active_name(&self, now: Timestamp) -> Option<String> {
+        self.active(now).map(|i| self.config.keys[i].name.clone())
+    }
+
+    /// The index of a configured key, or a refusal that lists the keys there are.
+    pub fn resolve(&self, name: &str) -> Result<usize> {
+        self.config.position(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.keys.iter().map(|k| k.name.as_str()).collect();
+            if known.is_empty() {
+                refuse(format!(
+                    "there is no key named {name}: no keys yet, add one with `keyswitch add NAME`"
+                ))
+            } else {
+                refuse(format!(
+                    "there is no key named {name}: the keys are {} (see `keyswitch list`)",
+                    known.join(", ")
+                ))
+            }
+        })
+    }
+
+    /// Queues an event for the log; written by [`Pool::commit`].
+    pub fn log(&mut self, event: Event) {
+        self.pending_events.push(event);
+    }
+
+    /// Notes a change of active key: records it and logs a `switch` event. Returns the new
+    /// active key's name when it changed.
+    pub fn note_switch(
+        &mut self,
+        now: Timestamp,
+        reason: &str,
+        session_id: Option<&str>,
+    ) -> Option<String> {
+        let active = self.active_name(now);
+        if active == self.state.last_active {
+            return None;
+        }
+        let from = self.state.last_active.take();
+        self.state.last_active = active.clone();
+        let detail = match &from {
+            Some(from) => format!("from {from}"),
+            None => "first key handed out".to_string(),
+        };
+        let event = Event::new(now, "switch", active.as_deref(), Some(reason))
+            .with_detail(detail)
+            .with_session(session_id.map(str::to_string));
+        self.log(event);
+        // First use is not a switch worth telling anyone about.
+        from.and(active)
+    }
+
+    pub fn save_config(&self) -> Result<()> {
+        self.expect_locked()?;
+        self.config.save(&self.dirs.config_file())
+    }
+
+    /// Writes the state and the queued events, and sweeps what killed writers left behind.
+    pub fn commit(mut self) -> Result<()> {
+        self.expect_locked()?;
+        self.state.save(&self.dirs.state_file())?;
+        events::append(
+            &self.dirs.event_log(),
+            &std::mem::take(&mut self.pending_events),
+        )?;
+        sweep_stale_temp_files(&self.dirs.state);
+        sweep_stale_temp_files(&self.dirs.config);
+        Ok(())
+    }
+
+    fn expect_locked(&self) -> Result<()> {
+        if self.lock.is_none() {
+            anyhow::bail!(
+                "internal error: a write was attempted without the lock; nothing was written"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dirs.config_file()
+    }
+}

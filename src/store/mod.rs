@@ -1,0 +1,162 @@
+//! The keychain, behind keyring-core's store interface so that which store (and how it talks to
+//! the OS) is decided here and nowhere else. Secrets are held in zeroizing buffers.
+
+#[cfg(target_os = "linux")]
+mod secret_service;
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+use zeroize::Zeroizing;
+
+use crate::config::StoreKind;
+
+/// An open keychain and the service name keyswitch's entries live under.
+pub struct Keychain {
+    store: Arc<CredentialStore>,
+    service: String,
+    kind: StoreKind,
+}
+
+impl Keychain {
+    /// Connects to the configured keychain. Fails within seconds, never waiting on an unlock
+    /// prompt, with a message that names the keychain and how to make it available.
+    pub fn open(kind: StoreKind, service: &str) -> Result<Self> {
+        let store = open_store(kind).map_err(|e| unreachable_error(kind, &e))?;
+        Ok(Self::with_store(store, kind, service))
+    }
+
+    /// Uses an already built store: the pure-logic tests pass keyring-core's mock store here.
+    pub fn with_store(store: Arc<CredentialStore>, kind: StoreKind, service: &str) -> Self {
+        Self {
+            store,
+            service: service.to_string(),
+            kind,
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<Entry> {
+        Entry::new_in_store(&self.store, &self.service, name).map_err(|e| {
+            anyhow!(
+                "{} cannot hold an entry named {name}: {e}",
+                self.kind.describe()
+            )
+        })
+    }
+
+    /// The secret stored for `name`, or `None` when there is none.
+    pub fn read(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
+        match self.entry(name)?.get_secret() {
+            Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                let text = std::str::from_utf8(&bytes).map_err(|_| {
+                    anyhow!(
+                        "the secret of {name} in {} is not text: replace it with `keyswitch add {name} --replace`",
+                        self.kind.describe()
+                    )
+                })?;
+                Ok(Some(Zeroizing::new(text.to_string())))
+            }
+            Err(KeyringError::NoEntry) => Ok(None),
+            Err(e) => Err(self.access_error(&e)),
+        }
+    }
+
+    pub fn write(&self, name: &str, secret: &str) -> Result<()> {
+        self.entry(name)?
+            .set_secret(secret.as_bytes())
+            .map_err(|e| self.access_error(&e))
+    }
+
+    /// Deletes the secret; `Ok(false)` when there was none.
+    pub fn delete(&self, name: &str) -> Result<bool> {
+        match self.entry(name)?.delete_credential() {
+            Ok(()) => Ok(true),
+            Err(KeyringError::NoEntry) => Ok(false),
+            Err(e) => Err(self.access_error(&e)),
+        }
+    }
+
+    fn access_error(&self, error: &KeyringError) -> anyhow::Error {
+        unreachable_error(self.kind, error)
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+}
+
+fn open_store(kind: StoreKind) -> keyring_core::Result<Arc<CredentialStore>> {
+    match kind {
+        #[cfg(target_os = "linux")]
+        StoreKind::SecretService => Ok(secret_service::Store::connect()?),
+        #[cfg(target_os = "linux")]
+        StoreKind::Keyutils => Ok(linux_keyutils_keyring_store::Store::new()?),
+        #[cfg(target_os = "macos")]
+        StoreKind::MacosKeychain => Ok(apple_native_keyring_store::keychain::Store::new()?),
+        #[cfg(windows)]
+        StoreKind::WindowsCredentialManager => Ok(windows_native_keyring_store::Store::new()?),
+        #[allow(unreachable_patterns)]
+        other => Err(KeyringError::NotSupportedByStore(format!(
+            "{} is not available on this platform",
+            other.describe()
+        ))),
+    }
+}
+
+/// The message for a keychain that cannot be used, with the way to make it usable.
+fn unreachable_error(kind: StoreKind, error: &KeyringError) -> anyhow::Error {
+    let detail = error.to_string();
+    let remedy = match kind {
+        StoreKind::SecretService => match error {
+            KeyringError::NoStorageAccess(_) => {
+                "the keyring is locked: unlock it (log in to your desktop session, or start `gnome-keyring-daemon --unlock`)".to_string()
+            }
+            _ => format!(
+                "start a Secret Service (gnome-keyring, KWallet or KeePassXC) in this session, or — on a remote box without one — opt into the kernel keyutils store, whose secrets survive logout but not a reboot: set \"store\": \"keyutils\" in {}",
+                crate::paths::Dirs::from_env()
+                    .map(|d| d.config_file().display().to_string())
+                    .unwrap_or_else(|_| "the config file".to_string())
+            ),
+        },
+        StoreKind::Keyutils => {
+            "check that the kernel keyutils store is usable here (`keyctl show @u`)".to_string()
+        }
+        StoreKind::MacosKeychain => {
+            "unlock your login keychain (Keychain Access) and try again".to_string()
+        }
+        StoreKind::WindowsCredentialManager => {
+            "check that the Windows Credential Manager is available to your user".to_string()
+        }
+    };
+    anyhow!("cannot use {} ({detail}): {remedy}", kind.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mock() -> Keychain {
+        let store: Arc<CredentialStore> = keyring_core::mock::Store::new().unwrap();
+        Keychain::with_store(store, StoreKind::SecretService, "keyswitch-test")
+    }
+
+    #[test]
+    fn write_read_delete() {
+        let keychain = mock();
+        assert!(keychain.read("a").unwrap().is_none());
+        keychain.write("a", "sk-ant-test-one").unwrap();
+        assert_eq!(
+            keychain.read("a").unwrap().unwrap().as_str(),
+            "sk-ant-test-one"
+        );
+        keychain.write("a", "sk-ant-test-two").unwrap();
+        assert_eq!(
+            keychain.read("a").unwrap().unwrap().as_str(),
+            "sk-ant-test-two"
+        );
+        assert!(keychain.delete("a").unwrap());
+        assert!(!keychain.delete("a").unwrap());
+    }
+}
