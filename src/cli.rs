@@ -24,7 +24,7 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
         /// This key's default cooldown when it runs out, like 30m, 5h or 1d.
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
         cooldown: Option<String>,
         /// Change the secret of an existing key, keeping its position and options.
         #[arg(long)]
@@ -43,10 +43,15 @@ pub enum Command {
         /// The key to mark; the active key when omitted.
         name: Option<String>,
         /// How long, like 90s, 30m, 5h, 2d or 1h30m.
-        #[arg(long = "for", value_name = "DURATION", conflicts_with = "until")]
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            conflicts_with = "until",
+            allow_hyphen_values = true
+        )]
         for_duration: Option<String>,
         /// Until when: RFC 3339, or a local HH:MM meaning its next occurrence.
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         until: Option<String>,
     },
     /// End the cooldown of a key, or of every key.

@@ -120,24 +120,21 @@ pub fn ago_in_words(then: Timestamp, now: Timestamp) -> String {
 /// At most the two largest units, rounded up to the smallest shown (never "in 0m").
 fn rough(duration: SignedDuration) -> String {
     let secs = duration.as_secs().unsigned_abs();
-    let (big, small, big_name, small_name): (u64, u64, &str, &str) = if secs >= 86_400 {
-        (86_400, 3_600, "d", "h")
-    } else if secs >= 3_600 {
-        (3_600, 60, "h", "m")
-    } else if secs >= 60 {
-        (60, 1, "m", "")
-    } else {
+    if secs < 60 {
         return format!("{secs}s");
-    };
-    if small_name.is_empty() {
-        return format!("{}{big_name}", secs.div_ceil(big));
     }
-    let whole = secs / big;
-    let rest = (secs % big).div_ceil(small);
+    let mins = secs.div_ceil(60);
+    if mins < 60 {
+        return format!("{mins}m");
+    }
+    let (big, small, big_name, small_name) = if mins < 24 * 60 {
+        (60, mins, "h", "m")
+    } else {
+        (24, mins.div_ceil(60), "d", "h")
+    };
+    let (whole, rest) = (small / big, small % big);
     if rest == 0 {
         format!("{whole}{big_name}")
-    } else if rest * small == big {
-        format!("{}{big_name}", whole + 1)
     } else {
         format!("{whole}{big_name} {rest}{small_name}")
     }
@@ -154,8 +151,8 @@ pub fn local_clock(at: Timestamp, now: &ZonedDateTime) -> String {
     }
 }
 
-/// Rounds a timestamp to whole seconds: what the state file keeps.
-pub fn to_seconds(at: Timestamp) -> Timestamp {
+/// Drops the fraction of a second: what the state file keeps.
+pub fn to_whole_seconds(at: ZonedDateTime) -> ZonedDateTime {
     at.round(Unit::Second).unwrap_or(at)
 }
 
@@ -236,6 +233,8 @@ mod tests {
         assert_eq!(until_in_words(after(30), t0), "in 30s");
         assert_eq!(until_in_words(after(-5), t0), "now");
         assert_eq!(until_in_words(after(3_600 + 59 * 60 + 30), t0), "in 2h");
+        assert_eq!(until_in_words(after(3_599), t0), "in 1h");
+        assert_eq!(until_in_words(after(86_399), t0), "in 1d");
     }
 
     proptest! {

@@ -27,7 +27,8 @@ pub struct Context {
 pub fn run(command: Command) -> Result<()> {
     let ctx = Context {
         dirs: Dirs::from_env()?,
-        now: ZonedDateTime::now(),
+        // Whole seconds: what the files keep and what people read.
+        now: crate::timespec::to_whole_seconds(ZonedDateTime::now()),
     };
     match command {
         Command::Add {
