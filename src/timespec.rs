@@ -151,6 +151,28 @@ pub fn local_clock(at: Timestamp, now: &ZonedDateTime) -> String {
     }
 }
 
+/// The local time zone, found cheaply.
+///
+/// jiff's own lookup resolves `/etc/localtime` to an IANA name and then lists the whole zoneinfo
+/// folder to find it (dozens of syscalls, most of `status`'s run time). Reading the TZif file
+/// `/etc/localtime` points to gives the same rules without the listing. `TZ`, when set, is left
+/// to jiff, which understands all its forms.
+pub fn local_zone() -> TimeZone {
+    match std::env::var("TZ") {
+        Ok(tz) if tz == "UTC" || tz == "UTC0" || tz == ":UTC" => TimeZone::UTC,
+        Ok(tz) if !tz.is_empty() => TimeZone::system(),
+        _ => read_localtime().unwrap_or_else(TimeZone::system),
+    }
+}
+
+fn read_localtime() -> Option<TimeZone> {
+    if !cfg!(unix) {
+        return None;
+    }
+    let bytes = std::fs::read("/etc/localtime").ok()?;
+    TimeZone::tzif("Local", &bytes).ok()
+}
+
 /// Drops the fraction of a second: what the state file keeps.
 pub fn to_whole_seconds(at: ZonedDateTime) -> ZonedDateTime {
     at.round(Unit::Second).unwrap_or(at)

@@ -28,7 +28,9 @@ pub fn run(command: Command) -> Result<()> {
     let ctx = Context {
         dirs: Dirs::from_env()?,
         // Whole seconds: what the files keep and what people read.
-        now: crate::timespec::to_whole_seconds(ZonedDateTime::now()),
+        now: crate::timespec::to_whole_seconds(
+            jiff::Timestamp::now().to_zoned_datetime(crate::timespec::local_zone()),
+        ),
     };
     match command {
         Command::Add {
