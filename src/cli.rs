@@ -75,10 +75,42 @@ pub enum Command {
     ///
     /// Reads no secret and never touches the keychain.
     Status,
+    /// Wire keyswitch into Claude Code's user settings: the apiKeyHelper, the StopFailure hook
+    /// that marks a key when it runs out, and the helper's refresh interval.
+    Install {
+        /// The settings file; default `$CLAUDE_CONFIG_DIR/settings.json` or `~/.claude/settings.json`.
+        #[arg(long, value_name = "PATH")]
+        settings: Option<std::path::PathBuf>,
+        /// Replace an apiKeyHelper that is already set (uninstall puts it back).
+        #[arg(long)]
+        force: bool,
+        /// Let Claude Code retry a failed request only N times (CLAUDE_CODE_MAX_RETRIES), so a
+        /// key that ran out fails the turn, and switches, sooner; off by default (see README).
+        #[arg(long, value_name = "N")]
+        max_retries: Option<u32>,
+    },
+    /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the keychain.
+    Uninstall {
+        /// The settings file; default as for `install`.
+        #[arg(long, value_name = "PATH")]
+        settings: Option<std::path::PathBuf>,
+    },
+    /// Entry points for Claude Code hooks.
+    #[command(subcommand)]
+    Hook(HookEvent),
+    /// Check the whole setup and say how to fix what is wrong.
+    Doctor,
     /// Show the event log of marks, resets and switches, newest last.
     Log {
         /// Print a JSON array instead of lines.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookEvent {
+    /// Run by Claude Code's StopFailure hook: marks the key the failing session was using.
+    /// Reads the hook's JSON on stdin; always exits 0 and prints nothing.
+    StopFailure,
 }

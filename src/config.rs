@@ -20,6 +20,18 @@ pub const DEFAULT_KEYCHAIN_SERVICE: &str = "keyswitch";
 /// The cooldown when neither the mark, the key nor a per-reason default says otherwise.
 pub const DEFAULT_COOLDOWN: SignedDuration = SignedDuration::from_hours(1);
 
+/// Built-in cooldowns by the reason the StopFailure hook gives, used when neither the key nor
+/// `reason_cooldowns` in the config says otherwise. A rate limit from a budget proxy usually lifts
+/// within the hour; a billing error ("credit balance too low") needs someone to pay, so retrying
+/// every hour would only cost failed turns.
+pub fn builtin_reason_cooldown(reason: &str) -> Option<SignedDuration> {
+    match reason {
+        "rate_limit" => Some(SignedDuration::from_hours(1)),
+        "billing_error" => Some(SignedDuration::from_hours(12)),
+        _ => None,
+    }
+}
+
 /// Which OS keychain holds the secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

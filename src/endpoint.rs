@@ -45,9 +45,75 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Where a session sends requests when `ANTHROPIC_BASE_URL` is not set.
+pub const PUBLIC_API: &str = "https://api.anthropic.com";
+
+/// The endpoint a Claude Code session is using, from the helper's environment, normalised like
+/// [`Endpoint`] (best effort for a value keyswitch would not accept as a key's endpoint).
+pub fn session_endpoint(base_url: Option<&str>) -> String {
+    match base_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => Endpoint::parse(url)
+            .map(|e| e.0)
+            .unwrap_or_else(|_| url.trim_end_matches('/').to_string()),
+        None => PUBLIC_API.to_string(),
+    }
+}
+
+/// Whether a key may be sent to the session's endpoint: a key with an endpoint only there; a key
+/// without one (the user's default) only where keyswitch did not point the session at another
+/// key's endpoint — unless that is also the user's own default.
+pub fn key_belongs(
+    key_endpoint: Option<&Endpoint>,
+    session: &str,
+    managed: &[Endpoint],
+    user_default: Option<&str>,
+) -> bool {
+    match key_endpoint {
+        Some(endpoint) => endpoint.as_str() == session,
+        None => {
+            let default = session_endpoint(user_default);
+            default == session || !managed.iter().any(|m| m.as_str() == session)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_belong_only_where_they_were_put() {
+        let proxy = Endpoint::parse("https://proxy.corp").unwrap();
+        let managed = [proxy.clone()];
+        let at_proxy = session_endpoint(Some("HTTPS://proxy.corp/"));
+        let public = session_endpoint(None);
+        assert!(key_belongs(Some(&proxy), &at_proxy, &managed, None));
+        assert!(!key_belongs(Some(&proxy), &public, &managed, None));
+        // A default key never goes to the proxy keyswitch pointed the session at...
+        assert!(!key_belongs(None, &at_proxy, &managed, None));
+        assert!(key_belongs(None, &public, &managed, None));
+        // ...unless the proxy is the user's own default too.
+        assert!(key_belongs(
+            None,
+            &at_proxy,
+            &managed,
+            Some("https://proxy.corp")
+        ));
+        // The user's own default elsewhere.
+        let mine = session_endpoint(Some("http://127.0.0.1:9000"));
+        assert!(key_belongs(
+            None,
+            &mine,
+            &managed,
+            Some("http://127.0.0.1:9000")
+        ));
+        assert!(!key_belongs(
+            Some(&proxy),
+            &mine,
+            &managed,
+            Some("http://127.0.0.1:9000")
+        ));
+    }
 
     #[test]
     fn normalises_scheme_host_port_and_slash() {

@@ -1,6 +1,7 @@
 //! keyswitch: an ordered pool of keychain-held API keys with cooldowns, for Claude Code's
 //! `apiKeyHelper`. `main_entry` is the whole program; the binary only calls it.
 
+pub mod claude;
 pub mod cli;
 mod commands;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod fileio;
+pub mod notify;
 pub mod paths;
 pub mod pool;
 pub mod select;

@@ -98,6 +98,10 @@ impl Pool {
         self.candidates(now).first().copied()
     }
 
+    pub fn active_key(&self, now: Timestamp) -> Option<&crate::config::KeyConfig> {
+        self.active(now).map(|i| &self.config.keys[i])
+    }
+
     pub fn active_name(&self, now: Timestamp) -> Option<String> {
         self.active(now).map(|i| self.config.keys[i].name.clone())
     }
@@ -156,7 +160,8 @@ impl Pool {
     }
 
     /// Writes the state and the queued events, and sweeps what killed writers left behind.
-    pub fn commit(mut self) -> Result<()> {
+    /// The lock stays held until the pool is dropped, so follow-up work (settings) is ordered too.
+    pub fn commit(&mut self) -> Result<()> {
         self.expect_locked()?;
         self.state.save(&self.dirs.state_file())?;
         events::append(

@@ -81,7 +81,7 @@ pub fn run(
     pool.log(event);
     pool.note_switch(now, "manual", None);
     let kind = keychain.kind().describe();
-    pool.commit()?;
+    super::settle(&mut pool, now)?;
 
     let role = if position == 1 {
         "the primary"

@@ -1,6 +1,11 @@
 //! `keyswitch get`: Claude Code's apiKeyHelper. Prints the key to use now and nothing else.
-//! It runs at every session start and refresh, so it reads without locking and writes only when
-//! the active key changed.
+//!
+//! It runs at every session start and refresh, so it reads without locking and writes only
+//! when something changed: the session's hand-out record (no fsync), and — rarely — a switch.
+//! It is also where the end of a cooldown is noticed. A key is only ever printed for a session
+//! whose `ANTHROPIC_BASE_URL` is that key's endpoint; when the key that should be active belongs
+//! elsewhere, the session gets a usable key of its own endpoint (or nothing) and the settings
+//! are moved to the new endpoint, which makes Claude Code run the helper again there.
 
 use std::io::Write;
 
@@ -8,6 +13,8 @@ use anyhow::{Result, anyhow};
 use jiff::Timestamp;
 
 use super::{Context, open_keychain};
+use crate::claude::{live, sessions};
+use crate::endpoint::{Endpoint, key_belongs, session_endpoint};
 use crate::pool::Pool;
 use crate::select::Availability;
 use crate::timespec::{local_clock, until_in_words};
@@ -21,14 +28,57 @@ pub fn run(ctx: &Context) -> Result<()> {
         ));
     }
     let order = pool.candidates(now);
-    if order.is_empty() {
+    let Some(&desired) = order.first() else {
         return Err(anyhow!(
             "every key was rejected by the API and is set aside: give one a new secret with `keyswitch add NAME --replace`, or `keyswitch reset NAME`"
         ));
-    }
-    let keychain = open_keychain(&pool.config)?;
+    };
     let availability = pool.availability(now);
-    for index in order {
+
+    // Which keys this session may be given.
+    let allowed: Vec<usize> = if pool.config.uses_endpoints() {
+        let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
+        let record = live::load_record(&ctx.dirs).ok().flatten();
+        let user_default = live::user_default_base_url(record.as_ref());
+        let managed: Vec<Endpoint> = pool
+            .config
+            .keys
+            .iter()
+            .filter_map(|k| k.endpoint())
+            .collect();
+        let belongs = |i: usize| {
+            key_belongs(
+                pool.config.keys[i].endpoint().as_ref(),
+                &session,
+                &managed,
+                user_default.as_deref(),
+            )
+        };
+        if belongs(desired) {
+            order.iter().copied().filter(|&i| belongs(i)).collect()
+        } else {
+            // The session is on another key's endpoint: move the settings to the active key's
+            // endpoint, and meanwhile hand out only a key that is usable where the session is.
+            move_settings_to_active(ctx, now);
+            let usable: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&i| belongs(i) && availability[i] == Availability::Ready)
+                .collect();
+            if usable.is_empty() {
+                return Err(anyhow!(
+                    "the active key {} belongs to another endpoint than this session's ({session}) and no usable key belongs here; the settings were moved to its endpoint, so Claude Code will ask again there",
+                    pool.config.keys[desired].name
+                ));
+            }
+            usable
+        }
+    } else {
+        order.clone()
+    };
+
+    let keychain = open_keychain(&pool.config)?;
+    for index in allowed {
         let name = &pool.config.keys[index].name;
         let Some(secret) = keychain.read(name)? else {
             eprintln!(
@@ -45,11 +95,19 @@ pub fn run(ctx: &Context) -> Result<()> {
             );
         }
         print_secret(&secret)?;
-        record_hand_out(ctx, &pool, name, now);
+        if let Err(e) = sessions::remember(&ctx.dirs.sessions(), name, now) {
+            eprintln!(
+                "keyswitch: warning: could not note which session got {name}: {}",
+                crate::error::one_line(&e)
+            );
+        }
+        if index == desired {
+            record_switch(ctx, &pool, name, now);
+        }
         return Ok(());
     }
     Err(anyhow!(
-        "no key has a secret in {}: store one with `keyswitch add NAME --replace`",
+        "no key for this session has a secret in {}: store one with `keyswitch add NAME --replace`",
         keychain.kind().describe()
     ))
 }
@@ -62,10 +120,10 @@ fn print_secret(secret: &str) -> Result<()> {
     Ok(())
 }
 
-/// Records a change of active key, if the lock is free: a busy lock means another keyswitch is
-/// writing, and the next `get` records it instead. Failures here must not cost the user the key
-/// already printed, so they are reported and swallowed.
-fn record_hand_out(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
+/// Records a change of active key noticed here (a cooldown that ended), if the lock is free:
+/// a busy lock means another keyswitch is writing, and the next `get` records it instead.
+/// Failures must not cost the user the key already printed: reported, then swallowed.
+fn record_switch(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
     if pool.state.last_active.as_deref() == Some(name) {
         return;
     }
@@ -82,12 +140,33 @@ fn record_hand_out(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
             (Some(p), Some(n)) if n < p => "cooldown-ended",
             _ => "failover",
         };
-        locked.note_switch(now, reason, None);
+        if let Some(to) = locked.note_switch(now, reason, None) {
+            crate::notify::notify(
+                &format!("keyswitch: back to {to}"),
+                "Its cooldown ended; new requests use it again.",
+            );
+        }
         locked.commit()
     })();
     if let Err(e) = result {
         eprintln!(
             "keyswitch: warning: could not record the switch to {name}: {}",
+            crate::error::one_line(&e)
+        );
+    }
+}
+
+/// Moves the settings to the active key's endpoint (with the lock, which writers hold only
+/// briefly), recording the switch. Reported, never fatal: the caller still answers the session.
+fn move_settings_to_active(ctx: &Context, now: Timestamp) {
+    let result = (|| -> Result<()> {
+        let mut locked = Pool::lock(ctx.dirs.clone(), now)?;
+        locked.note_switch(now, "cooldown-ended", None);
+        super::settle_with(&mut locked, now, live::Nudge::IfChanged)
+    })();
+    if let Err(e) = result {
+        eprintln!(
+            "keyswitch: warning: could not move the settings to the active key: {}",
             crate::error::one_line(&e)
         );
     }

@@ -54,7 +54,7 @@ pub fn run(
     );
     let switched_to = pool.note_switch(now, "manual", None);
     let active = pool.active_name(now);
-    pool.commit()?;
+    super::settle(&mut pool, now)?;
 
     let when = match cooldown.until {
         Some(until) => format!(

@@ -1,7 +1,10 @@
 //! One file per subcommand. Each takes the parsed arguments and a [`Context`].
 
 mod add;
+mod doctor;
 mod get;
+mod hook;
+mod install;
 mod list;
 mod log;
 mod mark;
@@ -13,9 +16,11 @@ mod status;
 use anyhow::Result;
 use jiff::ZonedDateTime;
 
-use crate::cli::Command;
+use crate::claude::live::{Nudge, follow_active_key};
+use crate::cli::{Command, HookEvent};
 use crate::config::Config;
 use crate::paths::Dirs;
+use crate::pool::Pool;
 use crate::store::Keychain;
 
 /// What every command needs: where the files are and what time it is.
@@ -62,7 +67,36 @@ pub fn run(command: Command) -> Result<()> {
         Command::Move { name, position } => move_key::run(&ctx, &name, &position),
         Command::Status => status::run(&ctx),
         Command::Log { json } => log::run(&ctx, json),
+        Command::Install {
+            settings,
+            force,
+            max_retries,
+        } => install::install(&ctx, settings.as_deref(), force, max_retries),
+        Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),
+        Command::Hook(HookEvent::StopFailure) => {
+            hook::stop_failure(&ctx);
+            Ok(())
+        }
+        Command::Doctor => doctor::run(&ctx),
     }
+}
+
+/// Finishes a change made under the lock: writes the state and events, then — lock still
+/// held — brings Claude Code's settings in step with the active key so running sessions pick
+/// it up on their next request. A settings problem is a warning: the change itself stands.
+pub fn settle(pool: &mut Pool, now: jiff::Timestamp) -> Result<()> {
+    settle_with(pool, now, Nudge::Always)
+}
+
+pub fn settle_with(pool: &mut Pool, now: jiff::Timestamp, nudge: Nudge) -> Result<()> {
+    pool.commit()?;
+    if let Err(e) = follow_active_key(&pool.dirs, &pool.config, pool.active_key(now), nudge) {
+        eprintln!(
+            "keyswitch: warning: could not update Claude Code's settings: {}",
+            crate::error::one_line(&e)
+        );
+    }
+    Ok(())
 }
 
 /// Opens the keychain the config names.

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, name: &str, position: &str) -> Result<()> {
             .with_detail(format!("to position {to}")),
     );
     let switched_to = pool.note_switch(now, "manual", None);
-    pool.commit()?;
+    super::settle(&mut pool, now)?;
     eprintln!(
         "keyswitch: {moved} is now key {to}{}",
         if to == 1 { ", the primary" } else { "" }

@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, name: &str) -> Result<()> {
     pool.state.forget(&key.name);
     pool.log(Event::new(now, "remove", Some(&key.name), Some("manual")));
     let switched_to = pool.note_switch(now, "manual", None);
-    pool.commit()?;
+    super::settle(&mut pool, now)?;
     if let Some(to) = switched_to {
         eprintln!("keyswitch: now handing out {to}");
     }

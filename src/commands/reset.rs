@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, name: Option<&str>) -> Result<()> {
     }
     pool.log(event);
     let switched_to = pool.note_switch(now, "manual", None);
-    pool.commit()?;
+    super::settle(&mut pool, now)?;
     if ended.is_empty() {
         eprintln!("keyswitch: no cooldown was running; nothing to end");
     } else {

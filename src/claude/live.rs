@@ -1,0 +1,114 @@
+//! Keeping running Claude Code sessions in step with the active key, through the user settings
+//! file: `env.ANTHROPIC_BASE_URL` follows the active key's endpoint (only when some key has
+//! one), and any change — or, when nothing needs changing, a touch — makes every running
+//! session run the helper again before its next request.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::settings_file::SettingsFile;
+use super::wiring::{BASE_URL_VAR, InstallRecord, Slot};
+use crate::config::{Config, KeyConfig};
+use crate::fileio::{Durability, read_optional, replace_file};
+use crate::paths::Dirs;
+
+pub fn record_path(dirs: &Dirs) -> PathBuf {
+    dirs.state.join("claude-install.json")
+}
+
+/// What `keyswitch install` changed, if it ran.
+pub fn load_record(dirs: &Dirs) -> Result<Option<InstallRecord>> {
+    let path = record_path(dirs);
+    let Some(bytes) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).with_context(|| {
+        format!(
+            "{} is damaged; run `keyswitch install` again",
+            path.display()
+        )
+    })
+}
+
+pub fn save_record(dirs: &Dirs, record: &InstallRecord) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(record).context("cannot encode the install record")?;
+    replace_file(&record_path(dirs), &bytes, Durability::Synced)
+}
+
+/// Points `env.ANTHROPIC_BASE_URL` where `active` belongs, in the settings record's changes.
+pub fn apply_base_url(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    record: &mut InstallRecord,
+    config: &Config,
+    active: Option<&KeyConfig>,
+) {
+    let slot = Slot::Env(BASE_URL_VAR);
+    // A value the user put there since keyswitch last wrote it is theirs: their new default.
+    record.adopt_user_value(map, slot);
+    let desired = if config.uses_endpoints() {
+        active.and_then(|k| k.endpoint.clone())
+    } else {
+        None
+    };
+    match desired {
+        Some(url) => record.set(map, slot, json!(url)),
+        None => {
+            record.restore(map, slot);
+        }
+    }
+}
+
+/// Whether running sessions must be made to ask again even when the settings need no change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nudge {
+    /// The key changed: every session must fetch it now.
+    Always,
+    /// Only a settings change matters (`get` moving a session; a touch there could repeat
+    /// at every request of a session that cannot follow).
+    IfChanged,
+}
+
+/// Call with the pool lock held, after the active key may have changed. Does nothing unless
+/// `keyswitch install` wired this user's settings.
+pub fn follow_active_key(
+    dirs: &Dirs,
+    config: &Config,
+    active: Option<&KeyConfig>,
+    nudge: Nudge,
+) -> Result<()> {
+    let Some(record) = load_record(dirs)? else {
+        return Ok(());
+    };
+    let settings = SettingsFile {
+        path: record.settings.clone(),
+    };
+    if !settings.target()?.exists() {
+        // The user removed their settings since installing; nothing to keep in step.
+        return Ok(());
+    }
+    let mut updated = record.clone();
+    let written = settings.update(|map| {
+        updated = record.clone();
+        apply_base_url(map, &mut updated, config, active);
+        Ok(())
+    })?;
+    if updated != record {
+        save_record(dirs, &updated)?;
+    }
+    if !written && nudge == Nudge::Always {
+        // Same content: bump the mtime so running sessions still fetch the new key now.
+        settings.touch()?;
+    }
+    Ok(())
+}
+
+/// The user's own API base URL as keyswitch found it before managing the entry (`None`: the
+/// public API, or whatever the shell sets).
+pub fn user_default_base_url(record: Option<&InstallRecord>) -> Option<String> {
+    record
+        .and_then(|r| r.prior(Slot::Env(BASE_URL_VAR)))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}

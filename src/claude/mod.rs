@@ -1,0 +1,8 @@
+//! Everything that knows about Claude Code: its settings file, what keyswitch wires into it,
+//! the StopFailure hook's input, and which session was handed which key.
+
+pub mod hook_input;
+pub mod live;
+pub mod sessions;
+pub mod settings_file;
+pub mod wiring;

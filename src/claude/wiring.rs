@@ -1,0 +1,344 @@
+//! What keyswitch writes into Claude Code's settings, and how to take exactly that out again.
+//!
+//! Pure functions over the parsed settings object plus an [`InstallRecord`], which remembers,
+//! for every entry keyswitch set, the value it replaced and the value it wrote. Uninstall puts
+//! back the replaced value only where the entry still holds keyswitch's value: an entry the user
+//! changed since is theirs and is left alone (and reported).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+pub const HELPER_KEY: &str = "apiKeyHelper";
+pub const TTL_VAR: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
+pub const RETRIES_VAR: &str = "CLAUDE_CODE_MAX_RETRIES";
+pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+pub const HOOK_EVENT: &str = "StopFailure";
+/// The StopFailure `error` values that mean "this key": out of budget, or rejected.
+pub const HOOK_MATCHER: &str = "rate_limit|billing_error|authentication_failed";
+/// The helper TTL keyswitch sets: how late, at most, a running session returns to the primary
+/// after its cooldown ends (and notices a change made outside the settings file). `get` costs
+/// about 3 ms, so a refresh a minute is nothing; Claude Code's default is 5 minutes.
+pub const HELPER_TTL_MS: &str = "60000";
+
+/// One entry keyswitch set: what was there before (`None`: nothing) and what keyswitch wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub prior: Option<Value>,
+    pub ours: Value,
+}
+
+/// Everything keyswitch changed in one settings file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstallRecord {
+    /// The settings file, as named when installing.
+    pub settings: PathBuf,
+    /// Entries by path: `apiKeyHelper`, `env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS`, ...
+    #[serde(default)]
+    pub entries: BTreeMap<String, Replaced>,
+    /// Containers keyswitch created (`env`, `hooks`, `hooks.StopFailure`): removed again on
+    /// uninstall if keyswitch's entries were all they held.
+    #[serde(default)]
+    pub created: Vec<String>,
+    /// The hook command keyswitch added.
+    #[serde(default)]
+    pub hook_command: Option<String>,
+}
+
+/// Where an entry lives: top level, or inside `env`.
+#[derive(Debug, Clone, Copy)]
+pub enum Slot<'a> {
+    Top(&'a str),
+    Env(&'a str),
+}
+
+impl Slot<'_> {
+    fn id(self) -> String {
+        match self {
+            Slot::Top(k) => k.to_string(),
+            Slot::Env(k) => format!("env.{k}"),
+        }
+    }
+
+    pub fn get(self, map: &Map<String, Value>) -> Option<&Value> {
+        match self {
+            Slot::Top(k) => map.get(k),
+            Slot::Env(k) => map
+                .get("env")
+                .and_then(Value::as_object)
+                .and_then(|env| env.get(k)),
+        }
+    }
+}
+
+impl InstallRecord {
+    /// Sets `slot` to `value`, remembering what it replaces the first time.
+    pub fn set(&mut self, map: &mut Map<String, Value>, slot: Slot<'_>, value: Value) {
+        let current = slot.get(map).cloned();
+        let entry = self.entries.entry(slot.id()).or_insert_with(|| Replaced {
+            prior: current.clone(),
+            ours: value.clone(),
+        });
+        entry.ours = value.clone();
+        if current.as_ref() != Some(&value) {
+            write_slot(map, slot, Some(value), &mut self.created);
+        }
+    }
+
+    /// Puts back what `slot` held before keyswitch, if it still holds keyswitch's value.
+    /// Returns a note when the user changed it since (then it is left alone).
+    pub fn restore(&mut self, map: &mut Map<String, Value>, slot: Slot<'_>) -> Option<String> {
+        let entry = self.entries.remove(&slot.id())?;
+        let current = slot.get(map);
+        if current != Some(&entry.ours) {
+            return Some(format!(
+                "{} was changed since keyswitch set it; left as it is",
+                slot.id()
+            ));
+        }
+        write_slot(map, slot, entry.prior, &mut self.created);
+        None
+    }
+
+    /// The value an entry had before keyswitch set it; `None` also when keyswitch never set it.
+    pub fn prior(&self, slot: Slot<'_>) -> Option<&Value> {
+        self.entries.get(&slot.id()).and_then(|e| e.prior.as_ref())
+    }
+
+    pub fn owns(&self, slot: Slot<'_>) -> bool {
+        self.entries.contains_key(&slot.id())
+    }
+
+    /// Forgets an entry the user took over, keeping their value as the new "prior".
+    pub fn adopt_user_value(&mut self, map: &Map<String, Value>, slot: Slot<'_>) {
+        if let Some(entry) = self.entries.get(&slot.id())
+            && slot.get(map) != Some(&entry.ours)
+        {
+            self.entries.remove(&slot.id());
+        }
+    }
+}
+
+fn write_slot(
+    map: &mut Map<String, Value>,
+    slot: Slot<'_>,
+    value: Option<Value>,
+    created: &mut Vec<String>,
+) {
+    match slot {
+        Slot::Top(k) => match value {
+            Some(v) => {
+                map.insert(k.to_string(), v);
+            }
+            None => {
+                map.remove(k);
+            }
+        },
+        Slot::Env(k) => {
+            if value.is_some() && !map.get("env").is_some_and(Value::is_object) {
+                map.insert("env".to_string(), Value::Object(Map::new()));
+                note_created(created, "env");
+            }
+            let Some(env) = map.get_mut("env").and_then(Value::as_object_mut) else {
+                return;
+            };
+            match value {
+                Some(v) => {
+                    env.insert(k.to_string(), v);
+                }
+                None => {
+                    env.remove(k);
+                }
+            }
+            if env.is_empty() && created.iter().any(|c| c == "env") {
+                map.remove("env");
+                created.retain(|c| c != "env");
+            }
+        }
+    }
+}
+
+fn note_created(created: &mut Vec<String>, what: &str) {
+    if !created.iter().any(|c| c == what) {
+        created.push(what.to_string());
+    }
+}
+
+/// True for a hook or helper command that runs some keyswitch binary.
+fn is_ours(command: &str, tail: &str) -> bool {
+    command.contains("keyswitch") && command.trim_end().ends_with(tail)
+}
+
+pub fn is_our_helper(command: &str) -> bool {
+    is_ours(command, " get")
+}
+
+pub fn is_our_hook(command: &str) -> bool {
+    is_ours(command, " hook stop-failure")
+}
+
+/// Adds keyswitch's StopFailure hook, or updates the one keyswitch added before (a moved
+/// binary). Other hooks — other events, other StopFailure groups — are left exactly as they are.
+pub fn ensure_hook(map: &mut Map<String, Value>, record: &mut InstallRecord, command: &str) {
+    let group = json!({
+        "matcher": HOOK_MATCHER,
+        "hooks": [{"type": "command", "command": command}],
+    });
+    if !map.get("hooks").is_some_and(Value::is_object) {
+        map.insert("hooks".to_string(), Value::Object(Map::new()));
+        note_created(&mut record.created, "hooks");
+    }
+    let Some(hooks) = map.get_mut("hooks").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if !hooks.get(HOOK_EVENT).is_some_and(Value::is_array) {
+        hooks.insert(HOOK_EVENT.to_string(), Value::Array(Vec::new()));
+        note_created(&mut record.created, "hooks.StopFailure");
+    }
+    let Some(groups) = hooks.get_mut(HOOK_EVENT).and_then(Value::as_array_mut) else {
+        return;
+    };
+    match groups.iter().position(group_is_ours) {
+        Some(i) if groups[i] == group => {}
+        Some(i) => groups[i] = group,
+        None => groups.push(group),
+    }
+    record.hook_command = Some(command.to_string());
+}
+
+fn group_is_ours(group: &Value) -> bool {
+    group
+        .get("hooks")
+        .and_then(Value::as_array)
+        .is_some_and(|hooks| {
+            !hooks.is_empty()
+                && hooks.iter().all(|h| {
+                    h.get("command")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_our_hook)
+                })
+        })
+}
+
+/// True when keyswitch's hook is present.
+pub fn has_hook(map: &Map<String, Value>) -> bool {
+    map.get("hooks")
+        .and_then(|h| h.get(HOOK_EVENT))
+        .and_then(Value::as_array)
+        .is_some_and(|groups| groups.iter().any(group_is_ours))
+}
+
+/// Removes keyswitch's hook group, and the containers keyswitch created if they end up empty.
+pub fn remove_hook(map: &mut Map<String, Value>, record: &mut InstallRecord) {
+    if let Some(hooks) = map.get_mut("hooks").and_then(Value::as_object_mut) {
+        if let Some(groups) = hooks.get_mut(HOOK_EVENT).and_then(Value::as_array_mut) {
+            groups.retain(|g| !group_is_ours(g));
+            if groups.is_empty() && record.created.iter().any(|c| c == "hooks.StopFailure") {
+                hooks.remove(HOOK_EVENT);
+            }
+        }
+        if hooks.is_empty() && record.created.iter().any(|c| c == "hooks") {
+            map.remove("hooks");
+        }
+    }
+    record
+        .created
+        .retain(|c| c != "hooks" && c != "hooks.StopFailure");
+    record.hook_command = None;
+}
+
+/// Quotes a path for `/bin/sh -c` (or `cmd` on Windows) when it needs it.
+pub fn shell_quote(path: &str) -> String {
+    let plain = path.chars().all(|c| {
+        c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c) || (cfg!(windows) && c == '\\')
+    });
+    if plain && !path.is_empty() {
+        path.to_string()
+    } else if cfg!(windows) {
+        format!("\"{path}\"")
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn set_then_restore_puts_back_the_prior_value() {
+        let mut map =
+            obj(json!({"env": {"ANTHROPIC_BASE_URL": "https://mine.example"}, "model": "x"}));
+        let original = map.clone();
+        let mut record = InstallRecord::default();
+        record.set(
+            &mut map,
+            Slot::Env(BASE_URL_VAR),
+            json!("https://proxy.example"),
+        );
+        record.set(&mut map, Slot::Top(HELPER_KEY), json!("/bin/keyswitch get"));
+        assert_eq!(
+            Slot::Env(BASE_URL_VAR).get(&map),
+            Some(&json!("https://proxy.example"))
+        );
+        assert!(record.restore(&mut map, Slot::Env(BASE_URL_VAR)).is_none());
+        assert!(record.restore(&mut map, Slot::Top(HELPER_KEY)).is_none());
+        assert_eq!(map, original);
+    }
+
+    #[test]
+    fn a_value_the_user_changed_since_is_left_alone() {
+        let mut map = obj(json!({}));
+        let mut record = InstallRecord::default();
+        record.set(&mut map, Slot::Env(TTL_VAR), json!("60000"));
+        map["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"] = json!("5000");
+        assert!(record.restore(&mut map, Slot::Env(TTL_VAR)).is_some());
+        assert_eq!(Slot::Env(TTL_VAR).get(&map), Some(&json!("5000")));
+    }
+
+    #[test]
+    fn created_containers_go_away_again() {
+        let mut map = obj(json!({"permissions": {"allow": ["Bash(ls)"]}}));
+        let original = map.clone();
+        let mut record = InstallRecord::default();
+        record.set(&mut map, Slot::Env(TTL_VAR), json!("60000"));
+        ensure_hook(&mut map, &mut record, "/bin/keyswitch hook stop-failure");
+        assert!(has_hook(&map));
+        record.restore(&mut map, Slot::Env(TTL_VAR));
+        remove_hook(&mut map, &mut record);
+        assert_eq!(map, original);
+    }
+
+    #[test]
+    fn other_hooks_are_kept_and_ours_is_not_duplicated() {
+        let mut map = obj(json!({"hooks": {
+            "StopFailure": [{"matcher": "overloaded", "hooks": [{"type": "command", "command": "say hi"}]}],
+            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit"}]}]
+        }}));
+        let original = map.clone();
+        let mut record = InstallRecord::default();
+        ensure_hook(&mut map, &mut record, "/a/keyswitch hook stop-failure");
+        ensure_hook(&mut map, &mut record, "/a/keyswitch hook stop-failure");
+        assert_eq!(map["hooks"]["StopFailure"].as_array().unwrap().len(), 2);
+        ensure_hook(&mut map, &mut record, "/moved/keyswitch hook stop-failure");
+        assert_eq!(map["hooks"]["StopFailure"].as_array().unwrap().len(), 2);
+        remove_hook(&mut map, &mut record);
+        assert_eq!(map, original);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            shell_quote("/usr/local/bin/keyswitch"),
+            "/usr/local/bin/keyswitch"
+        );
+        assert_eq!(shell_quote("/home/a b/keyswitch"), "'/home/a b/keyswitch'");
+        assert_eq!(shell_quote("/it's/keyswitch"), "'/it'\\''s/keyswitch'");
+    }
+}
