@@ -66,6 +66,23 @@ impl Sandbox {
     pub fn state_file(&self) -> PathBuf {
         self.state_dir().join("state.json")
     }
+    /// Claude Code's user settings folder for this sandbox (`CLAUDE_CONFIG_DIR`).
+    pub fn claude_dir(&self) -> PathBuf {
+        self.dir.path().join("claude")
+    }
+    pub fn settings_file(&self) -> PathBuf {
+        self.claude_dir().join("settings.json")
+    }
+    pub fn settings(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.settings_file()).unwrap()).unwrap()
+    }
+    /// The events of one kind in the log.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.log_json()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
 
     /// `keyswitch` with this sandbox's folders and nothing from the caller's environment that
     /// could point it elsewhere.
@@ -113,6 +130,10 @@ impl Sandbox {
                 std::env::var("PATH").unwrap_or_default(),
             ),
             ("TZ".to_string(), "UTC".to_string()),
+            (
+                "CLAUDE_CONFIG_DIR".to_string(),
+                self.claude_dir().display().to_string(),
+            ),
         ];
         if let Ok(bus) = std::env::var("DBUS_SESSION_BUS_ADDRESS") {
             env.push(("DBUS_SESSION_BUS_ADDRESS".to_string(), bus));
@@ -227,4 +248,101 @@ pub fn active(list: &[Value]) -> Option<String> {
 /// A fake key: never a real credential in a test.
 pub fn fake_key(tag: &str) -> String {
     format!("sk-ant-test-{tag}-0123456789abcdef")
+}
+
+/// A stand-in for one Claude Code process (see tests/fake_claude.py): it runs the helper and
+/// the hook through `/bin/sh -c`, so keyswitch sees the process tree Claude Code gives it.
+pub struct FakeClaude {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+pub struct Ran {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i64,
+}
+
+impl FakeClaude {
+    pub fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_claude.py");
+        let mut cmd = StdCommand::new("python3");
+        cmd.arg(script).env_clear();
+        for (k, v) in sandbox.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the fake Claude Code");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self { child, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn ask(&mut self, request: serde_json::Value) -> Ran {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{request}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let answer: Value = serde_json::from_str(&line).expect("fake Claude answered");
+        Ran {
+            stdout: answer["stdout"].as_str().unwrap().to_string(),
+            stderr: answer["stderr"].as_str().unwrap().to_string(),
+            code: answer["code"].as_i64().unwrap(),
+        }
+    }
+
+    /// Runs the apiKeyHelper command, as Claude Code does at start-up and on refresh.
+    pub fn helper(&mut self, env: &[(&str, &str)]) -> Ran {
+        let env: serde_json::Map<String, Value> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        self.ask(serde_json::json!({"op": "helper", "command": helper_command(), "env": env}))
+    }
+
+    /// Runs the StopFailure hook with Claude Code's JSON for `error` on stdin.
+    pub fn stop_failure(&mut self, error: &str, session: &str) -> Ran {
+        let input = serde_json::json!({
+            "session_id": session, "transcript_path": "/tmp/t.jsonl", "cwd": "/tmp",
+            "prompt_id": "p1", "effort": {"level": "medium"}, "hook_event_name": "StopFailure",
+            "error": error, "last_assistant_message": "API Error: Request rejected (429) · Budget exhausted for this key"
+        });
+        self.hook_raw(&input.to_string(), session)
+    }
+
+    pub fn hook_raw(&mut self, input: &str, session: &str) -> Ran {
+        self.ask(serde_json::json!({"op": "hook", "command": hook_command(), "input": input, "session": session}))
+    }
+}
+
+impl Drop for FakeClaude {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> String {
+    assert_cmd::cargo::cargo_bin("keyswitch")
+        .display()
+        .to_string()
+}
+
+pub fn helper_command() -> String {
+    format!("{} get", binary())
+}
+
+pub fn hook_command() -> String {
+    format!("{} hook stop-failure", binary())
 }

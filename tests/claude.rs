@@ -1,0 +1,645 @@
+//! keyswitch as Claude Code meets it: the settings it writes, the hook it answers, the sessions
+//! it tells apart. Claude Code's part is played faithfully by tests/fake_claude.py; the real
+//! Claude Code CLI runs in tests/e2e_claude_code.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FakeClaude, Sandbox, fake_key};
+use predicates::prelude::*;
+use serde_json::{Value, json};
+
+/// A settings file like a real user's, written as Claude Code writes it (two-space JSON).
+fn realistic_settings(base_url: Option<&str>) -> String {
+    let mut settings = json!({
+        "permissions": {"allow": ["Bash(npm run test:*)", "Read(~/notes/**)"], "deny": ["Bash(rm -rf:*)"]},
+        "env": {"DISABLE_TELEMETRY": "1"},
+        "statusLine": {"type": "command", "command": "~/.claude/statusline.sh", "padding": 0},
+        "hooks": {
+            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-log --json"}]}],
+            "StopFailure": [{"matcher": "overloaded", "hooks": [{"type": "command", "command": "say overloaded"}]}]
+        },
+        "model": "opus",
+        "includeCoAuthoredBy": false
+    });
+    if let Some(url) = base_url {
+        settings["env"]["ANTHROPIC_BASE_URL"] = json!(url);
+    }
+    format!("{}\n", serde_json::to_string_pretty(&settings).unwrap())
+}
+
+fn write_settings(s: &Sandbox, text: &str) {
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(s.settings_file(), text).unwrap();
+}
+
+fn our_hooks(settings: &Value) -> Vec<Value> {
+    settings["hooks"]["StopFailure"]
+        .as_array()
+        .map(|groups| {
+            groups
+                .iter()
+                .filter(|g| {
+                    g["hooks"][0]["command"]
+                        .as_str()
+                        .unwrap_or("")
+                        .ends_with("hook stop-failure")
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn install_wires_helper_hook_and_ttl_and_keeps_everything_else() {
+    let s = Sandbox::new();
+    let original = realistic_settings(None);
+    write_settings(&s, &original);
+    s.cmd().arg("install").assert().success();
+    let after = s.settings();
+    let helper = after["apiKeyHelper"].as_str().unwrap();
+    assert!(
+        helper.starts_with('/') && helper.ends_with("keyswitch get"),
+        "{helper}"
+    );
+    let ours = our_hooks(&after);
+    assert_eq!(ours.len(), 1);
+    assert_eq!(
+        ours[0]["matcher"],
+        "rate_limit|billing_error|authentication_failed"
+    );
+    assert_eq!(after["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"], "60000");
+    // Everything else, in meaning and in key order.
+    let before: Value = serde_json::from_str(&original).unwrap();
+    for key in ["permissions", "statusLine", "model", "includeCoAuthoredBy"] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    assert_eq!(after["env"]["DISABLE_TELEMETRY"], "1");
+    assert_eq!(after["hooks"]["PreToolUse"], before["hooks"]["PreToolUse"]);
+    assert_eq!(
+        after["hooks"]["StopFailure"][0],
+        before["hooks"]["StopFailure"][0]
+    );
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&after)[..6], keys(&before)[..]);
+    // No ANTHROPIC_BASE_URL while no key has an endpoint.
+    assert!(after["env"].get("ANTHROPIC_BASE_URL").is_none());
+    // A one-time backup of the original.
+    let backup = s.claude_dir().join("settings.json.keyswitch-backup");
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), original);
+}
+
+#[test]
+fn installing_twice_is_byte_identical_and_uninstall_restores_the_file() {
+    let s = Sandbox::new();
+    let original = realistic_settings(Some("https://my-gateway.example.com"));
+    write_settings(&s, &original);
+    s.cmd().arg("install").assert().success();
+    let once = std::fs::read(s.settings_file()).unwrap();
+    s.cmd().arg("install").assert().success();
+    assert_eq!(std::fs::read(s.settings_file()).unwrap(), once);
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn install_creates_a_missing_settings_file_and_uninstall_leaves_an_empty_object() {
+    let s = Sandbox::new();
+    s.cmd().arg("install").assert().success();
+    assert!(s.settings()["apiKeyHelper"].is_string());
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings(), json!({}));
+}
+
+#[test]
+fn a_foreign_helper_stops_install_unless_forced_and_comes_back_on_uninstall() {
+    let s = Sandbox::new();
+    let original = "{\n  \"apiKeyHelper\": \"~/bin/my-helper.sh\",\n  \"model\": \"opus\"\n}\n";
+    write_settings(&s, original);
+    s.cmd().arg("install").assert().code(2).stderr(
+        predicate::str::contains("--force").and(predicate::str::contains("my-helper").not()),
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+    s.cmd().args(["install", "--force"]).assert().success();
+    assert!(
+        s.settings()["apiKeyHelper"]
+            .as_str()
+            .unwrap()
+            .ends_with("keyswitch get")
+    );
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn invalid_settings_are_named_with_the_position_and_left_untouched() {
+    let s = Sandbox::new();
+    let broken = "{\n  \"model\": \"opus\",\n  \"env\": {\"A\": 1,}\n}\n";
+    write_settings(&s, broken);
+    for cmd in ["install", "uninstall"] {
+        s.cmd().arg(cmd).assert().failure().stderr(
+            predicate::str::contains("settings.json").and(predicate::str::contains("line 3")),
+        );
+    }
+    assert_eq!(std::fs::read_to_string(s.settings_file()).unwrap(), broken);
+}
+
+#[test]
+fn a_symlinked_settings_file_stays_a_symlink() {
+    let s = Sandbox::new();
+    let dotfiles = s.dir.path().join("dotfiles");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::write(
+        dotfiles.join("claude-settings.json"),
+        realistic_settings(None),
+    )
+    .unwrap();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::os::unix::fs::symlink("../dotfiles/claude-settings.json", s.settings_file()).unwrap();
+    s.cmd().arg("install").assert().success();
+    assert!(
+        std::fs::symlink_metadata(s.settings_file())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let target: Value =
+        serde_json::from_slice(&std::fs::read(dotfiles.join("claude-settings.json")).unwrap())
+            .unwrap();
+    assert!(target["apiKeyHelper"].is_string());
+}
+
+#[test]
+fn uninstall_keeps_the_users_edits_since_install() {
+    let s = Sandbox::new();
+    write_settings(&s, &realistic_settings(None));
+    s.cmd().arg("install").assert().success();
+    // The user (or Claude Code) edits the file afterwards.
+    let mut edited = s.settings();
+    edited["permissions"]["allow"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("Bash(cargo test:*)"));
+    edited["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"] = json!("5000");
+    std::fs::write(
+        s.settings_file(),
+        serde_json::to_string_pretty(&edited).unwrap(),
+    )
+    .unwrap();
+    s.cmd()
+        .arg("uninstall")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS was changed",
+        ));
+    let after = s.settings();
+    assert!(after.get("apiKeyHelper").is_none());
+    assert!(our_hooks(&after).is_empty());
+    assert_eq!(after["hooks"]["StopFailure"].as_array().unwrap().len(), 1);
+    assert_eq!(after["permissions"]["allow"][2], "Bash(cargo test:*)");
+    assert_eq!(after["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"], "5000");
+}
+
+#[test]
+fn max_retries_is_off_by_default_and_set_when_asked() {
+    let s = Sandbox::new();
+    s.cmd().arg("install").assert().success();
+    assert!(s.settings()["env"].get("CLAUDE_CODE_MAX_RETRIES").is_none());
+    s.cmd()
+        .args(["install", "--max-retries", "2"])
+        .assert()
+        .success();
+    assert_eq!(s.settings()["env"]["CLAUDE_CODE_MAX_RETRIES"], "2");
+    s.cmd()
+        .args(["install", "--max-retries", "lots"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn install_warns_when_a_credential_would_override_the_helper() {
+    let s = Sandbox::new();
+    write_settings(&s, "{\"env\": {\"ANTHROPIC_AUTH_TOKEN\": \"x\"}}\n");
+    s.cmd()
+        .arg("install")
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-env")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "ANTHROPIC_API_KEY is set in your environment",
+        ))
+        .stderr(predicate::str::contains(
+            "ANTHROPIC_AUTH_TOKEN is set in the env block",
+        ))
+        .stderr(predicate::str::contains("sk-ant-test-env").not());
+}
+
+#[test]
+fn the_hook_marks_the_key_that_session_was_handed_and_the_session_moves_on() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.cmd().arg("install").assert().success();
+    let mut claude = FakeClaude::start(&s, &[]);
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    let before = std::fs::metadata(s.settings_file())
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let hook = claude.stop_failure("rate_limit", "session-a");
+    assert_eq!((hook.code, hook.stdout.as_str()), (0, ""));
+    let marks = s.events("mark");
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0]["key"], "primary");
+    assert_eq!(marks[0]["reason"], "hook:rate_limit");
+    assert_eq!(marks[0]["session_id"], "session-a");
+    // The settings file changed (here: only its mtime), so the running session asks again.
+    let after = std::fs::metadata(s.settings_file())
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(after > before);
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    // A per-reason default: rate_limit cools down for an hour.
+    let until: jiff::Timestamp = s.list_json()[0]["exhausted_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let left = until.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((3_500..=3_600).contains(&left), "{left}");
+}
+
+#[test]
+fn two_sessions_failing_together_mark_the_primary_once_and_never_the_fallback() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.cmd().arg("install").assert().success();
+    let mut a = FakeClaude::start(&s, &[]);
+    let mut b = FakeClaude::start(&s, &[]);
+    assert_eq!(a.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    let (ra, rb) = std::thread::scope(|scope| {
+        let ta = scope.spawn(|| a.stop_failure("rate_limit", "session-a"));
+        let tb = scope.spawn(|| b.stop_failure("rate_limit", "session-b"));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!((ra.code, rb.code), (0, 0));
+    let marks = s.events("mark");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0]["key"], "primary");
+    let list = s.list_json();
+    assert!(list[0]["exhausted_until"].is_string());
+    assert_eq!(
+        list[1]["exhausted_until"],
+        Value::Null,
+        "the fallback was never used, so never marked"
+    );
+    assert_eq!(a.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+}
+
+#[test]
+fn a_session_already_on_the_fallback_marks_the_fallback_when_it_fails() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.add("third", &fake_key("three"), &[]);
+    let mut a = FakeClaude::start(&s, &[]);
+    let mut b = FakeClaude::start(&s, &[]);
+    a.helper(&[]);
+    a.stop_failure("rate_limit", "a");
+    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    // Session a never fetched again, so it still holds the primary: a late failure of a marks
+    // nothing new; b's failure marks the fallback it was handed.
+    b.stop_failure("billing_error", "b");
+    let marks = s.events("mark");
+    let marked: Vec<&str> = marks.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    assert_eq!(marked, ["primary", "fallback"]);
+    let until: jiff::Timestamp = s.list_json()[1]["exhausted_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let left = until.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!(
+        (12 * 3600 - 100..=12 * 3600).contains(&left),
+        "billing_error cools 12h, got {left}s"
+    );
+    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("three")));
+}
+
+#[test]
+fn without_a_record_of_the_session_the_hook_marks_the_active_key() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.stop_failure("rate_limit", "never-fetched");
+    let marks = s.events("mark");
+    assert_eq!(marks[0]["key"], "primary");
+    assert!(marks[0]["detail"].as_str().unwrap().contains("no record"));
+}
+
+#[test]
+fn malformed_or_unrelated_hook_input_changes_nothing_and_is_logged() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.helper(&[]);
+    let state_before = std::fs::read(s.state_file()).unwrap();
+    for input in [
+        "",
+        "not json",
+        "{\"error\": 42}",
+        "[1,2]",
+        "{\"hook_event_name\": \"Stop\", \"error\": \"rate_limit\"}",
+    ] {
+        let ran = claude.hook_raw(input, "s");
+        assert_eq!((ran.code, ran.stdout.as_str()), (0, ""), "{input}");
+    }
+    let ran = claude.stop_failure("overloaded", "s");
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, ""));
+    assert_eq!(std::fs::read(s.state_file()).unwrap(), state_before);
+    assert_eq!(s.events("hook-ignored").len(), 6);
+    assert!(s.events("mark").is_empty());
+}
+
+#[test]
+fn a_rejected_key_is_set_aside_until_replaced_and_said_so_plainly() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.helper(&[]);
+    claude.stop_failure("authentication_failed", "s");
+    let list = s.list_json();
+    assert_eq!(list[0]["state"], "rejected");
+    assert_eq!(list[0]["exhausted_until"], Value::Null);
+    s.cmd()
+        .arg("status")
+        .assert()
+        .stdout(predicate::str::contains("primary rejected"));
+    s.cmd()
+        .arg("list")
+        .assert()
+        .stdout(predicate::str::contains("rejected by the API"));
+    s.cmd()
+        .arg("doctor")
+        .assert()
+        .stdout(predicate::str::contains("primary was rejected"));
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    // A rate limit on the fallback now leaves nothing usable but the fallback itself.
+    claude.stop_failure("rate_limit", "s");
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    // A new secret brings it back.
+    s.cmd()
+        .args(["add", "primary", "--replace"])
+        .write_stdin(fake_key("new"))
+        .assert()
+        .success();
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("new")));
+}
+
+#[test]
+fn cooldowns_come_from_the_key_then_the_reason_then_the_default() {
+    let s = Sandbox::new();
+    std::fs::write(
+        s.config_file(),
+        format!(
+            "{{\"keychain_service\": \"{}\", \"reason_cooldowns\": {{\"rate_limit\": \"20m\"}}, \"default_cooldown\": \"3h\"}}",
+            s.service
+        ),
+    )
+    .unwrap();
+    s.add("own", &fake_key("one"), &["--cooldown", "7m"]);
+    s.add("plain", &fake_key("two"), &[]);
+    s.add("third", &fake_key("three"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    let left = |i: usize| {
+        let until: jiff::Timestamp = s.list_json()[i]["exhausted_until"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        until.duration_since(jiff::Timestamp::now()).as_secs()
+    };
+    claude.helper(&[]);
+    claude.stop_failure("rate_limit", "s");
+    assert!((400..=420).contains(&left(0)), "the key's own 7m");
+    claude.helper(&[]);
+    claude.stop_failure("rate_limit", "s");
+    assert!(
+        (1_150..=1_200).contains(&left(1)),
+        "the configured rate_limit 20m"
+    );
+    s.cmd().args(["mark-exhausted", "third"]).assert().success();
+    assert!((10_700..=10_800).contains(&left(2)), "the global 3h");
+}
+
+#[test]
+fn a_key_that_runs_out_again_soon_cools_down_longer() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &["--cooldown", "2s"]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.helper(&[]);
+    claude.stop_failure("rate_limit", "s");
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    claude.stop_failure("rate_limit", "s");
+    let state: Value = serde_json::from_slice(&std::fs::read(s.state_file()).unwrap()).unwrap();
+    let c = &state["cooldowns"]["primary"];
+    let since: jiff::Timestamp = c["since"].as_str().unwrap().parse().unwrap();
+    let until: jiff::Timestamp = c["until"].as_str().unwrap().parse().unwrap();
+    assert_eq!(until.duration_since(since).as_secs(), 4, "doubled from 2s");
+}
+
+#[test]
+fn a_switch_notifies_the_desktop() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let bin = s.dir.path().join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let seen = s.dir.path().join("notified.txt");
+    let script = bin.join("notify-send");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n", seen.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut claude = FakeClaude::start(&s, &[("PATH", path.as_str())]);
+    claude.helper(&[]);
+    claude.stop_failure("rate_limit", "s");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&seen).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains("now using fallback"), "{text}");
+    assert!(
+        text.contains("send your last message again")
+            || text.contains("Send your last message again"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("sk-ant-test"),
+        "a notification never shows a key"
+    );
+}
+
+#[test]
+fn keys_never_reach_an_endpoint_they_do_not_belong_to() {
+    let s = Sandbox::new();
+    let proxy = "http://127.0.0.1:18001";
+    let mine = "http://127.0.0.1:18002";
+    write_settings(&s, &realistic_settings(Some(mine)));
+    s.add("primary", &fake_key("one"), &["--endpoint", proxy]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.cmd().arg("install").assert().success();
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        proxy,
+        "install points at the active key's endpoint"
+    );
+    let mut claude = FakeClaude::start(&s, &[]);
+    let at_proxy = [("ANTHROPIC_BASE_URL", proxy)];
+    let at_mine = [("ANTHROPIC_BASE_URL", mine)];
+    assert_eq!(
+        claude.helper(&at_proxy).stdout,
+        format!("{}\n", fake_key("one"))
+    );
+
+    // The primary runs out: the settings go back to the user's own endpoint.
+    claude.stop_failure("rate_limit", "s");
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], mine);
+    // A session still on the proxy gets nothing rather than the fallback.
+    let stale = claude.helper(&at_proxy);
+    assert_ne!(stale.code, 0);
+    assert_eq!(stale.stdout, "");
+    // On the user's own endpoint it gets the fallback.
+    assert_eq!(
+        claude.helper(&at_mine).stdout,
+        format!("{}\n", fake_key("two"))
+    );
+
+    // The primary's cooldown ends: a session on the user's endpoint keeps the fallback for now
+    // and the settings move to the proxy; asked again there, it gets the primary.
+    s.cmd().args(["reset", "primary"]).assert().success();
+    s.cmd()
+        .args(["mark-exhausted", "fallback", "--for", "1h"])
+        .assert()
+        .success();
+    s.cmd().args(["reset", "fallback"]).assert().success();
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], proxy);
+    std::fs::write(
+        s.settings_file(),
+        serde_json::to_string_pretty(&{
+            let mut v = s.settings();
+            v["env"]["ANTHROPIC_BASE_URL"] = json!(mine);
+            v
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    // (The user put their own endpoint back by hand: keyswitch takes that as their new default.)
+    assert_eq!(
+        claude.helper(&at_mine).stdout,
+        format!("{}\n", fake_key("two"))
+    );
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], proxy);
+    assert_eq!(
+        claude.helper(&at_proxy).stdout,
+        format!("{}\n", fake_key("one"))
+    );
+
+    // Uninstall puts the user's own endpoint back.
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], mine);
+}
+
+#[test]
+fn without_endpoints_anthropic_base_url_is_never_touched() {
+    let s = Sandbox::new();
+    write_settings(&s, &realistic_settings(Some("http://127.0.0.1:18003")));
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.cmd().arg("install").assert().success();
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.helper(&[]);
+    claude.stop_failure("rate_limit", "s");
+    s.cmd().arg("reset").assert().success();
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        "http://127.0.0.1:18003"
+    );
+    let state = std::fs::read_to_string(s.state_dir().join("claude-install.json")).unwrap();
+    assert!(!state.contains("ANTHROPIC_BASE_URL"), "{state}");
+}
+
+#[test]
+fn doctor_explains_what_is_missing_and_passes_when_wired() {
+    let s = Sandbox::new();
+    let bindir = assert_cmd::cargo::cargo_bin("keyswitch")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let path = format!("{bindir}:/usr/bin:/bin");
+    s.cmd()
+        .arg("doctor")
+        .env("PATH", &path)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FIX   no keys"))
+        .stdout(predicate::str::contains("no apiKeyHelper"));
+    s.add("primary", &fake_key("one"), &[]);
+    s.cmd().arg("install").assert().success();
+    s.cmd()
+        .arg("doctor")
+        .env("PATH", &path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "ok    apiKeyHelper runs keyswitch",
+        ))
+        .stdout(predicate::str::contains("keyswitch is ready"));
+    // A project's own settings that override keyswitch are found.
+    let project = s.dir.path().join("project");
+    std::fs::create_dir_all(project.join(".claude")).unwrap();
+    std::fs::write(
+        project.join(".claude/settings.local.json"),
+        "{\"env\": {\"ANTHROPIC_BASE_URL\": \"http://x\"}}",
+    )
+    .unwrap();
+    s.cmd()
+        .arg("doctor")
+        .current_dir(&project)
+        .env("PATH", &path)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "settings.local.json sets ANTHROPIC_BASE_URL",
+        ));
+}
