@@ -1,0 +1,412 @@
+//! End to end with the real Claude Code CLI (npm @anthropic-ai/claude-code, pinned; installed by
+//! scripts/test.sh into .cache/claude) against two loopback stand-ins for the Messages API: a
+//! company proxy that runs out of budget, and the user's own endpoint. One Claude Code process,
+//! several turns: the primary's 429 fails a turn, the StopFailure hook marks it, the next turn
+//! succeeds on the fallback in the same process, and after a short cooldown the same process is
+//! back on the primary — while neither key ever reaches the other's stand-in.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, fake_key};
+use serde_json::{Value, json};
+
+/// A request the stand-in saw: its path and the key it carried.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    key: String,
+}
+
+/// A loopback stand-in for the Messages API that answers as `name` and accepts `key` only.
+struct StandIn {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    out_of_budget: Arc<AtomicBool>,
+}
+
+impl StandIn {
+    fn start(name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out_of_budget = Arc::new(AtomicBool::new(false));
+        let (seen2, budget2) = (seen.clone(), out_of_budget.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (seen, budget) = (seen2.clone(), budget2.clone());
+                std::thread::spawn(move || serve(stream, name, &seen, &budget));
+            }
+        });
+        Self {
+            port,
+            seen,
+            out_of_budget,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn keys_seen(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.key.clone())
+            .collect()
+    }
+}
+
+fn serve(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, out_of_budget: &AtomicBool) {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        let mut length = 0usize;
+        let mut key = String::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (field, value) = header.split_once(':').unwrap_or((header, ""));
+            let value = value.trim();
+            match field.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse().unwrap_or(0),
+                "x-api-key" => key = value.to_string(),
+                "authorization" if key.is_empty() => {
+                    key = value.trim_start_matches("Bearer ").to_string()
+                }
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        seen.lock().unwrap().push(Seen {
+            path: path.clone(),
+            key: key.clone(),
+        });
+        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let response = if !path.starts_with("/v1/messages")
+            || path.starts_with("/v1/messages/count_tokens")
+        {
+            http(
+                404,
+                "application/json",
+                &[],
+                r#"{"type":"error","error":{"type":"not_found_error","message":"stand-in"}}"#,
+            )
+        } else if out_of_budget.load(Ordering::SeqCst) {
+            // As a budget proxy answers; x-should-retry: false fails the turn at once.
+            http(
+                429,
+                "application/json",
+                &["x-should-retry: false"],
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"Budget exhausted for this key"}}"#,
+            )
+        } else if request["stream"] == json!(true) {
+            http(
+                200,
+                "text/event-stream",
+                &[],
+                &sse(&format!("hello from {name}")),
+            )
+        } else {
+            let message = json!({"id": "msg_standin", "type": "message", "role": "assistant", "model": "claude-standin",
+                "content": [{"type": "text", "text": format!("hello from {name}")}],
+                "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 3}});
+            http(200, "application/json", &[], &message.to_string())
+        };
+        if writer.write_all(&response).is_err() {
+            return;
+        }
+    }
+}
+
+fn http(status: u16, content_type: &str, extra: &[&str], body: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        _ => "Status",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for line in extra {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.as_bytes());
+    bytes
+}
+
+fn sse(text: &str) -> String {
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_standin", "type": "message", "role": "assistant",
+            "model": "claude-standin", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": 3}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+/// The pinned Claude Code binary; the run fails (never skips) without it.
+fn claude_binary() -> PathBuf {
+    let path = std::env::var_os("KEYSWITCH_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/claude/node_modules/.bin/claude")
+        });
+    assert!(
+        path.exists(),
+        "the pinned Claude Code CLI is missing at {}: run ./scripts/test.sh, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// One running Claude Code process fed turns through stream-json.
+struct Session {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Session {
+    fn start(s: &Sandbox) -> Self {
+        let mut cmd = Command::new(claude_binary());
+        cmd.args([
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ])
+        .env_clear()
+        .current_dir(s.dir.path())
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        for (k, v) in s.env() {
+            cmd.env(k, v);
+        }
+        std::fs::create_dir_all(s.dir.path().join("home")).unwrap();
+        let mut child = cmd.spawn().expect("Claude Code starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && tx.send(value).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Self { child, lines: rx }
+    }
+
+    /// Sends one user turn and waits for its result line.
+    fn turn(&mut self, text: &str) -> Value {
+        let message = json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": text}]}});
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_secs(1)) {
+                Ok(line) if line["type"] == "result" => return line,
+                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("Claude Code stopped: {e}"),
+            }
+        }
+        panic!("no result from Claude Code within 90 s for {text:?}");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_running_session_fails_over_on_429_and_returns_to_the_primary() {
+    let s = Sandbox::new();
+    let proxy = StandIn::start("proxy");
+    let own = StandIn::start("own-endpoint");
+    let (primary, fallback) = (fake_key("primary"), fake_key("fallback"));
+
+    // The user's own endpoint is in their settings; the primary belongs to the company proxy.
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(
+        s.settings_file(),
+        serde_json::to_string_pretty(&json!({"env": {"ANTHROPIC_BASE_URL": own.url()}})).unwrap(),
+    )
+    .unwrap();
+    s.add(
+        "primary",
+        &primary,
+        &["--endpoint", &proxy.url(), "--cooldown", "12s"],
+    );
+    s.add("fallback", &fallback, &[]);
+    s.cmd().arg("install").assert().success();
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], proxy.url());
+    // install's helper TTL is a minute: the failover below cannot be a TTL refresh.
+    assert_eq!(
+        s.settings()["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"],
+        "60000"
+    );
+
+    proxy.out_of_budget.store(true, Ordering::SeqCst);
+    let mut session = Session::start(&s);
+
+    // Turn 1: the proxy answers 429; the turn fails and the StopFailure hook marks the primary.
+    let first = session.turn("first");
+    assert_eq!(first["is_error"], true, "{first}");
+    wait_for("the hook to mark the primary", || {
+        !s.events("mark").is_empty()
+    });
+    let mark = &s.events("mark")[0];
+    assert_eq!(mark["key"], "primary");
+    assert_eq!(mark["reason"], "hook:rate_limit");
+    assert!(mark["session_id"].is_string());
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], own.url());
+
+    // Turn 2, same process: the fallback, on the user's own endpoint.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let second = session.turn("second");
+    assert_eq!(second["is_error"], false, "{second}");
+    assert_eq!(second["result"], "hello from own-endpoint");
+
+    // A short helper TTL from here on, so the return to the primary fits in a test.
+    let mut settings = s.settings();
+    settings["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"] = json!("2000");
+    std::fs::write(
+        s.settings_file(),
+        serde_json::to_string_pretty(&settings).unwrap(),
+    )
+    .unwrap();
+
+    // The primary's budget is back and its cooldown ends: the same process returns to it.
+    proxy.out_of_budget.store(false, Ordering::SeqCst);
+    let cooling_until: jiff::Timestamp = s.list_json()[0]["exhausted_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let wait = cooling_until
+        .duration_since(jiff::Timestamp::now())
+        .as_millis()
+        .max(0) as u64;
+    std::thread::sleep(Duration::from_millis(wait + 2_500));
+    let mut answers = Vec::new();
+    for turn in 0..8 {
+        let result = session.turn(&format!("later {turn}"));
+        assert_eq!(result["is_error"], false, "{result}");
+        let text = result["result"].as_str().unwrap_or("").to_string();
+        answers.push(text.clone());
+        if text == "hello from proxy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(3_000));
+    }
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("hello from proxy"),
+        "{answers:?}"
+    );
+    assert!(
+        s.events("switch")
+            .iter()
+            .any(|e| e["key"] == "primary" && e["reason"] == "cooldown-ended"),
+        "{:?}",
+        s.log_json()
+    );
+
+    // The invariant: no key ever reached an endpoint it does not belong to.
+    let at_proxy = proxy.keys_seen();
+    let at_own = own.keys_seen();
+    assert!(
+        at_proxy.iter().all(|k| *k == primary),
+        "the proxy saw {at_proxy:?}"
+    );
+    assert!(
+        at_own.iter().all(|k| *k == fallback),
+        "the user's endpoint saw {at_own:?}"
+    );
+    assert!(at_proxy.len() >= 2 && !at_own.is_empty());
+    let paths: Vec<String> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("/v1/messages")),
+        "{paths:?}"
+    );
+}
