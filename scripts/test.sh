@@ -6,6 +6,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The system tools the tests need; installed here when missing (with apt-get, as root or via sudo)
+# so that this one command works on a fresh Debian or Ubuntu machine.
+need=()
+command -v dbus-run-session >/dev/null 2>&1 || need+=(dbus dbus-daemon)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || need+=(gnome-keyring)
+command -v secret-tool >/dev/null 2>&1 || need+=(libsecret-tools)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: missing ${need[*]}: install them with your package manager" >&2
+        exit 1
+    fi
+    sudo=
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "test.sh: installing ${need[*]} (apt-get)" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
 CLAUDE_CODE_VERSION=2.1.328
 claude_bin=.cache/claude/node_modules/.bin/claude
 if ! "$claude_bin" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; then
