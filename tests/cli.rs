@@ -273,7 +273,13 @@ fn names_clash_without_regard_to_case_and_replace_keeps_position_and_options() {
     assert_eq!(names(&list), ["primary", "fallback"]);
     assert_eq!(list[0]["cooldown"], "30m");
     assert_eq!(list[0]["endpoint"], "https://proxy.example.com");
-    assert_eq!(s.get(), format!("{}\n", fake_key("three")));
+    // The primary belongs to its proxy: it is only handed to a session that uses that proxy.
+    s.cmd()
+        .arg("get")
+        .env("ANTHROPIC_BASE_URL", "https://proxy.example.com/")
+        .assert()
+        .success()
+        .stdout(format!("{}\n", fake_key("three")));
     s.cmd()
         .args(["add", "ghost", "--replace"])
         .write_stdin(fake_key("x"))
