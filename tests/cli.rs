@@ -397,6 +397,49 @@ fn an_unreachable_keychain_fails_fast_with_the_way_out() {
 }
 
 #[test]
+fn a_locked_keyring_fails_fast_instead_of_waiting_on_an_unlock_prompt() {
+    let s = Sandbox::new();
+    // Its own private Secret Service, so locking it cannot disturb the other tests.
+    let script = r#"
+        set -e
+        printf '%s' "$SECRET" | "$KEYSWITCH" add primary
+        dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \
+            org.freedesktop.Secret.Service.Lock array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
+        start=$(date +%s%N)
+        set +e
+        "$KEYSWITCH" get >"$OUT/stdout" 2>"$OUT/stderr"
+        echo $? >"$OUT/code"
+        echo $(( ($(date +%s%N) - start) / 1000000 )) >"$OUT/ms"
+        "$KEYSWITCH" status >"$OUT/status"
+    "#;
+    let out = s.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let runner =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/with-private-keyring.sh");
+    let status = std::process::Command::new(runner)
+        .args(["sh", "-c", script])
+        .env_clear()
+        .envs(
+            s.env()
+                .into_iter()
+                .filter(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS"),
+        )
+        .env("SECRET", fake_key("locked"))
+        .env("KEYSWITCH", assert_cmd::cargo::cargo_bin("keyswitch"))
+        .env("OUT", &out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    assert_eq!(read("code").trim(), "1");
+    assert_eq!(read("stdout"), "");
+    assert!(read("stderr").contains("locked"), "{}", read("stderr"));
+    let ms: u64 = read("ms").trim().parse().unwrap();
+    assert!(ms < 5_000, "took {ms} ms");
+    assert!(read("status").starts_with("key: primary"));
+}
+
+#[test]
 fn a_key_missing_from_the_keychain_is_skipped_with_a_warning() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);

@@ -111,7 +111,7 @@ fn unreachable_error(kind: StoreKind, error: &KeyringError) -> anyhow::Error {
     let remedy = match kind {
         StoreKind::SecretService => match error {
             KeyringError::NoStorageAccess(_) => {
-                "the keyring is locked: unlock it (log in to your desktop session, or start `gnome-keyring-daemon --unlock`)".to_string()
+                "the keyring is locked: unlock it (log in to your desktop session, or unlock the \"login\" keyring in your keyring manager, e.g. Seahorse)".to_string()
             }
             _ => format!(
                 "start a Secret Service (gnome-keyring, KWallet or KeePassXC) in this session, or — on a remote box without one — opt into the kernel keyutils store, whose secrets survive logout but not a reboot: set \"store\": \"keyutils\" in {}",
