@@ -27,29 +27,17 @@ impl Pool {
     /// Reads without the lock, for commands that only look. A damaged state file is reported on
     /// stderr; it is moved aside only if the lock happens to be free, so the warning comes once.
     pub fn read(dirs: Dirs, now: Timestamp) -> Result<Self> {
-        let config = Config::load(&dirs.config_file())?;
-        let (mut state, damaged) = State::load(&dirs.state_file(), now, false)?;
-        if damaged.is_some() {
-            // Retry under the lock so the bad file is set aside (and read again, in case a
-            // writer repaired it in between).
-            if let Some(lock) = WriteLock::try_acquire(&dirs.lock_file())? {
-                let (fresh, damaged) = State::load(&dirs.state_file(), now, true)?;
-                drop(lock);
-                state = fresh;
-                if let Some(d) = damaged {
-                    eprintln!("{}", d.warning());
-                }
-            } else if let Some(d) = damaged {
-                eprintln!("{}", d.warning());
-            }
+        let (state, damaged) = State::load(&dirs.state_file(), now, false)?;
+        let Some(damaged) = damaged else {
+            return Self::assemble(dirs, state, None);
+        };
+        // Read again under the lock, which sets the bad file aside (or finds it repaired).
+        if let Some(mut locked) = Self::try_lock(dirs.clone(), now)? {
+            locked.lock = None;
+            return Ok(locked);
         }
-        Ok(Self {
-            dirs,
-            config,
-            state,
-            pending_events: Vec::new(),
-            lock: None,
-        })
+        eprintln!("{}", damaged.warning());
+        Self::assemble(dirs, state, None)
     }
 
     /// Takes the writer lock, then reads: what is read cannot change until [`Pool::commit`].
@@ -67,17 +55,20 @@ impl Pool {
     }
 
     fn read_locked(dirs: Dirs, now: Timestamp, lock: WriteLock) -> Result<Self> {
-        let config = Config::load(&dirs.config_file())?;
         let (state, damaged) = State::load(&dirs.state_file(), now, true)?;
         if let Some(d) = damaged {
             eprintln!("{}", d.warning());
         }
+        Self::assemble(dirs, state, Some(lock))
+    }
+
+    fn assemble(dirs: Dirs, state: State, lock: Option<WriteLock>) -> Result<Self> {
         Ok(Self {
+            config: Config::load(&dirs.config_file())?,
             dirs,
-            config,
             state,
             pending_events: Vec::new(),
-            lock: Some(lock),
+            lock,
         })
     }
 

@@ -274,12 +274,7 @@ fn the_hook_marks_the_key_that_session_was_handed_and_the_session_moves_on() {
     assert!(after > before);
     assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
     // A per-reason default: rate_limit cools down for an hour.
-    let until: jiff::Timestamp = s.list_json()[0]["exhausted_until"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let left = until.duration_since(jiff::Timestamp::now()).as_secs();
+    let left = s.seconds_left(0);
     assert!((3_500..=3_600).contains(&left), "{left}");
 }
 
@@ -330,12 +325,7 @@ fn a_session_already_on_the_fallback_marks_the_fallback_when_it_fails() {
     let marks = s.events("mark");
     let marked: Vec<&str> = marks.iter().map(|m| m["key"].as_str().unwrap()).collect();
     assert_eq!(marked, ["primary", "fallback"]);
-    let until: jiff::Timestamp = s.list_json()[1]["exhausted_until"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let left = until.duration_since(jiff::Timestamp::now()).as_secs();
+    let left = s.seconds_left(1);
     assert!(
         (12 * 3600 - 100..=12 * 3600).contains(&left),
         "billing_error cools 12h, got {left}s"
@@ -430,14 +420,7 @@ fn cooldowns_come_from_the_key_then_the_reason_then_the_default() {
     s.add("plain", &fake_key("two"), &[]);
     s.add("third", &fake_key("three"), &[]);
     let mut claude = FakeClaude::start(&s, &[]);
-    let left = |i: usize| {
-        let until: jiff::Timestamp = s.list_json()[i]["exhausted_until"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        until.duration_since(jiff::Timestamp::now()).as_secs()
-    };
+    let left = |i: usize| s.seconds_left(i);
     claude.helper(&[]);
     claude.stop_failure("rate_limit", "s");
     assert!((400..=420).contains(&left(0)), "the key's own 7m");

@@ -152,6 +152,16 @@ impl Sandbox {
             .success();
     }
 
+    /// Seconds until the cooldown of the key at `index` (0 = primary) ends.
+    pub fn seconds_left(&self, index: usize) -> i64 {
+        let until: jiff::Timestamp = self.list_json()[index]["exhausted_until"]
+            .as_str()
+            .expect("the key is cooling down")
+            .parse()
+            .unwrap();
+        until.duration_since(jiff::Timestamp::now()).as_secs()
+    }
+
     /// What `get` prints, expecting success.
     pub fn get(&self) -> String {
         let out = self.cmd().arg("get").output().unwrap();
