@@ -346,6 +346,29 @@ fn without_a_record_of_the_session_the_hook_marks_the_active_key() {
 }
 
 #[test]
+fn a_session_whose_key_was_removed_marks_nothing() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.helper(&[]);
+    s.cmd().args(["remove", "primary"]).assert().success();
+    let ran = claude.stop_failure("rate_limit", "s");
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, ""));
+    assert!(
+        s.events("mark").is_empty(),
+        "the fallback was not what this session used"
+    );
+    let ignored = s.events("hook-ignored");
+    assert!(
+        ignored[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer configured")
+    );
+}
+
+#[test]
 fn malformed_or_unrelated_hook_input_changes_nothing_and_is_logged() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);

@@ -63,9 +63,16 @@ fn run(ctx: &Context) -> Result<()> {
     }
 
     // The key this session was handed; the active key only when keyswitch has no record.
-    let handed = claude_pid
-        .and_then(|pid| sessions::handed_to(&ctx.dirs.sessions(), pid))
-        .and_then(|h| pool.config.position(&h.key));
+    let record = claude_pid.and_then(|pid| sessions::handed_to(&ctx.dirs.sessions(), pid));
+    let handed = record.as_ref().and_then(|h| pool.config.position(&h.key));
+    if let (Some(record), None) = (&record, handed) {
+        // Marking the active key instead would punish a key this session never used.
+        let why = format!(
+            "the key this session was handed, {}, is no longer configured",
+            record.key
+        );
+        return ignored(&mut pool, why, session);
+    }
     let Some(index) = handed.or_else(|| pool.active(now)) else {
         return ignored(&mut pool, "no keys are configured".to_string(), session);
     };
