@@ -108,12 +108,23 @@ fn installing_twice_is_byte_identical_and_uninstall_restores_the_file() {
 }
 
 #[test]
-fn install_creates_a_missing_settings_file_and_uninstall_leaves_an_empty_object() {
+fn install_creates_a_missing_settings_file_and_uninstall_removes_it_again() {
     let s = Sandbox::new();
     s.cmd().arg("install").assert().success();
     assert!(s.settings()["apiKeyHelper"].is_string());
     s.cmd().arg("uninstall").assert().success();
-    assert_eq!(s.settings(), json!({}));
+    assert!(!s.settings_file().exists());
+    // One the user has written to since is kept.
+    s.cmd().arg("install").assert().success();
+    let mut edited = s.settings();
+    edited["model"] = json!("opus");
+    std::fs::write(
+        s.settings_file(),
+        serde_json::to_string_pretty(&edited).unwrap(),
+    )
+    .unwrap();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings(), json!({"model": "opus"}));
 }
 
 #[test]

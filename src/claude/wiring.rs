@@ -38,8 +38,8 @@ pub struct InstallRecord {
     /// Entries by path: `apiKeyHelper`, `env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS`, ...
     #[serde(default)]
     pub entries: BTreeMap<String, Replaced>,
-    /// Containers keyswitch created (`env`, `hooks`, `hooks.StopFailure`): removed again on
-    /// uninstall if keyswitch's entries were all they held.
+    /// What keyswitch created (`env`, `hooks`, `hooks.StopFailure`, and `file` for the settings
+    /// file itself): removed again on uninstall if keyswitch's entries were all they held.
     #[serde(default)]
     pub created: Vec<String>,
     /// The hook command keyswitch added.
@@ -160,7 +160,7 @@ fn write_slot(
     }
 }
 
-fn note_created(created: &mut Vec<String>, what: &str) {
+pub fn note_created(created: &mut Vec<String>, what: &str) {
     if !created.iter().any(|c| c == what) {
         created.push(what.to_string());
     }

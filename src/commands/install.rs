@@ -11,7 +11,7 @@ use crate::claude::live::{self, apply_base_url, load_record, save_record};
 use crate::claude::settings_file::{SettingsFile, backup_path};
 use crate::claude::wiring::{
     HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR, ensure_hook,
-    is_our_helper, remove_hook, shell_quote,
+    is_our_helper, note_created, remove_hook, shell_quote,
 };
 use crate::error::refuse;
 use crate::pool::Pool;
@@ -82,11 +82,15 @@ pub fn install(
     } else {
         None
     };
+    let file_existed = snapshot.bytes.is_some();
     let written = settings.update(|map| {
         updated = record.clone();
         apply(map, &mut updated);
         Ok(())
     })?;
+    if !file_existed && written {
+        note_created(&mut updated.created, "file");
+    }
     save_record(&ctx.dirs, &updated)?;
     drop(pool);
 
@@ -168,6 +172,10 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         Ok(())
     })?;
     let _ = std::fs::remove_file(live::record_path(&ctx.dirs));
+    // A settings file that keyswitch itself created, and that holds nothing else, goes too.
+    if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
+        let _ = std::fs::remove_file(settings.target()?);
+    }
     drop(pool);
 
     let path = settings.path.display();
