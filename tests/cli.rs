@@ -229,6 +229,44 @@ fn bad_secrets_are_refused_and_never_echoed() {
 }
 
 #[test]
+fn on_a_terminal_the_secret_is_read_from_a_hidden_prompt() {
+    let s = Sandbox::new();
+    let transcript = s.dir.path().join("terminal.log");
+    let bin = assert_cmd::cargo::cargo_bin("keyswitch");
+    // `script` (util-linux) runs the command on a pseudo-terminal and records what it shows.
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qfc", &format!("{} add typed", bin.display())])
+        .arg(&transcript)
+        .env_clear()
+        .envs(s.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut running = script.spawn().expect("script (util-linux) runs");
+    // Type only once the prompt is up (echo is off by then), as a person would.
+    for _ in 0..200 {
+        if std::fs::read_to_string(&transcript).is_ok_and(|t| t.contains("(hidden): ")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    use std::io::Write;
+    let stdin = running.stdin.as_mut().unwrap();
+    stdin
+        .write_all(format!("{}\r", fake_key("typed")).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    assert!(running.wait().unwrap().success());
+    let shown = std::fs::read_to_string(&transcript).unwrap();
+    assert!(shown.contains("Secret for typed (hidden)"), "{shown}");
+    assert!(
+        !shown.contains("sk-ant-test"),
+        "the secret was echoed: {shown}"
+    );
+    assert_eq!(s.get(), format!("{}\n", fake_key("typed")));
+}
+
+#[test]
 fn a_secret_is_never_taken_from_the_command_line() {
     let s = Sandbox::new();
     s.cmd()
