@@ -243,13 +243,15 @@ fn on_a_terminal_the_secret_is_read_from_a_hidden_prompt() {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
     let mut running = script.spawn().expect("script (util-linux) runs");
-    // Type only once the prompt is up (echo is off by then), as a person would.
+    // Type only once the prompt is up, as a person would (rpassword turns echo off right after
+    // printing it, hence the short pause that follows).
     for _ in 0..200 {
         if std::fs::read_to_string(&transcript).is_ok_and(|t| t.contains("(hidden): ")) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
+    std::thread::sleep(std::time::Duration::from_millis(200));
     use std::io::Write;
     let stdin = running.stdin.as_mut().unwrap();
     stdin
