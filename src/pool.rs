@@ -2,8 +2,6 @@
 //! (no lock, never waits) or as the one writer (holding the lock from read to write), plus the
 //! derived facts every command needs — which key is active, where each key stands.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use jiff::Timestamp;
 
@@ -171,9 +169,5 @@ impl Pool {
             );
         }
         Ok(())
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dirs.config_file()
     }
 }

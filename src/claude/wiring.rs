@@ -107,10 +107,6 @@ impl InstallRecord {
         self.entries.get(&slot.id()).and_then(|e| e.prior.as_ref())
     }
 
-    pub fn owns(&self, slot: Slot<'_>) -> bool {
-        self.entries.contains_key(&slot.id())
-    }
-
     /// Forgets an entry the user took over, keeping their value as the new "prior".
     pub fn adopt_user_value(&mut self, map: &Map<String, Value>, slot: Slot<'_>) {
         if let Some(entry) = self.entries.get(&slot.id())

@@ -16,7 +16,7 @@ use super::{Context, open_keychain};
 use crate::claude::{live, sessions};
 use crate::endpoint::{Endpoint, key_belongs, session_endpoint};
 use crate::pool::Pool;
-use crate::select::Availability;
+use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
 
 pub fn run(ctx: &Context) -> Result<()> {
@@ -27,28 +27,26 @@ pub fn run(ctx: &Context) -> Result<()> {
             "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
         ));
     }
-    let order = pool.candidates(now);
+    // Computed once: everything below reads these.
+    let availability = pool.availability(now);
+    let order = candidates(&availability);
     let Some(&desired) = order.first() else {
         return Err(anyhow!(
             "every key was rejected by the API and is set aside: give one a new secret with `keyswitch add NAME --replace`, or `keyswitch reset NAME`"
         ));
     };
-    let availability = pool.availability(now);
 
     // Which keys this session may be given.
     let allowed: Vec<usize> = if pool.config.uses_endpoints() {
         let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
         let record = live::load_record(&ctx.dirs).ok().flatten();
         let user_default = live::user_default_base_url(record.as_ref());
-        let managed: Vec<Endpoint> = pool
-            .config
-            .keys
-            .iter()
-            .filter_map(|k| k.endpoint())
-            .collect();
+        let endpoints: Vec<Option<Endpoint>> =
+            pool.config.keys.iter().map(|k| k.endpoint()).collect();
+        let managed: Vec<Endpoint> = endpoints.iter().flatten().cloned().collect();
         let belongs = |i: usize| {
             key_belongs(
-                pool.config.keys[i].endpoint().as_ref(),
+                endpoints[i].as_ref(),
                 &session,
                 &managed,
                 user_default.as_deref(),
@@ -74,7 +72,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             usable
         }
     } else {
-        order.clone()
+        order
     };
 
     let keychain = open_keychain(&pool.config)?;

@@ -75,13 +75,8 @@ pub fn install(
         }
         apply_base_url(map, rec, &pool.config, active.as_ref());
     };
-    let mut preview = snapshot.map.clone();
-    apply(&mut preview, &mut record.clone());
-    let backup = if preview != snapshot.map {
-        settings.backup_once()?
-    } else {
-        None
-    };
+    // No-op when there is no file yet or a backup already exists.
+    let backup = settings.backup_once()?;
     let file_existed = snapshot.bytes.is_some();
     let written = settings.update(|map| {
         updated = record.clone();

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::{Context, out};
 use crate::pool::Pool;
-use crate::select::Availability;
+use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
 
 pub fn run(ctx: &Context) -> Result<()> {
@@ -20,9 +20,10 @@ fn line(pool: &Pool, ctx: &Context) -> String {
         return "keyswitch: no keys (keyswitch add NAME)".to_string();
     }
     let availability = pool.availability(now);
+    let active = candidates(&availability).first().copied();
     let names = |i: usize| pool.config.keys[i].name.as_str();
     let mut parts = Vec::new();
-    match pool.active(now) {
+    match active {
         Some(active) => {
             let mut head = format!("key: {}", names(active));
             if let Availability::CoolingUntil(until) = availability[active] {
@@ -40,7 +41,7 @@ fn line(pool: &Pool, ctx: &Context) -> String {
         .iter()
         .enumerate()
         .filter_map(|(i, a)| match a {
-            Availability::CoolingUntil(until) if Some(i) != pool.active(now) => Some((*until, i)),
+            Availability::CoolingUntil(until) if Some(i) != active => Some((*until, i)),
             _ => None,
         })
         .min();
