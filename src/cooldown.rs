@@ -86,6 +86,34 @@ fn add(now: Timestamp, length: SignedDuration) -> Timestamp {
     now.checked_add(length).unwrap_or(Timestamp::MAX)
 }
 
+/// The cooldown as the clock now allows. One that claims to start after `now` was set while the
+/// clock ran ahead; it is taken to start now, so it never lasts longer than its own length from
+/// now (a cooldown set a year ahead would otherwise keep its key out for a year).
+pub fn as_of_clock(cooldown: &Cooldown, now: Timestamp) -> Cooldown {
+    if cooldown.since <= now {
+        return cooldown.clone();
+    }
+    Cooldown {
+        until: until_as_of_clock(cooldown, now),
+        since: now,
+        reason: cooldown.reason.clone(),
+    }
+}
+
+/// The end of [`as_of_clock`]'s cooldown, without copying it.
+pub fn until_as_of_clock(cooldown: &Cooldown, now: Timestamp) -> Option<Timestamp> {
+    let until = cooldown.until?;
+    if cooldown.since <= now {
+        return Some(until);
+    }
+    Some(add(now, until.duration_since(cooldown.since)))
+}
+
+/// True when the clock was set back past the start of `cooldown` (see [`as_of_clock`]).
+pub fn started_in_the_future(cooldown: &Cooldown, now: Timestamp) -> bool {
+    cooldown.since > now
+}
+
 /// True while the cooldown keeps the key out of rotation.
 pub fn is_cooling(cooldown: &Cooldown, now: Timestamp) -> bool {
     cooldown.until.is_none_or(|until| until > now)
@@ -166,6 +194,25 @@ mod tests {
         let first = next_cooldown(None, Length::Default(base), "r", t(0));
         let later = next_cooldown(Some(&first), Length::Default(base), "r", t(3 * H));
         assert_eq!(later.until, Some(t(4 * H)));
+    }
+
+    #[test]
+    fn a_cooldown_set_while_the_clock_ran_ahead_lasts_at_most_its_length_from_now() {
+        let year = 366 * 24 * H;
+        // Marked for 1h while the clock said a year later than it does now.
+        let ahead = next_cooldown(
+            None,
+            Length::Default(SignedDuration::from_hours(1)),
+            "manual",
+            t(year),
+        );
+        let fixed = as_of_clock(&ahead, t(0));
+        assert_eq!(fixed.since, t(0));
+        assert_eq!(fixed.until, Some(t(H)));
+        // A cooldown that started in the past is left alone.
+        assert_eq!(as_of_clock(&fixed, t(10)), fixed);
+        let aside = next_cooldown(None, Length::Indefinite, "r", t(year));
+        assert_eq!(as_of_clock(&aside, t(0)).until, None);
     }
 
     proptest! {

@@ -6,6 +6,7 @@ use anyhow::Result;
 use jiff::Timestamp;
 
 use crate::config::Config;
+use crate::cooldown::{as_of_clock, started_in_the_future};
 use crate::error::refuse;
 use crate::events::{self, Event};
 use crate::fileio::{WriteLock, sweep_stale_temp_files};
@@ -27,6 +28,13 @@ impl Pool {
     pub fn read(dirs: Dirs, now: Timestamp) -> Result<Self> {
         let (state, damaged) = State::load(&dirs.state_file(), now, false)?;
         let Some(damaged) = damaged else {
+            if state
+                .cooldowns
+                .values()
+                .any(|c| started_in_the_future(c, now))
+            {
+                return Self::read_after_clock_fix(dirs, state, now);
+            }
             return Self::assemble(dirs, state, None);
         };
         // Read again under the lock, which sets the bad file aside (or finds it repaired).
@@ -36,6 +44,31 @@ impl Pool {
         }
         eprintln!("{}", damaged.warning());
         Self::assemble(dirs, state, None)
+    }
+
+    /// The clock was set back past the start of some cooldown: writes them as the clock now
+    /// allows (see [`as_of_clock`]) if the lock is free, so they end within their length of
+    /// *this* moment rather than of every later one. Readers clamp meanwhile.
+    fn read_after_clock_fix(dirs: Dirs, state: State, now: Timestamp) -> Result<Self> {
+        let repaired = (|| -> Result<Option<Self>> {
+            let Some(mut locked) = Self::try_lock(dirs.clone(), now)? else {
+                return Ok(None);
+            };
+            locked.commit()?;
+            locked.lock = None;
+            Ok(Some(locked))
+        })();
+        match repaired {
+            Ok(Some(pool)) => Ok(pool),
+            Ok(None) => Self::assemble(dirs, state, None),
+            Err(e) => {
+                eprintln!(
+                    "keyswitch: warning: could not save cooldowns after the clock was set back: {}",
+                    crate::error::one_line(&e)
+                );
+                Self::assemble(dirs, state, None)
+            }
+        }
     }
 
     /// Takes the writer lock, then reads: what is read cannot change until [`Pool::commit`].
@@ -53,11 +86,23 @@ impl Pool {
     }
 
     fn read_locked(dirs: Dirs, now: Timestamp, lock: WriteLock) -> Result<Self> {
-        let (state, damaged) = State::load(&dirs.state_file(), now, true)?;
+        let (mut state, damaged) = State::load(&dirs.state_file(), now, true)?;
         if let Some(d) = damaged {
             eprintln!("{}", d.warning());
         }
-        Self::assemble(dirs, state, Some(lock))
+        let mut clock_fixes = Vec::new();
+        for (name, cooldown) in &mut state.cooldowns {
+            if started_in_the_future(cooldown, now) {
+                clock_fixes.push(
+                    Event::new(now, "clock-set-back", Some(name), Some(&cooldown.reason))
+                        .with_detail(format!("cooldown had started {}", cooldown.since)),
+                );
+                *cooldown = as_of_clock(cooldown, now);
+            }
+        }
+        let mut pool = Self::assemble(dirs, state, Some(lock))?;
+        pool.pending_events = clock_fixes;
+        Ok(pool)
     }
 
     fn assemble(dirs: Dirs, state: State, lock: Option<WriteLock>) -> Result<Self> {

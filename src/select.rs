@@ -6,6 +6,7 @@
 
 use jiff::Timestamp;
 
+use crate::cooldown::until_as_of_clock;
 use crate::state::Cooldown;
 
 /// Where one key stands at a moment.
@@ -19,12 +20,12 @@ pub enum Availability {
 
 impl Availability {
     pub fn of(cooldown: Option<&Cooldown>, now: Timestamp) -> Self {
-        match cooldown {
-            None => Self::Ready,
-            Some(Cooldown { until: None, .. }) => Self::SetAside,
-            Some(Cooldown {
-                until: Some(until), ..
-            }) if *until > now => Self::CoolingUntil(*until),
+        let Some(cooldown) = cooldown else {
+            return Self::Ready;
+        };
+        match until_as_of_clock(cooldown, now) {
+            None => Self::SetAside,
+            Some(until) if until > now => Self::CoolingUntil(until),
             Some(_) => Self::Ready,
         }
     }
@@ -101,6 +102,16 @@ mod tests {
         };
         assert_eq!(Availability::of(Some(&ended), t(0)), Ready);
         assert_eq!(Availability::of(Some(&ended), t(-1)), CoolingUntil(t(0)));
+    }
+
+    #[test]
+    fn a_cooldown_from_a_clock_that_ran_ahead_ends_within_its_length() {
+        let ahead = Cooldown {
+            until: Some(t(366 * 86_400 + 3_600)),
+            since: t(366 * 86_400),
+            reason: "m".into(),
+        };
+        assert_eq!(Availability::of(Some(&ahead), t(0)), CoolingUntil(t(3_600)));
     }
 
     fn availability() -> impl Strategy<Value = Availability> {
