@@ -2,8 +2,10 @@
 //! keychain, so it works (and is fast) even when the keychain is unavailable.
 
 use anyhow::Result;
+use jiff::{SignedDuration, Timestamp};
 
 use super::{Context, out};
+use crate::claude::wiring::HELPER_TTL_MS;
 use crate::pool::Pool;
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
@@ -26,6 +28,14 @@ fn line(pool: &Pool, ctx: &Context) -> String {
     match active {
         Some(active) => {
             let mut head = format!("key: {}", names(active));
+            if let Some(settled) = sessions_follow_by(pool, active, now) {
+                // A cooldown that simply ran out touches no settings file: running sessions
+                // come back only when their cached key expires.
+                head.push_str(&format!(
+                    " (running sessions move to it {})",
+                    until_in_words(settled, now).replacen("in ", "within ", 1)
+                ));
+            }
             if let Availability::CoolingUntil(until) = availability[active] {
                 head.push_str(&format!(
                     " (all cooling; back {} {})",
@@ -66,4 +76,15 @@ fn line(pool: &Pool, ctx: &Context) -> String {
         ));
     }
     parts.join(" · ")
+}
+
+/// When every running session has the active key, if that is still ahead: a cooldown that ended
+/// by itself less than one helper refresh interval ago leaves sessions on the key they had until
+/// their cached key expires (`get` is asked again only then).
+fn sessions_follow_by(pool: &Pool, active: usize, now: Timestamp) -> Option<Timestamp> {
+    let name = &pool.config.keys[active].name;
+    let ended = pool.state.cooldowns.get(name)?.until?;
+    let refresh = SignedDuration::from_millis(HELPER_TTL_MS.parse().ok()?);
+    let settled = ended.checked_add(refresh).ok()?;
+    (ended <= now && settled > now).then_some(settled)
 }
