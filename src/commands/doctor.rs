@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::{Context, open_keychain, out};
 use crate::claude::live::load_record;
 use crate::claude::settings_file::SettingsFile;
-use crate::claude::wiring::{BASE_URL_VAR, HELPER_KEY, Slot, TTL_VAR, has_hook, is_our_helper};
+use crate::claude::wiring::{
+    BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, Slot, TTL_VAR, has_hook, is_our_helper,
+};
 use crate::config::Config;
 use crate::select::Availability;
 
@@ -96,16 +98,31 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
-    if config.keys.is_empty() {
-        return r.fix(
-            "no keys",
-            "add one: printf '%s' \"$KEY\" | keyswitch add primary",
-        );
-    }
+    // The keychain first: with no keys yet, a missing keychain is what `add` would run into.
     let keychain = match open_keychain(config) {
         Ok(k) => k,
-        Err(e) => return r.fix("the keychain", &crate::error::one_line(&e)),
+        Err(e) => {
+            r.fix("the keychain", &crate::error::one_line(&e))?;
+            if config.keys.is_empty() {
+                r.fix("no keys", "once the keychain works, add one: printf '%s' \"$KEY\" | keyswitch add primary")?;
+            }
+            return Ok(());
+        }
     };
+    check_endpoints(r, config)?;
+    if config.keys.is_empty() {
+        // Looking up a name that is never stored proves the keychain answers.
+        return match keychain.read(".keyswitch-doctor-probe") {
+            Ok(_) => {
+                r.ok(&format!("{} reachable", keychain.kind().describe()))?;
+                r.fix(
+                    "no keys",
+                    "add one: printf '%s' \"$KEY\" | keyswitch add primary",
+                )
+            }
+            Err(e) => r.fix("the keychain", &crate::error::one_line(&e)),
+        };
+    }
     let mut readable = true;
     for key in &config.keys {
         match keychain.read(&key.name) {
@@ -156,6 +173,42 @@ fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Endpoints copied from documentation (`https://your-proxy.example.com`) point nowhere: the
+/// RFC 2606 names are reserved for examples.
+fn check_endpoints(r: &mut Report, config: &Config) -> Result<()> {
+    for key in &config.keys {
+        let Some(endpoint) = &key.endpoint else {
+            continue;
+        };
+        if is_placeholder_endpoint(endpoint) {
+            r.fix(
+                &format!(
+                    "{}'s endpoint {endpoint} is a documentation example, not a real server",
+                    key.name
+                ),
+                &format!(
+                    "put the real URL in keys[].endpoint of the config, or run keyswitch add {} --replace --endpoint URL",
+                    key.name
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn is_placeholder_endpoint(endpoint: &str) -> bool {
+    let Some(host) = url::Url::parse(endpoint).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+    }) else {
+        return false;
+    };
+    ["example.com", "example.net", "example.org", "example"]
+        .iter()
+        .any(|reserved| host == *reserved || host.ends_with(&format!(".{reserved}")))
+        || host.ends_with(".invalid")
+}
+
 fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
     let record = load_record(&ctx.dirs)?;
     let settings = match &record {
@@ -196,6 +249,14 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
             "no helper refresh interval: sessions return to the primary only every 5 minutes",
             "run keyswitch install",
         )?,
+    }
+    match Slot::Env(RETRIES_VAR).get(&map).and_then(Value::as_str) {
+        Some(n) => r.ok(&format!(
+            "Claude Code retries a failed request {n} time(s) ({RETRIES_VAR}={n}), so an exhausted key fails over sooner"
+        ))?,
+        None => r.info(&format!(
+            "{RETRIES_VAR} not set: Claude Code retries a 429 for about 3 minutes before the hook switches keys (keyswitch install --max-retries 2 shortens that; see README)"
+        ))?,
     }
     for warning in super::install::overriding_credentials(&map) {
         r.fix("a credential overrides the helper", &warning)?;
@@ -261,6 +322,12 @@ fn check_claude_version(r: &mut Report) -> Result<()> {
     }
 }
 
+/// How long doctor waits for `claude --version`.
+const VERSION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `claude --version` and reads its first line, giving up at [`VERSION_DEADLINE`]. The line
+/// is read on a thread: a wrapper script can exit while a child of it still holds the pipe open,
+/// and waiting for the pipe to close would not be bounded by anything.
 fn claude_version(claude: &Path) -> Option<(u64, u64, u64)> {
     let mut child = Command::new(claude)
         .arg("--version")
@@ -269,17 +336,57 @@ fn claude_version(claude: &Path) -> Option<(u64, u64, u64)> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok()?.is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let stdout = child.stdout.take()?;
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = send.send(line);
+    });
+    let line = receive.recv_timeout(VERSION_DEADLINE).ok();
+    // Whatever happened, leave no child behind; the reader thread ends with the process.
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    let output = child.wait_with_output().ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    parse_version(&line?)
+}
+
+fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
     let word = text.split_whitespace().next()?;
     let mut parts = word.split('.').map(|p| p.parse::<u64>().ok());
     Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documentation_endpoints_are_recognised() {
+        for placeholder in [
+            "https://your-proxy.example.com",
+            "https://example.com/v1",
+            "http://proxy.EXAMPLE.org.",
+            "https://api.example",
+            "https://x.invalid",
+        ] {
+            assert!(is_placeholder_endpoint(placeholder), "{placeholder}");
+        }
+        for real in [
+            "https://api.anthropic.com",
+            "https://example.company.com",
+            "https://notexample.com",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(!is_placeholder_endpoint(real), "{real}");
+        }
+    }
+
+    #[test]
+    fn versions_are_read_from_the_first_word() {
+        assert_eq!(parse_version("2.1.328 (Claude Code)\n"), Some((2, 1, 328)));
+        assert_eq!(parse_version("claude 2"), None);
+        assert_eq!(parse_version(""), None);
+    }
 }
