@@ -20,6 +20,19 @@ pub const DEFAULT_KEYCHAIN_SERVICE: &str = "keyswitch";
 /// The cooldown when neither the mark, the key nor a per-reason default says otherwise.
 pub const DEFAULT_COOLDOWN: SignedDuration = SignedDuration::from_hours(1);
 
+/// The reasons a key can be marked for by the StopFailure hook: the `error` values Claude Code
+/// sends (claude-code-facts.md). The one list `reason_cooldowns` is checked against.
+pub const REASONS: &[&str] = &[
+    "rate_limit",
+    "overloaded",
+    "authentication_failed",
+    "billing_error",
+    "invalid_request",
+    "model_not_found",
+    "server_error",
+    "unknown",
+];
+
 /// Built-in cooldowns by the reason the StopFailure hook gives, used when neither the key nor
 /// `reason_cooldowns` in the config says otherwise. A rate limit from a budget proxy usually lifts
 /// within the hour; a billing error ("credit balance too low") needs someone to pay, so retrying
@@ -162,6 +175,12 @@ impl Config {
             parse_duration(text).context("default_cooldown")?;
         }
         for (reason, text) in &self.reason_cooldowns {
+            if !REASONS.contains(&reason.as_str()) {
+                return Err(anyhow!(
+                    "reason_cooldowns: {reason:?} is not a reason keyswitch knows; use one of {}",
+                    REASONS.join(", ")
+                ));
+            }
             parse_duration(text).with_context(|| format!("reason_cooldowns.{reason}"))?;
         }
         if let Some(service) = &self.keychain_service
@@ -252,9 +271,24 @@ mod tests {
             r#"{"keys":[{"name":"a","endpoint":"nope"}]}"#,
             r#"{"stor":"keyutils"}"#,
             r#"{"default_cooldown":"-1h"}"#,
+            r#"{"reason_cooldowns":{"rate_limit":"0s"}}"#,
         ] {
             assert!(load_text(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn unknown_reasons_are_refused_and_named() {
+        let err = load_text(r#"{"reason_cooldowns":{"ratelimit":"2h"}}"#).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("\"ratelimit\""), "{text}");
+        assert!(text.contains("rate_limit"), "{text}");
+        let ok =
+            load_text(r#"{"reason_cooldowns":{"rate_limit":"2h","billing_error":"1d"}}"#).unwrap();
+        assert_eq!(
+            ok.reason_cooldown("rate_limit"),
+            Some(SignedDuration::from_hours(2))
+        );
     }
 
     #[test]
