@@ -41,8 +41,8 @@ pub fn main_entry() -> ExitCode {
     }
 }
 
-/// Help and version print as clap renders them; usage errors are cut to their first line,
-/// keeping keyswitch's promise of one-line errors, and exit 2.
+/// Help and version print as clap renders them; usage errors are cut to one line, keeping
+/// keyswitch's promise of one-line errors, and exit 2.
 fn clap_exit(e: clap::Error) -> ExitCode {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -54,14 +54,66 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("keyswitch: {first}; see `keyswitch --help`");
+            eprintln!(
+                "keyswitch: {}",
+                one_line_usage_error(&e.render().to_string())
+            );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// clap's rendering of a usage error in one line: its first paragraph joined (a list such as the
+/// missing arguments stays with the line that introduces it), then the command's usage.
+fn one_line_usage_error(rendered: &str) -> String {
+    let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+    let problem = lines
+        .by_ref()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let problem = problem.trim_start_matches("error: ");
+    let problem = if problem.is_empty() {
+        "invalid arguments"
+    } else {
+        problem
+    };
+    match rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+    {
+        Some(usage) => format!("{problem}; usage: {usage} (see --help)"),
+        None => format!("{problem}; see `keyswitch --help`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(args).expect_err("a usage error");
+        one_line_usage_error(&e.render().to_string())
+    }
+
+    #[test]
+    fn a_missing_argument_is_named() {
+        let line = usage_error(&["keyswitch", "add"]);
+        assert!(line.contains("not provided: <NAME>;"), "{line}");
+        assert!(line.contains("usage: keyswitch add"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn unknown_flags_and_commands_are_one_line() {
+        for args in [
+            &["keyswitch", "list", "--jsn"][..],
+            &["keyswitch", "frobnicate"],
+            &["keyswitch", "move", "a"],
+        ] {
+            let line = usage_error(args);
+            assert!(!line.contains('\n') && !line.contains(":;"), "{line}");
         }
     }
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use jiff::Timestamp;
 
 use super::Context;
+use crate::claude::live::Nudge;
 use crate::cooldown::{Length, next_cooldown};
 use crate::error::refuse;
 use crate::events::Event;
@@ -45,16 +46,22 @@ pub fn run(
     let previous = pool.state.cooldowns.get(&key.name).cloned();
     let cooldown = next_cooldown(previous.as_ref(), length, "manual", now);
     let unchanged = previous.as_ref() == Some(&cooldown);
+    // A mark that changes nothing is recorded as what it was, the same word the hook uses.
+    let event = if unchanged { "already-cooling" } else { "mark" };
     pool.state
         .cooldowns
         .insert(key.name.clone(), cooldown.clone());
     pool.log(
-        Event::new(now, "mark", Some(&key.name), Some("manual"))
+        Event::new(now, event, Some(&key.name), Some("manual"))
             .with_detail(describe_until(cooldown.until)),
     );
     let switched_to = pool.note_switch(now, "manual", None);
     let active = pool.active_name(now);
-    super::settle(&mut pool, now)?;
+    if unchanged {
+        super::settle_with(&mut pool, now, Nudge::IfChanged)?;
+    } else {
+        super::settle(&mut pool, now)?;
+    }
 
     let when = match cooldown.until {
         Some(until) => format!(

@@ -12,16 +12,7 @@ pub fn run(ctx: &Context, name: &str, position: &str) -> Result<()> {
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     let from = pool.resolve(name)?;
     let count = pool.config.keys.len();
-    let to = position
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|p| (1..=count).contains(p))
-        .ok_or_else(|| {
-            refuse(format!(
-                "position '{position}' is out of range: give a number from 1 to {count} (1 is the primary)"
-            ))
-        })?;
+    let to = parse_position(position, count)?;
     let key = pool.config.keys.remove(from);
     let moved = key.name.clone();
     pool.config.keys.insert(to - 1, key);
@@ -40,4 +31,35 @@ pub fn run(ctx: &Context, name: &str, position: &str) -> Result<()> {
         eprintln!("keyswitch: now handing out {to}");
     }
     Ok(())
+}
+
+/// A 1-based position among `count` keys.
+fn parse_position(position: &str, count: usize) -> Result<usize> {
+    let number: usize = position.trim().parse().map_err(|_| {
+        refuse(format!(
+            "position '{position}' is not a number: give a number from 1 to {count} (1 is the primary)"
+        ))
+    })?;
+    if !(1..=count).contains(&number) {
+        return Err(refuse(format!(
+            "position {number} is out of range: give a number from 1 to {count} (1 is the primary)"
+        )));
+    }
+    Ok(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_is_not_a_number_and_a_big_number_is_out_of_range() {
+        let word = parse_position("x", 2).unwrap_err().to_string();
+        assert!(word.contains("not a number"), "{word}");
+        let big = parse_position("3", 2).unwrap_err().to_string();
+        assert!(big.contains("out of range"), "{big}");
+        let negative = parse_position("-1", 2).unwrap_err().to_string();
+        assert!(negative.contains("1 to 2"), "{negative}");
+        assert_eq!(parse_position(" 2 ", 2).unwrap(), 2);
+    }
 }
