@@ -42,7 +42,7 @@ pub enum Command {
     MarkExhausted {
         /// The key to mark; the active key when omitted.
         name: Option<String>,
-        /// How long, like 90s, 30m, 5h, 2d or 1h30m.
+        /// How long, like 90s, 30m, 5h, 2d or 1h30m (whole seconds).
         #[arg(
             long = "for",
             value_name = "DURATION",
@@ -50,7 +50,8 @@ pub enum Command {
             allow_hyphen_values = true
         )]
         for_duration: Option<String>,
-        /// Until when: RFC 3339, or a local HH:MM meaning its next occurrence.
+        /// Until when: a local HH:MM (its next occurrence), a local date-time like
+        /// 2026-12-01T09:00, one in a zone like 2026-12-01T09:00[Europe/Berlin], or RFC 3339.
         #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         until: Option<String>,
     },
