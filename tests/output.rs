@@ -286,3 +286,13 @@ fn doctor_keeps_its_deadline_when_claude_leaves_a_child_holding_the_pipe() {
     assert!(took < Duration::from_secs(12), "took {took:?}");
     assert!(text.contains("Claude Code 2.1.328"), "{text}");
 }
+
+#[test]
+fn install_confirms_the_retry_setting() {
+    let s = Sandbox::new();
+    s.cmd()
+        .args(["install", "--max-retries", "2"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("CLAUDE_CODE_MAX_RETRIES=2"));
+}

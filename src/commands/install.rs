@@ -98,6 +98,15 @@ pub fn install(
     } else {
         eprintln!("keyswitch: {path} is already wired; nothing changed");
     }
+    // The retry setting is part of the confirmation (issue 7, item 19).
+    match max_retries {
+        Some(n) => eprintln!(
+            "keyswitch: Claude Code retries a failed request at most {n} time(s) ({RETRIES_VAR}={n})"
+        ),
+        None => eprintln!(
+            "keyswitch: retries left to Claude Code (about 3 minutes on a 429 before the key switches; --max-retries 2 shortens that)"
+        ),
+    }
     if let Some(backup) = backup {
         eprintln!(
             "keyswitch: the file as it was is kept at {}",
