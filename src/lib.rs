@@ -63,22 +63,24 @@ fn clap_exit(e: clap::Error) -> ExitCode {
     }
 }
 
-/// clap's rendering of a usage error in one line: its first paragraph joined (a list such as the
-/// missing arguments stays with the line that introduces it), then the command's usage.
+/// clap's rendering of a usage error in one line: the problem and any tip (a list, such as the
+/// missing arguments, stays with the line that introduces it), then the command's usage.
 fn one_line_usage_error(rendered: &str) -> String {
-    let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
-    let problem = lines
-        .by_ref()
-        .take_while(|l| !l.trim().is_empty())
+    let mut problem = String::new();
+    for line in rendered
+        .lines()
         .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let problem = problem.trim_start_matches("error: ");
-    let problem = if problem.is_empty() {
-        "invalid arguments"
-    } else {
-        problem
-    };
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+    {
+        if !problem.is_empty() {
+            problem.push_str(if problem.ends_with(':') { " " } else { "; " });
+        }
+        problem.push_str(line.trim_start_matches("error: "));
+    }
+    if problem.is_empty() {
+        problem.push_str("invalid arguments");
+    }
     match rendered
         .lines()
         .find_map(|l| l.trim().strip_prefix("Usage: "))
@@ -111,9 +113,11 @@ mod tests {
             &["keyswitch", "list", "--jsn"][..],
             &["keyswitch", "frobnicate"],
             &["keyswitch", "move", "a"],
+            &["keyswitch", "install", "--max-retries", "x"],
         ] {
             let line = usage_error(args);
             assert!(!line.contains('\n') && !line.contains(":;"), "{line}");
+            assert_eq!(line.matches("--help").count(), 1, "{line}");
         }
     }
 }

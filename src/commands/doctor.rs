@@ -98,7 +98,8 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
-    // The keychain first: with no keys yet, a missing keychain is what `add` would run into.
+    check_endpoints(r, config)?;
+    // The keychain even with no keys yet: a missing keychain is what `add` would run into.
     let keychain = match open_keychain(config) {
         Ok(k) => k,
         Err(e) => {
@@ -109,7 +110,6 @@ fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
             return Ok(());
         }
     };
-    check_endpoints(r, config)?;
     if config.keys.is_empty() {
         // Looking up a name that is never stored proves the keychain answers.
         return match keychain.read(".keyswitch-doctor-probe") {
