@@ -7,7 +7,10 @@
 use jiff::civil::{DateTime, Time};
 use jiff::fmt::temporal::Pieces;
 use jiff::tz::{AmbiguousOffset, TimeZone};
-use jiff::{SignedDuration, Span, SpanRelativeTo, Timestamp, Unit, ZonedDateTime};
+use jiff::{
+    RoundMode, SignedDuration, Span, SpanRelativeTo, Timestamp, Unit, ZonedDateTime,
+    ZonedDateTimeRound,
+};
 
 use crate::error::refuse;
 
@@ -277,9 +280,13 @@ fn read_localtime() -> Option<TimeZone> {
     TimeZone::tzif("Local", &bytes).ok()
 }
 
-/// Drops the fraction of a second: what the state file keeps.
+/// Drops the fraction of a second: what the state file keeps. Truncated, never rounded up, so
+/// nothing is recorded as happening later than it did.
 pub fn to_whole_seconds(at: ZonedDateTime) -> ZonedDateTime {
-    at.round(Unit::Second).unwrap_or(at)
+    let down = ZonedDateTimeRound::new()
+        .smallest(Unit::Second)
+        .mode(RoundMode::Trunc);
+    at.round(down).unwrap_or(at)
 }
 
 #[cfg(test)]
@@ -492,6 +499,15 @@ mod tests {
         assert_eq!(ago_in_words(before(3_600 + 59), t0), "1h ago");
         assert_eq!(ago_in_words(before(86_400 + 3_599), t0), "1d ago");
         assert_eq!(ago_in_words(before(30), t0), "30s ago");
+    }
+
+    #[test]
+    fn whole_seconds_never_move_a_moment_later() {
+        let at: ZonedDateTime = "2026-11-25T12:00:00.9+00:00[UTC]".parse().unwrap();
+        assert_eq!(
+            to_whole_seconds(at).timestamp().to_string(),
+            "2026-11-25T12:00:00Z"
+        );
     }
 
     proptest! {
