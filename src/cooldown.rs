@@ -109,9 +109,15 @@ pub fn until_as_of_clock(cooldown: &Cooldown, now: Timestamp) -> Option<Timestam
     Some(add(now, until.duration_since(cooldown.since)))
 }
 
-/// True when the clock was set back past the start of `cooldown` (see [`as_of_clock`]).
-pub fn started_in_the_future(cooldown: &Cooldown, now: Timestamp) -> bool {
-    cooldown.since > now
+/// How far a cooldown may start after `now` before the clock counts as set back. Commands that
+/// race within a second or wait briefly for the lock see a start a little ahead of their `now`:
+/// that is not worth rewriting the state (reads still clamp it, see [`until_as_of_clock`]).
+const CLOCK_SLACK: SignedDuration = SignedDuration::from_mins(1);
+
+/// True when the clock was set back well past the start of `cooldown`: the state should be
+/// written again as [`as_of_clock`] has it, so the clamp stops moving with the clock.
+pub fn clock_was_set_back(cooldown: &Cooldown, now: Timestamp) -> bool {
+    cooldown.since.duration_since(now) > CLOCK_SLACK
 }
 
 /// True while the cooldown keeps the key out of rotation.
@@ -209,8 +215,12 @@ mod tests {
         let fixed = as_of_clock(&ahead, t(0));
         assert_eq!(fixed.since, t(0));
         assert_eq!(fixed.until, Some(t(H)));
+        assert!(clock_was_set_back(&ahead, t(0)));
         // A cooldown that started in the past is left alone.
         assert_eq!(as_of_clock(&fixed, t(10)), fixed);
+        assert!(!clock_was_set_back(&fixed, t(10)));
+        // A start a second ahead is a race between commands, not a clock set back.
+        assert!(!clock_was_set_back(&fixed, t(-1)));
         let aside = next_cooldown(None, Length::Indefinite, "r", t(year));
         assert_eq!(as_of_clock(&aside, t(0)).until, None);
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use jiff::Timestamp;
 
 use crate::config::Config;
-use crate::cooldown::{as_of_clock, started_in_the_future};
+use crate::cooldown::{as_of_clock, clock_was_set_back};
 use crate::error::refuse;
 use crate::events::{self, Event};
 use crate::fileio::{WriteLock, sweep_stale_temp_files};
@@ -28,11 +28,7 @@ impl Pool {
     pub fn read(dirs: Dirs, now: Timestamp) -> Result<Self> {
         let (state, damaged) = State::load(&dirs.state_file(), now, false)?;
         let Some(damaged) = damaged else {
-            if state
-                .cooldowns
-                .values()
-                .any(|c| started_in_the_future(c, now))
-            {
+            if state.cooldowns.values().any(|c| clock_was_set_back(c, now)) {
                 return Self::read_after_clock_fix(dirs, state, now);
             }
             return Self::assemble(dirs, state, None);
@@ -92,7 +88,7 @@ impl Pool {
         }
         let mut clock_fixes = Vec::new();
         for (name, cooldown) in &mut state.cooldowns {
-            if started_in_the_future(cooldown, now) {
+            if clock_was_set_back(cooldown, now) {
                 clock_fixes.push(
                     Event::new(now, "clock-set-back", Some(name), Some(&cooldown.reason))
                         .with_detail(format!("cooldown had started {}", cooldown.since)),
