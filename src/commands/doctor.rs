@@ -250,7 +250,11 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
             "run keyswitch install",
         )?,
     }
-    match Slot::Env(RETRIES_VAR).get(&map).and_then(Value::as_str) {
+    let retries = Slot::Env(RETRIES_VAR)
+        .get(&map)
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        .or_else(|| std::env::var(RETRIES_VAR).ok());
+    match retries {
         Some(n) => r.ok(&format!(
             "Claude Code retries a failed request {n} time(s) ({RETRIES_VAR}={n}), so an exhausted key fails over sooner"
         ))?,
