@@ -662,6 +662,37 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
     assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
 
+    // Moving the proxy to another port stops the one on the old port.
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_err(),
+        "install started the proxy"
+    );
+    let moved = free_port();
+    s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{moved}"),
+        ])
+        .assert()
+        .success();
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the old proxy stopped"
+    );
+    assert!(
+        TcpListener::bind(("127.0.0.1", moved)).is_err(),
+        "the new one runs"
+    );
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        format!("http://127.0.0.1:{moved}")
+    );
+    let proxy: Value =
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+    assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
+
     // Back to helper mode: the user's base URL returns, the proxy stops.
     s.cmd().arg("install").assert().success();
     assert_eq!(

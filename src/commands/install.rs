@@ -100,6 +100,8 @@ pub fn install(
             Some(ProxySettings { listen, upstream })
         }
     };
+    // The proxy running now (if any) started with the settings in force until now.
+    let previous_proxy = control::load_settings(&ctx.dirs).ok().flatten();
     // Written before the settings point at the proxy: a session must never send a real key to
     // a loopback port because proxy mode is half on.
     if let Some(proxy) = &proxy {
@@ -138,7 +140,7 @@ pub fn install(
     drop(pool);
     // A running proxy keeps the listen address and upstream it started with: stop it, and in
     // proxy mode start the new one now, so a problem shows here rather than in Claude Code.
-    let had_proxy = stop_proxy(&ctx.dirs);
+    let had_proxy = previous_proxy.is_some_and(|p| stop_proxy(&ctx.dirs, &p));
     match &proxy {
         Some(proxy) => match control::ensure_running(&ctx.dirs, proxy) {
             Ok(health) => eprintln!(
@@ -237,7 +239,9 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     })?;
     let _ = std::fs::remove_file(live::record_path(&ctx.dirs));
     // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
-    if stop_proxy(&ctx.dirs) {
+    if let Ok(Some(current)) = control::load_settings(&ctx.dirs)
+        && stop_proxy(&ctx.dirs, &current)
+    {
         eprintln!("keyswitch: stopped the proxy");
     }
     control::remove_settings(&ctx.dirs)?;
@@ -267,12 +271,9 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Stops the proxy if one runs for these settings; true when one did. Best effort: a proxy that
-/// does not stop is reported, and its settings go anyway.
-fn stop_proxy(dirs: &crate::paths::Dirs) -> bool {
-    let Ok(Some(current)) = control::load_settings(dirs) else {
-        return false;
-    };
+/// Stops the proxy running with `current` settings; true when one did. Best effort: a proxy
+/// that does not stop is reported, and its settings go anyway.
+fn stop_proxy(dirs: &crate::paths::Dirs, current: &ProxySettings) -> bool {
     let stopped = control::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
     match stopped {
         Ok(stopped) => stopped,

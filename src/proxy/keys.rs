@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use zeroize::Zeroizing;
 
 use super::decide::{Mark, MarkLength};
+use super::whole_seconds_now;
 use crate::config::{Config, KeyConfig};
 use crate::cooldown::{Length, is_cooling, next_cooldown};
 use crate::events::Event;
@@ -131,7 +132,7 @@ impl KeyPool {
             return Ok(files.clone());
         }
         let config = Config::load(&config_path)?;
-        let (state, damaged) = State::load(&state_path, Timestamp::now(), false)?;
+        let (state, damaged) = State::load(&state_path, whole_seconds_now(), false)?;
         if let Some(damaged) = damaged {
             eprintln!("{}", damaged.warning());
         }
@@ -292,7 +293,7 @@ impl KeyPool {
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let now = Timestamp::now();
+            let now = whole_seconds_now();
             let result = (|| -> Result<()> {
                 let Some(mut pool) = Pool::try_lock(this.dirs.clone(), now)? else {
                     return Ok(());

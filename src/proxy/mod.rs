@@ -24,6 +24,12 @@ use crate::endpoint::Endpoint;
 use crate::paths::Dirs;
 use control::ProxySettings;
 
+/// Now, in whole seconds: what the state file and the event log keep, as everywhere else.
+pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
 /// In-flight requests (streams included) get this long to finish when the proxy stops.
 const DRAIN: Duration = Duration::from_secs(600);
 

@@ -21,6 +21,7 @@ use super::control::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 use super::decide::{self, ERROR_BODY_LIMIT, Verdict};
 use super::keys::{KeyPool, View};
 use super::upstream::Fault;
+use super::whole_seconds_now;
 use crate::endpoint::Endpoint;
 use crate::select::{Availability, candidates};
 
@@ -132,7 +133,7 @@ async fn forward(
     let mut tried: Vec<String> = Vec::new();
     let mut network_fault: Option<(String, Fault)> = None;
     loop {
-        let now = Timestamp::now();
+        let now = whole_seconds_now();
         let view = match shared.keys.view(now) {
             Ok(view) => view,
             Err(e) => {
@@ -204,7 +205,7 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let verdict = decide::judge(status, &lookup, Timestamp::now());
+        let verdict = decide::judge(status, &lookup, whole_seconds_now());
         let (verdict, buffered) = match verdict {
             Verdict::ReadBody => {
                 let head = head_of(&response);
@@ -231,7 +232,7 @@ async fn forward(
             (Verdict::Failover(mark), _) => {
                 shared
                     .keys
-                    .mark(&key.name, &mark, session.clone(), Timestamp::now());
+                    .mark(&key.name, &mark, session.clone(), whole_seconds_now());
                 continue;
             }
             (_, Some((head, bytes))) => return rebuild(head, bytes),
