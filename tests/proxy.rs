@@ -444,13 +444,11 @@ fn server_sent_events_stream_through_as_they_are_sent() {
     });
     let all: Vec<u8> = arrivals.iter().flat_map(|(_, c)| c.clone()).collect();
     assert_eq!(all, events.concat().into_bytes());
-    // The first event arrives long before the last was sent: nothing is held back.
-    assert!(
-        arrivals[0].0 < Duration::from_millis(250),
-        "{:?}",
-        arrivals[0].0
-    );
-    assert!(arrivals.last().unwrap().0 >= Duration::from_millis(850));
+    // Each event arrives on its own, as the upstream paced them: nothing is held back. (Spans
+    // between arrivals, not absolute times, so a busy machine cannot fail this.)
+    assert_eq!(arrivals.len(), events.len(), "{arrivals:?}");
+    let span = arrivals.last().unwrap().0 - arrivals[0].0;
+    assert!(span >= Duration::from_millis(600), "{span:?}");
 }
 
 #[test]

@@ -175,15 +175,17 @@ pub fn unavailable(
     now: Timestamp,
     describe: DescribeTime<'_>,
 ) -> Unavailable {
+    // On a tie the key earlier in the order returns first, as `get` would hand it out.
     let first_back = keys
         .iter()
-        .filter_map(|(name, a)| match a {
-            Availability::CoolingUntil(until) => Some((*until, *name)),
+        .enumerate()
+        .filter_map(|(i, (name, a))| match a {
+            Availability::CoolingUntil(until) => Some((*until, i, *name)),
             _ => None,
         })
         .min();
     match first_back {
-        Some((until, name)) => {
+        Some((until, _, name)) => {
             let seconds = until.duration_since(now).as_secs().max(1) as u64;
             Unavailable {
                 retry_after: Some(seconds),
@@ -322,6 +324,16 @@ mod tests {
         let later = unavailable(&keys[..1], t(0), &|_| "later".to_string());
         assert_eq!(later.retry_after, Some(3600));
         assert!(!later.should_retry);
+        let tie = [
+            ("primary", Availability::CoolingUntil(t(60))),
+            ("fallback", Availability::CoolingUntil(t(60))),
+        ];
+        let tied = unavailable(&tie, t(0), &|_| String::new());
+        assert!(
+            tied.message.contains("primary returns first"),
+            "{}",
+            tied.message
+        );
         let none = unavailable(&keys[2..], t(0), &|_| unreachable!());
         assert_eq!(none.retry_after, None);
         assert!(none.message.contains("--replace"));
