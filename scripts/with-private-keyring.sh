@@ -7,7 +7,7 @@
 set -euo pipefail
 
 missing=()
-for tool in dbus-run-session gnome-keyring-daemon secret-tool; do
+for tool in dbus-run-session dbus-send gnome-keyring-daemon secret-tool; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -40,6 +40,23 @@ mkdir -m 700 "$XDG_RUNTIME_DIR"
 # --unlock reads the new login keyring's password from stdin and creates it unlocked.
 eval "$(printf 'keyswitch-test' | gnome-keyring-daemon --unlock --daemonize --components=secrets)"
 export GNOME_KEYRING_PID
+
+# Wait until our daemon owns the Secret Service name before calling it. A call made earlier makes
+# the bus start another gnome-keyring from its service file, one that sees neither this folder nor
+# the unlocked keyring, and prompts (seen on a busy machine, where --daemonize returns early).
+owned=
+for _ in $(seq 1 300); do
+    if dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'; then
+        owned=1
+        break
+    fi
+    sleep 0.1
+done
+if [ -z "$owned" ]; then
+    echo "with-private-keyring: the private gnome-keyring-daemon did not register on the bus within 30 s" >&2
+    exit 1
+fi
 
 # Wait until the Secret Service answers a real round trip: store, then read back.
 for _ in $(seq 1 100); do

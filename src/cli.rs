@@ -89,6 +89,13 @@ pub enum Command {
         /// key that ran out fails the turn, and switches, sooner; off by default (see README).
         #[arg(long, value_name = "N")]
         max_retries: Option<u32>,
+        /// Proxy mode: Claude Code talks to a local keyswitch proxy, which answers a request
+        /// whose key ran out from the next key, so no turn fails (see README).
+        #[arg(long)]
+        proxy: bool,
+        /// The proxy's loopback address (default 127.0.0.1:47329).
+        #[arg(long, value_name = "IP:PORT", requires = "proxy")]
+        listen: Option<String>,
     },
     /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the keychain.
     Uninstall {
@@ -96,6 +103,9 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         settings: Option<std::path::PathBuf>,
     },
+    /// The local proxy of proxy mode (`keyswitch install --proxy`); `get` starts it when needed.
+    #[command(subcommand)]
+    Proxy(ProxyAction),
     /// Entry points for Claude Code hooks.
     #[command(subcommand)]
     Hook(HookEvent),
@@ -104,6 +114,22 @@ pub enum Command {
     /// Show the event log of marks, resets and switches, newest last.
     Log {
         /// Print a JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyAction {
+    /// Run the proxy in the foreground (for a systemd user unit or a launchd agent).
+    Run,
+    /// Start the proxy in the background unless it already runs.
+    Start,
+    /// Stop the proxy; requests in flight finish first.
+    Stop,
+    /// Whether the proxy runs, where, and which version.
+    Status {
+        /// Print {"running", "pid", "listen", "version"} as JSON.
         #[arg(long)]
         json: bool,
     },

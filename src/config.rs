@@ -227,6 +227,15 @@ impl Config {
             .and_then(|c| parse_duration(c).ok())
     }
 
+    /// The default length of a cooldown for `reason` (a StopFailure `error` value): the key's
+    /// own, else `reason_cooldowns`, else the built-in one for the reason, else the default.
+    pub fn cooldown_for(&self, key: &KeyConfig, reason: &str) -> SignedDuration {
+        key.cooldown()
+            .or_else(|| self.reason_cooldown(reason))
+            .or_else(|| builtin_reason_cooldown(reason))
+            .unwrap_or_else(|| self.default_cooldown())
+    }
+
     /// True when any key is tied to an endpoint: only then does keyswitch manage
     /// `ANTHROPIC_BASE_URL` at all.
     pub fn uses_endpoints(&self) -> bool {

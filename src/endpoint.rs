@@ -45,6 +45,28 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// A URL fit for a message: user info and query (where credentials hide) replaced by `***`.
+pub fn redact(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) => {
+            let hidden = !url.username().is_empty() || url.password().is_some();
+            if hidden {
+                let _ = url.set_username("***");
+                let _ = url.set_password(None);
+            }
+            if url.query().is_some() {
+                url.set_query(Some("***"));
+            }
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) if text.contains('@') || text.contains('?') => {
+            "(a URL that is not valid)".to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
 /// Where a session sends requests when `ANTHROPIC_BASE_URL` is not set.
 pub const PUBLIC_API: &str = "https://api.anthropic.com";
 

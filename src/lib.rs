@@ -13,6 +13,7 @@ pub mod fileio;
 pub mod notify;
 pub mod paths;
 pub mod pool;
+pub mod proxy;
 pub mod select;
 pub mod state;
 pub mod store;

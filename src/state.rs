@@ -31,6 +31,14 @@ pub struct State {
     /// The key `get` last handed out, to notice switches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active: Option<String>,
+    /// Bumped whenever a secret in the keychain changes (add, replace, remove), so a running
+    /// proxy knows to drop the secrets it holds in memory.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub secrets_epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A state file that could not be read, and where it was put.

@@ -30,7 +30,10 @@ struct Seen {
 struct StandIn {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Every key is out of budget.
     out_of_budget: Arc<AtomicBool>,
+    /// Only these keys are out of budget.
+    spent: Arc<Mutex<Vec<String>>>,
 }
 
 impl StandIn {
@@ -39,17 +42,19 @@ impl StandIn {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let out_of_budget = Arc::new(AtomicBool::new(false));
-        let (seen2, budget2) = (seen.clone(), out_of_budget.clone());
+        let spent = Arc::new(Mutex::new(Vec::new()));
+        let (seen2, budget2, spent2) = (seen.clone(), out_of_budget.clone(), spent.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (seen, budget) = (seen2.clone(), budget2.clone());
-                std::thread::spawn(move || serve(stream, name, &seen, &budget));
+                let (seen, budget, spent) = (seen2.clone(), budget2.clone(), spent2.clone());
+                std::thread::spawn(move || serve(stream, name, &seen, &budget, &spent));
             }
         });
         Self {
             port,
             seen,
             out_of_budget,
+            spent,
         }
     }
 
@@ -67,7 +72,13 @@ impl StandIn {
     }
 }
 
-fn serve(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, out_of_budget: &AtomicBool) {
+fn serve(
+    stream: TcpStream,
+    name: &str,
+    seen: &Mutex<Vec<Seen>>,
+    out_of_budget: &AtomicBool,
+    spent: &Mutex<Vec<String>>,
+) {
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
@@ -121,7 +132,7 @@ fn serve(stream: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, out_of_budget: 
                 &[],
                 r#"{"type":"error","error":{"type":"not_found_error","message":"stand-in"}}"#,
             )
-        } else if out_of_budget.load(Ordering::SeqCst) {
+        } else if out_of_budget.load(Ordering::SeqCst) || spent.lock().unwrap().contains(&key) {
             // As a budget proxy answers; x-should-retry: false fails the turn at once.
             http(
                 429,
@@ -419,4 +430,103 @@ fn a_running_session_fails_over_on_429_and_returns_to_the_primary() {
         paths.iter().any(|p| p.starts_with("/v1/messages")),
         "{paths:?}"
     );
+}
+
+/// Proxy mode with the real Claude Code: the primary runs out mid-session and no turn fails —
+/// the stand-in sees the primary's 429 and the fallback answering the same request, the
+/// StopFailure hook never fires, and after the cooldown the very next request is on the primary.
+#[test]
+fn in_proxy_mode_a_spent_primary_never_fails_a_turn() {
+    let s = Sandbox::new();
+    let api = StandIn::start("api");
+    let (primary, fallback) = (fake_key("primary"), fake_key("fallback"));
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(
+        s.settings_file(),
+        serde_json::to_string_pretty(&json!({"env": {"ANTHROPIC_BASE_URL": api.url()}})).unwrap(),
+    )
+    .unwrap();
+    s.add("primary", &primary, &["--cooldown", "12s"]);
+    s.add("fallback", &fallback, &[]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .assert()
+        .success();
+    let _stop = StopProxy(&s);
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        format!("http://127.0.0.1:{port}")
+    );
+
+    let mut session = Session::start(&s);
+    let first = session.turn("first");
+    assert_eq!(first["is_error"], false, "{first}");
+    assert_eq!(first["result"], "hello from api");
+    assert!(api.keys_seen().iter().all(|k| *k == primary));
+
+    // The budget runs out mid-session: the very next turn is still answered.
+    api.spent.lock().unwrap().push(primary.clone());
+    let before = api.seen.lock().unwrap().len();
+    let second = session.turn("second");
+    assert_eq!(second["is_error"], false, "{second}");
+    assert_eq!(second["result"], "hello from api");
+    let during: Vec<String> = api.keys_seen()[before..].to_vec();
+    assert_eq!(during.first(), Some(&primary), "{during:?}");
+    assert!(
+        during[1..].iter().all(|k| *k == fallback) && during.len() >= 2,
+        "{during:?}"
+    );
+    wait_for("the proxy's mark", || !s.events("mark").is_empty());
+    assert_eq!(s.events("mark")[0]["reason"], "proxy:rate_limit");
+
+    let third = session.turn("third");
+    assert_eq!(third["is_error"], false, "{third}");
+    assert_eq!(api.keys_seen().last(), Some(&fallback));
+    // No turn failed, so the StopFailure hook never ran (it would log in proxy mode).
+    assert!(s.events("hook-ignored").is_empty(), "{:?}", s.log_json());
+
+    // The budget is back and the cooldown ends: the very next request is on the primary.
+    api.spent.lock().unwrap().clear();
+    let until: jiff::Timestamp = s.list_json()[0]["exhausted_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let wait = until
+        .duration_since(jiff::Timestamp::now())
+        .as_millis()
+        .max(0) as u64;
+    std::thread::sleep(Duration::from_millis(wait + 1_000));
+    let before = api.seen.lock().unwrap().len();
+    let fourth = session.turn("fourth");
+    assert_eq!(fourth["is_error"], false, "{fourth}");
+    assert_eq!(api.keys_seen().get(before), Some(&primary));
+
+    // The stand-in never saw the local token, only the keys.
+    assert!(
+        api.keys_seen()
+            .iter()
+            .all(|k| *k == primary || *k == fallback),
+        "{:?}",
+        api.keys_seen()
+    );
+}
+
+/// Stops the sandbox's proxy when the test ends, however it ends.
+struct StopProxy<'a>(&'a Sandbox);
+
+impl Drop for StopProxy<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd().args(["proxy", "stop"]).output();
+    }
 }

@@ -81,6 +81,11 @@ pub fn follow_active_key(
     let Some(record) = load_record(dirs)? else {
         return Ok(());
     };
+    if crate::proxy::control::load_settings(dirs)?.is_some() {
+        // Proxy mode: the proxy picks the key per request, and ANTHROPIC_BASE_URL stays on the
+        // proxy (moving it would send the token to an endpoint).
+        return Ok(());
+    }
     let settings = SettingsFile {
         path: record.settings.clone(),
     };

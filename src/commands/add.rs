@@ -79,6 +79,7 @@ pub fn run(
             .with_detail(format!("position {position}"))
     };
     pool.log(event);
+    pool.state.secrets_epoch = pool.state.secrets_epoch.wrapping_add(1);
     pool.note_switch(now, "manual", None);
     let kind = keychain.kind().describe();
     super::settle(&mut pool, now)?;

@@ -16,10 +16,14 @@ use super::{Context, open_keychain};
 use crate::claude::{live, sessions};
 use crate::endpoint::{Endpoint, key_belongs, session_endpoint};
 use crate::pool::Pool;
+use crate::proxy::control::{self, ProxySettings};
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
 
 pub fn run(ctx: &Context) -> Result<()> {
+    if let Some(proxy) = control::load_settings(&ctx.dirs)? {
+        return hand_out_token(ctx, &proxy);
+    }
     let now = ctx.now.timestamp();
     let pool = Pool::read(ctx.dirs.clone(), now)?;
     if pool.config.keys.is_empty() {
@@ -108,6 +112,28 @@ pub fn run(ctx: &Context) -> Result<()> {
         "no key for this session has a secret in {}: store one with `keyswitch add NAME --replace`",
         keychain.kind().describe()
     ))
+}
+
+/// Proxy mode: the session gets the local access token, never a key, and only when it talks to
+/// the proxy; the proxy is started first if it is not running.
+fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
+    let config = crate::config::Config::load(&ctx.dirs.config_file())?;
+    if config.keys.is_empty() {
+        return Err(anyhow!(
+            "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
+        ));
+    }
+    let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
+    if session != session_endpoint(Some(&proxy.base_url())) {
+        return Err(anyhow!(
+            "this session's ANTHROPIC_BASE_URL is {}, not the keyswitch proxy ({}): a project setting or the environment overrides keyswitch's; remove that override (`keyswitch doctor` finds it)",
+            crate::endpoint::redact(&session),
+            proxy.base_url()
+        ));
+    }
+    control::ensure_running(&ctx.dirs, proxy)?;
+    let token = control::ensure_token(&ctx.dirs)?;
+    print_secret(&token)
 }
 
 fn print_secret(secret: &str) -> Result<()> {

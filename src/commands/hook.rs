@@ -10,7 +10,6 @@ use anyhow::Result;
 use super::Context;
 use crate::claude::hook_input::{StopFailure, Verdict};
 use crate::claude::sessions;
-use crate::config::builtin_reason_cooldown;
 use crate::cooldown::{Length, is_cooling, next_cooldown};
 use crate::events::Event;
 use crate::pool::Pool;
@@ -62,6 +61,23 @@ fn run(ctx: &Context) -> Result<()> {
         );
     }
 
+    if crate::proxy::control::load_settings(&ctx.dirs)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        // The session holds a token, not a key, and the proxy already marked whatever failed:
+        // an error that reaches Claude Code was the proxy's own answer.
+        return ignored(
+            &mut pool,
+            format!(
+                "proxy mode: the proxy marks keys itself; this {} came from the proxy",
+                parsed.error
+            ),
+            session,
+        );
+    }
+
     // The key this session was handed; the active key only when keyswitch has no record.
     let record = claude_pid.and_then(|pid| sessions::handed_to(&ctx.dirs.sessions(), pid));
     let handed = record.as_ref().and_then(|h| pool.config.position(&h.key));
@@ -96,12 +112,7 @@ fn run(ctx: &Context) -> Result<()> {
     } else {
         let length = match verdict {
             Verdict::Rejected => Length::Indefinite,
-            _ => Length::Default(
-                key.cooldown()
-                    .or_else(|| pool.config.reason_cooldown(&parsed.error))
-                    .or_else(|| builtin_reason_cooldown(&parsed.error))
-                    .unwrap_or_else(|| pool.config.default_cooldown()),
-            ),
+            _ => Length::Default(pool.config.cooldown_for(&key, &parsed.error)),
         };
         let cooldown = next_cooldown(previous.as_ref(), length, &reason, now);
         pool.state

@@ -1,6 +1,7 @@
 //! `keyswitch install` and `keyswitch uninstall`: wiring keyswitch into Claude Code's user
 //! settings, and taking out exactly that again.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -10,17 +11,37 @@ use super::Context;
 use crate::claude::live::{self, apply_base_url, load_record, save_record};
 use crate::claude::settings_file::{SettingsFile, backup_path};
 use crate::claude::wiring::{
-    HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR, ensure_hook,
-    is_our_helper, note_created, remove_hook, shell_quote,
+    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR,
+    ensure_hook, is_our_helper, note_created, remove_hook, shell_quote,
 };
+use crate::endpoint::{Endpoint, PUBLIC_API};
 use crate::error::refuse;
 use crate::pool::Pool;
+use crate::proxy::control::{self, Probe, ProxySettings};
+
+/// Helper mode (the session gets a key) or proxy mode (the session gets a token for the proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Helper,
+    Proxy(SocketAddr),
+}
+
+impl Mode {
+    pub fn from_flags(proxy: bool, listen: Option<&str>) -> Result<Self> {
+        Ok(match (proxy, listen) {
+            (false, _) => Self::Helper,
+            (true, None) => Self::Proxy(SocketAddr::from(([127, 0, 0, 1], control::DEFAULT_PORT))),
+            (true, Some(text)) => Self::Proxy(control::parse_listen(text)?),
+        })
+    }
+}
 
 pub fn install(
     ctx: &Context,
     settings: Option<&Path>,
     force: bool,
     max_retries: Option<u32>,
+    mode: Mode,
 ) -> Result<()> {
     let settings = SettingsFile::locate(settings)?;
     let exe = std::env::current_exe()
@@ -64,6 +85,29 @@ pub fn install(
         )));
     }
 
+    // Proxy mode: the port must be free (or ours) before anything changes, and the upstream is
+    // where the user's requests went until now.
+    let proxy = match mode {
+        Mode::Helper => None,
+        Mode::Proxy(listen) => {
+            if let Probe::Foreign(what) = control::probe(listen) {
+                return Err(refuse(format!(
+                    "port {listen} is taken by another program ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
+                )));
+            }
+            let proxy_url = format!("http://{listen}");
+            let upstream = prior_base_url(&ctx.dirs, &record, &snapshot.map, &proxy_url)?;
+            Some(ProxySettings { listen, upstream })
+        }
+    };
+    // The proxy running now (if any) started with the settings in force until now.
+    let previous_proxy = control::load_settings(&ctx.dirs).ok().flatten();
+    // Written before the settings point at the proxy: a session must never send a real key to
+    // a loopback port because proxy mode is half on.
+    if let Some(proxy) = &proxy {
+        control::save_settings(&ctx.dirs, proxy)?;
+    }
+
     let active = pool.active_key(now).cloned();
     let mut updated = record.clone();
     let apply = |map: &mut Map<String, Value>, rec: &mut InstallRecord| {
@@ -73,7 +117,13 @@ pub fn install(
         if let Some(n) = max_retries {
             rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
         }
-        apply_base_url(map, rec, &pool.config, active.as_ref());
+        match &proxy {
+            Some(proxy) => {
+                rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
+                rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
+            }
+            None => apply_base_url(map, rec, &pool.config, active.as_ref()),
+        }
     };
     // No-op when there is no file yet or a backup already exists.
     let backup = settings.backup_once()?;
@@ -88,6 +138,27 @@ pub fn install(
     }
     save_record(&ctx.dirs, &updated)?;
     drop(pool);
+    // A running proxy keeps the listen address and upstream it started with: stop it, and in
+    // proxy mode start the new one now, so a problem shows here rather than in Claude Code.
+    let had_proxy = previous_proxy.is_some_and(|p| stop_proxy(&ctx.dirs, &p));
+    match &proxy {
+        Some(proxy) => match control::ensure_running(&ctx.dirs, proxy) {
+            Ok(health) => eprintln!(
+                "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}",
+                health.listen, health.pid, proxy.upstream
+            ),
+            Err(e) => eprintln!(
+                "keyswitch: warning: the proxy did not start: {}; `keyswitch get` tries again",
+                crate::error::one_line(&e)
+            ),
+        },
+        None => {
+            control::remove_settings(&ctx.dirs)?;
+            if had_proxy {
+                eprintln!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
+            }
+        }
+    }
 
     let path = settings.path.display();
     if written {
@@ -176,6 +247,13 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         Ok(())
     })?;
     let _ = std::fs::remove_file(live::record_path(&ctx.dirs));
+    // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
+    if let Ok(Some(current)) = control::load_settings(&ctx.dirs)
+        && stop_proxy(&ctx.dirs, &current)
+    {
+        eprintln!("keyswitch: stopped the proxy");
+    }
+    control::remove_settings(&ctx.dirs)?;
     // A settings file that keyswitch itself created, and that holds nothing else, goes too.
     if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
         let _ = std::fs::remove_file(settings.target()?);
@@ -200,6 +278,66 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     }
     eprintln!("keyswitch: your keys stay in the keychain; `keyswitch remove NAME` deletes one");
     Ok(())
+}
+
+/// Stops the proxy running with `current` settings; true when one did. Best effort: a proxy
+/// that does not stop is reported, and its settings go anyway.
+fn stop_proxy(dirs: &crate::paths::Dirs, current: &ProxySettings) -> bool {
+    let stopped = control::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
+    match stopped {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            eprintln!(
+                "keyswitch: warning: could not stop the proxy on {}: {}",
+                current.listen,
+                crate::error::one_line(&e)
+            );
+            false
+        }
+    }
+}
+
+/// The API base URL the user's requests went to before proxy mode: what keyswitch replaced in
+/// the settings, else the settings' own value, else the environment's, else the public API.
+fn prior_base_url(
+    dirs: &crate::paths::Dirs,
+    record: &InstallRecord,
+    settings: &Map<String, Value>,
+    proxy_url: &str,
+) -> Result<String> {
+    let slot = Slot::Env(BASE_URL_VAR);
+    let current = slot.get(settings).and_then(Value::as_str);
+    let recorded = record.entries.get("env.ANTHROPIC_BASE_URL");
+    let from_settings = match recorded {
+        // keyswitch set the value: what it replaced is the user's (unless they changed it since).
+        Some(entry) if current == entry.ours.as_str() => entry
+            .prior
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => current.map(str::to_string),
+    };
+    let candidate = from_settings
+        .filter(|u| u != proxy_url)
+        .or_else(|| {
+            std::env::var("ANTHROPIC_BASE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty() && u != proxy_url)
+        })
+        .or_else(|| {
+            control::load_settings(dirs)
+                .ok()
+                .flatten()
+                .map(|p| p.upstream)
+        })
+        .unwrap_or_else(|| PUBLIC_API.to_string());
+    let endpoint = Endpoint::parse(&candidate).map_err(|e| {
+        refuse(format!(
+            "your current API base URL cannot be the proxy's upstream: {}",
+            crate::error::one_line(&e)
+        ))
+    })?;
+    Ok(endpoint.as_str().to_string())
 }
 
 /// Credentials that make Claude Code ignore the helper, from the environment or the settings.

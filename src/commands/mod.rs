@@ -9,6 +9,7 @@ mod list;
 mod log;
 mod mark;
 mod move_key;
+mod proxy;
 mod remove;
 mod reset;
 mod status;
@@ -71,7 +72,16 @@ pub fn run(command: Command) -> Result<()> {
             settings,
             force,
             max_retries,
-        } => install::install(&ctx, settings.as_deref(), force, max_retries),
+            proxy,
+            listen,
+        } => install::install(
+            &ctx,
+            settings.as_deref(),
+            force,
+            max_retries,
+            install::Mode::from_flags(proxy, listen.as_deref())?,
+        ),
+        Command::Proxy(action) => proxy::run(&ctx, action),
         Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),
         Command::Hook(HookEvent::StopFailure) => {
             hook::stop_failure(&ctx);

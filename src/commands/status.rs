@@ -81,7 +81,11 @@ fn line(pool: &Pool, ctx: &Context) -> String {
 /// When every running session has the active key, if that is still ahead: a cooldown that ended
 /// by itself less than one helper refresh interval ago leaves sessions on the key they had until
 /// their cached key expires (`get` is asked again only then).
+/// In proxy mode there is no such delay: the proxy picks the key per request.
 fn sessions_follow_by(pool: &Pool, active: usize, now: Timestamp) -> Option<Timestamp> {
+    if crate::proxy::control::settings_path(&pool.dirs).exists() {
+        return None;
+    }
     let name = &pool.config.keys[active].name;
     let ended = pool.state.cooldowns.get(name)?.until?;
     let refresh = SignedDuration::from_millis(HELPER_TTL_MS.parse().ok()?);

@@ -3,6 +3,8 @@
 //! starts. Tests refuse to run outside it, so they can never touch a person's own keychain.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::sync::atomic::{AtomicUsize, Ordering};

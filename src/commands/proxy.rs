@@ -1,0 +1,66 @@
+//! `keyswitch proxy run|start|stop|status`: the local proxy of proxy mode.
+
+use anyhow::Result;
+
+use super::{Context, out};
+use crate::cli::ProxyAction;
+use crate::error::refuse;
+use crate::proxy::control::{self, Probe};
+
+pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
+    let settings = control::load_settings(&ctx.dirs)?
+        .ok_or_else(|| refuse("proxy mode is off: turn it on with `keyswitch install --proxy`"))?;
+    match action {
+        ProxyAction::Run => crate::proxy::run(ctx.dirs.clone(), &settings),
+        ProxyAction::Start => {
+            let health = control::ensure_running(&ctx.dirs, &settings)?;
+            eprintln!(
+                "keyswitch: proxy {} running on {} (pid {})",
+                health.version, health.listen, health.pid
+            );
+            Ok(())
+        }
+        ProxyAction::Stop => {
+            let token = control::ensure_token(&ctx.dirs)?;
+            if control::stop_at(settings.listen, &token)? {
+                eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
+            } else {
+                eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
+            }
+            Ok(())
+        }
+        ProxyAction::Status { json } => {
+            let probe = control::probe(settings.listen);
+            if let Probe::Foreign(what) = &probe {
+                eprintln!(
+                    "keyswitch: warning: another program holds {} ({what}): choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                    settings.listen
+                );
+            }
+            let health = match probe {
+                Probe::Ours(health) => Some(health),
+                _ => None,
+            };
+            if json {
+                let value = serde_json::json!({
+                    "running": health.is_some(),
+                    "pid": health.as_ref().map(|h| h.pid),
+                    "listen": settings.listen.to_string(),
+                    "version": health.as_ref().map(|h| h.version.clone()),
+                });
+                out(&value.to_string())
+            } else {
+                match health {
+                    Some(h) => out(&format!(
+                        "running on {} (pid {}, version {}), forwarding to {}",
+                        h.listen, h.pid, h.version, settings.upstream
+                    )),
+                    None => out(&format!(
+                        "not running (listens on {} once started; `keyswitch get` starts it)",
+                        settings.listen
+                    )),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The proxy seen from outside: whether proxy mode is on (and where it listens), the local
+//! access token, and finding, starting, replacing and stopping the background proxy.
+//!
+//! Plain std networking, no async runtime: `keyswitch get` runs this on every Claude Code start
+//! and refresh, and a probe of a running proxy costs one loopback round trip.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::refuse;
+use crate::fileio::{Durability, WriteLock, private_options, read_optional, replace_file};
+use crate::paths::{Dirs, ensure_private_dir};
+
+/// The port `keyswitch install --proxy` uses unless `--listen` says otherwise.
+pub const DEFAULT_PORT: u16 = 47329;
+/// What the proxy's health answer calls itself, to tell it from another program on the port.
+pub const SERVICE: &str = "keyswitch-proxy";
+pub const HEALTH_PATH: &str = "/_keyswitch/health";
+pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
+/// Every access token starts with this: never mistaken for an API key, easy to grep for.
+pub const TOKEN_PREFIX: &str = "ksp-";
+/// How long `get` waits for a proxy it started to listen.
+const START_DEADLINE: Duration = Duration::from_secs(5);
+/// A health probe of loopback gives up after this: a program that accepts and never answers
+/// must not hang Claude Code's helper.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Proxy mode's settings, written by `keyswitch install --proxy`; absent in helper mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// The loopback address the proxy listens on.
+    pub listen: SocketAddr,
+    /// Where requests go for keys without an endpoint of their own: the base URL the user had
+    /// before installing.
+    pub upstream: String,
+}
+
+impl ProxySettings {
+    /// The `ANTHROPIC_BASE_URL` Claude Code is given.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+pub fn settings_path(dirs: &Dirs) -> PathBuf {
+    dirs.state.join("proxy.json")
+}
+
+/// The proxy settings when proxy mode is on.
+pub fn load_settings(dirs: &Dirs) -> Result<Option<ProxySettings>> {
+    let path = settings_path(dirs);
+    let Some(bytes) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        anyhow!(
+            "{} is damaged ({e}): run `keyswitch install --proxy` again",
+            path.display()
+        )
+    })
+}
+
+pub fn save_settings(dirs: &Dirs, settings: &ProxySettings) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(settings).context("cannot encode proxy settings")?;
+    bytes.push(b'\n');
+    replace_file(&settings_path(dirs), &bytes, Durability::Synced)
+}
+
+pub fn remove_settings(dirs: &Dirs) -> Result<()> {
+    match std::fs::remove_file(settings_path(dirs)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", settings_path(dirs).display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Parses `--listen`: a loopback `IP:PORT` (or a bare port); anything reachable from another
+/// machine is refused, since the token is the only thing between it and the keys.
+pub fn parse_listen(text: &str) -> Result<SocketAddr> {
+    let text = text.trim();
+    let how = "give a loopback address like 127.0.0.1:47329";
+    let addr: SocketAddr = match text.parse::<u16>() {
+        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => text
+            .parse()
+            .map_err(|_| refuse(format!("--listen '{text}' is not IP:PORT: {how}")))?,
+    };
+    if !addr.ip().is_loopback() {
+        return Err(refuse(format!(
+            "--listen {addr} is not a loopback address: the proxy only listens on this machine; {how}"
+        )));
+    }
+    if addr.port() == 0 {
+        return Err(refuse(format!(
+            "--listen {addr} has no port: Claude Code needs a fixed one; {how}"
+        )));
+    }
+    Ok(addr)
+}
+
+fn token_path(dirs: &Dirs) -> PathBuf {
+    dirs.state.join("proxy-token")
+}
+
+/// The local access token, created on first use: 256 random bits, in a file only the user can
+/// read. Two processes creating it at once agree on one (the first `create_new` wins).
+pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
+    let path = token_path(dirs);
+    if let Some(token) = read_token(&path)? {
+        return Ok(token);
+    }
+    ensure_private_dir(&dirs.state)?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
+    let mut token = Zeroizing::new(String::from(TOKEN_PREFIX));
+    for byte in raw.iter() {
+        token.push_str(&format!("{byte:02x}"));
+    }
+    // Written whole to a temp file, then linked into place without replacing: a concurrent
+    // creator's token is never overwritten, and nobody reads a half-written one.
+    // Not under the writer lock, so not named like the temp files that writers sweep.
+    let temp = dirs
+        .state
+        .join(format!(".proxy-token-{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let mut file = private_options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(token),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
+            .ok_or_else(|| anyhow!("{} is empty: delete it and try again", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+fn read_token(path: &Path) -> Result<Option<Zeroizing<String>>> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    let bytes = Zeroizing::new(bytes);
+    let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
+    if !text.starts_with(TOKEN_PREFIX) || text.len() != TOKEN_PREFIX.len() + 64 {
+        return Err(anyhow!(
+            "the proxy token file {} is damaged: delete it; keyswitch makes a new one",
+            path.display()
+        ));
+    }
+    Ok(Some(Zeroizing::new(text.to_string())))
+}
+
+/// What the proxy says about itself at [`HEALTH_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub service: String,
+    pub version: String,
+    pub pid: u32,
+    pub listen: String,
+}
+
+/// What answers on the proxy's address.
+#[derive(Debug)]
+pub enum Probe {
+    Ours(Health),
+    Nothing,
+    /// Something else holds the port (or a keyswitch proxy that does not answer in time).
+    Foreign(String),
+}
+
+pub fn probe(addr: SocketAddr) -> Probe {
+    let mut stream = match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Nothing,
+        Err(e) => return Probe::Foreign(format!("connecting failed: {e}")),
+    };
+    match exchange(&mut stream, "GET", HEALTH_PATH, None) {
+        Ok((200, body)) => match serde_json::from_slice::<Health>(&body) {
+            Ok(h) if h.service == SERVICE => Probe::Ours(h),
+            _ => Probe::Foreign("it answers, but not as a keyswitch proxy".to_string()),
+        },
+        Ok((status, _)) => Probe::Foreign(format!("it answers HTTP {status}")),
+        Err(e) => Probe::Foreign(format!("it does not answer HTTP ({e})")),
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
+fn exchange(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    let auth = token
+        .map(|t| format!("x-api-key: {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: keyswitch\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut response)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
+    let status = response
+        .strip_prefix(b"HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(bad)?;
+    let body_at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?
+        + 4;
+    Ok((status, response[body_at..].to_vec()))
+}
+
+/// The error for a port that something other than this keyswitch's proxy holds.
+fn port_taken(addr: SocketAddr, what: &str) -> anyhow::Error {
+    anyhow!(
+        "the keyswitch proxy's port {addr} is taken by another program ({what}): stop that program, or choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
+    )
+}
+
+/// Makes sure this keyswitch's proxy answers at `settings.listen`: starts it in the background
+/// when nothing listens there, replaces one left by another keyswitch version, and fails within
+/// seconds when another program holds the port. Many callers at once end with one proxy.
+pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
+    if let Probe::Ours(health) = probe(settings.listen)
+        && health.version == env!("CARGO_PKG_VERSION")
+    {
+        return Ok(health);
+    }
+    // One starter at a time; the others find its proxy running when they get the lock.
+    let _starting = WriteLock::acquire(&dirs.state.join("proxy-start.lock"))?;
+    match probe(settings.listen) {
+        Probe::Ours(health) if health.version == env!("CARGO_PKG_VERSION") => return Ok(health),
+        Probe::Ours(old) => {
+            let token = ensure_token(dirs)?;
+            stop_at(settings.listen, &token).with_context(|| {
+                format!(
+                    "a keyswitch proxy of version {} (pid {}) holds {}, and it would not stop",
+                    old.version, old.pid, settings.listen
+                )
+            })?;
+        }
+        Probe::Nothing => {}
+        Probe::Foreign(what) => return Err(port_taken(settings.listen, &what)),
+    }
+    start(dirs, settings)
+}
+
+fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
+    let exe = std::env::current_exe().context("cannot tell where the keyswitch binary is")?;
+    let log = log_path(dirs);
+    let log_file = private_options()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open the proxy log {}", log.display()))?;
+    let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut command = Command::new(exe);
+    command
+        .args(["proxy", "run"])
+        .current_dir(&dirs.state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    detach(&mut command);
+    let mut child = command
+        .spawn()
+        .context("cannot start the keyswitch proxy")?;
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        match probe(settings.listen) {
+            Probe::Ours(health) => return Ok(health),
+            Probe::Foreign(what) => return Err(port_taken(settings.listen, &what)),
+            Probe::Nothing => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let why = last_log_line(&log, log_start)
+                .unwrap_or_else(|| format!("it exited with {status}"));
+            return Err(anyhow!("the keyswitch proxy did not start: {why}"));
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "the keyswitch proxy did not listen on {} within {}s: see {}",
+                settings.listen,
+                START_DEADLINE.as_secs(),
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// A background proxy outlives the `get` that started it and ignores the terminal's signals.
+fn detach(command: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    }
+}
+
+/// Where a background proxy's stderr goes: start-up failures and one line per start and stop.
+/// Never a request, a body, a token or a secret.
+pub fn log_path(dirs: &Dirs) -> PathBuf {
+    dirs.state.join("proxy.log")
+}
+
+fn last_log_line(path: &Path, from: u64) -> Option<String> {
+    let bytes = read_optional(path).ok()??;
+    let fresh = bytes.get(from as usize..)?;
+    String::from_utf8_lossy(fresh)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("keyswitch: ").to_string())
+}
+
+/// Asks the proxy at `addr` to stop, and waits until the port is free. `Ok(false)`: none ran.
+pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
+    let Probe::Ours(_) = probe(addr) else {
+        return Ok(false);
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    let (status, _) = exchange(&mut stream, "POST", SHUTDOWN_PATH, Some(token))?;
+    if status != 200 {
+        return Err(anyhow!("it refused to stop (HTTP {status})"));
+    }
+    let deadline = Instant::now() + START_DEADLINE;
+    while Instant::now() < deadline {
+        if matches!(probe(addr), Probe::Nothing) {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(anyhow!(
+        "it still listens after {}s",
+        START_DEADLINE.as_secs()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_is_loopback_only() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert!(parse_listen("[::1]:9000").is_ok());
+        for bad in [
+            "0.0.0.0:9000",
+            "192.168.1.2:80",
+            "127.0.0.1:0",
+            "x",
+            "127.0.0.1",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            config: dir.path().join("c"),
+            state: dir.path().join("s"),
+        };
+        let first = ensure_token(&dirs).unwrap();
+        let second = ensure_token(&dirs).unwrap();
+        assert_eq!(*first, *second);
+        assert!(first.starts_with(TOKEN_PREFIX) && first.len() == TOKEN_PREFIX.len() + 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(token_path(&dirs))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0);
+        }
+        let other = Dirs {
+            config: dir.path().join("c2"),
+            state: dir.path().join("s2"),
+        };
+        assert_ne!(*ensure_token(&other).unwrap(), *first);
+    }
+
+    #[test]
+    fn nothing_listening_is_told_from_a_foreign_program() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
+                .unwrap();
+        });
+        assert!(matches!(probe(addr), Probe::Foreign(_)));
+        server.join().unwrap();
+        assert!(matches!(probe(addr), Probe::Nothing));
+    }
+}

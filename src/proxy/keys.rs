@@ -1,0 +1,323 @@
+//! The proxy's view of the pool, shared by every request.
+//!
+//! - The config and state files are read again whenever either changes on disk (a stat per
+//!   request), so `mark-exhausted`, `reset`, `move`, `remove` and `add` apply to the very next
+//!   request.
+//! - A key that fails is marked in memory at once, so the request can move on to the next key
+//!   within microseconds, and written to the state file (lock, fsync) on a blocking thread; the
+//!   in-memory mark is dropped once the state file holds it. Concurrent failures on one key make
+//!   one mark.
+//! - Secrets are read from the keychain on first use and kept in zeroizing memory until the state
+//!   says a secret changed (`add`, `add --replace`, `remove`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use anyhow::{Result, anyhow};
+use jiff::Timestamp;
+use zeroize::Zeroizing;
+
+use super::decide::{Mark, MarkLength};
+use super::whole_seconds_now;
+use crate::config::{Config, KeyConfig};
+use crate::cooldown::{Length, is_cooling, next_cooldown};
+use crate::events::Event;
+use crate::paths::Dirs;
+use crate::pool::Pool;
+use crate::select::Availability;
+use crate::state::{Cooldown, State};
+use crate::store::Keychain;
+
+pub type Secret = Arc<Zeroizing<String>>;
+
+/// Enough of a file's metadata to notice it was replaced or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileId {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        #[cfg(unix)]
+        inode: std::os::unix::fs::MetadataExt::ino(&meta),
+    })
+}
+
+/// The config and state as last read.
+pub struct Files {
+    config_id: Option<FileId>,
+    state_id: Option<FileId>,
+    pub config: Config,
+    pub state: State,
+}
+
+/// What one request sees: the files, plus where each key stands now (in-memory marks included).
+pub struct View {
+    pub files: Arc<Files>,
+    pub availability: Vec<Availability>,
+}
+
+#[derive(Default)]
+struct Secrets {
+    epoch: u64,
+    by_name: HashMap<String, Secret>,
+}
+
+pub struct KeyPool {
+    dirs: Dirs,
+    files: Mutex<Option<Arc<Files>>>,
+    pending: Mutex<HashMap<String, Cooldown>>,
+    secrets: Mutex<Secrets>,
+    keychain: Mutex<Option<Arc<Keychain>>>,
+    recording_switch: AtomicBool,
+}
+
+/// A poisoned lock only means another request panicked; the data (a cache) is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KeyPool {
+    pub fn new(dirs: Dirs) -> Arc<Self> {
+        Arc::new(Self {
+            dirs,
+            files: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(Secrets::default()),
+            keychain: Mutex::new(None),
+            recording_switch: AtomicBool::new(false),
+        })
+    }
+
+    /// The pool as it stands at `now`.
+    pub fn view(&self, now: Timestamp) -> Result<View> {
+        let files = self.files()?;
+        let pending = lock(&self.pending);
+        let availability = files
+            .config
+            .keys
+            .iter()
+            .map(|k| {
+                let cooldown = pending
+                    .get(&k.name)
+                    .or_else(|| files.state.cooldowns.get(&k.name));
+                Availability::of(cooldown, now)
+            })
+            .collect();
+        Ok(View {
+            files,
+            availability,
+        })
+    }
+
+    fn files(&self) -> Result<Arc<Files>> {
+        let config_path = self.dirs.config_file();
+        let state_path = self.dirs.state_file();
+        let config_id = file_id(&config_path);
+        let state_id = file_id(&state_path);
+        let mut cached = lock(&self.files);
+        if let Some(files) = cached.as_ref()
+            && files.config_id == config_id
+            && files.state_id == state_id
+        {
+            return Ok(files.clone());
+        }
+        let config = Config::load(&config_path)?;
+        let (state, damaged) = State::load(&state_path, whole_seconds_now(), false)?;
+        if let Some(damaged) = damaged {
+            eprintln!("{}", damaged.warning());
+        }
+        {
+            let mut secrets = lock(&self.secrets);
+            if secrets.epoch != state.secrets_epoch {
+                secrets.by_name.clear();
+                secrets.epoch = state.secrets_epoch;
+            }
+        }
+        let files = Arc::new(Files {
+            config_id,
+            state_id,
+            config,
+            state,
+        });
+        *cached = Some(files.clone());
+        Ok(files)
+    }
+
+    /// The secret of `name`; `None` when the keychain has none. Reads the keychain (on a
+    /// blocking thread) only the first time.
+    pub async fn secret(self: &Arc<Self>, name: &str) -> Result<Option<Secret>> {
+        if let Some(secret) = lock(&self.secrets).by_name.get(name) {
+            return Ok(Some(secret.clone()));
+        }
+        let epoch = lock(&self.secrets).epoch;
+        let this = self.clone();
+        let owned = name.to_string();
+        let read = tokio::task::spawn_blocking(move || this.read_secret(&owned))
+            .await
+            .map_err(|e| anyhow!("the keychain read was interrupted: {e}"))??;
+        if let Some(secret) = &read {
+            let mut secrets = lock(&self.secrets);
+            // A secret that changed while this read ran is not cached under the new epoch.
+            if secrets.epoch == epoch {
+                secrets.by_name.insert(name.to_string(), secret.clone());
+            }
+        }
+        Ok(read)
+    }
+
+    fn read_secret(&self, name: &str) -> Result<Option<Secret>> {
+        let keychain = {
+            let mut slot = lock(&self.keychain);
+            match slot.as_ref() {
+                Some(k) => k.clone(),
+                None => {
+                    let config = &self.files()?.config;
+                    let opened = Arc::new(Keychain::open(
+                        config.store_kind(),
+                        config.keychain_service(),
+                    )?);
+                    *slot = Some(opened.clone());
+                    opened
+                }
+            }
+        };
+        match keychain.read(name) {
+            Ok(secret) => Ok(secret.map(Arc::new)),
+            Err(e) => {
+                // Connect again next time: the keychain may have been restarted or unlocked.
+                *lock(&self.keychain) = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks `name` as failed. Returns false when it already is (another request, or the CLI,
+    /// got there first): then nothing more is written.
+    pub fn mark(
+        self: &Arc<Self>,
+        name: &str,
+        mark: &Mark,
+        session: Option<String>,
+        now: Timestamp,
+    ) -> bool {
+        let Ok(files) = self.files() else {
+            return false;
+        };
+        let Some(key) = files.config.keys.iter().find(|k| k.name == name) else {
+            return false;
+        };
+        {
+            let mut pending = lock(&self.pending);
+            if pending.contains_key(name) {
+                return false;
+            }
+            let previous = files.state.cooldowns.get(name);
+            if previous.is_some_and(|c| is_cooling(c, now)) {
+                return false;
+            }
+            let length = length_for(&files.config, key, &mark.length);
+            let cooldown = next_cooldown(previous, length, mark.reason, now);
+            pending.insert(name.to_string(), cooldown);
+        }
+        let this = self.clone();
+        let (name, mark) = (name.to_string(), mark.clone());
+        tokio::task::spawn_blocking(move || this.persist(&name, &mark, session, now));
+        true
+    }
+
+    fn persist(&self, name: &str, mark: &Mark, session: Option<String>, now: Timestamp) {
+        let result = (|| -> Result<Option<String>> {
+            let mut pool = Pool::lock(self.dirs.clone(), now)?;
+            let Some(index) = pool.config.position(name) else {
+                return Ok(None);
+            };
+            let key = pool.config.keys[index].clone();
+            let previous = pool.state.cooldowns.get(&key.name).cloned();
+            let length = length_for(&pool.config, &key, &mark.length);
+            let cooldown = next_cooldown(previous.as_ref(), length, mark.reason, now);
+            if previous.as_ref() != Some(&cooldown) {
+                let until = match cooldown.until {
+                    Some(until) => format!("until {until}"),
+                    None => "set aside until reset or replaced".to_string(),
+                };
+                pool.state.cooldowns.insert(key.name.clone(), cooldown);
+                pool.log(
+                    Event::new(now, "mark", Some(&key.name), Some(mark.reason))
+                        .with_detail(format!("{until}; {}", mark.detail))
+                        .with_session(session.clone()),
+                );
+            }
+            let switched = pool.note_switch(now, mark.reason, session.as_deref());
+            pool.commit()?;
+            Ok(switched)
+        })();
+        match result {
+            Ok(switched) => {
+                // The state file now holds the mark (or the key is gone): it is the truth again.
+                lock(&self.pending).remove(name);
+                if mark.notable {
+                    let next = switched.unwrap_or_else(|| "the next key".to_string());
+                    crate::notify::notify(
+                        &format!("keyswitch: {name} is out; answering from {next}"),
+                        &format!(
+                            "{}. Nothing to resend: the proxy retried the request.",
+                            mark.detail
+                        ),
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "keyswitch: warning: could not record that {name} ran out (kept in memory): {}",
+                crate::error::one_line(&e)
+            ),
+        }
+    }
+
+    /// Records a change of active key the proxy noticed (a cooldown that ended), in the
+    /// background and only if the lock is free, as `get` does in helper mode.
+    pub fn note_active(self: &Arc<Self>, name: &str, files: &Files) {
+        if files.state.last_active.as_deref() == Some(name)
+            || self.recording_switch.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = whole_seconds_now();
+            let result = (|| -> Result<()> {
+                let Some(mut pool) = Pool::try_lock(this.dirs.clone(), now)? else {
+                    return Ok(());
+                };
+                if pool.note_switch(now, "cooldown-ended", None).is_some() {
+                    pool.commit()?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                eprintln!(
+                    "keyswitch: warning: could not record a switch: {}",
+                    crate::error::one_line(&e)
+                );
+            }
+            this.recording_switch.store(false, Ordering::Release);
+        });
+    }
+}
+
+fn length_for(config: &Config, key: &KeyConfig, length: &MarkLength) -> Length {
+    match length {
+        MarkLength::Until(until) => Length::Explicit(*until),
+        MarkLength::SetAside => Length::Indefinite,
+        MarkLength::ForReason(reason) => Length::Default(config.cooldown_for(key, reason)),
+    }
+}

@@ -1,0 +1,139 @@
+//! Proxy mode: a loopback HTTP proxy between Claude Code and the API. Claude Code is handed a
+//! local access token instead of a key; the proxy puts the right key's secret on each request
+//! and, when that key is out of budget, answers the same request from the next key — so the
+//! user never sees a failed turn.
+//!
+//! `control` is what `get` and the CLI use (std only, fast); the rest runs inside the proxy.
+
+pub mod control;
+pub mod decide;
+mod keys;
+mod server;
+mod upstream;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use crate::endpoint::Endpoint;
+use crate::paths::Dirs;
+use control::ProxySettings;
+
+/// Now, in whole seconds: what the state file and the event log keep, as everywhere else.
+pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// In-flight requests (streams included) get this long to finish when the proxy stops.
+const DRAIN: Duration = Duration::from_secs(600);
+
+/// Runs the proxy in the foreground until `keyswitch proxy stop`, SIGTERM or Ctrl-C.
+pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
+    let token = control::ensure_token(&dirs)?;
+    let listener = TcpListener::bind(settings.listen).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!(
+                "cannot listen on {}: the port is taken (`keyswitch proxy status` tells whether it is a keyswitch proxy); choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                settings.listen
+            )
+        } else {
+            anyhow!("cannot listen on {}: {e}", settings.listen)
+        }
+    })?;
+    listener.set_nonblocking(true)?;
+    let default_upstream = Endpoint::parse(&settings.upstream)
+        .map(|e| e.as_str().to_string())
+        .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("cannot start the proxy's runtime")?;
+    runtime.block_on(async move {
+        let shared = Arc::new(server::Shared::new(
+            token,
+            keys::KeyPool::new(dirs),
+            upstream::client()?,
+            default_upstream,
+            settings.listen,
+        ));
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        eprintln!(
+            "keyswitch: proxy {} listening on {} (pid {}), forwarding to {}",
+            env!("CARGO_PKG_VERSION"),
+            settings.listen,
+            std::process::id(),
+            shared.default_upstream
+        );
+        serve(listener, shared).await;
+        eprintln!("keyswitch: proxy on {} stopped", settings.listen);
+        Ok(())
+    })
+}
+
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a moment, keep serving.
+                        eprintln!("keyswitch: proxy: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let service = service_fn(move |request| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server::handle(shared, request).await) }
+                });
+                let connection = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = shared.stop.notified() => break,
+            () = terminated() => break,
+        }
+    }
+    // Stop listening at once (a new proxy may take the port); let requests in flight finish.
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// Resolves on Ctrl-C, or SIGTERM (what systemd and launchd send to stop a service).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,609 @@
+//! The loopback server: checks the local token, forwards each request to the key that should
+//! answer it, and — when that key is out — sends the same bytes to the next one.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use jiff::Timestamp;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::control::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
+use super::decide::{self, ERROR_BODY_LIMIT, Verdict};
+use super::keys::{KeyPool, View};
+use super::upstream::Fault;
+use super::whole_seconds_now;
+use crate::endpoint::Endpoint;
+use crate::select::{Availability, candidates};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// The Messages API refuses requests over 32 MB; the proxy keeps a request's body up to that to
+/// re-send it, and refuses larger ones itself.
+pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+/// An upstream that could not be reached is passed over for this long.
+const SKIP_UNREACHABLE: Duration = Duration::from_secs(30);
+const SESSION_HEADER: &str = "x-claude-code-session-id";
+
+pub struct Shared {
+    pub token: Zeroizing<String>,
+    pub keys: Arc<KeyPool>,
+    pub client: reqwest::Client,
+    /// Where keys without an endpoint of their own go.
+    pub default_upstream: String,
+    pub listen: SocketAddr,
+    pub stop: tokio::sync::Notify,
+    unreachable: Mutex<HashMap<String, Instant>>,
+}
+
+impl Shared {
+    pub fn new(
+        token: Zeroizing<String>,
+        keys: Arc<KeyPool>,
+        client: reqwest::Client,
+        default_upstream: String,
+        listen: SocketAddr,
+    ) -> Self {
+        Self {
+            token,
+            keys,
+            client,
+            default_upstream,
+            listen,
+            stop: tokio::sync::Notify::new(),
+            unreachable: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_unreachable(&self, upstream: &str) -> bool {
+        let mut map = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(upstream) {
+            Some(since) if since.elapsed() < SKIP_UNREACHABLE => true,
+            Some(_) => {
+                map.remove(upstream);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn note_unreachable(&self, upstream: &str) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(upstream.to_string(), Instant::now());
+    }
+}
+
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    if path == HEALTH_PATH {
+        return health(&shared);
+    }
+    if path == SHUTDOWN_PATH && request.method() == hyper::Method::POST {
+        if !authorized(&shared.token, request.headers()) {
+            return refuse_token();
+        }
+        shared.stop.notify_one();
+        return plain(StatusCode::OK, "stopping\n");
+    }
+    if path.starts_with("/_keyswitch/") {
+        return plain(StatusCode::NOT_FOUND, "no such keyswitch endpoint\n");
+    }
+    if !authorized(&shared.token, request.headers()) {
+        return refuse_token();
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                &format!(
+                    "keyswitch: the request is larger than {} MB, the API's own limit",
+                    MAX_REQUEST_BODY / (1024 * 1024)
+                ),
+                &[],
+            );
+        }
+        // The client went away while sending: nobody is left to answer.
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "incomplete request body\n"),
+    };
+    forward(&shared, parts, body).await
+}
+
+/// Tries the keys in order until one answers with something other than "this key is out".
+async fn forward(
+    shared: &Arc<Shared>,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Response<Body> {
+    let session = session_id(&parts.headers);
+    let mut tried: Vec<String> = Vec::new();
+    let mut network_fault: Option<(String, Fault)> = None;
+    loop {
+        let now = whole_seconds_now();
+        let view = match shared.keys.view(now) {
+            Ok(view) => view,
+            Err(e) => {
+                return api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    &format!("keyswitch: {}", crate::error::one_line(&e)),
+                    &[("x-should-retry", "false")],
+                );
+            }
+        };
+        let Some((index, upstream)) = next_key(shared, &view, &tried) else {
+            return match network_fault {
+                Some((upstream, fault)) => unreachable_reply(&upstream, &fault),
+                None => all_unavailable(&view, now),
+            };
+        };
+        let key = &view.files.config.keys[index];
+        tried.push(key.name.clone());
+        let secret = match shared.keys.secret(&key.name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                eprintln!(
+                    "keyswitch: warning: {} has no secret in the keychain; skipping it (store one with `keyswitch add {} --replace`)",
+                    key.name, key.name
+                );
+                continue;
+            }
+            Err(e) => {
+                return api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    &format!("keyswitch: {}", crate::error::one_line(&e)),
+                    &[],
+                );
+            }
+        };
+        if Some(index) == candidates(&view.availability).first().copied() {
+            shared.keys.note_active(&key.name, &view.files);
+        }
+        let url = join_url(
+            &upstream,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        );
+        let headers = upstream_headers(&parts.headers, &secret);
+        let sent = shared
+            .client
+            .request(parts.method.clone(), url)
+            .headers(headers)
+            .body(body.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => match Fault::classify(&e) {
+                Fault::Unreachable(cause) => {
+                    shared.note_unreachable(&upstream);
+                    network_fault = Some((upstream, Fault::Unreachable(cause)));
+                    continue;
+                }
+                fault => return unreachable_reply(&upstream, &fault),
+            },
+        };
+        let status = response.status().as_u16();
+        let lookup = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let verdict = decide::judge(status, &lookup, whole_seconds_now());
+        let (verdict, buffered) = match verdict {
+            Verdict::ReadBody => {
+                let head = head_of(&response);
+                match read_small_body(response).await {
+                    Some(bytes) => (decide::billing_verdict(&bytes), Some((head, bytes))),
+                    None => {
+                        return api_error(
+                            StatusCode::BAD_GATEWAY,
+                            "api_error",
+                            "keyswitch: the upstream's error answer was cut off or too large",
+                            &[],
+                        );
+                    }
+                }
+            }
+            other => {
+                if other == Verdict::PassThrough {
+                    return stream_back(response);
+                }
+                (other, None)
+            }
+        };
+        match (verdict, buffered) {
+            (Verdict::Failover(mark), _) => {
+                shared
+                    .keys
+                    .mark(&key.name, &mark, session.clone(), whole_seconds_now());
+                continue;
+            }
+            (_, Some((head, bytes))) => return rebuild(head, bytes),
+            // judge never says ReadBody twice, and PassThrough streamed above.
+            (_, None) => continue,
+        }
+    }
+}
+
+/// The first key, in the pool's order, that is ready, not yet tried for this request, and on an
+/// upstream that is not known to be down — unless nothing else is left to try.
+fn next_key(shared: &Shared, view: &View, tried: &[String]) -> Option<(usize, String)> {
+    let order = candidates(&view.availability);
+    let ready: Vec<(usize, String)> = order
+        .into_iter()
+        .filter(|&i| view.availability[i] == Availability::Ready)
+        .filter(|&i| !tried.contains(&view.files.config.keys[i].name))
+        .map(|i| (i, upstream_of(shared, &view.files.config.keys[i])))
+        .collect();
+    let reachable = ready
+        .iter()
+        .find(|(_, u)| !shared.is_unreachable(u))
+        .cloned();
+    // With every remaining upstream marked down, try once anyway: it may be back, and the
+    // alternative is an error. But never a second time within one request.
+    reachable.or_else(|| {
+        if tried.is_empty() {
+            ready.into_iter().next()
+        } else {
+            None
+        }
+    })
+}
+
+fn upstream_of(shared: &Shared, key: &crate::config::KeyConfig) -> String {
+    key.endpoint()
+        .map(|e: Endpoint| e.as_str().to_string())
+        .unwrap_or_else(|| shared.default_upstream.clone())
+}
+
+/// `https://host/prefix` + `/v1/messages?beta=true`.
+fn join_url(upstream: &str, path_and_query: &str) -> String {
+    format!("{}{}", upstream.trim_end_matches('/'), path_and_query)
+}
+
+/// Whether every credential header the client sent carries the local token (and it sent one).
+fn authorized(token: &str, headers: &HeaderMap) -> bool {
+    let mut seen = false;
+    for value in headers.get_all("x-api-key") {
+        seen = true;
+        if !bool::from(value.as_bytes().ct_eq(token.as_bytes())) {
+            return false;
+        }
+    }
+    for value in headers.get_all(header::AUTHORIZATION) {
+        seen = true;
+        let bytes = value.as_bytes();
+        let credential = match bytes.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => &bytes[7..],
+            _ => return false,
+        };
+        if !bool::from(credential.ct_eq(token.as_bytes())) {
+            return false;
+        }
+    }
+    seen
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == n) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The client's headers for the upstream: the token swapped for the key's secret in exactly the
+/// headers that carried it; the host and length are the new request's own.
+fn upstream_headers(client: &HeaderMap, secret: &str) -> HeaderMap {
+    let mut headers = end_to_end(client);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    if headers.contains_key("x-api-key")
+        && let Ok(mut value) = HeaderValue::from_str(secret)
+    {
+        value.set_sensitive(true);
+        headers.insert(HeaderName::from_static("x-api-key"), value);
+    }
+    if headers.contains_key(header::AUTHORIZATION)
+        && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {secret}"))
+    {
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    headers
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(SESSION_HEADER)?.to_str().ok()?;
+    let clean: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
+}
+
+/// Streams an upstream response back as it arrives: SSE events reach the client as soon as
+/// the upstream sends them. Dropping it (the client went away) drops the upstream request.
+fn stream_back(response: reqwest::Response) -> Response<Body> {
+    let response: hyper::http::Response<reqwest::Body> = response.into();
+    let (mut parts, body) = response.into_parts();
+    parts.headers = end_to_end(&parts.headers);
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+}
+
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+}
+
+fn head_of(response: &reqwest::Response) -> Head {
+    Head {
+        status: response.status(),
+        headers: end_to_end(response.headers()),
+    }
+}
+
+async fn read_small_body(mut response: reqwest::Response) -> Option<Bytes> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if out.len() + chunk.len() > ERROR_BODY_LIMIT {
+            return None;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Some(Bytes::from(out))
+}
+
+fn rebuild(head: Head, bytes: Bytes) -> Response<Body> {
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An error in the Messages API's own shape, so Claude Code shows its message.
+fn api_error(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> Response<Body> {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message},
+    });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+fn refuse_token() -> Response<Body> {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        "keyswitch proxy: missing or wrong access token; Claude Code gets it from `keyswitch get` (its apiKeyHelper)",
+        &[],
+    )
+}
+
+fn health(shared: &Shared) -> Response<Body> {
+    let health = Health {
+        service: SERVICE.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        listen: shared.listen.to_string(),
+    };
+    let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn all_unavailable(view: &View, now: Timestamp) -> Response<Body> {
+    let keys: Vec<(&str, Availability)> = view
+        .files
+        .config
+        .keys
+        .iter()
+        .zip(&view.availability)
+        .map(|(k, a)| (k.name.as_str(), *a))
+        .collect();
+    let zone = crate::timespec::local_zone();
+    let local_now = now.to_zoned_datetime(zone);
+    let describe = |until: Timestamp| {
+        format!(
+            "{} ({})",
+            crate::timespec::local_clock(until, &local_now),
+            crate::timespec::until_in_words(until, now)
+        )
+    };
+    let answer = decide::unavailable(&keys, now, &describe);
+    let retry_after = answer.retry_after.map(|s| s.to_string());
+    let mut extra = vec![(
+        "x-should-retry",
+        if answer.should_retry { "true" } else { "false" },
+    )];
+    if let Some(seconds) = &retry_after {
+        extra.push(("retry-after", seconds.as_str()));
+    }
+    api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        &answer.message,
+        &extra,
+    )
+}
+
+/// A 502 that names the upstream's host and what went wrong — never a bare 503.
+fn unreachable_reply(upstream: &str, fault: &Fault) -> Response<Body> {
+    let host = url::Url::parse(upstream)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                format!(
+                    "{h}{}",
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            })
+        })
+        .unwrap_or_else(|| "the upstream".to_string());
+    let permanent = matches!(fault, Fault::Tls(_));
+    api_error(
+        StatusCode::BAD_GATEWAY,
+        "api_error",
+        &format!("keyswitch proxy: cannot reach {host}: {}", fault.describe()),
+        if permanent {
+            &[("x-should-retry", "false")]
+        } else {
+            &[]
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_token_must_be_in_every_credential_header() {
+        let t = "ksp-abc";
+        assert!(authorized(t, &map(&[("x-api-key", t)])));
+        assert!(authorized(t, &map(&[("authorization", "Bearer ksp-abc")])));
+        assert!(authorized(
+            t,
+            &map(&[("x-api-key", t), ("authorization", "bearer ksp-abc")])
+        ));
+        assert!(!authorized(t, &map(&[])));
+        assert!(!authorized(t, &map(&[("x-api-key", "ksp-abd")])));
+        assert!(!authorized(
+            t,
+            &map(&[("x-api-key", t), ("authorization", "Bearer sk-ant-test-x")])
+        ));
+        assert!(!authorized(t, &map(&[("authorization", "Basic ksp-abc")])));
+        assert!(!authorized(t, &map(&[("x-api-key", "ksp-ab")])));
+    }
+
+    #[test]
+    fn the_secret_replaces_the_token_only_where_it_was() {
+        let client = map(&[
+            ("x-api-key", "ksp-abc"),
+            ("anthropic-version", "2023-06-01"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("host", "127.0.0.1:1"),
+            ("content-length", "5"),
+            ("te", "trailers"),
+        ]);
+        let out = upstream_headers(&client, "sk-ant-test-secret");
+        assert_eq!(out["x-api-key"], "sk-ant-test-secret");
+        assert!(out.get(header::AUTHORIZATION).is_none());
+        assert_eq!(out["anthropic-version"], "2023-06-01");
+        for gone in ["connection", "x-private", "host", "content-length", "te"] {
+            assert!(out.get(gone).is_none(), "{gone}");
+        }
+        let bearer = upstream_headers(
+            &map(&[("authorization", "Bearer ksp-abc")]),
+            "sk-ant-test-s",
+        );
+        assert_eq!(bearer[header::AUTHORIZATION], "Bearer sk-ant-test-s");
+        assert!(bearer.get("x-api-key").is_none());
+    }
+
+    #[test]
+    fn urls_join_onto_a_prefix() {
+        assert_eq!(
+            join_url("https://proxy.corp/anthropic/", "/v1/messages?beta=true"),
+            "https://proxy.corp/anthropic/v1/messages?beta=true"
+        );
+        assert_eq!(join_url("http://127.0.0.1:9", "/"), "http://127.0.0.1:9/");
+    }
+
+    #[test]
+    fn session_ids_are_cleaned() {
+        let h = map(&[(SESSION_HEADER, "0b1f-<b>\"x")]);
+        assert_eq!(session_id(&h).as_deref(), Some("0b1f-bx"));
+    }
+}

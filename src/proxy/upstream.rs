@@ -1,0 +1,136 @@
+//! The client side: one HTTP client for every upstream (connection pool, HTTP/2 by ALPN,
+//! `HTTPS_PROXY`/`NO_PROXY`, the OS trust store plus the extra CA files Claude Code users set),
+//! and telling network faults apart so the caller knows whether another upstream may help.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// How long a TCP (and proxy CONNECT) connection may take before the upstream counts as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn client() -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        // Redirects are the client's business: pass them through as they are.
+        .redirect(reqwest::redirect::Policy::none());
+    // Claude Code (Node) users behind a TLS-inspecting proxy set one of these; honour both on
+    // every platform, in addition to the OS trust store.
+    for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
+        let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let added = std::fs::read(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|pem| Ok(reqwest::Certificate::from_pem_bundle(&pem)?));
+        match added {
+            Ok(certs) => {
+                for cert in certs {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            Err(e) => eprintln!(
+                "keyswitch: warning: {var}={} cannot be used ({e}); carrying on without it",
+                std::path::Path::new(&path).display()
+            ),
+        }
+    }
+    builder.build().context("cannot set up the HTTP client")
+}
+
+/// Why an upstream could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing to reach: refused, no such host, connect timeout. Another upstream may work.
+    Unreachable(String),
+    /// The TLS handshake failed (certificate, protocol): fix the trust settings.
+    Tls(String),
+    /// The connection broke after the request went out: it may have been processed.
+    Broken(String),
+}
+
+impl Fault {
+    pub fn classify(error: &reqwest::Error) -> Self {
+        let chain = chain_text(error);
+        let lower = chain.to_ascii_lowercase();
+        let tls = ["certificate", "tls", "handshake", "unknownissuer", "ssl"]
+            .iter()
+            .any(|w| lower.contains(w));
+        if error.is_connect() && tls {
+            Self::Tls(format!("TLS failed: {}", tls_cause(&lower, &chain)))
+        } else if error.is_connect() || (error.is_timeout() && !error.is_body()) {
+            let cause = if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
+                "connection refused".to_string()
+            } else if lower.contains("dns") || lower.contains("lookup") {
+                "DNS lookup failed".to_string()
+            } else if error.is_timeout() || lower.contains("timed out") {
+                format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
+            } else {
+                chain
+            };
+            Self::Unreachable(cause)
+        } else {
+            Self::Broken(chain)
+        }
+    }
+
+    pub fn describe(&self) -> &str {
+        match self {
+            Self::Unreachable(s) | Self::Tls(s) | Self::Broken(s) => s,
+        }
+    }
+}
+
+fn tls_cause(lower: &str, chain: &str) -> String {
+    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        "the certificate is signed by an unknown authority (set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS to your company's CA file)".to_string()
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        "the certificate is not valid for this host name".to_string()
+    } else if lower.contains("expired") {
+        "the certificate has expired".to_string()
+    } else {
+        chain.to_string()
+    }
+}
+
+fn has_io_kind(error: &reqwest::Error, kind: std::io::ErrorKind) -> bool {
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == kind
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The error and its causes on one line, without the URL (which the caller names by host).
+fn chain_text(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p: &String| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    if parts.is_empty() {
+        let what = if error.is_timeout() {
+            "timed out"
+        } else {
+            "request failed"
+        };
+        parts.push(what.to_string());
+    }
+    parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

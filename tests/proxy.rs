@@ -1,0 +1,785 @@
+//! Proxy mode, end to end through the real binary: `install --proxy`, `get` starting the proxy,
+//! and requests through it to loopback stand-ins that answer per key — failover on each class of
+//! answer, what is passed through untouched, the token, per-key endpoints, streaming, and the
+//! proxy's lifecycle. The keys live in the private Secret Service.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::upstream::{Reply, Upstream};
+use common::{Sandbox, fake_key};
+use serde_json::Value;
+
+/// A sandbox in proxy mode on a port of its own; the proxy is stopped when it is dropped.
+struct ProxyBox {
+    s: Sandbox,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ProxyBox {
+    /// Installs proxy mode with `upstream` as the user's own base URL, and adds the keys.
+    fn new(upstream: &str, keys: &[(&str, &[&str])]) -> Self {
+        let s = Sandbox::new();
+        for (name, extra) in keys {
+            s.add(name, &fake_key(name), extra);
+        }
+        let port = free_port();
+        let out = s
+            .cmd()
+            .args([
+                "install",
+                "--proxy",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("ANTHROPIC_BASE_URL", upstream)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "install --proxy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { s, port }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `get` as Claude Code runs it: with the session's base URL pointing at the proxy.
+    fn token(&self) -> String {
+        let out = self
+            .s
+            .cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", self.base_url())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "get: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn proxy_status(&self) -> Value {
+        let out = self
+            .s
+            .cmd()
+            .args(["proxy", "status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn send(&self, token: &str, body: &[u8]) -> Answer {
+        send(&self.base_url(), token, body, &[])
+    }
+}
+
+impl Drop for ProxyBox {
+    fn drop(&mut self) {
+        let _ = self.s.cmd().args(["proxy", "stop"]).output();
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A Messages API request as Claude Code sends it: the token in both credential headers.
+fn send(base: &str, token: &str, body: &[u8], extra: &[(&str, &str)]) -> Answer {
+    block(async {
+        let mut request = client()
+            .post(format!("{base}/v1/messages?beta=true"))
+            .header("x-api-key", token)
+            .header("authorization", format!("Bearer {token}"))
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .header("x-claude-code-session-id", "0b1f2c3d-test-session")
+            .body(body.to_vec());
+        for (k, v) in extra {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.bytes().await.unwrap().to_vec(),
+        }
+    })
+}
+
+const BODY: &[u8] =
+    br#"{"model":"claude-test","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A stand-in where the primary's key gets `primary` and every other key a 200 naming it.
+fn stand_in(primary: impl Fn() -> Reply + Send + Sync + 'static) -> Upstream {
+    let primary_key = fake_key("primary");
+    Upstream::start(move |r| {
+        if r.key == primary_key {
+            primary()
+        } else {
+            Reply::ok(&r.key)
+        }
+    })
+}
+
+fn mark_events(s: &Sandbox) -> Vec<Value> {
+    s.events("mark")
+}
+
+#[test]
+fn a_spent_primary_is_answered_from_the_fallback_in_the_same_request() {
+    let up = stand_in(|| Reply::rate_limited(Some("7200")));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    assert!(token.starts_with("ksp-"), "{token}");
+    assert!(!token.contains("sk-ant"));
+
+    let answer = p.send(&token, BODY);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(String::from_utf8_lossy(&answer.body).contains(&fake_key("fallback")));
+    // The stand-in saw the primary's 429, then the same bytes from the fallback.
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].key, fake_key("primary"));
+    assert_eq!(seen[1].key, fake_key("fallback"));
+    assert_eq!(seen[0].body, BODY);
+    assert_eq!(seen[1].body, BODY);
+    assert_eq!(seen[1].path, "/v1/messages?beta=true");
+    // Exactly the headers Claude Code put the token in now carry the secret; nothing else moved.
+    assert_eq!(
+        seen[1].header("x-api-key"),
+        Some(fake_key("fallback").as_str())
+    );
+    assert_eq!(
+        seen[1].header("authorization"),
+        Some(format!("Bearer {}", fake_key("fallback")).as_str())
+    );
+    assert_eq!(seen[1].header("anthropic-version"), Some("2023-06-01"));
+
+    // The primary cools until the reset the upstream gave; the log says why and for whom.
+    wait_for("the mark to be written", || {
+        p.s.list_json()[0]["state"] == "cooling"
+    });
+    let left = p.s.seconds_left(0);
+    assert!((7100..=7200).contains(&left), "{left}");
+    let marks = mark_events(&p.s);
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0]["reason"], "proxy:rate_limit");
+    assert_eq!(marks[0]["session_id"], "0b1f2c3d-test-session");
+    assert_eq!(
+        common::active(&p.s.list_json()).as_deref(),
+        Some("fallback")
+    );
+
+    // The next request goes straight to the fallback: the spent key is not paid for again.
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert_eq!(up.keys().len(), 3);
+    assert_eq!(up.keys()[2], fake_key("fallback"));
+}
+
+#[test]
+fn a_per_minute_limit_cools_for_exactly_as_long_as_the_upstream_said() {
+    let up = stand_in(|| Reply::rate_limited(Some("20")));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    wait_for("the mark", || p.s.list_json()[0]["state"] == "cooling");
+    let left = p.s.seconds_left(0);
+    assert!((15..=20).contains(&left), "{left}");
+}
+
+#[test]
+fn a_429_without_a_reset_uses_the_configured_rate_limit_cooldown() {
+    let up = stand_in(|| Reply::rate_limited(None));
+    let p = ProxyBox::new(
+        &up.url(),
+        &[("primary", &["--cooldown", "3h"]), ("fallback", &[])],
+    );
+    assert_eq!(p.send(&p.token(), BODY).status, 200);
+    wait_for("the mark", || p.s.list_json()[0]["state"] == "cooling");
+    let left = p.s.seconds_left(0);
+    assert!((3 * 3600 - 60..=3 * 3600).contains(&left), "{left}");
+}
+
+#[test]
+fn credit_balance_too_low_fails_over_and_other_400s_pass_untouched() {
+    let billing = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#;
+    let up = stand_in(move || Reply::json(400, billing));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    wait_for("the mark", || p.s.list_json()[0]["state"] == "cooling");
+    let left = p.s.seconds_left(0);
+    assert!(left > 11 * 3600, "the billing cooldown is 12 h: {left}");
+    assert_eq!(mark_events(&p.s)[0]["reason"], "proxy:billing_error");
+    // Never paid for again meanwhile.
+    p.send(&token, BODY);
+    assert_eq!(
+        up.keys()
+            .iter()
+            .filter(|k| **k == fake_key("primary"))
+            .count(),
+        1
+    );
+
+    let invalid = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: 1000000 > 64000"}}"#;
+    let up = stand_in(move || Reply::json(400, invalid).with_header("request-id", "req_1"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body, invalid.as_bytes());
+    assert_eq!(answer.headers["request-id"], "req_1");
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+    assert!(mark_events(&p.s).is_empty());
+}
+
+#[test]
+fn a_rejected_key_is_set_aside_and_server_errors_pass_through() {
+    let up = stand_in(|| {
+        Reply::json(
+            401,
+            r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        )
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    assert_eq!(p.send(&p.token(), BODY).status, 200);
+    wait_for("the mark", || p.s.list_json()[0]["state"] == "rejected");
+
+    for status in [500u16, 529, 404] {
+        let up = stand_in(move || {
+            Reply::json(
+                status,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#,
+            )
+        });
+        let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+        let answer = p.send(&p.token(), BODY);
+        assert_eq!(answer.status, status);
+        assert_eq!(up.keys(), vec![fake_key("primary")], "{status}");
+        assert!(mark_events(&p.s).is_empty(), "{status}");
+    }
+}
+
+#[test]
+fn with_every_key_out_the_proxy_answers_when_the_first_returns_and_sends_nothing() {
+    let up = Upstream::start(|_| Reply::rate_limited(Some("3600")));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    // Both keys run out within this one request.
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 429);
+    assert_eq!(up.keys().len(), 2);
+    let json = answer.json();
+    assert_eq!(json["type"], "error");
+    assert_eq!(json["error"]["type"], "rate_limit_error");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("primary returns first"), "{message}");
+    let retry: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&retry), "{retry}");
+    assert_eq!(answer.headers["x-should-retry"], "false");
+
+    // Later requests are answered by the proxy alone.
+    wait_for("both marks", || mark_events(&p.s).len() == 2);
+    let again = p.send(&token, BODY);
+    assert_eq!(again.status, 429);
+    assert_eq!(up.keys().len(), 2);
+}
+
+#[test]
+fn requests_without_the_token_are_refused_and_never_forwarded() {
+    let up = stand_in(|| Reply::ok("primary"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let wrong = format!("{}0", &token[..token.len() - 1]);
+    for bad in ["", "sk-ant-test-guess", wrong.as_str()] {
+        let answer = p.send(bad, BODY);
+        assert_eq!(answer.status, 401, "{bad}");
+        assert_eq!(answer.json()["error"]["type"], "authentication_error");
+    }
+    // The right token in one header and a wrong one in the other is refused too.
+    let mixed = send(
+        &p.base_url(),
+        &token,
+        BODY,
+        &[("x-api-key", "sk-ant-test-other")],
+    );
+    assert_eq!(mixed.status, 401);
+    assert!(up.requests().is_empty());
+    assert_eq!(p.send(&token, BODY).status, 200);
+}
+
+#[test]
+fn a_large_body_is_resent_byte_for_byte() {
+    let up = stand_in(|| Reply::rate_limited(Some("600")));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    // 6 MB that is not valid UTF-8 and has every byte value: passed through, never decoded.
+    let body: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let answer = p.send(&p.token(), &body);
+    assert_eq!(answer.status, 200);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].body == body && seen[1].body == body);
+}
+
+#[test]
+fn forty_concurrent_requests_fail_over_together_with_one_mark() {
+    let up = stand_in(|| Reply::rate_limited(Some("3600")));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    let base = p.base_url();
+    let statuses: Vec<u16> = block(async {
+        let client = client();
+        let requests = (0..40).map(|_| {
+            client
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", &token)
+                .body(BODY)
+                .send()
+        });
+        let mut out = Vec::new();
+        for r in futures_join(requests.collect()).await {
+            out.push(r.unwrap().status().as_u16());
+        }
+        out
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    wait_for("the mark", || !mark_events(&p.s).is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(mark_events(&p.s).len(), 1);
+    let fallback_answers = up
+        .keys()
+        .iter()
+        .filter(|k| **k == fake_key("fallback"))
+        .count();
+    assert_eq!(fallback_answers, 40);
+}
+
+/// Runs futures concurrently on the current runtime.
+async fn futures_join<F: std::future::Future + Send + 'static>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[test]
+fn server_sent_events_stream_through_as_they_are_sent() {
+    let events: Vec<String> = (0..4)
+        .map(|i| format!("event: content_block_delta\ndata: {{\"i\":{i}}}\n\n"))
+        .collect();
+    let sent = events.clone();
+    let up = Upstream::start(move |_| Reply::Sse {
+        events: sent.clone(),
+        gap: Duration::from_millis(300),
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let base = p.base_url();
+    let arrivals: Vec<(Duration, Vec<u8>)> = block(async {
+        let start = Instant::now();
+        let mut response = client()
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", &token)
+            .body(BODY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut arrivals = Vec::new();
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            arrivals.push((start.elapsed(), chunk.to_vec()));
+        }
+        arrivals
+    });
+    let all: Vec<u8> = arrivals.iter().flat_map(|(_, c)| c.clone()).collect();
+    assert_eq!(all, events.concat().into_bytes());
+    // Each event arrives on its own, as the upstream paced them: nothing is held back. (Spans
+    // between arrivals, not absolute times, so a busy machine cannot fail this.)
+    assert_eq!(arrivals.len(), events.len(), "{arrivals:?}");
+    let span = arrivals.last().unwrap().0 - arrivals[0].0;
+    assert!(span >= Duration::from_millis(600), "{span:?}");
+}
+
+#[test]
+fn a_keys_secret_only_ever_goes_to_its_own_endpoint() {
+    let company = Upstream::start(|_| Reply::rate_limited(Some("3600")));
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(
+        &own.url(),
+        &[
+            ("primary", &["--endpoint", &company.url()]),
+            ("fallback", &[]),
+        ],
+    );
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 200);
+    assert_eq!(company.keys(), vec![fake_key("primary")]);
+    assert_eq!(own.keys(), vec![fake_key("fallback")]);
+}
+
+#[test]
+fn an_unreachable_upstream_is_passed_over_for_a_key_elsewhere_and_named_when_none_is_left() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(
+        &own.url(),
+        &[("primary", &["--endpoint", &dead]), ("fallback", &[])],
+    );
+    let token = p.token();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert_eq!(own.keys(), vec![fake_key("fallback")]);
+    // A network fault is not the key's fault.
+    assert!(mark_events(&p.s).is_empty());
+    assert_eq!(p.s.list_json()[0]["state"], "ready");
+
+    let p = ProxyBox::new(&dead, &[("primary", &[])]);
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 502);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("127.0.0.1:") && message.contains("connection refused"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cli_changes_apply_to_the_very_next_request() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    p.send(&token, BODY);
+    p.s.cmd()
+        .args(["mark-exhausted", "primary", "--for", "1h"])
+        .assert()
+        .success();
+    p.send(&token, BODY);
+    p.s.cmd().args(["reset", "primary"]).assert().success();
+    p.send(&token, BODY);
+    p.s.cmd().args(["move", "fallback", "1"]).assert().success();
+    p.send(&token, BODY);
+    p.s.cmd()
+        .args(["add", "fallback", "--replace"])
+        .write_stdin("sk-ant-test-new-fallback-secret\n")
+        .assert()
+        .success();
+    p.send(&token, BODY);
+    assert_eq!(
+        up.keys(),
+        vec![
+            fake_key("primary"),
+            fake_key("fallback"),
+            fake_key("primary"),
+            fake_key("fallback"),
+            "sk-ant-test-new-fallback-secret".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn get_starts_the_proxy_again_after_stop_and_after_kill() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let first = p.proxy_status();
+    assert_eq!(first["running"], true);
+    assert_eq!(first["version"], env!("CARGO_PKG_VERSION"));
+
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    assert_eq!(p.proxy_status()["running"], false);
+    assert_eq!(p.token(), token);
+    let second = p.proxy_status();
+    assert_eq!(second["running"], true);
+    assert_ne!(second["pid"], first["pid"]);
+
+    let pid = second["pid"].as_u64().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    wait_for("the proxy to die", || p.proxy_status()["running"] == false);
+    assert_eq!(p.token(), token);
+    assert_eq!(p.send(&token, BODY).status, 200);
+}
+
+#[test]
+fn concurrent_gets_end_with_exactly_one_proxy() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            p.s.std_cmd()
+                .arg("get")
+                .env("ANTHROPIC_BASE_URL", p.base_url())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let tokens: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+        .collect();
+    assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+    // Exactly one keyswitch proxy process for this sandbox's state folder.
+    let state = p.s.state_dir();
+    let running = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path().join("cwd")).ok().as_deref() == Some(state.as_path())
+                && std::fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("proxy\0run"))
+                    .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(running, 1);
+}
+
+#[test]
+fn a_port_held_by_another_program_fails_get_within_seconds_and_names_it() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    // Something else takes the port: it accepts and never answers.
+    let squatter = TcpListener::bind(("127.0.0.1", p.port)).unwrap();
+    let start = Instant::now();
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", p.base_url())
+            .output()
+            .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", p.port)) && err.contains("--listen"),
+        "{err}"
+    );
+    drop(squatter);
+}
+
+#[test]
+fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(
+        s.settings_file(),
+        r#"{"env": {"ANTHROPIC_BASE_URL": "https://llm-proxy.corp.test/anthropic"}, "model": "opus"}"#,
+    )
+    .unwrap();
+    let original = s.settings();
+    let port = free_port();
+    s.add("primary", &fake_key("primary"), &[]);
+    s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .assert()
+        .success();
+    let settings = s.settings();
+    assert_eq!(
+        settings["env"]["ANTHROPIC_BASE_URL"],
+        format!("http://127.0.0.1:{port}")
+    );
+    assert!(settings["apiKeyHelper"].as_str().unwrap().ends_with(" get"));
+    assert!(settings["hooks"]["StopFailure"].is_array());
+    let proxy: Value =
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+    assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
+
+    // Moving the proxy to another port stops the one on the old port.
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_err(),
+        "install started the proxy"
+    );
+    let moved = free_port();
+    s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{moved}"),
+        ])
+        .assert()
+        .success();
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the old proxy stopped"
+    );
+    assert!(
+        TcpListener::bind(("127.0.0.1", moved)).is_err(),
+        "the new one runs"
+    );
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        format!("http://127.0.0.1:{moved}")
+    );
+    let proxy: Value =
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+    assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
+
+    // Back to helper mode: the user's base URL returns, the proxy stops.
+    s.cmd().arg("install").assert().success();
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        "https://llm-proxy.corp.test/anthropic"
+    );
+    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the proxy stopped"
+    );
+
+    s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .assert()
+        .success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings(), original);
+    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the proxy stopped"
+    );
+}
+
+#[test]
+fn in_proxy_mode_the_hook_marks_nothing_and_get_refuses_other_endpoints() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    p.s.cmd()
+        .args(["hook", "stop-failure"])
+        .write_stdin(r#"{"session_id":"s1","hook_event_name":"StopFailure","error":"rate_limit"}"#)
+        .assert()
+        .success();
+    assert!(mark_events(&p.s).is_empty());
+    assert_eq!(p.s.list_json()[0]["state"], "ready");
+    let ignored = p.s.events("hook-ignored");
+    assert!(
+        ignored[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("proxy mode")
+    );
+
+    // A session whose base URL is not the proxy never gets the token.
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env(
+                "ANTHROPIC_BASE_URL",
+                "https://user:pw@elsewhere.test/?token=x",
+            )
+            .output()
+            .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not the keyswitch proxy") && !err.contains("pw") && !err.contains("token=x"),
+        "{err}"
+    );
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn status_in_proxy_mode_claims_no_refresh_delay() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    p.s.cmd()
+        .args(["mark-exhausted", "primary", "--for", "1s"])
+        .assert()
+        .success();
+    std::thread::sleep(Duration::from_millis(2_100));
+    let out = p.s.cmd().arg("status").output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    // The proxy uses the primary from its very next request: no helper refresh to wait for.
+    assert!(line.starts_with("key: primary"), "{line}");
+    assert!(!line.contains("running sessions"), "{line}");
+    assert_eq!(p.send(&p.token(), BODY).status, 200);
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+}
