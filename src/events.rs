@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::fileio::{Durability, private_options, read_optional, replace_file};
+use crate::fileio::{Durability, open_for_writing, private_options, read_optional, replace_file};
 
 /// Past this size the log is cut down to its newest [`KEEP_AFTER_TRIM`] events.
 const MAX_BYTES: u64 = 256 * 1024;
@@ -64,11 +64,9 @@ pub fn append(path: &Path, events: &[Event]) -> Result<()> {
     if let Some(dir) = path.parent() {
         crate::paths::ensure_private_dir(dir)?;
     }
-    let mut file = private_options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open the event log {}", path.display()))?;
+    let mut options = private_options();
+    options.create(true).append(true);
+    let mut file = open_for_writing(&mut options, path, "the event log")?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("cannot write the event log {}", path.display()))?;
     if file.metadata().map(|m| m.len()).unwrap_or(0) > MAX_BYTES {

@@ -5,12 +5,16 @@
 //! the same folder, fsync it, rename it over the old one, fsync the folder. A process killed at
 //! any moment leaves the old file or the new one. Temporary files a killed writer left behind are
 //! swept by the next writer, which can do so safely because only lock holders create them.
+//!
+//! Nothing here opens anything but a regular file: a folder, a named pipe or a device where a
+//! file should be is an error, never a hang; and a file opened to write is never reached
+//! through a symbolic link, which someone else could have pointed at a file of yours.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::paths::ensure_private_dir;
 
@@ -49,13 +53,34 @@ fn open_lock_file(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
-    private_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))
+    let mut options = private_options();
+    options.read(true).write(true).create(true).truncate(false);
+    open_for_writing(&mut options, path, "lock file")
+}
+
+/// Opens (usually creating) a file to write, refusing a symbolic link in its place and
+/// anything that is not a regular file.
+pub fn open_for_writing(options: &mut OpenOptions, path: &Path, what: &str) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) => {
+            if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "{what} {} is a symbolic link, and keyswitch never writes through one: remove it",
+                    path.display()
+                );
+            }
+            return Err(e).with_context(|| format!("cannot open {what} {}", path.display()));
+        }
+    };
+    expect_regular(&file, path)?;
+    Ok(file)
 }
 
 /// Open options that create files readable by the owner only (0600 on Unix).
@@ -70,12 +95,71 @@ pub fn private_options() -> OpenOptions {
     options
 }
 
-/// Reads a whole file; `None` when it does not exist.
+/// keyswitch's own files are a few kilobytes; anything past this is not one of them.
+const MAX_READ: u64 = 16 * 1024 * 1024;
+
+/// Reads a whole regular file; `None` when it does not exist. A named pipe in its place is
+/// opened without blocking and refused, so no reader ever hangs on one.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let size = expect_regular(&file, path)?;
+    if size > MAX_READ {
+        bail!(
+            "{} is {size} bytes, far more than keyswitch ever writes: move it out of the way",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_READ)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(bytes))
+}
+
+/// Refuses an open file that is not a regular file; returns its size.
+fn expect_regular(file: &File, path: &Path) -> Result<u64> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot inspect {}", path.display()))?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let kind = describe_kind(&meta.file_type());
+    bail!(
+        "{} is {kind}, not a regular file: move it out of the way",
+        path.display()
+    )
+}
+
+fn describe_kind(kind: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a named pipe";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a folder"
+    } else {
+        "a special file"
     }
 }
 
