@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, fake_key};
+use serde_json::Value;
 
 /// A D-Bus address whose socket accepts connections and never answers, like a stopped
 /// dbus-daemon. The listener lives as long as the test process.
@@ -254,4 +255,107 @@ fn a_folder_owned_by_another_user_is_refused() {
         chown(&dir, "0");
     }
     assert_eq!(s.get(), format!("{}\n", fake_key("one")));
+}
+
+fn session_records(s: &Sandbox) -> usize {
+    std::fs::read_dir(s.state_dir().join("sessions"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn session_records_of_ended_processes_do_not_pile_up() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    // Each `get` from its own short-lived parent (`timeout` forks and waits, and is not a
+    // shell, so it is taken for Claude Code), as many Claude Code runs would.
+    for _ in 0..30 {
+        let done = Command::new("timeout")
+            .env_clear()
+            .envs(s.env())
+            .arg("20")
+            .arg(assert_cmd::cargo::cargo_bin("keyswitch"))
+            .arg("get")
+            .output()
+            .unwrap();
+        assert!(done.status.success());
+    }
+    let left = session_records(&s);
+    assert!(
+        left <= 2,
+        "{left} session records left after 30 ended sessions"
+    );
+}
+
+/// Talks to tests/fake_claude.py started as PID 1 of a new PID namespace, as Claude Code is
+/// when it is a container's main process.
+struct ClaudeAsPid1 {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ClaudeAsPid1 {
+    fn start(s: &Sandbox) -> Option<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_claude.py");
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "python3"])
+            .arg(script)
+            .env_clear()
+            .envs(s.env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Some(Self { child, stdout })
+    }
+
+    fn ask(&mut self, request: Value) -> Value {
+        use std::io::BufRead;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{request}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("no answer: {line:?}"))
+    }
+}
+
+impl Drop for ClaudeAsPid1 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn claude_code_as_pid_1_gets_its_own_key_marked() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let mut claude = ClaudeAsPid1::start(&s).expect("unshare runs (the tests run as root)");
+    let got = claude.ask(serde_json::json!({"op": "helper", "command": common::helper_command()}));
+    if got["stderr"].as_str().unwrap_or("").contains("unshare") {
+        panic!("unshare failed: {got}");
+    }
+    assert_eq!(got["stdout"], format!("{}\n", fake_key("one")), "{got}");
+    // The user sets primary aside by hand; then the session's turn fails on primary.
+    s.cmd()
+        .args(["mark-exhausted", "primary"])
+        .assert()
+        .success();
+    let input = serde_json::json!({"session_id": "c1", "hook_event_name": "StopFailure", "error": "rate_limit"});
+    let ran = claude.ask(serde_json::json!({
+        "op": "hook", "command": common::hook_command(), "input": input.to_string(), "session": "c1"
+    }));
+    assert_eq!(ran["code"], 0, "{ran}");
+    // The key it was handed is the one on record, never the active fallback.
+    let list = s.list_json();
+    assert!(
+        list[1]["exhausted_until"].is_null(),
+        "fallback was marked: {list:?}"
+    );
+    let cooling = s.events("already-cooling");
+    assert_eq!(cooling.len(), 1, "{:?}", s.log_json());
+    assert_eq!(cooling[0]["key"], "primary");
 }

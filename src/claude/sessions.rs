@@ -32,6 +32,21 @@ pub struct HandOut {
     pub chain: Vec<u32>,
     pub key: String,
     pub at: Timestamp,
+    /// The PID namespace the pids belong to (Linux), so a keyswitch in another container
+    /// sharing the folder never judges these pids by its own processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+}
+
+/// This process's PID namespace: the inode of /proc/self/ns/pid.
+fn own_pid_namespace() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// A process as far as keyswitch needs to know it.
@@ -128,6 +143,7 @@ pub fn remember(dir: &Path, key: &str, now: Timestamp) -> anyhow::Result<()> {
         chain,
         key: key.to_string(),
         at: now,
+        pid_ns: own_pid_namespace(),
     };
     replace_file(&path, &serde_json::to_vec(&record)?, Durability::AtomicOnly)?;
     // A new session is the moment to drop the records of ended ones: steady sessions pay
@@ -166,8 +182,8 @@ const UNCHECKABLE_FOR: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// Whether the process a record names has ended (or its pid was reused). Only Linux can tell;
 /// elsewhere records go by age and count.
-fn has_ended(record: &HandOut, now: Timestamp) -> bool {
-    if cfg!(target_os = "linux") {
+fn has_ended(record: &HandOut, now: Timestamp, namespace: Option<u64>) -> bool {
+    if cfg!(target_os = "linux") && record.pid_ns == namespace {
         match (inspect(record.pid), record.start) {
             (None, _) => return true,
             (Some(alive), Some(start)) => return alive.start.is_some_and(|s| s != start),
@@ -184,6 +200,7 @@ pub fn prune(dir: &Path, now: Timestamp) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
+    let namespace = own_pid_namespace();
     let mut kept = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -197,7 +214,7 @@ pub fn prune(dir: &Path, now: Timestamp) {
                 .is_some_and(|m| now.duration_since(m) > SignedDuration::from_mins(1))
         } else {
             match read_record(&path) {
-                Some(h) if !has_ended(&h, now) => {
+                Some(h) if !has_ended(&h, now, namespace) => {
                     kept.push((h.at, path.clone()));
                     false
                 }
@@ -227,6 +244,7 @@ mod tests {
             chain: vec![pid],
             key: "primary".to_string(),
             at,
+            pid_ns: own_pid_namespace(),
         }
     }
 
