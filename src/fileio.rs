@@ -99,8 +99,50 @@ pub fn private_options() -> OpenOptions {
 const MAX_READ: u64 = 16 * 1024 * 1024;
 
 /// Reads a whole regular file; `None` when it does not exist. A named pipe in its place is
-/// opened without blocking and refused, so no reader ever hangs on one.
+/// refused, never waited on.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    let Some((file, size)) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    if size > MAX_READ {
+        bail!(
+            "{} is {size} bytes, far more than keyswitch ever writes: move it out of the way",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_READ)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(bytes))
+}
+
+/// The last `limit` bytes of a regular file, from the first whole line in them (all of it when
+/// it is smaller); `None` when it does not exist. For logs, whose head may be dropped.
+pub fn read_tail(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::{Seek, SeekFrom};
+    let Some((mut file, size)) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    let start = size.saturating_sub(limit);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.take(limit).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if start > 0 {
+        // Drop the partial line the cut landed in.
+        let first_line_end = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..first_line_end);
+    }
+    Ok(Some(bytes))
+}
+
+/// Opens a regular file to read, with its size; `None` when it does not exist. A named pipe
+/// is opened without blocking and then refused.
+fn open_for_reading(path: &Path) -> Result<Option<(File, u64)>> {
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -114,17 +156,7 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let size = expect_regular(&file, path)?;
-    if size > MAX_READ {
-        bail!(
-            "{} is {size} bytes, far more than keyswitch ever writes: move it out of the way",
-            path.display()
-        );
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.take(MAX_READ)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Some(bytes))
+    Ok(Some((file, size)))
 }
 
 /// Refuses an open file that is not a regular file; returns its size.

@@ -359,3 +359,24 @@ fn claude_code_as_pid_1_gets_its_own_key_marked() {
     assert_eq!(cooling.len(), 1, "{:?}", s.log_json());
     assert_eq!(cooling[0]["key"], "primary");
 }
+
+#[test]
+fn a_huge_hook_error_field_never_bloats_the_event_log() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    let error = "x".repeat(1_000_000);
+    let input =
+        serde_json::json!({"session_id": "s1", "hook_event_name": "StopFailure", "error": error});
+    for _ in 0..5 {
+        s.cmd()
+            .args(["hook", "stop-failure"])
+            .write_stdin(input.to_string())
+            .assert()
+            .success();
+    }
+    let size = std::fs::metadata(s.state_dir().join("events.jsonl"))
+        .unwrap()
+        .len();
+    assert!(size < 300 * 1024, "the log is {size} bytes");
+    assert_eq!(s.events("hook-ignored").len(), 5);
+}
