@@ -380,3 +380,47 @@ fn a_huge_hook_error_field_never_bloats_the_event_log() {
     assert!(size < 300 * 1024, "the log is {size} bytes");
     assert_eq!(s.events("hook-ignored").len(), 5);
 }
+
+#[test]
+fn credentials_in_urls_are_never_echoed() {
+    let s = Sandbox::new();
+    let out = s
+        .cmd()
+        .args([
+            "add",
+            "proxy",
+            "--endpoint",
+            "https://user:hunter2@proxy.example/?token=tok3n",
+        ])
+        .write_stdin(format!("{}\n", fake_key("one")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(!err.contains("hunter2") && !err.contains("tok3n"), "{err}");
+    assert!(err.contains("https://***@proxy.example/?***"), "{err}");
+
+    s.add(
+        "proxy",
+        &fake_key("one"),
+        &["--endpoint", "https://proxy.example"],
+    );
+    let out = s
+        .cmd()
+        .arg("get")
+        .env(
+            "ANTHROPIC_BASE_URL",
+            "https://user:hunter2@elsewhere.example/v1?token=tok3n",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains("hunter2") && !err.contains("tok3n"), "{err}");
+    assert!(
+        err.contains("https://***@elsewhere.example/v1?***"),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(s.state_dir().join("events.jsonl")).unwrap_or_default();
+    assert!(!log.contains("hunter2") && !log.contains("tok3n"));
+}

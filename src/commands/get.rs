@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use super::{Context, open_keychain};
 use crate::claude::{live, sessions};
-use crate::endpoint::{Endpoint, key_belongs, session_endpoint};
+use crate::endpoint::{Endpoint, key_belongs, redact_url, session_endpoint};
 use crate::pool::Pool;
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
@@ -65,8 +65,9 @@ pub fn run(ctx: &Context) -> Result<()> {
                 .collect();
             if usable.is_empty() {
                 return Err(anyhow!(
-                    "the active key {} belongs to another endpoint than this session's ({session}) and no usable key belongs here; the settings were moved to its endpoint, so Claude Code will ask again there",
-                    pool.config.keys[desired].name
+                    "the active key {} belongs to another endpoint than this session's ({}) and no usable key belongs here; the settings were moved to its endpoint, so Claude Code will ask again there",
+                    pool.config.keys[desired].name,
+                    redact_url(&session)
                 ));
             }
             usable
