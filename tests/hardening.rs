@@ -424,3 +424,51 @@ fn credentials_in_urls_are_never_echoed() {
     let log = std::fs::read_to_string(s.state_dir().join("events.jsonl")).unwrap_or_default();
     assert!(!log.contains("hunter2") && !log.contains("tok3n"));
 }
+
+/// Stores `secret` for `name` with libsecret's own tool, as another program would.
+fn store_with_secret_tool(s: &Sandbox, name: &str, secret: &str, collection: Option<&str>) {
+    let mut cmd = Command::new("secret-tool");
+    cmd.arg("store").arg("--label=other tool");
+    if let Some(collection) = collection {
+        cmd.arg(format!("--collection={collection}"));
+    }
+    let mut child = cmd
+        .args(["service", &s.service, "username", name])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(secret.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_stored_secret_with_a_line_break_is_refused_naming_the_key() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    store_with_secret_tool(&s, "primary", "sk-ant-test-a\nsk-ant-test-b", None);
+    let out = s.cmd().arg("get").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let err = stderr(&out);
+    assert!(
+        err.contains("the secret of primary") && err.contains("line break"),
+        "{err}"
+    );
+    // With a fallback, the session keeps working on it.
+    s.add("fallback", &fake_key("two"), &[]);
+    assert_eq!(s.get(), format!("{}\n", fake_key("two")));
+}
+
+#[test]
+fn remove_deletes_every_copy_of_the_secret() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    store_with_secret_tool(&s, "primary", &fake_key("copy"), Some("session"));
+    s.cmd().args(["remove", "primary"]).assert().success();
+    assert_eq!(s.secret_tool_lookup("primary"), None);
+}

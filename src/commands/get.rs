@@ -18,6 +18,7 @@ use crate::endpoint::{Endpoint, key_belongs, redact_url, session_endpoint};
 use crate::pool::Pool;
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
+use crate::validate::MAX_SECRET_LEN;
 
 pub fn run(ctx: &Context) -> Result<()> {
     let now = ctx.now.timestamp();
@@ -77,6 +78,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     };
 
     let keychain = open_keychain(&pool.config)?;
+    let mut unusable = None;
     for index in allowed {
         let name = &pool.config.keys[index].name;
         let Some(secret) = keychain.read(name)? else {
@@ -86,6 +88,16 @@ pub fn run(ctx: &Context) -> Result<()> {
             );
             continue;
         };
+        // A secret another tool stored may hold a line break: printed, it would be two lines.
+        if let Some(problem) = secret_problem(&secret) {
+            let message = format!(
+                "the secret of {name} in {} {problem}, so it is not a usable key: store it again with `keyswitch add {name} --replace`",
+                keychain.kind().describe()
+            );
+            eprintln!("keyswitch: warning: {message}; skipping it");
+            unusable = Some(message);
+            continue;
+        }
         if let Availability::CoolingUntil(until) = availability[index] {
             eprintln!(
                 "keyswitch: warning: every key is cooling down; handing out {name}, back at {} ({})",
@@ -105,10 +117,34 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
         return Ok(());
     }
-    Err(anyhow!(
-        "no key for this session has a secret in {}: store one with `keyswitch add NAME --replace`",
-        keychain.kind().describe()
-    ))
+    Err(unusable.map(anyhow::Error::msg).unwrap_or_else(|| {
+        anyhow!(
+            "no key for this session has a secret in {}: store one with `keyswitch add NAME --replace`",
+            keychain.kind().describe()
+        )
+    }))
+}
+
+/// Why a stored secret cannot be handed to Claude Code as one line of helper output.
+fn secret_problem(secret: &str) -> Option<String> {
+    if secret.is_empty() {
+        return Some("is empty".to_string());
+    }
+    if secret.len() > MAX_SECRET_LEN {
+        return Some(format!("is longer than {MAX_SECRET_LEN} characters"));
+    }
+    let (index, c) = secret
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_whitespace() || c.is_control() || !c.is_ascii())?;
+    let what = if c.is_whitespace() {
+        "a space or line break"
+    } else if c.is_control() {
+        "a control character"
+    } else {
+        "a non-ASCII character"
+    };
+    Some(format!("contains {what} at character {}", index + 1))
 }
 
 fn print_secret(secret: &str) -> Result<()> {
