@@ -261,3 +261,46 @@ pub fn set_aside(path: &Path, now: jiff::Timestamp) -> Result<std::path::PathBuf
     fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
     Ok(aside)
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_pipe_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("state.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &pipe,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        let error = read_optional(&pipe).unwrap_err().to_string();
+        assert!(error.contains("a named pipe"), "{error}");
+        let error = read_optional(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("a folder"), "{error}");
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("bashrc");
+        fs::write(&target, "mine\n").unwrap();
+        let link = dir.path().join("events.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut options = private_options();
+        options.create(true).append(true);
+        let error = open_for_writing(&mut options, &link, "the event log").unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        // A dangling link is not followed to create a file either.
+        let elsewhere = dir.path().join("elsewhere");
+        let lock = dir.path().join("lock");
+        std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+        assert!(WriteLock::acquire(&lock).is_err());
+        assert!(!elsewhere.exists());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "mine\n");
+    }
+}

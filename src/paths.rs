@@ -134,3 +134,28 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         .create(dir)
         .with_context(|| format!("cannot create folder {}", dir.display()))
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_folder_others_can_write_to_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("keyswitch");
+        assert!(
+            check_trusted(&ours).is_ok(),
+            "a missing folder is created privately later"
+        );
+        fs::create_dir(&ours).unwrap();
+        for (mode, trusted) in [(0o700, true), (0o755, true), (0o775, false), (0o777, false)] {
+            fs::set_permissions(&ours, fs::Permissions::from_mode(mode)).unwrap();
+            let result = check_trusted(&ours);
+            assert_eq!(result.is_ok(), trusted, "{mode:o}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("chmod go-w"), "{e}");
+            }
+        }
+    }
+}
