@@ -104,8 +104,9 @@ fn writers_are_not_blocked_while(s: &Sandbox, bus: &str, args: &[&str], stdin: &
     let (out, _) = run_within(mark, "", Duration::from_secs(20));
     let marked_after = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
+    // The stuck command gives up only after 3 s: finishing before it means no waiting on it.
     assert!(
-        stuck.try_wait().unwrap().is_none() && marked_after < Duration::from_millis(2_500),
+        stuck.try_wait().unwrap().is_none(),
         "mark-exhausted waited for the stuck `{}` ({marked_after:?})",
         args.join(" ")
     );
