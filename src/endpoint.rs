@@ -10,21 +10,23 @@ pub struct Endpoint(String);
 impl Endpoint {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let how = "give the API base URL, like https://llm-proxy.example.com";
+        // Messages show the URL redacted: it may carry a password or a token.
+        let shown = redact_url(text);
         let url = url::Url::parse(text.trim())
-            .map_err(|e| refuse(format!("'{text}' is not a URL ({e}): {how}")))?;
+            .map_err(|e| refuse(format!("'{shown}' is not a URL ({e}): {how}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(refuse(format!("'{text}' is not an http(s) URL: {how}")));
+            return Err(refuse(format!("'{shown}' is not an http(s) URL: {how}")));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(refuse(format!("'{text}' names no host: {how}")));
+            return Err(refuse(format!("'{shown}' names no host: {how}")));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(refuse(format!(
-                "'{text}' carries a user name or password: credentials belong in the keychain, give the URL without them"
+                "'{shown}' carries a user name or password: credentials belong in the keychain, give the URL without them"
             )));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(refuse(format!("'{text}' has a query or fragment: {how}")));
+            return Err(refuse(format!("'{shown}' has a query or fragment: {how}")));
         }
         // `url` already lower-cases scheme and host and drops a default port.
         let mut normal = url.to_string();
@@ -45,25 +47,27 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// A URL fit for a message: user info and query (where credentials hide) replaced by `***`.
-pub fn redact(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut url) => {
-            let hidden = !url.username().is_empty() || url.password().is_some();
-            if hidden {
-                let _ = url.set_username("***");
-                let _ = url.set_password(None);
-            }
-            if url.query().is_some() {
-                url.set_query(Some("***"));
-            }
-            url.set_fragment(None);
-            url.to_string()
-        }
-        Err(_) if text.contains('@') || text.contains('?') => {
-            "(a URL that is not valid)".to_string()
-        }
-        Err(_) => text.to_string(),
+/// A URL as it may be shown in a message or a log: user info, query and fragment replaced by
+/// `***`. Works on text, so a value that is not a valid URL is redacted too.
+pub fn redact_url(text: &str) -> String {
+    let text = text.trim();
+    let (rest, tail) = match text.find(['?', '#']) {
+        Some(i) => (&text[..i], format!("{}***", &text[i..=i])),
+        None => (text, String::new()),
+    };
+    let authority_start = rest.find("://").map_or(0, |i| i + 3);
+    let authority_end = rest[authority_start..]
+        .find('/')
+        .map_or(rest.len(), |i| authority_start + i);
+    let authority = &rest[authority_start..authority_end];
+    match authority.rfind('@') {
+        Some(at) => format!(
+            "{}***@{}{}{tail}",
+            &rest[..authority_start],
+            &authority[at + 1..],
+            &rest[authority_end..]
+        ),
+        None => format!("{rest}{tail}"),
     }
 }
 
@@ -146,6 +150,36 @@ mod tests {
         let port = Endpoint::parse("http://127.0.0.1:8080/v1/").unwrap();
         assert_eq!(port.as_str(), "http://127.0.0.1:8080/v1");
         assert_ne!(port, Endpoint::parse("http://127.0.0.1:8081/v1").unwrap());
+    }
+
+    #[test]
+    fn credentials_and_queries_are_never_echoed() {
+        for (text, shown) in [
+            (
+                "https://user:pw@host.example/v1?token=abc#frag",
+                "https://***@host.example/v1?***",
+            ),
+            (
+                "https://host.example/?token=abc",
+                "https://host.example/?***",
+            ),
+            ("http://a@b:pw@host:8080/x", "http://***@host:8080/x"),
+            ("user:pw@host", "***@host"),
+            ("https://host.example/path", "https://host.example/path"),
+            ("ftp://u:secret@x", "ftp://***@x"),
+        ] {
+            assert_eq!(redact_url(text), shown);
+        }
+        for bad in [
+            "https://user:hunter2@x",
+            "https://x/?token=hunter2",
+            "ftp://u:hunter2@x",
+            "https://u:hunter2@",
+            "not a url hunter2@x?k=hunter2",
+        ] {
+            let message = Endpoint::parse(bad).unwrap_err().to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The event log: one JSON object a line, newest last, bounded in size. It records marks,
-//! resets, switches and edits to the pool — never a secret.
+//! The event log: one JSON object a line, newest last, bounded in bytes — each field and the
+//! whole file — so no input (a hook's error text is whatever Claude Code passes on) can make it
+//! grow, or make writing it slow. It records marks, resets, switches and edits to the pool —
+//! never a secret.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,11 +10,15 @@ use anyhow::{Context, Result};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::fileio::{Durability, private_options, read_optional, replace_file};
+use crate::fileio::{Durability, open_for_writing, private_options, read_tail, replace_file};
 
-/// Past this size the log is cut down to its newest [`KEEP_AFTER_TRIM`] events.
+/// Past this size the log is cut down to its newest [`KEEP_AFTER_TRIM`] bytes of whole lines.
 const MAX_BYTES: u64 = 256 * 1024;
-const KEEP_AFTER_TRIM: usize = 500;
+const KEEP_AFTER_TRIM: u64 = MAX_BYTES / 2;
+/// Each text field is cut to this many bytes; real values are a few dozen.
+const MAX_FIELD_BYTES: usize = 512;
+/// `read` looks at no more than this much of the end of the log (an old, oversized log).
+const MAX_READ_BYTES: u64 = 4 * MAX_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -49,6 +55,37 @@ impl Event {
         self.session_id = session_id;
         self
     }
+
+    /// The event with every text field cut to [`MAX_FIELD_BYTES`].
+    fn bounded(mut self) -> Self {
+        cut(&mut self.event);
+        for text in [
+            &mut self.key,
+            &mut self.reason,
+            &mut self.session_id,
+            &mut self.detail,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cut(text);
+        }
+        self
+    }
+}
+
+/// Cuts `text` to at most [`MAX_FIELD_BYTES`] bytes on a character boundary, marking the cut.
+fn cut(text: &mut String) {
+    const MARK: &str = "…";
+    if text.len() <= MAX_FIELD_BYTES {
+        return;
+    }
+    let mut end = MAX_FIELD_BYTES - MARK.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
 }
 
 /// Appends events. Call while holding the write lock, which also makes the trim safe.
@@ -58,17 +95,16 @@ pub fn append(path: &Path, events: &[Event]) -> Result<()> {
     }
     let mut text = String::new();
     for event in events {
-        text.push_str(&serde_json::to_string(event).context("cannot encode an event")?);
+        let event = event.clone().bounded();
+        text.push_str(&serde_json::to_string(&event).context("cannot encode an event")?);
         text.push('\n');
     }
     if let Some(dir) = path.parent() {
         crate::paths::ensure_private_dir(dir)?;
     }
-    let mut file = private_options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open the event log {}", path.display()))?;
+    let mut options = private_options();
+    options.create(true).append(true);
+    let mut file = open_for_writing(&mut options, path, "the event log")?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("cannot write the event log {}", path.display()))?;
     if file.metadata().map(|m| m.len()).unwrap_or(0) > MAX_BYTES {
@@ -77,21 +113,17 @@ pub fn append(path: &Path, events: &[Event]) -> Result<()> {
     Ok(())
 }
 
+/// Keeps the newest whole lines that fit in [`KEEP_AFTER_TRIM`] bytes, reading only those.
 fn trim(path: &Path) -> Result<()> {
-    let Some(bytes) = read_optional(path)? else {
+    let Some(bytes) = read_tail(path, KEEP_AFTER_TRIM)? else {
         return Ok(());
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    let keep = &lines[lines.len().saturating_sub(KEEP_AFTER_TRIM)..];
-    let mut out = keep.join("\n");
-    out.push('\n');
-    replace_file(path, out.as_bytes(), Durability::AtomicOnly)
+    replace_file(path, &bytes, Durability::AtomicOnly)
 }
 
 /// Reads the log; lines that do not parse (a torn last line after a crash) are skipped.
 pub fn read(path: &Path) -> Result<Vec<Event>> {
-    let Some(bytes) = read_optional(path)? else {
+    let Some(bytes) = read_tail(path, MAX_READ_BYTES)? else {
         return Ok(Vec::new());
     };
     Ok(String::from_utf8_lossy(&bytes)
@@ -115,8 +147,32 @@ mod tests {
         }
         assert!(std::fs::metadata(&path).unwrap().len() <= MAX_BYTES + 1024);
         let events = read(&path).unwrap();
-        assert!(events.len() >= KEEP_AFTER_TRIM);
+        assert!(events.len() >= 500);
         assert_eq!(events.last().unwrap().key.as_deref(), Some("key2999"));
+    }
+
+    #[test]
+    fn huge_fields_are_cut_and_the_file_stays_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+        let huge = "é".repeat(50_000);
+        let started = std::time::Instant::now();
+        for i in 0..200 {
+            let e = Event::new(now, "hook-ignored", Some(&huge), Some(&huge))
+                .with_detail(format!("{i} {huge}"))
+                .with_session(Some(huge.clone()));
+            append(&path, &[e]).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() <= MAX_BYTES + 4 * 1024);
+        let events = read(&path).unwrap();
+        let last = events.last().unwrap();
+        assert!(last.detail.as_ref().unwrap().starts_with("199 "));
+        for field in [&last.key, &last.reason, &last.session_id, &last.detail] {
+            let text = field.as_ref().unwrap();
+            assert!(text.len() <= MAX_FIELD_BYTES && text.ends_with('…'));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! the same folder, fsync it, rename it over the old one, fsync the folder. A process killed at
 //! any moment leaves the old file or the new one. Temporary files a killed writer left behind are
 //! swept by the next writer, which can do so safely because only lock holders create them.
+//!
+//! Nothing here opens anything but a regular file: a folder, a named pipe or a device where a
+//! file should be is an error, never a hang; and a file opened to write is never reached
+//! through a symbolic link, which someone else could have pointed at a file of yours.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::paths::ensure_private_dir;
 
@@ -49,13 +53,34 @@ fn open_lock_file(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
-    private_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))
+    let mut options = private_options();
+    options.read(true).write(true).create(true).truncate(false);
+    open_for_writing(&mut options, path, "lock file")
+}
+
+/// Opens (usually creating) a file to write, refusing a symbolic link in its place and
+/// anything that is not a regular file.
+pub fn open_for_writing(options: &mut OpenOptions, path: &Path, what: &str) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) => {
+            if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "{what} {} is a symbolic link, and keyswitch never writes through one: remove it",
+                    path.display()
+                );
+            }
+            return Err(e).with_context(|| format!("cannot open {what} {}", path.display()));
+        }
+    };
+    expect_regular(&file, path)?;
+    Ok(file)
 }
 
 /// Open options that create files readable by the owner only (0600 on Unix).
@@ -70,12 +95,103 @@ pub fn private_options() -> OpenOptions {
     options
 }
 
-/// Reads a whole file; `None` when it does not exist.
+/// keyswitch's own files are a few kilobytes; anything past this is not one of them.
+const MAX_READ: u64 = 16 * 1024 * 1024;
+
+/// Reads a whole regular file; `None` when it does not exist. A named pipe in its place is
+/// refused, never waited on.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let Some((file, size)) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    if size > MAX_READ {
+        bail!(
+            "{} is {size} bytes, far more than keyswitch ever writes: move it out of the way",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_READ)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(bytes))
+}
+
+/// The last `limit` bytes of a regular file, from the first whole line in them (all of it when
+/// it is smaller); `None` when it does not exist. For logs, whose head may be dropped.
+pub fn read_tail(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::{Seek, SeekFrom};
+    let Some((mut file, size)) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    let start = size.saturating_sub(limit);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.take(limit).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if start > 0 {
+        // Drop the partial line the cut landed in.
+        let first_line_end = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..first_line_end);
+    }
+    Ok(Some(bytes))
+}
+
+/// Opens a regular file to read, with its size; `None` when it does not exist. A named pipe
+/// is opened without blocking and then refused.
+fn open_for_reading(path: &Path) -> Result<Option<(File, u64)>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let size = expect_regular(&file, path)?;
+    Ok(Some((file, size)))
+}
+
+/// Refuses an open file that is not a regular file; returns its size.
+fn expect_regular(file: &File, path: &Path) -> Result<u64> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot inspect {}", path.display()))?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let kind = describe_kind(&meta.file_type());
+    bail!(
+        "{} is {kind}, not a regular file: move it out of the way",
+        path.display()
+    )
+}
+
+fn describe_kind(kind: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a named pipe";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a folder"
+    } else {
+        "a special file"
     }
 }
 
@@ -144,4 +260,47 @@ pub fn set_aside(path: &Path, now: jiff::Timestamp) -> Result<std::path::PathBuf
     let aside = path.with_extension(format!("corrupt-{stamp}"));
     fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
     Ok(aside)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_pipe_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("state.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &pipe,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        let error = read_optional(&pipe).unwrap_err().to_string();
+        assert!(error.contains("a named pipe"), "{error}");
+        let error = read_optional(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("a folder"), "{error}");
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("bashrc");
+        fs::write(&target, "mine\n").unwrap();
+        let link = dir.path().join("events.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut options = private_options();
+        options.create(true).append(true);
+        let error = open_for_writing(&mut options, &link, "the event log").unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        // A dangling link is not followed to create a file either.
+        let elsewhere = dir.path().join("elsewhere");
+        let lock = dir.path().join("lock");
+        std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+        assert!(WriteLock::acquire(&lock).is_err());
+        assert!(!elsewhere.exists());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "mine\n");
+    }
 }

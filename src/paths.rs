@@ -41,6 +41,8 @@ impl Dirs {
                 })
                 .ok_or_else(no_home)?,
         };
+        check_trusted(&config)?;
+        check_trusted(&state)?;
         Ok(Self { config, state })
     }
 
@@ -60,6 +62,11 @@ impl Dirs {
         self.state.join("lock")
     }
 
+    /// Held by `add` and `remove` across keychain I/O, so the pool lock never is.
+    pub fn keychain_lock_file(&self) -> PathBuf {
+        self.state.join("keychain.lock")
+    }
+
     pub fn sessions(&self) -> PathBuf {
         self.state.join("sessions")
     }
@@ -74,6 +81,41 @@ fn env_dir(var: &str) -> Option<PathBuf> {
 
 fn no_home() -> anyhow::Error {
     anyhow!("cannot find your home folder: set HOME (or XDG_CONFIG_HOME and XDG_STATE_HOME)")
+}
+
+/// Refuses a keyswitch folder that someone else could have planted files in, as ssh's
+/// StrictModes does: one owned by another user, or writable by group or others. A folder that
+/// does not exist yet is fine (keyswitch creates it 0700); a file in its place is left to the
+/// readers, which treat it as damaged state.
+#[cfg(unix)]
+pub fn check_trusted(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let shown = dir.display();
+    if meta.uid() != me {
+        anyhow::bail!(
+            "refusing to use {shown}: it belongs to another user (uid {}), who could plant files keyswitch would trust; if it is yours, `chown -R {me} {shown}`, otherwise remove it",
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "refusing to use {shown}: other users can write to it (mode {:03o}); fix it with `chmod go-w {shown}`",
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_trusted(_dir: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// Creates `dir` (and parents) readable by the owner only: 0700 on Unix.
@@ -91,4 +133,29 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     builder
         .create(dir)
         .with_context(|| format!("cannot create folder {}", dir.display()))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_folder_others_can_write_to_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("keyswitch");
+        assert!(
+            check_trusted(&ours).is_ok(),
+            "a missing folder is created privately later"
+        );
+        fs::create_dir(&ours).unwrap();
+        for (mode, trusted) in [(0o700, true), (0o755, true), (0o775, false), (0o777, false)] {
+            fs::set_permissions(&ours, fs::Permissions::from_mode(mode)).unwrap();
+            let result = check_trusted(&ours);
+            assert_eq!(result.is_ok(), trusted, "{mode:o}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("chmod go-w"), "{e}");
+            }
+        }
+    }
 }

@@ -33,8 +33,9 @@ impl Pool {
             }
             return Self::assemble(dirs, state, None);
         };
-        // Read again under the lock, which sets the bad file aside (or finds it repaired).
-        if let Some(mut locked) = Self::try_lock(dirs.clone(), now)? {
+        // Read again under the lock, which sets the bad file aside (or finds it repaired). A
+        // lock that cannot even be taken (the state folder is a file) only means no repair.
+        if let Ok(Some(mut locked)) = Self::try_lock(dirs.clone(), now) {
             locked.lock = None;
             return Ok(locked);
         }

@@ -72,12 +72,16 @@ impl State {
         now: Timestamp,
         may_set_aside: bool,
     ) -> Result<(Self, Option<Damaged>)> {
-        let Some(bytes) = read_optional(path)? else {
-            return Ok((Self::default(), None));
+        // A state file that cannot be read at all (a folder or a named pipe in its place, no
+        // permission, its folder a file) is damaged too: never a reason to refuse a key.
+        let parsed = match read_optional(path) {
+            Ok(None) => return Ok((Self::default(), None)),
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(crate::error::one_line(&e)),
         };
-        match serde_json::from_slice(&bytes) {
+        match parsed {
             Ok(state) => Ok((state, None)),
-            Err(e) => {
+            Err(problem) => {
                 let moved_to = if may_set_aside {
                     set_aside(path, now).ok()
                 } else {
@@ -86,7 +90,7 @@ impl State {
                 let damaged = Damaged {
                     path: path.to_path_buf(),
                     moved_to,
-                    problem: e.to_string(),
+                    problem,
                 };
                 Ok((Self::default(), Some(damaged)))
             }

@@ -1,4 +1,5 @@
 //! `keyswitch add`: keychain first, then the config, so a failure half-way never loses a key.
+//! The pool lock is taken only after the keychain has answered.
 
 use std::io::{IsTerminal, Read};
 
@@ -10,6 +11,7 @@ use crate::config::KeyConfig;
 use crate::endpoint::Endpoint;
 use crate::error::refuse;
 use crate::events::Event;
+use crate::fileio::WriteLock;
 use crate::pool::Pool;
 use crate::timespec::{format_duration, parse_duration};
 use crate::validate::{MAX_SECRET_LEN, check_name, check_secret};
@@ -26,20 +28,28 @@ pub fn run(
     let cooldown = cooldown.map(parse_duration).transpose()?;
     let now = ctx.now.timestamp();
 
-    // Refuse a name clash before asking for the secret; checked again under the lock below.
+    // Refuse a name clash before asking for the secret; checked again below.
     check_clash(&Pool::read(ctx.dirs.clone(), now)?, name, replace)?;
     let secret = read_secret(name)?;
     check_secret(&secret)?;
 
-    let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
-    check_clash(&pool, name, replace)?;
-    let keychain = open_keychain(&pool.config)?;
-    let existing = pool.config.position(name);
+    // The keychain is written under the keychain lock, never the pool lock: a slow or stuck
+    // keychain must not hold up `get`, the StopFailure hook or any other writer. Only `add` and
+    // `remove` change which keys exist, and both hold this lock throughout, so the names read
+    // here stay true until the config is saved.
+    let _keychain_lock = WriteLock::acquire(&ctx.dirs.keychain_lock_file())?;
+    let before = Pool::read(ctx.dirs.clone(), now)?;
+    check_clash(&before, name, replace)?;
+    let keychain = open_keychain(&before.config)?;
+    let existing = before.config.position(name);
     let stored_name = existing
-        .map(|i| pool.config.keys[i].name.clone())
+        .map(|i| before.config.keys[i].name.clone())
         .unwrap_or_else(|| name.to_string());
     keychain.write(&stored_name, &secret)?;
 
+    let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+    check_clash(&pool, name, replace)?;
+    let existing = pool.config.position(name);
     let key = match existing {
         Some(i) => &mut pool.config.keys[i],
         None => {

@@ -14,11 +14,12 @@ use jiff::Timestamp;
 
 use super::{Context, open_keychain};
 use crate::claude::{live, sessions};
-use crate::endpoint::{Endpoint, key_belongs, session_endpoint};
+use crate::endpoint::{Endpoint, key_belongs, redact_url, session_endpoint};
 use crate::pool::Pool;
 use crate::proxy::control::{self, ProxySettings};
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
+use crate::validate::MAX_SECRET_LEN;
 
 pub fn run(ctx: &Context) -> Result<()> {
     if let Some(proxy) = control::load_settings(&ctx.dirs)? {
@@ -69,8 +70,9 @@ pub fn run(ctx: &Context) -> Result<()> {
                 .collect();
             if usable.is_empty() {
                 return Err(anyhow!(
-                    "the active key {} belongs to another endpoint than this session's ({session}) and no usable key belongs here; the settings were moved to its endpoint, so Claude Code will ask again there",
-                    pool.config.keys[desired].name
+                    "the active key {} belongs to another endpoint than this session's ({}) and no usable key belongs here; the settings were moved to its endpoint, so Claude Code will ask again there",
+                    pool.config.keys[desired].name,
+                    redact_url(&session)
                 ));
             }
             usable
@@ -80,6 +82,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     };
 
     let keychain = open_keychain(&pool.config)?;
+    let mut unusable = None;
     for index in allowed {
         let name = &pool.config.keys[index].name;
         let Some(secret) = keychain.read(name)? else {
@@ -89,6 +92,16 @@ pub fn run(ctx: &Context) -> Result<()> {
             );
             continue;
         };
+        // A secret another tool stored may hold a line break: printed, it would be two lines.
+        if let Some(problem) = secret_problem(&secret) {
+            let message = format!(
+                "the secret of {name} in {} {problem}, so it is not a usable key: store it again with `keyswitch add {name} --replace`",
+                keychain.kind().describe()
+            );
+            eprintln!("keyswitch: warning: {message}; skipping it");
+            unusable = Some(message);
+            continue;
+        }
         if let Availability::CoolingUntil(until) = availability[index] {
             eprintln!(
                 "keyswitch: warning: every key is cooling down; handing out {name}, back at {} ({})",
@@ -108,10 +121,34 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
         return Ok(());
     }
-    Err(anyhow!(
-        "no key for this session has a secret in {}: store one with `keyswitch add NAME --replace`",
-        keychain.kind().describe()
-    ))
+    Err(unusable.map(anyhow::Error::msg).unwrap_or_else(|| {
+        anyhow!(
+            "no key for this session has a secret in {}: store one with `keyswitch add NAME --replace`",
+            keychain.kind().describe()
+        )
+    }))
+}
+
+/// Why a stored secret cannot be handed to Claude Code as one line of helper output.
+fn secret_problem(secret: &str) -> Option<String> {
+    if secret.is_empty() {
+        return Some("is empty".to_string());
+    }
+    if secret.len() > MAX_SECRET_LEN {
+        return Some(format!("is longer than {MAX_SECRET_LEN} characters"));
+    }
+    let (index, c) = secret
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_whitespace() || c.is_control() || !c.is_ascii())?;
+    let what = if c.is_whitespace() {
+        "a space or line break"
+    } else if c.is_control() {
+        "a control character"
+    } else {
+        "a non-ASCII character"
+    };
+    Some(format!("contains {what} at character {}", index + 1))
 }
 
 /// Proxy mode: the session gets the local access token, never a key, and only when it talks to
@@ -127,7 +164,7 @@ fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
     if session != session_endpoint(Some(&proxy.base_url())) {
         return Err(anyhow!(
             "this session's ANTHROPIC_BASE_URL is {}, not the keyswitch proxy ({}): a project setting or the environment overrides keyswitch's; remove that override (`keyswitch doctor` finds it)",
-            crate::endpoint::redact(&session),
+            crate::endpoint::redact_url(&session),
             proxy.base_url()
         ));
     }

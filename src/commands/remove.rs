@@ -5,23 +5,32 @@ use anyhow::{Result, anyhow};
 
 use super::{Context, open_keychain};
 use crate::events::Event;
+use crate::fileio::WriteLock;
 use crate::pool::Pool;
 
 pub fn run(ctx: &Context, name: &str) -> Result<()> {
     let now = ctx.now.timestamp();
-    let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let index = pool.resolve(name)?;
+    // The keychain lock, not the pool lock, is held across keychain I/O (see `add`).
+    let _keychain_lock = WriteLock::acquire(&ctx.dirs.keychain_lock_file())?;
+    let before = Pool::read(ctx.dirs.clone(), now)?;
+    before.resolve(name)?;
     // Reach the keychain before changing anything, so an unreachable one changes nothing.
-    let keychain = open_keychain(&pool.config)?;
-    let key = pool.config.keys.remove(index);
-    pool.save_config()?;
-    pool.state.forget(&key.name);
-    pool.log(Event::new(now, "remove", Some(&key.name), Some("manual")));
-    let switched_to = pool.note_switch(now, "manual", None);
-    super::settle(&mut pool, now)?;
-    if let Some(to) = switched_to {
-        eprintln!("keyswitch: now handing out {to}");
-    }
+    let keychain = open_keychain(&before.config)?;
+    let key = {
+        let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+        let index = pool.resolve(name)?;
+        let key = pool.config.keys.remove(index);
+        pool.save_config()?;
+        pool.state.forget(&key.name);
+        pool.log(Event::new(now, "remove", Some(&key.name), Some("manual")));
+        let switched_to = pool.note_switch(now, "manual", None);
+        super::settle(&mut pool, now)?;
+        if let Some(to) = switched_to {
+            eprintln!("keyswitch: now handing out {to}");
+        }
+        key
+        // The pool lock is released here, before the keychain is touched again.
+    };
     match keychain.delete(&key.name) {
         Ok(_) => {
             eprintln!(

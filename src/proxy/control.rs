@@ -57,8 +57,19 @@ pub fn settings_path(dirs: &Dirs) -> PathBuf {
 /// The proxy settings when proxy mode is on.
 pub fn load_settings(dirs: &Dirs) -> Result<Option<ProxySettings>> {
     let path = settings_path(dirs);
-    let Some(bytes) = read_optional(&path)? else {
-        return Ok(None);
+    let bytes = match read_optional(&path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        // A file where the state folder should be holds no proxy settings; `get` carries on
+        // as with any unreadable state.
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotADirectory) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         anyhow!(

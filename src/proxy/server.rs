@@ -154,6 +154,13 @@ async fn forward(
         let key = &view.files.config.keys[index];
         tried.push(key.name.clone());
         let secret = match shared.keys.secret(&key.name).await {
+            Ok(Some(secret)) if crate::validate::check_secret(&secret).is_err() => {
+                eprintln!(
+                    "keyswitch: warning: the secret of {} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {} --replace`)",
+                    key.name, key.name
+                );
+                continue;
+            }
             Ok(Some(secret)) => secret,
             Ok(None) => {
                 eprintln!(
@@ -338,17 +345,19 @@ fn upstream_headers(client: &HeaderMap, secret: &str) -> HeaderMap {
     let mut headers = end_to_end(client);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
-    if headers.contains_key("x-api-key")
-        && let Ok(mut value) = HeaderValue::from_str(secret)
-    {
-        value.set_sensitive(true);
-        headers.insert(HeaderName::from_static("x-api-key"), value);
-    }
-    if headers.contains_key(header::AUTHORIZATION)
-        && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {secret}"))
-    {
-        value.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, value);
+    let api_key = HeaderName::from_static("x-api-key");
+    for (name, value) in [
+        (api_key, secret.to_string()),
+        (header::AUTHORIZATION, format!("Bearer {secret}")),
+    ] {
+        if headers.remove(&name).is_none() {
+            continue;
+        }
+        // A secret that cannot be a header value goes nowhere, and neither does the token.
+        if let Ok(mut value) = HeaderValue::from_str(&value) {
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
     }
     headers
 }

@@ -9,30 +9,69 @@
 //!
 //! Entries use the attributes `service` and `username`, like the keyring crates and
 //! `secret-tool lookup service keyswitch username NAME`. Nothing here ever prompts: a locked
-//! collection is an error, not an unlock dialog that would hang Claude Code.
+//! collection is an error, not an unlock dialog that would hang Claude Code; and nothing waits
+//! on the bus longer than [`DEADLINE`].
 
 use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
 
-use dbus_secret_service::{EncryptionType, Error as SsError, Item, SecretService};
+use dbus_secret_service::{EncryptionType, Error as SsError, SecretService};
 use keyring_core::api::{Credential, CredentialApi, CredentialStoreApi};
 use keyring_core::{Entry, Error, Result};
+use zeroize::Zeroizing;
 
-/// Every D-Bus call already gives up after 2 s (the library's per-call timeout); a prompt
-/// timeout of 0 refuses unlock prompts outright.
+/// A prompt timeout of 0 refuses unlock prompts outright.
 const NO_PROMPTS: u64 = 0;
 
+/// How long any one keychain operation, connecting included, may take. libdbus gives each
+/// method call 2 s, but its connection handshake has no limit at all: a bus that accepts the
+/// connection and never answers (a stopped dbus-daemon) would hang `get` — and Claude Code —
+/// for good. So every operation runs on a worker thread and is abandoned after this long; the
+/// process ends soon after, taking the stuck thread with it.
+pub const DEADLINE: Duration = Duration::from_secs(3);
+
+type Shared = Arc<Mutex<SecretService>>;
+
 pub struct Store {
-    ss: Arc<Mutex<SecretService>>,
+    ss: Shared,
 }
 
 impl Store {
     pub fn connect() -> Result<Arc<Self>> {
-        let ss = SecretService::connect_with_max_prompt_timeout(EncryptionType::Plain, NO_PROMPTS)
-            .map_err(failure)?;
+        let ss = bounded(|| {
+            SecretService::connect_with_max_prompt_timeout(EncryptionType::Plain, NO_PROMPTS)
+                .map_err(failure)
+        })?;
         Ok(Arc::new(Self {
             ss: Arc::new(Mutex::new(ss)),
         }))
+    }
+}
+
+/// Runs `work` on a worker thread and waits for it at most [`DEADLINE`].
+fn bounded<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let (sender, receiver) = mpsc::sync_channel(1);
+    thread::Builder::new()
+        .name("secret-service".to_string())
+        .spawn(move || {
+            let _ = sender.send(work());
+        })
+        .map_err(|e| Error::PlatformFailure(Box::new(e)))?;
+    match receiver.recv_timeout(DEADLINE) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => Err(Error::PlatformFailure(
+            format!(
+                "the Secret Service did not answer within {} s; its D-Bus session bus or keyring daemon is stuck",
+                DEADLINE.as_secs()
+            )
+            .into(),
+        )),
+        Err(RecvTimeoutError::Disconnected) => Err(Error::PlatformFailure(
+            "the Secret Service call ended without an answer".into(),
+        )),
     }
 }
 
@@ -64,12 +103,19 @@ impl CredentialStoreApi for Store {
 }
 
 struct Cred {
-    ss: Arc<Mutex<SecretService>>,
+    ss: Shared,
     service: String,
     user: String,
 }
 
-impl Cred {
+/// What a worker needs to find this credential's items, owned so it can outlive the caller.
+struct Target {
+    ss: Shared,
+    service: String,
+    user: String,
+}
+
+impl Target {
     fn attributes(&self) -> HashMap<&str, &str> {
         HashMap::from([
             ("service", self.service.as_str()),
@@ -77,46 +123,89 @@ impl Cred {
         ])
     }
 
-    /// Runs `f` on the one unlocked item matching this credential.
-    fn with_item<T>(&self, f: impl FnOnce(&Item<'_>) -> Result<T>) -> Result<T> {
+    /// Runs `f` on every unlocked item matching this credential (a secret may sit in more than
+    /// one collection, e.g. `login` and `session`); `NoEntry` when there is none.
+    fn with_items<T>(
+        &self,
+        f: impl FnOnce(&SecretService, &[dbus_secret_service::Item<'_>]) -> Result<T>,
+    ) -> Result<T> {
         let ss = self.ss.lock().map_err(|_| poisoned())?;
         let found = ss.search_items(self.attributes()).map_err(failure)?;
-        match (found.unlocked.first(), found.locked.is_empty()) {
-            (Some(item), _) => f(item),
-            (None, false) => Err(locked()),
-            (None, true) => Err(Error::NoEntry),
+        match (found.unlocked.is_empty(), found.locked.is_empty()) {
+            (false, _) => f(&ss, &found.unlocked),
+            (true, false) => Err(locked()),
+            (true, true) => Err(Error::NoEntry),
         }
+    }
+}
+
+impl Cred {
+    /// Runs `f` against this credential on a worker thread, bounded by [`DEADLINE`].
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Target) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let target = Target {
+            ss: self.ss.clone(),
+            service: self.service.clone(),
+            user: self.user.clone(),
+        };
+        bounded(move || f(&target))
     }
 }
 
 impl CredentialApi for Cred {
     fn set_secret(&self, secret: &[u8]) -> Result<()> {
-        match self.with_item(|item| item.set_secret(secret, "text/plain").map_err(failure)) {
-            Err(Error::NoEntry) => {}
-            other => return other,
-        }
-        let ss = self.ss.lock().map_err(|_| poisoned())?;
-        let collection = ss.get_any_collection().map_err(failure)?;
-        if collection.is_locked().map_err(failure)? {
-            return Err(locked());
-        }
-        let label = format!("keyswitch: {} ({})", self.user, self.service);
-        collection
-            .create_item(&label, self.attributes(), secret, true, "text/plain")
-            .map_err(failure)?;
-        Ok(())
+        let secret = Zeroizing::new(secret.to_vec());
+        self.run(move |target| {
+            // Every copy gets the new secret, so no collection keeps serving the old one.
+            let updated = target.with_items(|_, items| {
+                for item in items {
+                    item.set_secret(&secret, "text/plain").map_err(failure)?;
+                }
+                Ok(())
+            });
+            match updated {
+                Err(Error::NoEntry) => {}
+                other => return other,
+            }
+            let ss = target.ss.lock().map_err(|_| poisoned())?;
+            let collection = ss.get_any_collection().map_err(failure)?;
+            if collection.is_locked().map_err(failure)? {
+                return Err(locked());
+            }
+            let label = format!("keyswitch: {} ({})", target.user, target.service);
+            collection
+                .create_item(&label, target.attributes(), &secret, true, "text/plain")
+                .map_err(failure)?;
+            Ok(())
+        })
     }
 
     fn get_secret(&self) -> Result<Vec<u8>> {
-        self.with_item(|item| item.get_secret().map_err(failure))
+        self.run(|target| target.with_items(|_, items| items[0].get_secret().map_err(failure)))
     }
 
+    /// Deletes every matching item, so no copy (say, in the `session` collection) survives a
+    /// `remove` that reported the secret deleted. Locked copies are an error: they remain.
     fn delete_credential(&self) -> Result<()> {
-        self.with_item(|item| item.delete().map_err(failure))
+        self.run(|target| {
+            target.with_items(|ss, items| {
+                for item in items {
+                    item.delete().map_err(failure)?;
+                }
+                let rest = ss.search_items(target.attributes()).map_err(failure)?;
+                if rest.locked.is_empty() && rest.unlocked.is_empty() {
+                    Ok(())
+                } else {
+                    Err(locked())
+                }
+            })
+        })
     }
 
     fn get_credential(&self) -> Result<Option<Arc<Credential>>> {
-        self.with_item(|_| Ok(None))
+        self.run(|target| target.with_items(|_, _| Ok(None)))
     }
 
     fn get_specifiers(&self) -> Option<(String, String)> {
