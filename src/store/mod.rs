@@ -3,6 +3,7 @@
 
 #[cfg(target_os = "linux")]
 mod secret_service;
+mod windows;
 
 use std::sync::Arc;
 
@@ -64,6 +65,7 @@ impl Keychain {
     }
 
     pub fn write(&self, name: &str, secret: &str) -> Result<()> {
+        windows::check_fits(self.kind, secret)?;
         self.entry(name)?
             .set_secret(secret.as_bytes())
             .map_err(|e| self.access_error(&e))
@@ -158,5 +160,20 @@ mod tests {
         );
         assert!(keychain.delete("a").unwrap());
         assert!(!keychain.delete("a").unwrap());
+    }
+
+    #[test]
+    fn credential_manager_refuses_a_secret_it_cannot_hold_and_keeps_the_old_one() {
+        let store: Arc<CredentialStore> = keyring_core::mock::Store::new().unwrap();
+        let keychain =
+            Keychain::with_store(store, StoreKind::WindowsCredentialManager, "keyswitch-test");
+        let longest = "k".repeat(windows::MAX_CREDENTIAL_BLOB);
+        keychain.write("a", &longest).unwrap();
+        let error = keychain.write("a", &format!("{longest}k")).unwrap_err();
+        assert!(error.downcast_ref::<crate::error::Refused>().is_some());
+        assert!(error.to_string().contains("holds at most 2560"), "{error}");
+        assert_eq!(keychain.read("a").unwrap().unwrap().as_str(), longest);
+        // The other stores take what Claude Code accepts.
+        mock().write("a", &"k".repeat(16_384)).unwrap();
     }
 }
