@@ -51,7 +51,11 @@ pub fn run(command: Command) -> Result<()> {
             replace,
         ),
         Command::List { json } => list::run(&ctx, json),
-        Command::Get => get::run(&ctx),
+        Command::Get => {
+            // Claude Code waits on the helper: a keychain dialog must fail it, not hang it.
+            crate::store::forbid_dialogs();
+            get::run(&ctx)
+        }
         Command::MarkExhausted {
             name,
             for_duration,
@@ -74,10 +78,15 @@ pub fn run(command: Command) -> Result<()> {
         } => install::install(&ctx, settings.as_deref(), force, max_retries),
         Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),
         Command::Hook(HookEvent::StopFailure) => {
+            crate::store::forbid_dialogs();
             hook::stop_failure(&ctx);
             Ok(())
         }
-        Command::Doctor => doctor::run(&ctx),
+        Command::Doctor => {
+            // Reports what `get` would meet instead of showing the dialog itself.
+            crate::store::forbid_dialogs();
+            doctor::run(&ctx)
+        }
     }
 }
 

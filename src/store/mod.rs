@@ -1,9 +1,12 @@
 //! The keychain, behind keyring-core's store interface so that which store (and how it talks to
 //! the OS) is decided here and nowhere else. Secrets are held in zeroizing buffers.
 
+mod macos;
 #[cfg(target_os = "linux")]
 mod secret_service;
 mod windows;
+
+pub use macos::forbid_dialogs;
 
 use std::sync::Arc;
 
@@ -125,9 +128,10 @@ fn unreachable_error(kind: StoreKind, error: &KeyringError) -> anyhow::Error {
         StoreKind::Keyutils => {
             "check that the kernel keyutils store is usable here (`keyctl show @u`)".to_string()
         }
-        StoreKind::MacosKeychain => {
-            "unlock your login keychain (Keychain Access) and try again".to_string()
-        }
+        StoreKind::MacosKeychain => macos::status(error)
+            .and_then(macos::remedy)
+            .unwrap_or("unlock your login keychain (Keychain Access) and try again")
+            .to_string(),
         StoreKind::WindowsCredentialManager => {
             "check that the Windows Credential Manager is available to your user".to_string()
         }
