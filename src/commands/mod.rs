@@ -9,6 +9,7 @@ mod list;
 mod log;
 mod mark;
 mod move_key;
+mod reauthorize;
 mod remove;
 mod reset;
 mod status;
@@ -82,6 +83,7 @@ pub fn run(command: Command) -> Result<()> {
             hook::stop_failure(&ctx);
             Ok(())
         }
+        Command::Reauthorize => reauthorize::run(&ctx),
         Command::Doctor => {
             // Reports what `get` would meet instead of showing the dialog itself.
             crate::store::forbid_dialogs();

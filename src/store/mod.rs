@@ -40,6 +40,15 @@ impl Keychain {
         }
     }
 
+    /// The same keychain under another service name (`reauthorize` keeps safety copies there).
+    pub fn with_service(&self, service: &str) -> Self {
+        Self::with_store(self.store.clone(), self.kind, service)
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
     fn entry(&self, name: &str) -> Result<Entry> {
         Entry::new_in_store(&self.store, &self.service, name).map_err(|e| {
             anyhow!(
