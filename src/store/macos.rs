@@ -69,4 +69,14 @@ mod tests {
         }
         assert_eq!(remedy(-25300), None);
     }
+
+    /// The store passes these codes on as a platform failure holding security-framework's error.
+    #[cfg(target_os = "macos")]
+    #[test]
+    fn finds_the_status_inside_a_store_error() {
+        let inner = security_framework::base::Error::from_code(INTERACTION_NOT_ALLOWED);
+        let error = KeyringError::PlatformFailure(Box::new(inner));
+        assert_eq!(status(&error), Some(INTERACTION_NOT_ALLOWED));
+        assert_eq!(status(&KeyringError::NoEntry), None);
+    }
 }
