@@ -4,10 +4,11 @@
 # scripts/test.sh; set KEYSWITCH_SKIP_WINDOWS=1 to leave it out.
 #
 # Needs wine64 and gcc-mingw-w64-x86-64 (installed here with apt-get when missing) and the Rust
-# target (added with rustup when missing). Two test-only helpers are built with mingw next to the
+# target (added with rustup when missing). Test-only helpers are built with mingw next to the
 # exe, never shipped: bcryptprimitives.dll (Wine 8 lacks the ProcessPrng that Rust's std imports;
-# it forwards to RtlGenRandom) and fake_claude.exe (runs commands through cmd.exe the way Claude
-# Code runs the apiKeyHelper, with CLAUDE_PID set the way it sets it for hooks).
+# it forwards to RtlGenRandom), fake_claude.exe (runs commands through cmd.exe the way Claude
+# Code runs the apiKeyHelper, with CLAUDE_PID set the way it sets it for hooks) and
+# list_credentials.exe (what the Credential Manager itself holds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +50,7 @@ mkdir -p "$bin"
 cp "target/$target/debug/keyswitch.exe" "$bin/"
 x86_64-w64-mingw32-gcc -O2 -shared -o "$bin/bcryptprimitives.dll" tests/windows/bcryptprimitives.c -ladvapi32
 x86_64-w64-mingw32-gcc -O2 -o "$bin/fake_claude.exe" tests/windows/fake_claude.c
+x86_64-w64-mingw32-gcc -O2 -o "$bin/list_credentials.exe" tests/windows/list_credentials.c -ladvapi32
 cd "$bin"
 # One wineserver for the whole run: a cold Wine start costs seconds, a warm one well under one.
 mkdir -p "$WINEPREFIX"
@@ -83,6 +85,8 @@ expect_refused() {
 }
 # The names of the keys in order, and one key's state, from `list --json`.
 names() { ks list --json | python3 -c 'import json,sys; print(" ".join(k["name"] for k in json.load(sys.stdin)))'; }
+# What the Credential Manager itself holds for a key (read with CredEnumerate, not keyswitch).
+stored() { "$wine" list_credentials.exe | tr -d '\r' | awk -F '\t' -v t="$1.keyswitch" '$1 == t { print $2 }'; }
 state() { ks list --json | python3 -c 'import json,sys; print(next(k["state"] for k in json.load(sys.stdin) if k["name"]==sys.argv[1]))' "$1"; }
 
 echo "== Windows: keyswitch.exe under $("$wine" --version 2>/dev/null || echo wine)"
@@ -92,6 +96,7 @@ printf 'sk-ant-test-aaa' | ks add a 2>/dev/null || fail "add a"
 printf 'sk-ant-test-bbb\n' | ks add b 2>/dev/null || fail "add b"
 expect_ok "list" "a b" names
 expect_ok "get" "sk-ant-test-aaa" ks get
+expect_ok "b in the Credential Manager" "sk-ant-test-bbb" stored b
 
 # Bad input: refused in one line, nothing changed.
 expect_refused "bad name" "key name" sh -c "printf 'sk-ant-test-x' | '$wine' keyswitch.exe add 'bad name'"
@@ -102,10 +107,12 @@ expect_refused "replace with a too long secret" "holds at most 2560" \
     sh -c "printf '%s' '$long' | '$wine' keyswitch.exe add a --replace"
 expect_refused "unknown key" "no key named" ks mark-exhausted nope
 expect_ok "nothing changed by bad input" "a b" names
+expect_ok "nothing stored by bad input" "" stored c
 expect_ok "the old secret kept" "sk-ant-test-aaa" ks get
 # The longest secret the Credential Manager holds goes in and comes back whole.
 most=sk-ant-test-$(printf 'y%.0s' $(seq 1 2548))
 printf '%s' "$most" | ks add c 2>/dev/null || fail "add a 2560-character secret"
+expect_ok "the longest secret, whole in the Credential Manager" "$most" stored c
 ks mark-exhausted a 2>/dev/null && ks mark-exhausted b 2>/dev/null || fail "mark a and b"
 expect_ok "the longest secret" "$most" ks get
 
@@ -121,6 +128,7 @@ expect_ok "move" "b a c" names
 expect_ok "get after move" "sk-ant-test-bbb" ks get
 ks remove c 2>/dev/null || fail "remove c"
 expect_ok "remove" "b a" names
+expect_ok "remove deletes from the Credential Manager" "" stored c
 printf 'sk-ant-test-ccc' | ks add c 2>/dev/null || fail "add c again after remove"
 ks move c 1 2>/dev/null || fail "move c 1"
 expect_ok "a removed key's new secret" "sk-ant-test-ccc" ks get
