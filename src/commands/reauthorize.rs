@@ -47,12 +47,27 @@ pub fn run(ctx: &Context) -> Result<()> {
         };
         keychain.delete(name).with_context(kept)?;
         keychain.write(name, &secret).with_context(kept)?;
+        // Read it back as `get` will, without dialogs, so "done" means done.
+        let read_back = crate::store::without_dialogs(|| keychain.read(name));
+        if let Ok(ref found) = read_back
+            && found.as_deref().map(|s| s.as_str()) != Some(secret.as_str())
+        {
+            return Err(anyhow!("{name} did not read back as stored: {}", kept()));
+        }
+        // The secret is in its new item: the copy has done its job.
         if let Err(e) = spare.delete(name) {
             eprintln!(
                 "keyswitch: warning: could not delete the safety copy of {name} (keychain service {}): {}",
                 spare.service(),
                 crate::error::one_line(&e)
             );
+        }
+        if let Err(e) = read_back {
+            return Err(anyhow!(
+                "{name} was stored again, but this binary still cannot read it without a dialog ({}): in Keychain Access, open the item \"{}\" for {name} and allow keyswitch under Access Control",
+                crate::error::one_line(&e),
+                keychain.service()
+            ));
         }
         eprintln!("keyswitch: stored {name} again, owned by this keyswitch binary");
     }

@@ -55,6 +55,20 @@ pub fn forbid_dialogs() {
 #[cfg(not(target_os = "macos"))]
 pub fn forbid_dialogs() {}
 
+/// Runs `f` with keychain dialogs off, then turns them back on: for checking, from a terminal,
+/// what `get` will meet.
+#[cfg(target_os = "macos")]
+pub fn without_dialogs<T>(f: impl FnOnce() -> T) -> T {
+    use security_framework::os::macos::keychain::SecKeychain;
+    let _guard = SecKeychain::disable_user_interaction();
+    f()
+}
+
+#[cfg(not(target_os = "macos"))]
+pub fn without_dialogs<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

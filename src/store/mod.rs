@@ -6,7 +6,7 @@ mod macos;
 mod secret_service;
 mod windows;
 
-pub use macos::forbid_dialogs;
+pub use macos::{forbid_dialogs, without_dialogs};
 
 use std::sync::Arc;
 
