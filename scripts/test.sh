@@ -40,4 +40,12 @@ if ! "$claude_bin" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; the
 fi
 export KEYSWITCH_CLAUDE_BIN="$PWD/$claude_bin"
 
+# --- Windows (issue 8) -------------------------------------------------------------------------
+# The Windows build under Wine against the real Credential Manager (scripts/test-windows.sh).
+# Skipped for a filtered run (arguments given) or with KEYSWITCH_SKIP_WINDOWS=1.
+if [ $# -eq 0 ] && [ "${KEYSWITCH_SKIP_WINDOWS:-}" != 1 ]; then
+    scripts/test-windows.sh
+fi
+# --- end Windows -------------------------------------------------------------------------------
+
 exec scripts/with-private-keyring.sh cargo test "$@"

@@ -111,6 +111,10 @@ pub enum Command {
     Hook(HookEvent),
     /// Check the whole setup and say how to fix what is wrong.
     Doctor,
+    /// Store every key's secret again, written by this keyswitch binary. On macOS, run it once
+    /// in a terminal after upgrading keyswitch: the keychain then lets the new binary read the
+    /// keys without asking (`get` never waits on a keychain dialog).
+    Reauthorize,
     /// Show the event log of marks, resets and switches, newest last.
     Log {
         /// Print a JSON array instead of lines.

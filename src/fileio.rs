@@ -221,13 +221,33 @@ pub fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> Result
             .sync_all()
             .with_context(|| format!("cannot flush {}", temp.path().display()))?;
     }
-    temp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    persist_retrying(temp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     if durability == Durability::Synced {
         sync_dir(dir);
     }
     Ok(())
+}
+
+/// Renames `temp` over `path`. Windows refuses to replace a file that another process has open
+/// at that moment (a `get` reading it without the lock, for microseconds), so there a refusal
+/// is retried for up to a second instead of failing the write.
+fn persist_retrying(mut temp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    let mut retries = 0;
+    loop {
+        match temp.persist(path) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if cfg!(windows)
+                    && e.error.kind() == std::io::ErrorKind::PermissionDenied
+                    && retries < 50 =>
+            {
+                retries += 1;
+                temp = e.file;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.error),
+        }
+    }
 }
 
 /// fsyncs a folder so a rename in it survives a crash. Best effort: not every platform or

@@ -646,3 +646,66 @@ fn usage_errors_exit_2_with_one_line() {
         .success()
         .stdout(predicate::str::contains("mark-exhausted"));
 }
+
+#[test]
+fn reauthorize_stores_every_key_again_and_loses_none() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.cmd()
+        .arg("reauthorize")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("stored fallback again"));
+    assert_eq!(s.secret_tool_lookup("primary"), Some(fake_key("one")));
+    assert_eq!(s.secret_tool_lookup("fallback"), Some(fake_key("two")));
+    // No safety copy is left behind.
+    let spare = format!("{}.reauthorize", s.service);
+    for name in ["primary", "fallback"] {
+        let found = std::process::Command::new("secret-tool")
+            .args(["lookup", "service", &spare, "username", name])
+            .output()
+            .unwrap();
+        assert!(found.stdout.is_empty(), "a safety copy of {name} was left");
+    }
+    assert_eq!(s.get(), format!("{}\n", fake_key("one")));
+}
+
+#[test]
+fn reauthorize_finishes_a_run_cut_short_from_its_safety_copy() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    // A run cut short after deleting the original: only the safety copy holds the secret.
+    let spare = format!("{}.reauthorize", s.service);
+    let mut store = std::process::Command::new("secret-tool")
+        .args([
+            "store", "--label", "spare", "service", &spare, "username", "primary",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    store
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fake_key("one").as_bytes())
+        .unwrap();
+    assert!(store.wait().unwrap().success());
+    std::process::Command::new("secret-tool")
+        .args(["clear", "service", &s.service, "username", "primary"])
+        .status()
+        .unwrap();
+    assert_eq!(s.secret_tool_lookup("primary"), None);
+    s.cmd().arg("reauthorize").assert().success();
+    assert_eq!(s.secret_tool_lookup("primary"), Some(fake_key("one")));
+    let left = std::process::Command::new("secret-tool")
+        .args(["lookup", "service", &spare, "username", "primary"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty());
+    let _ = std::process::Command::new("secret-tool")
+        .args(["clear", "service", &spare])
+        .output();
+}

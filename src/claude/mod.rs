@@ -3,6 +3,7 @@
 
 pub mod hook_input;
 pub mod live;
+pub mod process_tree;
 pub mod sessions;
 pub mod settings_file;
 pub mod wiring;

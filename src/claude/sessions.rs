@@ -1,9 +1,9 @@
 //! Which key was handed to which Claude Code process, so the StopFailure hook marks the key
 //! *that session* was using, not whatever is active by then.
 //!
-//! Claude Code runs the helper as P → `/bin/sh -c` → keyswitch (dash forks; bash, `/bin/sh` on
-//! macOS, runs the command in place so P is the parent), and gives hooks `CLAUDE_PID=P`
-//! (claude-code-facts.md). `get` walks up past shells to find P and writes
+//! Claude Code runs the helper through a shell (`/bin/sh -c`, or `cmd /c` on Windows) and gives
+//! hooks `CLAUDE_PID=P` (claude-code-facts.md). `get` walks up past shells to find P
+//! (process_tree.rs) and writes
 //! `sessions/<P>.json` — atomically but without fsync: losing it in a power cut only makes the
 //! hook fall back to the active key, while an fsync would cost every `get`.
 
@@ -13,14 +13,8 @@ use std::path::{Path, PathBuf};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::process_tree::{self, inspect};
 use crate::fileio::{Durability, TEMP_PREFIX, read_optional, replace_file};
-
-/// Process names that are a shell between Claude Code and the helper, never Claude Code itself.
-const SHELLS: &[&str] = &[
-    "sh", "dash", "bash", "zsh", "ksh", "mksh", "fish", "busybox", "cmd.exe",
-];
-/// How far up the process tree a hand-out remembers.
-const CHAIN_DEPTH: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandOut {
@@ -49,75 +43,6 @@ fn own_pid_namespace() -> Option<u64> {
     None
 }
 
-/// A process as far as keyswitch needs to know it.
-struct Proc {
-    parent: Option<u32>,
-    name: Option<String>,
-    start: Option<u64>,
-}
-
-#[cfg(target_os = "linux")]
-fn inspect(pid: u32) -> Option<Proc> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (name) state ppid ..."; the name may hold spaces and parentheses: split at the last ')'.
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = stat.get(open + 1..close).map(str::to_string);
-    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    let parent = fields
-        .get(1)
-        .and_then(|p| p.parse().ok())
-        .filter(|p| *p > 0);
-    let start = fields.get(19).and_then(|s| s.parse().ok());
-    Some(Proc {
-        parent,
-        name,
-        start,
-    })
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn inspect(pid: u32) -> Option<Proc> {
-    // Without /proc only our own parent is known cheaply; on macOS that is Claude Code itself.
-    (pid == std::process::id()).then(|| Proc {
-        parent: Some(std::os::unix::process::parent_id()),
-        name: None,
-        start: None,
-    })
-}
-
-#[cfg(not(unix))]
-fn inspect(_pid: u32) -> Option<Proc> {
-    None
-}
-
-/// The helper's ancestors, nearest first, and the one taken to be Claude Code (the first
-/// that is not a shell).
-fn find_claude() -> Option<(u32, Option<u64>, Vec<u32>)> {
-    let mut chain = Vec::new();
-    let mut claude = None;
-    let mut current = inspect(std::process::id())?.parent;
-    while let Some(pid) = current {
-        // PID 1 is walked too: in a container Claude Code itself may be PID 1, and skipping it
-        // would leave the hand-out under the shell's pid, where the hook never looks.
-        if chain.len() == CHAIN_DEPTH || pid == 0 {
-            break;
-        }
-        chain.push(pid);
-        let proc = inspect(pid);
-        let is_shell = proc
-            .as_ref()
-            .and_then(|p| p.name.as_deref())
-            .is_some_and(|n| SHELLS.contains(&n));
-        if claude.is_none() && !is_shell {
-            claude = Some((pid, proc.as_ref().and_then(|p| p.start)));
-        }
-        current = proc.and_then(|p| p.parent);
-    }
-    let (pid, start) = claude.or_else(|| chain.first().map(|p| (*p, None)))?;
-    Some((pid, start, chain))
-}
-
 fn record_path(dir: &Path, pid: u32) -> PathBuf {
     dir.join(format!("{pid}.json"))
 }
@@ -125,7 +50,12 @@ fn record_path(dir: &Path, pid: u32) -> PathBuf {
 /// Remembers that `key` was handed to the calling Claude Code process. Writes only when that
 /// changes, so a steady session costs one small read.
 pub fn remember(dir: &Path, key: &str, now: Timestamp) -> anyhow::Result<()> {
-    let Some((pid, start, chain)) = find_claude() else {
+    let Some(process_tree::Ancestry {
+        claude: pid,
+        claude_start: start,
+        chain,
+    }) = process_tree::find_claude()
+    else {
         return Ok(());
     };
     let path = record_path(dir, pid);

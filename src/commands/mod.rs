@@ -10,6 +10,7 @@ mod log;
 mod mark;
 mod move_key;
 mod proxy;
+mod reauthorize;
 mod remove;
 mod reset;
 mod status;
@@ -52,7 +53,11 @@ pub fn run(command: Command) -> Result<()> {
             replace,
         ),
         Command::List { json } => list::run(&ctx, json),
-        Command::Get => get::run(&ctx),
+        Command::Get => {
+            // Claude Code waits on the helper: a keychain dialog must fail it, not hang it.
+            crate::store::forbid_dialogs();
+            get::run(&ctx)
+        }
         Command::MarkExhausted {
             name,
             for_duration,
@@ -84,10 +89,16 @@ pub fn run(command: Command) -> Result<()> {
         Command::Proxy(action) => proxy::run(&ctx, action),
         Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),
         Command::Hook(HookEvent::StopFailure) => {
+            crate::store::forbid_dialogs();
             hook::stop_failure(&ctx);
             Ok(())
         }
-        Command::Doctor => doctor::run(&ctx),
+        Command::Reauthorize => reauthorize::run(&ctx),
+        Command::Doctor => {
+            // Reports what `get` would meet instead of showing the dialog itself.
+            crate::store::forbid_dialogs();
+            doctor::run(&ctx)
+        }
     }
 }
 

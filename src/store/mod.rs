@@ -1,8 +1,12 @@
 //! The keychain, behind keyring-core's store interface so that which store (and how it talks to
 //! the OS) is decided here and nowhere else. Secrets are held in zeroizing buffers.
 
+mod macos;
 #[cfg(target_os = "linux")]
 mod secret_service;
+mod windows;
+
+pub use macos::{forbid_dialogs, without_dialogs};
 
 use std::sync::Arc;
 
@@ -36,6 +40,15 @@ impl Keychain {
         }
     }
 
+    /// The same keychain under another service name (`reauthorize` keeps safety copies there).
+    pub fn with_service(&self, service: &str) -> Self {
+        Self::with_store(self.store.clone(), self.kind, service)
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
     fn entry(&self, name: &str) -> Result<Entry> {
         Entry::new_in_store(&self.store, &self.service, name).map_err(|e| {
             anyhow!(
@@ -64,6 +77,7 @@ impl Keychain {
     }
 
     pub fn write(&self, name: &str, secret: &str) -> Result<()> {
+        windows::check_fits(self.kind, secret)?;
         self.entry(name)?
             .set_secret(secret.as_bytes())
             .map_err(|e| self.access_error(&e))
@@ -123,9 +137,10 @@ fn unreachable_error(kind: StoreKind, error: &KeyringError) -> anyhow::Error {
         StoreKind::Keyutils => {
             "check that the kernel keyutils store is usable here (`keyctl show @u`)".to_string()
         }
-        StoreKind::MacosKeychain => {
-            "unlock your login keychain (Keychain Access) and try again".to_string()
-        }
+        StoreKind::MacosKeychain => macos::status(error)
+            .and_then(macos::remedy)
+            .unwrap_or("unlock your login keychain (Keychain Access) and try again")
+            .to_string(),
         StoreKind::WindowsCredentialManager => {
             "check that the Windows Credential Manager is available to your user".to_string()
         }
@@ -158,5 +173,20 @@ mod tests {
         );
         assert!(keychain.delete("a").unwrap());
         assert!(!keychain.delete("a").unwrap());
+    }
+
+    #[test]
+    fn credential_manager_refuses_a_secret_it_cannot_hold_and_keeps_the_old_one() {
+        let store: Arc<CredentialStore> = keyring_core::mock::Store::new().unwrap();
+        let keychain =
+            Keychain::with_store(store, StoreKind::WindowsCredentialManager, "keyswitch-test");
+        let longest = "k".repeat(windows::MAX_CREDENTIAL_BLOB);
+        keychain.write("a", &longest).unwrap();
+        let error = keychain.write("a", &format!("{longest}k")).unwrap_err();
+        assert!(error.downcast_ref::<crate::error::Refused>().is_some());
+        assert!(error.to_string().contains("holds at most 2560"), "{error}");
+        assert_eq!(keychain.read("a").unwrap().unwrap().as_str(), longest);
+        // The other stores take what Claude Code accepts.
+        mock().write("a", &"k".repeat(16_384)).unwrap();
     }
 }
