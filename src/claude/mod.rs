@@ -2,6 +2,7 @@
 //! the StopFailure hook's input, and which session was handed which key.
 
 pub mod hook_input;
+pub mod json_doc;
 pub mod live;
 pub mod sessions;
 pub mod settings_file;

@@ -3,13 +3,17 @@
 //! the helper (claude-code-facts.md: any change, even only the mtime, does that).
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
-use crate::fileio::{Durability, read_optional, replace_file};
+use super::json_doc::{self, Node};
+use super::wiring::wrong_type;
+use crate::fileio::{Durability, TEMP_PREFIX, read_optional, replace_file};
+use crate::paths::ensure_private_dir;
 
 /// How many times an update is re-applied when the file changed under it.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -23,7 +27,35 @@ pub struct SettingsFile {
 /// The parsed file and the bytes it came from.
 pub struct Snapshot {
     pub bytes: Option<Vec<u8>>,
+    /// What keyswitch reads and edits: a view in which a scalar serde_json cannot hold (a
+    /// number like `1e400`, a lone surrogate) appears as its source text.
     pub map: Map<String, Value>,
+    /// The document as written, from which untouched parts are copied back byte-for-byte.
+    doc: Option<Node>,
+}
+
+impl Snapshot {
+    fn empty(bytes: Option<Vec<u8>>) -> Self {
+        Self {
+            bytes,
+            map: Map::new(),
+            doc: None,
+        }
+    }
+
+    /// The file's new text after `map` was edited from this snapshot's view.
+    fn render(&self, map: &Map<String, Value>) -> Vec<u8> {
+        let new = Value::Object(map.clone());
+        let mut text = match &self.doc {
+            Some(doc) => doc.render_edit(&Value::Object(self.map.clone()), &new, 0),
+            None => json_doc::fresh(&new, 0),
+        };
+        // Kept as it was; a new file ends with one, like Claude Code writes it.
+        if self.bytes.as_deref().is_none_or(|b| b.ends_with(b"\n")) {
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
 }
 
 impl SettingsFile {
@@ -71,65 +103,76 @@ impl SettingsFile {
         bail!("{} is a loop of symbolic links", self.path.display())
     }
 
-    /// Reads and parses the file; a missing file is an empty object. Invalid JSON is an error
-    /// naming the file and the position, and the file is left as it is.
+    /// Reads and parses the file; a missing file is an empty object. Invalid JSON, or an entry
+    /// keyswitch works in that has the wrong type, is an error naming the file and the
+    /// problem, and the file is left as it is.
     pub fn read(&self) -> Result<Snapshot> {
         let target = self.target()?;
         let Some(bytes) = read_optional(&target)? else {
-            return Ok(Snapshot {
-                bytes: None,
-                map: Map::new(),
-            });
+            return Ok(Snapshot::empty(None));
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Snapshot {
-                bytes: Some(bytes),
-                map: Map::new(),
-            });
+            return Ok(Snapshot::empty(Some(bytes)));
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let untouched = "fix it and run the command again — keyswitch left it untouched";
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
             anyhow!(
-                "{} is not valid JSON ({e}); fix it and run the command again — keyswitch left it untouched",
+                "{} is not valid UTF-8 text (byte {}); {untouched}",
+                self.path.display(),
+                e.valid_up_to()
+            )
+        })?;
+        let doc = Node::parse(text).map_err(|e| {
+            anyhow!(
+                "{} is not valid JSON ({e}); {untouched}",
                 self.path.display()
             )
         })?;
-        match value {
-            Value::Object(map) => Ok(Snapshot {
-                bytes: Some(bytes),
-                map,
-            }),
-            _ => Err(anyhow!(
-                "{} does not hold a JSON object; fix it and run the command again — keyswitch left it untouched",
+        let Value::Object(map) = doc.view() else {
+            bail!(
+                "{} does not hold a JSON object; {untouched}",
                 self.path.display()
-            )),
+            );
+        };
+        if let Some(problem) = wrong_type(&map) {
+            bail!("{}: {problem}; {untouched}", self.path.display());
         }
+        Ok(Snapshot {
+            bytes: Some(bytes),
+            map,
+            doc: Some(doc),
+        })
     }
 
-    /// Applies `change` and writes the result if it differs. Just before replacing the file it
-    /// is read again; if someone (Claude Code itself, when the user allows a tool) wrote it in
-    /// between, the change is applied afresh to their version, so their edit is not lost.
-    /// Returns whether the file was written.
-    pub fn update(
+    /// Applies `plan` and writes the result if the settings changed; `plan` also returns what
+    /// the caller must remember about the change (the install record). `before_write` gets
+    /// that before the file is touched, so it can be made durable first.
+    ///
+    /// The new file is written and flushed to a temporary file first; only then is the
+    /// settings file read again and, if nobody (Claude Code itself, when the user allows a
+    /// tool) wrote it meanwhile, replaced by renaming. If someone did, the plan is applied
+    /// afresh to their version, so their edit is not lost.
+    /// Returns whether the file was written, and the plan's result for the version written.
+    pub fn update<T>(
         &self,
-        mut change: impl FnMut(&mut Map<String, Value>) -> Result<()>,
-    ) -> Result<bool> {
+        mut plan: impl FnMut(&mut Map<String, Value>) -> Result<T>,
+        mut before_write: impl FnMut(&T) -> Result<()>,
+    ) -> Result<(bool, T)> {
         let target = self.target()?;
+        if let Some(dir) = target.parent() {
+            sweep_stale_temp_files(dir);
+        }
         for _ in 0..UPDATE_ATTEMPTS {
             let before = self.read()?;
             let mut map = before.map.clone();
-            change(&mut map)?;
+            let result = plan(&mut map)?;
             if map == before.map {
-                return Ok(false);
+                return Ok((false, result));
             }
-            let bytes = render(&map, before.bytes.as_deref());
-            let now = read_optional(&target)?;
-            if now != before.bytes {
-                continue;
+            before_write(&result)?;
+            if replace_if_unchanged(&target, &before.render(&map), before.bytes.as_deref())? {
+                return Ok((true, result));
             }
-            let mode = original_mode(&target);
-            replace_file(&target, &bytes, Durability::Synced)?;
-            restore_mode(&target, mode);
-            return Ok(true);
         }
         bail!(
             "{} kept changing while keyswitch tried to update it; run the command again",
@@ -149,18 +192,25 @@ impl SettingsFile {
             .with_context(|| format!("cannot touch {}", target.display()))
     }
 
-    /// Keeps a copy of the file as it was before keyswitch first changed it; never overwritten.
-    pub fn backup_once(&self) -> Result<Option<PathBuf>> {
-        let target = self.target()?;
-        let backup = backup_path(&target);
-        if backup.exists() {
+    /// Keeps `bytes` — the file as it was before keyswitch first changed it; the caller
+    /// knows that — as the backup, unless there is one already: it is never overwritten.
+    pub fn backup_original(&self, bytes: &[u8]) -> Result<Option<PathBuf>> {
+        let backup = backup_path(&self.target()?);
+        if fs::symlink_metadata(&backup).is_ok() {
             return Ok(None);
         }
-        let Some(bytes) = read_optional(&target)? else {
-            return Ok(None);
-        };
-        replace_file(&backup, &bytes, Durability::Synced)?;
+        replace_file(&backup, bytes, Durability::Synced)?;
         Ok(Some(backup))
+    }
+
+    /// The backup's settings, if there is a readable one.
+    pub fn read_backup(&self) -> Option<Map<String, Value>> {
+        let backup = SettingsFile {
+            path: backup_path(&self.target().ok()?),
+        };
+        let snapshot = backup.read().ok()?;
+        snapshot.bytes.as_ref()?;
+        Some(snapshot.map)
     }
 }
 
@@ -173,14 +223,74 @@ pub fn backup_path(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-/// Two-space indented JSON like Claude Code writes, with the trailing newline kept as it was.
-pub fn render(map: &Map<String, Value>, original: Option<&[u8]>) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(map).unwrap_or_else(|_| b"{}".to_vec());
-    let had_newline = original.is_none_or(|b| b.ends_with(b"\n"));
-    if had_newline {
-        bytes.push(b'\n');
+/// Writes `bytes` to a flushed temporary file next to `target`, then renames it over `target`
+/// only if `target` still holds `expected` (`None`: does not exist). Comparing after the slow
+/// part (writing, fsync) and right before the rename leaves another writer a window of
+/// microseconds instead of milliseconds. Returns false, with nothing changed, if it did not.
+fn replace_if_unchanged(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<bool> {
+    let dir = target
+        .parent()
+        .with_context(|| format!("{} has no parent folder", target.display()))?;
+    ensure_private_dir(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(bytes)
+        .and_then(|()| {
+            if let Some(mode) = original_mode(target) {
+                set_mode(temp.as_file(), mode)?;
+            }
+            temp.as_file().sync_all()
+        })
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    crash_point("settings-before-rename");
+    if read_optional(target)?.as_deref() != expected {
+        return Ok(false);
     }
-    bytes
+    temp.persist(target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", target.display()))?;
+    if let Ok(handle) = fs::File::open(dir) {
+        // Makes the rename itself survive a crash; not every platform can sync a folder.
+        let _ = handle.sync_all();
+    }
+    Ok(true)
+}
+
+/// How old a temporary file must be before it counts as left behind by a killed writer:
+/// a live one exists for milliseconds. Settings writers hold keyswitch's lock, but another
+/// user's keyswitch (another state folder) could share the settings folder, so age decides.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+
+/// Removes keyswitch's temporary files that a killed writer left in the settings folder.
+fn sweep_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMP_AGE);
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Test builds only: `KEYSWITCH_TEST_CRASH_AT=<name>` aborts the process at the named point,
+/// as a `kill -9` there would, so tests can check every step leaves something recoverable.
+/// Release builds compile this to nothing.
+pub fn crash_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KEYSWITCH_TEST_CRASH_AT").is_some_and(|v| v == name) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
 }
 
 #[cfg(unix)]
@@ -194,13 +304,14 @@ fn original_mode(_: &Path) -> Option<u32> {
     None
 }
 
-/// The settings file keeps its permissions (keyswitch's own temporary files start as 0600).
-fn restore_mode(path: &Path, mode: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(mode) = mode {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
-    }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
+/// The settings file keeps its permissions (temporary files start as 0600).
+#[cfg(unix)]
+fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &fs::File, _: u32) -> std::io::Result<()> {
+    Ok(())
 }

@@ -7,13 +7,14 @@ use anyhow::{Context as _, Result, anyhow};
 use serde_json::{Map, Value, json};
 
 use super::Context;
-use crate::claude::live::{self, apply_base_url, load_record, save_record};
+use crate::claude::live::{self, apply_base_url, load_record};
 use crate::claude::settings_file::{SettingsFile, backup_path};
 use crate::claude::wiring::{
-    HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR, ensure_hook,
-    is_our_helper, note_created, remove_hook, shell_quote,
+    HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR, ensure_hook, has_hook,
+    is_our_helper, note_created, recovered_record, remove_hook, shell_quote,
 };
 use crate::error::refuse;
+use crate::fileio::set_aside;
 use crate::pool::Pool;
 
 pub fn install(
@@ -23,21 +24,10 @@ pub fn install(
     max_retries: Option<u32>,
 ) -> Result<()> {
     let settings = SettingsFile::locate(settings)?;
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .context("cannot tell where the keyswitch binary is")?;
-    let exe = exe.to_str().ok_or_else(|| {
-        anyhow!(
-            "the path of the keyswitch binary, {}, is not valid text: install it elsewhere",
-            exe.display()
-        )
-    })?;
-    let helper = format!("{} get", shell_quote(exe));
-    let hook = format!("{} hook stop-failure", shell_quote(exe));
-
+    let (helper, hook) = our_commands()?;
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let record = match load_record(&ctx.dirs)? {
+    let saved = match load_record(&ctx.dirs).map_err(|e| refuse(format!("{e:#}")))? {
         Some(r) if r.settings != settings.path => {
             return Err(refuse(format!(
                 "keyswitch is already installed in {}: run `keyswitch uninstall --settings {}` first",
@@ -45,14 +35,11 @@ pub fn install(
                 r.settings.display()
             )));
         }
-        Some(r) => r,
-        None => InstallRecord {
-            settings: settings.path.clone(),
-            ..InstallRecord::default()
-        },
+        saved => saved,
     };
 
-    // Validate before anything is written: invalid JSON and a foreign helper stop here.
+    // Checked before anything is written: invalid JSON, entries of the wrong type and a
+    // foreign helper stop here.
     let snapshot = settings.read()?;
     if let Some(existing) = snapshot.map.get(HELPER_KEY)
         && !existing.as_str().is_some_and(is_our_helper)
@@ -63,30 +50,35 @@ pub fn install(
             settings.path.display()
         )));
     }
-
-    let active = pool.active_key(now).cloned();
-    let mut updated = record.clone();
-    let apply = |map: &mut Map<String, Value>, rec: &mut InstallRecord| {
-        rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
-        ensure_hook(map, rec, &hook);
-        rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
-        if let Some(n) = max_retries {
-            rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
+    // The file as it was before keyswitch first changed it — never a wired one.
+    let backup = match &snapshot.bytes {
+        Some(bytes) if saved.is_none() && !is_wired(&snapshot.map) => {
+            settings.backup_original(bytes)?
         }
-        apply_base_url(map, rec, &pool.config, active.as_ref());
+        _ => None,
     };
-    // No-op when there is no file yet or a backup already exists.
-    let backup = settings.backup_once()?;
-    let file_existed = snapshot.bytes.is_some();
-    let written = settings.update(|map| {
-        updated = record.clone();
-        apply(map, &mut updated);
-        Ok(())
-    })?;
-    if !file_existed && written {
-        note_created(&mut updated.created, "file");
-    }
-    save_record(&ctx.dirs, &updated)?;
+
+    // Record intent → write settings → finalize (see `change_settings`).
+    let base = saved.clone().unwrap_or_else(|| InstallRecord {
+        settings: settings.path.clone(),
+        ..InstallRecord::default()
+    });
+    let target = settings.target()?;
+    let active = pool.active_key(now).cloned();
+    let (written, _) =
+        live::change_settings(&ctx.dirs, &settings, saved.as_ref(), &base, |map, rec| {
+            if !target.exists() {
+                note_created(&mut rec.created, "file");
+            }
+            rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
+            ensure_hook(map, rec, &hook);
+            rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
+            if let Some(n) = max_retries {
+                rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
+            }
+            apply_base_url(map, rec, &pool.config, active.as_ref());
+            Ok(())
+        })?;
     drop(pool);
 
     let path = settings.path.display();
@@ -100,7 +92,7 @@ pub fn install(
     }
     if let Some(backup) = backup {
         eprintln!(
-            "keyswitch: the file as it was is kept at {}",
+            "keyswitch: a copy of {path} as it was before keyswitch first changed it is at {}",
             backup.display()
         );
     }
@@ -116,10 +108,41 @@ pub fn install(
     Ok(())
 }
 
+/// The helper and hook commands for this binary.
+fn our_commands() -> Result<(String, String)> {
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("cannot tell where the keyswitch binary is")?;
+    let exe = exe.to_str().ok_or_else(|| {
+        anyhow!(
+            "the path of the keyswitch binary, {}, is not valid text: install it elsewhere",
+            exe.display()
+        )
+    })?;
+    Ok((
+        format!("{} get", shell_quote(exe)),
+        format!("{} hook stop-failure", shell_quote(exe)),
+    ))
+}
+
+/// Whether the settings hold something of keyswitch's.
+fn is_wired(map: &Map<String, Value>) -> bool {
+    map.get(HELPER_KEY)
+        .and_then(Value::as_str)
+        .is_some_and(is_our_helper)
+        || has_hook(map)
+}
+
 pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let record = load_record(&ctx.dirs)?;
+    let record_file = live::record_path(&ctx.dirs);
+    let (record, damaged) = match load_record(&ctx.dirs) {
+        Ok(record) => (record, None),
+        // A way out that loses nothing: keep the damaged record aside and fall back on what is
+        // recognisably keyswitch's and on the backup.
+        Err(_) => (None, Some(set_aside(&record_file, now)?)),
+    };
     let settings = match (settings, &record) {
         (Some(path), Some(r)) => {
             let named = SettingsFile::locate(Some(path))?;
@@ -138,35 +161,55 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         },
         (path, None) => SettingsFile::locate(path)?,
     };
-    let record = record.unwrap_or_else(|| InstallRecord {
-        settings: settings.path.clone(),
-        ..InstallRecord::default()
-    });
+    let record = match record {
+        Some(record) => record,
+        None => {
+            let endpoints: Vec<String> = pool
+                .config
+                .keys
+                .iter()
+                .filter_map(|k| k.endpoint.clone())
+                .collect();
+            recovered_record(
+                settings.path.clone(),
+                &settings.read()?.map,
+                settings.read_backup().as_ref(),
+                &endpoints,
+            )
+        }
+    };
 
-    let mut notes = Vec::new();
-    let written = settings.update(|map| {
-        notes.clear();
-        let mut rec = record.clone();
-        let ids: Vec<String> = rec.entries.keys().cloned().collect();
-        for id in &ids {
-            let slot = match id.strip_prefix("env.") {
-                Some(var) => Slot::Env(var),
-                None => Slot::Top(id),
-            };
-            notes.extend(rec.restore(map, slot));
+    let (written, notes) = settings.update(
+        |map| {
+            let mut notes = Vec::new();
+            let mut rec = record.clone();
+            let ids: Vec<String> = rec.entries.keys().cloned().collect();
+            for id in &ids {
+                let slot = match id.strip_prefix("env.") {
+                    Some(var) => Slot::Env(var),
+                    None => Slot::Top(id),
+                };
+                notes.extend(rec.restore(map, slot));
+            }
+            // Whatever the record says, keyswitch's own helper does not stay behind.
+            if map
+                .get(HELPER_KEY)
+                .and_then(Value::as_str)
+                .is_some_and(is_our_helper)
+            {
+                map.shift_remove(HELPER_KEY);
+            }
+            remove_hook(map, &mut rec);
+            Ok(notes)
+        },
+        |_| Ok(()),
+    )?;
+    match std::fs::remove_file(&record_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", record_file.display()));
         }
-        // Without a record (lost state), still take out what is recognisably keyswitch's.
-        if map
-            .get(HELPER_KEY)
-            .and_then(Value::as_str)
-            .is_some_and(is_our_helper)
-        {
-            map.remove(HELPER_KEY);
-        }
-        remove_hook(map, &mut rec);
-        Ok(())
-    })?;
-    let _ = std::fs::remove_file(live::record_path(&ctx.dirs));
+        _ => {}
+    }
     // A settings file that keyswitch itself created, and that holds nothing else, goes too.
     if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
         let _ = std::fs::remove_file(settings.target()?);
@@ -174,6 +217,12 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     drop(pool);
 
     let path = settings.path.display();
+    if let Some(aside) = damaged {
+        eprintln!(
+            "keyswitch: the install record was damaged (kept at {}): took out what is recognisably keyswitch's and put back replaced values from the backup",
+            aside.display()
+        );
+    }
     if written {
         eprintln!("keyswitch: took keyswitch out of {path}");
     } else {
@@ -185,7 +234,7 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     let backup = settings.target().map(|t| backup_path(&t))?;
     if backup.exists() {
         eprintln!(
-            "keyswitch: the file as it was before install is still at {} (not copied back: your edits since are kept)",
+            "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
             backup.display()
         );
     }
