@@ -3,7 +3,7 @@
 //! the helper (claude-code-facts.md: any change, even only the mtime, does that).
 
 use std::fs;
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -107,8 +107,12 @@ impl SettingsFile {
     /// keyswitch works in that has the wrong type, is an error naming the file and the
     /// problem, and the file is left as it is.
     pub fn read(&self) -> Result<Snapshot> {
-        let target = self.target()?;
-        let Some(bytes) = read_optional(&target)? else {
+        self.parse(read_optional(&self.target()?)?)
+    }
+
+    /// Parses the file's content (`None`: there is no file), as [`read`](Self::read) does.
+    fn parse(&self, bytes: Option<Vec<u8>>) -> Result<Snapshot> {
+        let Some(bytes) = bytes else {
             return Ok(Snapshot::empty(None));
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -148,10 +152,12 @@ impl SettingsFile {
     /// the caller must remember about the change (the install record). `before_write` gets
     /// that before the file is touched, so it can be made durable first.
     ///
-    /// The new file is written and flushed to a temporary file first; only then is the
-    /// settings file read again and, if nobody (Claude Code itself, when the user allows a
-    /// tool) wrote it meanwhile, replaced by renaming. If someone did, the plan is applied
-    /// afresh to their version, so their edit is not lost.
+    /// Another writer (Claude Code itself, when the user allows a tool) does not lock, so the
+    /// file is replaced compare-and-swap style: the new content is written and flushed to a
+    /// temporary file first; right before the swap the file is compared with what the plan
+    /// was made from; the swap is an atomic exchange, which hands back exactly what it
+    /// displaced. If that was someone else's newer version, the plan is applied afresh to
+    /// their version and swapped in again, so their edit is not lost.
     /// Returns whether the file was written, and the plan's result for the version written.
     pub fn update<T>(
         &self,
@@ -162,16 +168,42 @@ impl SettingsFile {
         if let Some(dir) = target.parent() {
             sweep_stale_temp_files(dir);
         }
+        // After displacing another writer's version: that version, and what the file holds.
+        let mut displaced: Option<(Snapshot, Vec<u8>)> = None;
         for _ in 0..UPDATE_ATTEMPTS {
-            let before = self.read()?;
+            let (before, expected) = match displaced.take() {
+                Some((theirs, ours)) => (theirs, Some(ours)),
+                None => {
+                    let before = self.read()?;
+                    let expected = before.bytes.clone();
+                    (before, expected)
+                }
+            };
             let mut map = before.map.clone();
             let result = plan(&mut map)?;
-            if map == before.map {
+            let bytes = if map != before.map {
+                before.render(&map)
+            } else if expected == before.bytes {
                 return Ok((false, result));
-            }
+            } else {
+                // Their version needs no change: it goes back in place of ours.
+                before.bytes.clone().unwrap_or_default()
+            };
             before_write(&result)?;
-            if replace_if_unchanged(&target, &before.render(&map), before.bytes.as_deref())? {
-                return Ok((true, result));
+            match swap_in(&target, &bytes, expected.as_deref())? {
+                Swap::Done => return Ok((true, result)),
+                Swap::Changed => {}
+                Swap::Displaced(theirs) => {
+                    let theirs = match self.parse(Some(theirs.clone())) {
+                        Ok(snapshot) => snapshot,
+                        Err(e) => {
+                            // Not something keyswitch may edit: put it back as it was.
+                            swap_in(&target, &theirs, Some(&bytes))?;
+                            return Err(e);
+                        }
+                    };
+                    displaced = Some((theirs, bytes));
+                }
             }
         }
         bail!(
@@ -223,11 +255,21 @@ pub fn backup_path(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-/// Writes `bytes` to a flushed temporary file next to `target`, then renames it over `target`
-/// only if `target` still holds `expected` (`None`: does not exist). Comparing after the slow
-/// part (writing, fsync) and right before the rename leaves another writer a window of
-/// microseconds instead of milliseconds. Returns false, with nothing changed, if it did not.
-fn replace_if_unchanged(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<bool> {
+/// What became of an attempt to replace the settings file.
+enum Swap {
+    Done,
+    /// The file changed since it was read; nothing was written.
+    Changed,
+    /// Written, but it displaced this content written by someone else in the last instant.
+    Displaced(Vec<u8>),
+}
+
+/// Writes `bytes` to a flushed temporary file next to `target` and puts it in place of
+/// `target` if that still holds `expected` (`None`: does not exist). The comparison comes after
+/// the slow part (writing, fsync), right before the swap; the swap itself is an atomic
+/// exchange where the platform has one, so even a write landing between the comparison and
+/// the swap is caught and handed back rather than lost.
+fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<Swap> {
     let dir = target
         .parent()
         .with_context(|| format!("{} has no parent folder", target.display()))?;
@@ -246,16 +288,52 @@ fn replace_if_unchanged(target: &Path, bytes: &[u8], expected: Option<&[u8]>) ->
         .with_context(|| format!("cannot write {}", temp.path().display()))?;
     crash_point("settings-before-rename");
     if read_optional(target)?.as_deref() != expected {
-        return Ok(false);
+        return Ok(Swap::Changed);
     }
-    temp.persist(target)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", target.display()))?;
+    let cannot = || format!("cannot replace {}", target.display());
+    let swap = if expected.is_none() {
+        // Creating the file: fails, rather than replaces, if someone created it meanwhile.
+        match temp.persist_noclobber(target) {
+            Ok(_) => Swap::Done,
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => return Ok(Swap::Changed),
+            Err(e) => return Err(e.error).with_context(cannot),
+        }
+    } else {
+        match exchange(temp.path(), target) {
+            Ok(()) => {
+                // The temporary name now holds what `target` held at the swap.
+                let before = fs::read(temp.path()).with_context(cannot)?;
+                if before.as_slice() == expected.unwrap_or_default() {
+                    Swap::Done
+                } else {
+                    Swap::Displaced(before)
+                }
+            }
+            Err(_) => {
+                // No atomic exchange here (platform, file system): a plain rename.
+                temp.persist(target)
+                    .map_err(|e| e.error)
+                    .with_context(cannot)?;
+                Swap::Done
+            }
+        }
+    };
     if let Ok(handle) = fs::File::open(dir) {
         // Makes the rename itself survive a crash; not every platform can sync a folder.
         let _ = handle.sync_all();
     }
-    Ok(true)
+    Ok(swap)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// How old a temporary file must be before it counts as left behind by a killed writer:
