@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Map, Value, json};
 
-use super::settings_file::{SettingsFile, crash_point};
+use super::settings_file::{SettingsFile, crash_point, fail_point};
 use super::wiring::{BASE_URL_VAR, InstallRecord, Slot};
 use crate::config::{Config, KeyConfig};
 use crate::fileio::{Durability, read_optional, replace_file};
@@ -34,6 +34,7 @@ pub fn load_record(dirs: &Dirs) -> Result<Option<InstallRecord>> {
 
 pub fn save_record(dirs: &Dirs, record: &InstallRecord) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).context("cannot encode the install record")?;
+    fail_point("record-save")?;
     replace_file(&record_path(dirs), &bytes, Durability::Synced)
 }
 

@@ -371,6 +371,19 @@ pub fn crash_point(name: &str) {
     let _ = name;
 }
 
+/// Test builds only: `KEYSWITCH_TEST_FAIL_AT=<name>` makes the named step fail as a full disk
+/// would (root, which the tests run as, cannot be stopped by permissions). Release builds
+/// compile this to nothing.
+pub fn fail_point(name: &str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KEYSWITCH_TEST_FAIL_AT").is_some_and(|v| v == name) {
+        bail!("{name} failed (KEYSWITCH_TEST_FAIL_AT)");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+    Ok(())
+}
+
 #[cfg(unix)]
 fn original_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
