@@ -813,6 +813,22 @@ fn a_damaged_install_record_has_a_way_out_that_loses_nothing() {
 }
 
 #[test]
+fn a_lost_install_record_never_makes_keyswitch_its_own_prior() {
+    let s = Sandbox::new();
+    let original = settings_with_own_helper();
+    write_settings(&s, &original);
+    s.cmd().args(["install", "--force"]).assert().success();
+    // The state folder is wiped; the settings stay wired.
+    std::fs::remove_file(record_file(&s)).unwrap();
+    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
 fn settings_of_the_wrong_type_are_refused_and_left_alone() {
     let s = Sandbox::new();
     for (settings, key, found) in [

@@ -59,10 +59,21 @@ pub fn install(
     };
 
     // Record intent → write settings → finalize (see `change_settings`).
-    let base = saved.clone().unwrap_or_else(|| InstallRecord {
-        settings: settings.path.clone(),
-        ..InstallRecord::default()
-    });
+    let base = match &saved {
+        Some(record) => record.clone(),
+        // Wired, but the record is gone (state folder wiped): what keyswitch replaced is in
+        // the backup, never keyswitch's own helper.
+        None if is_wired(&snapshot.map) => recovered_record(
+            settings.path.clone(),
+            &snapshot.map,
+            settings.read_backup().as_ref(),
+            &key_endpoints(&pool.config),
+        ),
+        None => InstallRecord {
+            settings: settings.path.clone(),
+            ..InstallRecord::default()
+        },
+    };
     let target = settings.target()?;
     let active = pool.active_key(now).cloned();
     let (written, _) =
@@ -125,6 +136,14 @@ fn our_commands() -> Result<(String, String)> {
     ))
 }
 
+fn key_endpoints(config: &crate::config::Config) -> Vec<String> {
+    config
+        .keys
+        .iter()
+        .filter_map(|k| k.endpoint.clone())
+        .collect()
+}
+
 /// Whether the settings hold something of keyswitch's.
 fn is_wired(map: &Map<String, Value>) -> bool {
     map.get(HELPER_KEY)
@@ -163,20 +182,12 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     };
     let record = match record {
         Some(record) => record,
-        None => {
-            let endpoints: Vec<String> = pool
-                .config
-                .keys
-                .iter()
-                .filter_map(|k| k.endpoint.clone())
-                .collect();
-            recovered_record(
-                settings.path.clone(),
-                &settings.read()?.map,
-                settings.read_backup().as_ref(),
-                &endpoints,
-            )
-        }
+        None => recovered_record(
+            settings.path.clone(),
+            &settings.read()?.map,
+            settings.read_backup().as_ref(),
+            &key_endpoints(&pool.config),
+        ),
     };
 
     let (written, notes) = settings.update(
