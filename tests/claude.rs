@@ -597,6 +597,40 @@ fn keys_never_reach_an_endpoint_they_do_not_belong_to() {
 }
 
 #[test]
+fn a_switch_killed_at_any_step_never_loses_the_users_endpoint() {
+    let proxy = "http://127.0.0.1:18021";
+    let mine = "http://127.0.0.1:18022";
+    for point in [
+        "record-intent-saved",
+        "settings-before-rename",
+        "settings-written",
+    ] {
+        let s = Sandbox::new();
+        write_settings(&s, &realistic_settings(Some(mine)));
+        s.add("primary", &fake_key("one"), &["--endpoint", proxy]);
+        s.add("fallback", &fake_key("two"), &[]);
+        s.cmd().arg("install").assert().success();
+        // Each switch is killed at `point` (where it gets there), then done again.
+        for (cmd, url) in [
+            (["mark-exhausted", "primary"], mine),
+            (["reset", "primary"], proxy),
+            (["mark-exhausted", "primary"], mine),
+        ] {
+            let _ = s
+                .std_cmd()
+                .args(cmd)
+                .env("KEYSWITCH_TEST_CRASH_AT", point)
+                .output()
+                .unwrap();
+            s.cmd().args(cmd).assert().success();
+            assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], url, "{point}");
+        }
+        s.cmd().arg("uninstall").assert().success();
+        assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], mine, "{point}");
+    }
+}
+
+#[test]
 fn without_endpoints_anthropic_base_url_is_never_touched() {
     let s = Sandbox::new();
     write_settings(&s, &realistic_settings(Some("http://127.0.0.1:18003")));

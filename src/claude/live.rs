@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Map, Value, json};
 
 use super::settings_file::{SettingsFile, crash_point, fail_point};
-use super::wiring::{BASE_URL_VAR, InstallRecord, Slot};
+use super::wiring::{BASE_URL_VAR, InstallRecord, Slot, note_created};
 use crate::config::{Config, KeyConfig};
 use crate::fileio::{Durability, read_optional, replace_file};
 use crate::paths::Dirs;
@@ -59,10 +59,22 @@ pub fn change_settings(
             plan(map, &mut record)?;
             Ok(record)
         },
-        |intent| {
-            if on_disk.as_ref() != Some(intent) {
-                save_record(dirs, intent)?;
-                on_disk = Some(intent.clone());
+        |planned| {
+            // Until the settings are written they may still hold what the plan takes out:
+            // the intent keeps remembering it (finalize forgets it).
+            let mut intent = planned.clone();
+            for (id, entry) in &base.entries {
+                intent
+                    .entries
+                    .entry(id.clone())
+                    .or_insert_with(|| entry.clone());
+            }
+            for created in &base.created {
+                note_created(&mut intent.created, created);
+            }
+            if on_disk.as_ref() != Some(&intent) {
+                save_record(dirs, &intent)?;
+                on_disk = Some(intent);
                 crash_point("record-intent-saved");
             }
             Ok(())
