@@ -406,3 +406,47 @@ fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
 fn set_mode(_: &fs::File, _: u32) -> std::io::Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    fn the_exchange_hands_back_what_it_displaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("settings.json");
+        fs::write(&target, "{\"theirs\": 1}\n").unwrap();
+        match swap_in(&target, b"{\"ours\": 1}\n", Some(b"{\"theirs\": 1}\n")).unwrap() {
+            Swap::Done => {}
+            _ => panic!("an unchanged file was not replaced"),
+        }
+        // The exchange itself works on this file system and swaps both ways.
+        fs::write(&target, "{\"theirs\": 2}\n").unwrap();
+        exchange(&target, &target.with_file_name("missing")).unwrap_err();
+        let other = dir.path().join("other");
+        fs::write(&other, "new").unwrap();
+        exchange(&other, &target).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_to_string(&other).unwrap(), "{\"theirs\": 2}\n");
+    }
+
+    #[test]
+    fn a_changed_file_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("settings.json");
+        fs::write(&target, "{\"theirs\": 1}\n").unwrap();
+        assert!(matches!(
+            swap_in(&target, b"{}\n", Some(b"{}\n")).unwrap(),
+            Swap::Changed
+        ));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "{\"theirs\": 1}\n");
+        // Nor is a file someone created meanwhile.
+        assert!(matches!(
+            swap_in(&target, b"{}\n", None).unwrap(),
+            Swap::Changed
+        ));
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "a temporary file was left behind");
+    }
+}

@@ -463,6 +463,51 @@ mod tests {
     }
 
     #[test]
+    fn entries_of_the_wrong_type_are_named() {
+        assert!(wrong_type(&obj(json!({"env": {}, "hooks": {"StopFailure": []}}))).is_none());
+        let problem = wrong_type(&obj(json!({"env": "FOO=bar"}))).unwrap();
+        assert!(problem.contains("\"env\" is a string"), "{problem}");
+        let problem = wrong_type(&obj(json!({"hooks": {"StopFailure": {}}}))).unwrap();
+        assert!(
+            problem.contains("\"hooks.StopFailure\" is an object"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_recovered_record_takes_out_only_what_is_recognisably_ours() {
+        let backup = obj(json!({"apiKeyHelper": "mine.sh", "env": {"X": "1"}}));
+        let mut map = obj(json!({
+            "apiKeyHelper": "/bin/keyswitch get",
+            "env": {"X": "1", TTL_VAR: HELPER_TTL_MS, RETRIES_VAR: "2", BASE_URL_VAR: "http://k"},
+        }));
+        ensure_hook(
+            &mut map,
+            &mut InstallRecord::default(),
+            "/bin/keyswitch hook stop-failure",
+        );
+        let mut record = recovered_record(
+            PathBuf::from("s"),
+            &map,
+            Some(&backup),
+            &["http://k".into()],
+        );
+        for id in record.entries.keys().cloned().collect::<Vec<_>>() {
+            let slot = match id.strip_prefix("env.") {
+                Some(var) => Slot::Env(var),
+                None => Slot::Top(HELPER_KEY),
+            };
+            assert!(record.clone().restore(&mut map, slot).is_none());
+        }
+        remove_hook(&mut map, &mut record);
+        // The retries setting cannot be told apart from the user's own: it stays.
+        assert_eq!(
+            map,
+            obj(json!({"apiKeyHelper": "mine.sh", "env": {"X": "1", RETRIES_VAR: "2"}}))
+        );
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(
             shell_quote("/usr/local/bin/keyswitch"),
