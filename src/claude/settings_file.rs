@@ -153,11 +153,8 @@ impl SettingsFile {
     /// that before the file is touched, so it can be made durable first.
     ///
     /// Another writer (Claude Code itself, when the user allows a tool) does not lock, so the
-    /// file is replaced compare-and-swap style: the new content is written and flushed to a
-    /// temporary file first; right before the swap the file is compared with what the plan
-    /// was made from; the swap is an atomic exchange, which hands back exactly what it
-    /// displaced. If that was someone else's newer version, the plan is applied afresh to
-    /// their version and swapped in again, so their edit is not lost.
+    /// file is replaced compare-and-swap style (see [`swap_in`]); when someone else wrote it
+    /// meanwhile, the plan is applied afresh to their version, so their edit is not lost.
     /// Returns whether the file was written, and the plan's result for the version written.
     pub fn update<T>(
         &self,
@@ -168,42 +165,16 @@ impl SettingsFile {
         if let Some(dir) = target.parent() {
             sweep_stale_temp_files(dir);
         }
-        // After displacing another writer's version: that version, and what the file holds.
-        let mut displaced: Option<(Snapshot, Vec<u8>)> = None;
         for _ in 0..UPDATE_ATTEMPTS {
-            let (before, expected) = match displaced.take() {
-                Some((theirs, ours)) => (theirs, Some(ours)),
-                None => {
-                    let before = self.read()?;
-                    let expected = before.bytes.clone();
-                    (before, expected)
-                }
-            };
+            let before = self.read()?;
             let mut map = before.map.clone();
             let result = plan(&mut map)?;
-            let bytes = if map != before.map {
-                before.render(&map)
-            } else if expected == before.bytes {
+            if map == before.map {
                 return Ok((false, result));
-            } else {
-                // Their version needs no change: it goes back in place of ours.
-                before.bytes.clone().unwrap_or_default()
-            };
+            }
             before_write(&result)?;
-            match swap_in(&target, &bytes, expected.as_deref())? {
-                Swap::Done => return Ok((true, result)),
-                Swap::Changed => {}
-                Swap::Displaced(theirs) => {
-                    let theirs = match self.parse(Some(theirs.clone())) {
-                        Ok(snapshot) => snapshot,
-                        Err(e) => {
-                            // Not something keyswitch may edit: put it back as it was.
-                            swap_in(&target, &theirs, Some(&bytes))?;
-                            return Err(e);
-                        }
-                    };
-                    displaced = Some((theirs, bytes));
-                }
+            if swap_in(&target, &before.render(&map), before.bytes.as_deref())? {
+                return Ok((true, result));
             }
         }
         bail!(
@@ -255,21 +226,13 @@ pub fn backup_path(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-/// What became of an attempt to replace the settings file.
-enum Swap {
-    Done,
-    /// The file changed since it was read; nothing was written.
-    Changed,
-    /// Written, but it displaced this content written by someone else in the last instant.
-    Displaced(Vec<u8>),
-}
-
 /// Writes `bytes` to a flushed temporary file next to `target` and puts it in place of
-/// `target` if that still holds `expected` (`None`: does not exist). The comparison comes after
-/// the slow part (writing, fsync), right before the swap; the swap itself is an atomic
-/// exchange where the platform has one, so even a write landing between the comparison and
-/// the swap is caught and handed back rather than lost.
-fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<Swap> {
+/// `target` if that still holds `expected` (`None`: does not exist); returns false, with the
+/// file as the other writer left it, if it did not. The comparison comes after the slow part
+/// (writing, fsync), right before the swap. The swap itself is an atomic exchange where the
+/// platform has one: it hands back exactly what it displaced, so a write landing between the
+/// comparison and the swap is caught and put back within microseconds, rather than lost.
+fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<bool> {
     let dir = target
         .parent()
         .with_context(|| format!("{} has no parent folder", target.display()))?;
@@ -288,41 +251,40 @@ fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<Swap>
         .with_context(|| format!("cannot write {}", temp.path().display()))?;
     crash_point("settings-before-rename");
     if read_optional(target)?.as_deref() != expected {
-        return Ok(Swap::Changed);
+        return Ok(false);
     }
     let cannot = || format!("cannot replace {}", target.display());
-    let swap = if expected.is_none() {
+    let swapped = match expected {
         // Creating the file: fails, rather than replaces, if someone created it meanwhile.
-        match temp.persist_noclobber(target) {
-            Ok(_) => Swap::Done,
-            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => return Ok(Swap::Changed),
+        None => match temp.persist_noclobber(target) {
+            Ok(_) => true,
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(e.error).with_context(cannot),
-        }
-    } else {
-        match exchange(temp.path(), target) {
+        },
+        Some(expected) => match exchange(temp.path(), target) {
             Ok(()) => {
                 // The temporary name now holds what `target` held at the swap.
-                let before = fs::read(temp.path()).with_context(cannot)?;
-                if before.as_slice() == expected.unwrap_or_default() {
-                    Swap::Done
-                } else {
-                    Swap::Displaced(before)
+                let displaced = fs::read(temp.path()).with_context(cannot)?;
+                if displaced != expected {
+                    // Someone wrote in that instant: their version goes straight back.
+                    exchange(temp.path(), target).with_context(cannot)?;
                 }
+                displaced == expected
             }
             Err(_) => {
                 // No atomic exchange here (platform, file system): a plain rename.
                 temp.persist(target)
                     .map_err(|e| e.error)
                     .with_context(cannot)?;
-                Swap::Done
+                true
             }
-        }
+        },
     };
     if let Ok(handle) = fs::File::open(dir) {
         // Makes the rename itself survive a crash; not every platform can sync a folder.
         let _ = handle.sync_all();
     }
-    Ok(swap)
+    Ok(swapped)
 }
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
@@ -417,10 +379,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("settings.json");
         fs::write(&target, "{\"theirs\": 1}\n").unwrap();
-        match swap_in(&target, b"{\"ours\": 1}\n", Some(b"{\"theirs\": 1}\n")).unwrap() {
-            Swap::Done => {}
-            _ => panic!("an unchanged file was not replaced"),
-        }
+        assert!(swap_in(&target, b"{\"ours\": 1}\n", Some(b"{\"theirs\": 1}\n")).unwrap());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "{\"ours\": 1}\n");
         // The exchange itself works on this file system and swaps both ways.
         fs::write(&target, "{\"theirs\": 2}\n").unwrap();
         exchange(&target, &target.with_file_name("missing")).unwrap_err();
@@ -436,16 +396,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("settings.json");
         fs::write(&target, "{\"theirs\": 1}\n").unwrap();
-        assert!(matches!(
-            swap_in(&target, b"{}\n", Some(b"{}\n")).unwrap(),
-            Swap::Changed
-        ));
+        assert!(!swap_in(&target, b"{}\n", Some(b"{}\n")).unwrap());
         assert_eq!(fs::read_to_string(&target).unwrap(), "{\"theirs\": 1}\n");
         // Nor is a file someone created meanwhile.
-        assert!(matches!(
-            swap_in(&target, b"{}\n", None).unwrap(),
-            Swap::Changed
-        ));
+        assert!(!swap_in(&target, b"{}\n", None).unwrap());
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "a temporary file was left behind");
     }
