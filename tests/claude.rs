@@ -920,6 +920,19 @@ fn order_numbers_and_strings_are_kept_as_written() {
 }
 
 #[test]
+fn a_replaced_helper_only_javascript_can_read_comes_back_as_written() {
+    let s = Sandbox::new();
+    let original = "{\n  \"apiKeyHelper\": \"~/bin/helper-\\ud800.sh\",\n  \"n\": 1e400\n}\n";
+    write_settings(&s, original);
+    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
 fn temporary_copies_a_killed_write_left_are_swept() {
     let s = Sandbox::new();
     write_settings(&s, &realistic_settings(None));

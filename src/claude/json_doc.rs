@@ -38,8 +38,9 @@ impl Node {
     }
 
     /// The value as serde_json sees it. Scalars it cannot represent (`1e400`, a lone
-    /// surrogate) appear as a string holding their source text: never equal to anything
-    /// keyswitch writes, and written back as they were because they are never changed.
+    /// surrogate) appear as a string holding [`RAW_MARK`] and their source text: never equal
+    /// to anything keyswitch writes, and written back exactly as they were wherever they go
+    /// (an `apiKeyHelper` put back on uninstall, say).
     pub fn view(&self) -> Value {
         match &self.kind {
             Kind::Object(members) => {
@@ -51,7 +52,7 @@ impl Node {
             }
             Kind::Array(items) => Value::Array(items.iter().map(Node::view).collect()),
             Kind::Scalar => {
-                serde_json::from_str(&self.raw).unwrap_or_else(|_| Value::String(self.raw.clone()))
+                serde_json::from_str(&self.raw).unwrap_or_else(|_| Value::String(marked(&self.raw)))
             }
         }
     }
@@ -132,7 +133,20 @@ pub fn fresh(value: &Value, depth: usize) -> String {
     }
 }
 
+/// Marks, in a view, a scalar or key serde_json cannot decode; what follows is its source text.
+/// (A settings string cannot start with a NUL character unless escaped, and then decodes.)
+pub const RAW_MARK: &str = "\u{0}keyswitch-raw:";
+
+fn marked(raw: &str) -> String {
+    format!("{RAW_MARK}{raw}")
+}
+
 fn encode(value: &Value) -> String {
+    if let Value::String(text) = value
+        && let Some(raw) = text.strip_prefix(RAW_MARK)
+    {
+        return raw.to_string();
+    }
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
 }
 
@@ -163,7 +177,7 @@ fn layout_array(items: &[String], depth: usize) -> String {
 
 /// A key as keyswitch compares it; one serde_json cannot decode keeps its source text.
 fn decode_key(raw: &str) -> String {
-    serde_json::from_str(raw).unwrap_or_else(|_| raw.to_string())
+    serde_json::from_str(raw).unwrap_or_else(|_| marked(raw))
 }
 
 /// Walks text that serde_json has already validated, recording the span of every value.
@@ -290,6 +304,19 @@ mod tests {
             assert!(out.contains(part), "{part} lost in {out}");
         }
         assert!(out.ends_with("  \"apiKeyHelper\": \"/bin/keyswitch get\"\n}"));
+    }
+
+    #[test]
+    fn a_value_serde_json_cannot_hold_moves_intact() {
+        let text = r#"{"h": "my\ud800helper", "n": 1e400}"#;
+        let out = edit(text, |v| {
+            let map = v.as_object_mut().unwrap();
+            let h = map.shift_remove("h").unwrap();
+            let n = map.shift_remove("n").unwrap();
+            map.insert("moved".into(), json!({"h": h, "n": n}));
+        });
+        assert!(out.contains(r#""h": "my\ud800helper""#), "{out}");
+        assert!(out.contains(r#""n": 1e400"#), "{out}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::json_doc::RAW_MARK;
+
 pub const HELPER_KEY: &str = "apiKeyHelper";
 pub const TTL_VAR: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
 pub const RETRIES_VAR: &str = "CLAUDE_CODE_MAX_RETRIES";
@@ -306,6 +308,13 @@ fn type_name(value: &Value) -> &'static str {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
+        // A number beyond serde_json's range is seen as its marked source text.
+        Value::String(s)
+            if s.strip_prefix(RAW_MARK)
+                .is_some_and(|raw| !raw.starts_with('"')) =>
+        {
+            "a number"
+        }
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
