@@ -291,7 +291,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pipe = dir.path().join("state.json");
         // mkfifo(1) rather than mknodat: the same on every Unix this is checked for.
-        let made = std::process::Command::new("mkfifo").arg(&pipe).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap();
         assert!(made.success());
         let error = read_optional(&pipe).unwrap_err().to_string();
         assert!(error.contains("a named pipe"), "{error}");

@@ -597,6 +597,40 @@ fn keys_never_reach_an_endpoint_they_do_not_belong_to() {
 }
 
 #[test]
+fn a_switch_killed_at_any_step_never_loses_the_users_endpoint() {
+    let proxy = "http://127.0.0.1:18021";
+    let mine = "http://127.0.0.1:18022";
+    for point in [
+        "record-intent-saved",
+        "settings-before-rename",
+        "settings-written",
+    ] {
+        let s = Sandbox::new();
+        write_settings(&s, &realistic_settings(Some(mine)));
+        s.add("primary", &fake_key("one"), &["--endpoint", proxy]);
+        s.add("fallback", &fake_key("two"), &[]);
+        s.cmd().arg("install").assert().success();
+        // Each switch is killed at `point` (where it gets there), then done again.
+        for (cmd, url) in [
+            (["mark-exhausted", "primary"], mine),
+            (["reset", "primary"], proxy),
+            (["mark-exhausted", "primary"], mine),
+        ] {
+            let _ = s
+                .std_cmd()
+                .args(cmd)
+                .env("KEYSWITCH_TEST_CRASH_AT", point)
+                .output()
+                .unwrap();
+            s.cmd().args(cmd).assert().success();
+            assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], url, "{point}");
+        }
+        s.cmd().arg("uninstall").assert().success();
+        assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], mine, "{point}");
+    }
+}
+
+#[test]
 fn without_endpoints_anthropic_base_url_is_never_touched() {
     let s = Sandbox::new();
     write_settings(&s, &realistic_settings(Some("http://127.0.0.1:18003")));
@@ -659,4 +693,351 @@ fn doctor_explains_what_is_missing_and_passes_when_wired() {
         .stdout(predicate::str::contains(
             "settings.local.json sets ANTHROPIC_BASE_URL",
         ));
+}
+
+// ---- The settings file is never lost, reordered or rewritten where keyswitch does not act ----
+
+/// A user's settings with an apiKeyHelper of their own (which `install --force` replaces).
+fn settings_with_own_helper() -> String {
+    let mut settings: Value = serde_json::from_str(&realistic_settings(None)).unwrap();
+    settings["apiKeyHelper"] = json!("~/bin/my-helper.sh");
+    format!("{}\n", serde_json::to_string_pretty(&settings).unwrap())
+}
+
+fn record_file(s: &Sandbox) -> std::path::PathBuf {
+    s.state_dir().join("claude-install.json")
+}
+
+#[test]
+fn a_failed_record_write_leaves_the_settings_untouched_and_uninstall_restores_them() {
+    let s = Sandbox::new();
+    let original = settings_with_own_helper();
+    write_settings(&s, &original);
+    // The record cannot be written (a full disk; simulated, as root ignores permissions).
+    s.cmd()
+        .args(["install", "--force"])
+        .env("KEYSWITCH_TEST_FAIL_AT", "record-save")
+        .assert()
+        .failure();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original,
+        "the settings changed although nothing records the helper they replaced"
+    );
+    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn install_killed_at_any_step_is_undone_by_uninstall() {
+    let s = Sandbox::new();
+    let original = settings_with_own_helper();
+    for point in [
+        "record-intent-saved",
+        "settings-before-rename",
+        "settings-written",
+    ] {
+        for again in [false, true] {
+            write_settings(&s, &original);
+            s.cmd()
+                .args(["install", "--force"])
+                .env("KEYSWITCH_TEST_CRASH_AT", point)
+                .assert()
+                .failure();
+            let now = std::fs::read_to_string(s.settings_file()).unwrap();
+            assert!(
+                now == original || record_file(&s).exists(),
+                "{point}: wired settings without a record"
+            );
+            if again {
+                // A later install must not take keyswitch's own helper for the user's.
+                s.cmd().args(["install", "--force"]).assert().success();
+            }
+            s.cmd().arg("uninstall").assert().success();
+            assert_eq!(
+                std::fs::read_to_string(s.settings_file()).unwrap(),
+                original,
+                "{point}, install again: {again}"
+            );
+            assert!(!record_file(&s).exists());
+        }
+    }
+}
+
+/// A small pseudo-random sequence (no extra crate for one test).
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+#[test]
+fn install_killed_at_random_instants_never_loses_the_users_helper() {
+    let s = Sandbox::new();
+    let original = settings_with_own_helper();
+    write_settings(&s, &original);
+    // How long a whole install takes here, to spread the kills over it.
+    let started = std::time::Instant::now();
+    s.cmd().args(["install", "--force"]).assert().success();
+    let span = started.elapsed().as_micros() as u64;
+    s.cmd().arg("uninstall").assert().success();
+
+    let mut random = Lcg(std::process::id() as u64 ^ span);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut kills = 0;
+    while kills < 150 && std::time::Instant::now() < deadline {
+        write_settings(&s, &original);
+        let mut child = s.std_cmd().args(["install", "--force"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(random.below(span)));
+        let _ = child.kill();
+        let _ = child.wait();
+        kills += 1;
+        if random.below(2) == 0 {
+            s.cmd().args(["install", "--force"]).assert().success();
+        }
+        s.cmd().arg("uninstall").assert().success();
+        assert_eq!(
+            std::fs::read_to_string(s.settings_file()).unwrap(),
+            original,
+            "after kill {kills}"
+        );
+    }
+    eprintln!("{kills} installs killed at random instants: the user's helper always came back");
+    assert!(kills >= 20, "only {kills} kills in the time allowed");
+}
+
+#[test]
+fn a_damaged_install_record_has_a_way_out_that_loses_nothing() {
+    let s = Sandbox::new();
+    let original = settings_with_own_helper();
+    write_settings(&s, &original);
+    s.cmd().args(["install", "--force"]).assert().success();
+    std::fs::write(record_file(&s), "{\"settings\": ").unwrap();
+    s.cmd()
+        .args(["install", "--force"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("keyswitch uninstall"));
+    s.cmd()
+        .arg("uninstall")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("damaged"));
+    // keyswitch's entries are gone and the helper it replaced is back, from the backup.
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+    // The damaged record is kept aside, not deleted.
+    let aside = std::fs::read_dir(s.state_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+    assert!(aside);
+    s.cmd().args(["install", "--force"]).assert().success();
+}
+
+#[test]
+fn a_lost_install_record_never_makes_keyswitch_its_own_prior() {
+    let s = Sandbox::new();
+    let original = settings_with_own_helper();
+    write_settings(&s, &original);
+    s.cmd().args(["install", "--force"]).assert().success();
+    // The state folder is wiped; the settings stay wired.
+    std::fs::remove_file(record_file(&s)).unwrap();
+    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn settings_of_the_wrong_type_are_refused_and_left_alone() {
+    let s = Sandbox::new();
+    for (settings, key, found) in [
+        (r#"{"hooks": []}"#, "\"hooks\"", "an array"),
+        (r#"{"env": "FOO=bar"}"#, "\"env\"", "a string"),
+        (r#"{"env": null}"#, "\"env\"", "null"),
+        (r#"{"env": ["FOO=bar"]}"#, "\"env\"", "an array"),
+        (
+            r#"{"hooks": {"StopFailure": {"matcher": "x", "hooks": []}}}"#,
+            "\"hooks.StopFailure\"",
+            "an object",
+        ),
+    ] {
+        write_settings(&s, settings);
+        for cmd in ["install", "uninstall"] {
+            let out = s.cmd().arg(cmd).assert().failure();
+            let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+            assert!(
+                stderr.contains(key) && stderr.contains(found) && stderr.lines().count() == 1,
+                "{cmd} {settings}: {stderr}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(s.settings_file()).unwrap(),
+                settings
+            );
+        }
+    }
+}
+
+#[test]
+fn order_numbers_and_strings_are_kept_as_written() {
+    let s = Sandbox::new();
+    // Numbers and strings JavaScript's JSON.parse accepts and serde_json cannot hold as written.
+    let original = "{\n  \"A\": 123456789012345678901234567890,\n  \"huge\": 1e400,\n  \"f\": 1.50,\n  \"lone\": \"\\ud800\",\n  \"esc\": \"caf\\u00e9\"\n}\n";
+    write_settings(&s, original);
+    s.cmd().arg("install").assert().success();
+    let wired = std::fs::read_to_string(s.settings_file()).unwrap();
+    for part in [
+        "123456789012345678901234567890",
+        "1e400",
+        "1.50",
+        "\"\\ud800\"",
+        "\"caf\\u00e9\"",
+    ] {
+        assert!(wired.contains(part), "{part} not kept: {wired}");
+    }
+    // Keys added after install keep their order through uninstall.
+    let added = wired.replacen("\n}\n", ",\n  \"B\": 1,\n  \"C\": 2\n}\n", 1);
+    std::fs::write(s.settings_file(), &added).unwrap();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original.replacen("\n}\n", ",\n  \"B\": 1,\n  \"C\": 2\n}\n", 1)
+    );
+}
+
+#[test]
+fn a_replaced_helper_only_javascript_can_read_comes_back_as_written() {
+    let s = Sandbox::new();
+    let original = "{\n  \"apiKeyHelper\": \"~/bin/helper-\\ud800.sh\",\n  \"n\": 1e400\n}\n";
+    write_settings(&s, original);
+    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn temporary_copies_a_killed_write_left_are_swept() {
+    let s = Sandbox::new();
+    write_settings(&s, &realistic_settings(None));
+    let stale = s.claude_dir().join(".keyswitch-tmp-killed");
+    std::fs::write(&stale, realistic_settings(None)).unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    s.cmd().arg("install").assert().success();
+    assert!(!stale.exists());
+}
+
+#[test]
+fn the_backup_is_the_file_before_keyswitch_first_touched_it() {
+    let s = Sandbox::new();
+    // First install creates the file: there is nothing to back up.
+    s.cmd().arg("install").assert().success();
+    let backup = s.claude_dir().join("settings.json.keyswitch-backup");
+    assert!(!backup.exists());
+    // A second install finds a wired file: that is not "the file as it was".
+    s.cmd()
+        .args(["install", "--max-retries", "2"])
+        .assert()
+        .success();
+    assert!(!backup.exists(), "a wired file was backed up");
+    s.cmd().arg("uninstall").assert().success();
+    // A file keyswitch never touched is backed up, and said to be exactly that.
+    let original = realistic_settings(None);
+    write_settings(&s, &original);
+    s.cmd()
+        .arg("install")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "before keyswitch first changed it",
+        ));
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+}
+
+#[test]
+fn an_edit_made_while_keyswitch_rewrites_the_settings_is_never_lost() {
+    let s = Sandbox::new();
+    write_settings(&s, &realistic_settings(None));
+    s.add(
+        "primary",
+        &fake_key("one"),
+        &["--endpoint", "http://127.0.0.1:18011"],
+    );
+    s.add(
+        "fallback",
+        &fake_key("two"),
+        &["--endpoint", "http://127.0.0.1:18012"],
+    );
+    s.cmd().arg("install").assert().success();
+
+    // Another writer (Claude Code saving a permission) adds entries, replacing the file
+    // atomically as Claude Code does, while keyswitch moves ANTHROPIC_BASE_URL back and forth.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let path = s.settings_file();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut added = 0;
+            while added < 1500 && std::time::Instant::now() < deadline {
+                let mut settings: Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                settings["permissions"]["allow"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!(format!("Bash(entry-{added})")));
+                let temp = path.with_file_name("settings.json.writer-tmp");
+                std::fs::write(&temp, serde_json::to_vec_pretty(&settings).unwrap()).unwrap();
+                std::fs::rename(&temp, &path).unwrap();
+                added += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            added
+        })
+    };
+    let mut cycles = 0;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        s.cmd()
+            .args(["mark-exhausted", "primary"])
+            .assert()
+            .success();
+        s.cmd().args(["reset", "primary"]).assert().success();
+        cycles += 1;
+    }
+    let added = writer.join().unwrap();
+    let allow = s.settings()["permissions"]["allow"].clone();
+    let kept = (0..added)
+        .filter(|i| {
+            allow
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("Bash(entry-{i})")))
+        })
+        .count();
+    eprintln!("{added} entries written alongside {cycles} mark/reset cycles: {kept} kept");
+    assert!(cycles >= 20, "only {cycles} cycles");
+    assert_eq!(kept, added, "{} lost", added - kept);
 }

@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use serde_json::json;
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Map, Value, json};
 
-use super::settings_file::SettingsFile;
-use super::wiring::{BASE_URL_VAR, InstallRecord, Slot};
+use super::settings_file::{SettingsFile, crash_point, fail_point};
+use super::wiring::{BASE_URL_VAR, InstallRecord, Slot, note_created};
 use crate::config::{Config, KeyConfig};
 use crate::fileio::{Durability, read_optional, replace_file};
 use crate::paths::Dirs;
@@ -24,9 +24,9 @@ pub fn load_record(dirs: &Dirs) -> Result<Option<InstallRecord>> {
     let Some(bytes) = read_optional(&path)? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes).map(Some).with_context(|| {
-        format!(
-            "{} is damaged; run `keyswitch install` again",
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        anyhow!(
+            "{} is damaged ({e}): run `keyswitch uninstall`, which sets it aside, takes out what is recognisably keyswitch's and puts back replaced values from the settings backup; then `keyswitch install`",
             path.display()
         )
     })
@@ -34,12 +34,63 @@ pub fn load_record(dirs: &Dirs) -> Result<Option<InstallRecord>> {
 
 pub fn save_record(dirs: &Dirs, record: &InstallRecord) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).context("cannot encode the install record")?;
+    fail_point("record-save")?;
     replace_file(&record_path(dirs), &bytes, Durability::Synced)
+}
+
+/// Changes the settings so that a failure or a kill at any instant leaves something
+/// `uninstall` can undo: **record intent** (the install record, with the values about to be
+/// replaced, is saved before the settings are touched) → **write the settings** (re-planned
+/// and re-recorded if someone else wrote them meanwhile) → **finalize** (the record saved
+/// as what the settings now hold). `saved` is the record as it is on disk now (`None`: none).
+/// `plan` edits the settings and the record from `saved`. Returns whether the settings were
+/// written, and the record as saved.
+pub fn change_settings(
+    dirs: &Dirs,
+    settings: &SettingsFile,
+    saved: Option<&InstallRecord>,
+    base: &InstallRecord,
+    mut plan: impl FnMut(&mut Map<String, Value>, &mut InstallRecord) -> Result<()>,
+) -> Result<(bool, InstallRecord)> {
+    let mut on_disk = saved.cloned();
+    let (written, mut record) = settings.update(
+        |map| {
+            let mut record = base.clone();
+            plan(map, &mut record)?;
+            Ok(record)
+        },
+        |planned| {
+            // Until the settings are written they may still hold what the plan takes out:
+            // the intent keeps remembering it (finalize forgets it).
+            let mut intent = planned.clone();
+            for (id, entry) in &base.entries {
+                intent
+                    .entries
+                    .entry(id.clone())
+                    .or_insert_with(|| entry.clone());
+            }
+            for created in &base.created {
+                note_created(&mut intent.created, created);
+            }
+            if on_disk.as_ref() != Some(&intent) {
+                save_record(dirs, &intent)?;
+                on_disk = Some(intent);
+                crash_point("record-intent-saved");
+            }
+            Ok(())
+        },
+    )?;
+    crash_point("settings-written");
+    record.finalize();
+    if on_disk.as_ref() != Some(&record) {
+        save_record(dirs, &record)?;
+    }
+    Ok((written, record))
 }
 
 /// Points `env.ANTHROPIC_BASE_URL` where `active` belongs, in the settings record's changes.
 pub fn apply_base_url(
-    map: &mut serde_json::Map<String, serde_json::Value>,
+    map: &mut Map<String, Value>,
     record: &mut InstallRecord,
     config: &Config,
     active: Option<&KeyConfig>,
@@ -93,15 +144,10 @@ pub fn follow_active_key(
         // The user removed their settings since installing; nothing to keep in step.
         return Ok(());
     }
-    let mut updated = record.clone();
-    let written = settings.update(|map| {
-        updated = record.clone();
-        apply_base_url(map, &mut updated, config, active);
+    let (written, _) = change_settings(dirs, &settings, Some(&record), &record, |map, rec| {
+        apply_base_url(map, rec, config, active);
         Ok(())
     })?;
-    if updated != record {
-        save_record(dirs, &updated)?;
-    }
     if !written && nudge == Nudge::Always {
         // Same content: bump the mtime so running sessions still fetch the new key now.
         settings.touch()?;

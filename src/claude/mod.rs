@@ -2,6 +2,7 @@
 //! the StopFailure hook's input, and which session was handed which key.
 
 pub mod hook_input;
+pub mod json_doc;
 pub mod live;
 pub mod process_tree;
 pub mod sessions;

@@ -3,13 +3,17 @@
 //! the helper (claude-code-facts.md: any change, even only the mtime, does that).
 
 use std::fs;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
-use crate::fileio::{Durability, read_optional, replace_file};
+use super::json_doc::{self, Node};
+use super::wiring::wrong_type;
+use crate::fileio::{Durability, TEMP_PREFIX, read_optional, replace_file};
+use crate::paths::ensure_private_dir;
 
 /// How many times an update is re-applied when the file changed under it.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -23,7 +27,35 @@ pub struct SettingsFile {
 /// The parsed file and the bytes it came from.
 pub struct Snapshot {
     pub bytes: Option<Vec<u8>>,
+    /// What keyswitch reads and edits: a view in which a scalar serde_json cannot hold (a
+    /// number like `1e400`, a lone surrogate) appears as its source text.
     pub map: Map<String, Value>,
+    /// The document as written, from which untouched parts are copied back byte-for-byte.
+    doc: Option<Node>,
+}
+
+impl Snapshot {
+    fn empty(bytes: Option<Vec<u8>>) -> Self {
+        Self {
+            bytes,
+            map: Map::new(),
+            doc: None,
+        }
+    }
+
+    /// The file's new text after `map` was edited from this snapshot's view.
+    fn render(&self, map: &Map<String, Value>) -> Vec<u8> {
+        let new = Value::Object(map.clone());
+        let mut text = match &self.doc {
+            Some(doc) => doc.render_edit(&Value::Object(self.map.clone()), &new, 0),
+            None => json_doc::fresh(&new, 0),
+        };
+        // Kept as it was; a new file ends with one, like Claude Code writes it.
+        if self.bytes.as_deref().is_none_or(|b| b.ends_with(b"\n")) {
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
 }
 
 impl SettingsFile {
@@ -71,65 +103,79 @@ impl SettingsFile {
         bail!("{} is a loop of symbolic links", self.path.display())
     }
 
-    /// Reads and parses the file; a missing file is an empty object. Invalid JSON is an error
-    /// naming the file and the position, and the file is left as it is.
+    /// Reads and parses the file; a missing file is an empty object. Invalid JSON, or an entry
+    /// keyswitch works in that has the wrong type, is an error naming the file and the
+    /// problem, and the file is left as it is.
     pub fn read(&self) -> Result<Snapshot> {
-        let target = self.target()?;
-        let Some(bytes) = read_optional(&target)? else {
-            return Ok(Snapshot {
-                bytes: None,
-                map: Map::new(),
-            });
+        self.parse(read_optional(&self.target()?)?)
+    }
+
+    /// Parses the file's content (`None`: there is no file), as [`read`](Self::read) does.
+    fn parse(&self, bytes: Option<Vec<u8>>) -> Result<Snapshot> {
+        let Some(bytes) = bytes else {
+            return Ok(Snapshot::empty(None));
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Snapshot {
-                bytes: Some(bytes),
-                map: Map::new(),
-            });
+            return Ok(Snapshot::empty(Some(bytes)));
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let untouched = "fix it and run the command again — keyswitch left it untouched";
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
             anyhow!(
-                "{} is not valid JSON ({e}); fix it and run the command again — keyswitch left it untouched",
+                "{} is not valid UTF-8 text (byte {}); {untouched}",
+                self.path.display(),
+                e.valid_up_to()
+            )
+        })?;
+        let doc = Node::parse(text).map_err(|e| {
+            anyhow!(
+                "{} is not valid JSON ({e}); {untouched}",
                 self.path.display()
             )
         })?;
-        match value {
-            Value::Object(map) => Ok(Snapshot {
-                bytes: Some(bytes),
-                map,
-            }),
-            _ => Err(anyhow!(
-                "{} does not hold a JSON object; fix it and run the command again — keyswitch left it untouched",
+        let Value::Object(map) = doc.view() else {
+            bail!(
+                "{} does not hold a JSON object; {untouched}",
                 self.path.display()
-            )),
+            );
+        };
+        if let Some(problem) = wrong_type(&map) {
+            bail!("{}: {problem}; {untouched}", self.path.display());
         }
+        Ok(Snapshot {
+            bytes: Some(bytes),
+            map,
+            doc: Some(doc),
+        })
     }
 
-    /// Applies `change` and writes the result if it differs. Just before replacing the file it
-    /// is read again; if someone (Claude Code itself, when the user allows a tool) wrote it in
-    /// between, the change is applied afresh to their version, so their edit is not lost.
-    /// Returns whether the file was written.
-    pub fn update(
+    /// Applies `plan` and writes the result if the settings changed; `plan` also returns what
+    /// the caller must remember about the change (the install record). `before_write` gets
+    /// that before the file is touched, so it can be made durable first.
+    ///
+    /// Another writer (Claude Code itself, when the user allows a tool) does not lock, so the
+    /// file is replaced compare-and-swap style (see [`swap_in`]); when someone else wrote it
+    /// meanwhile, the plan is applied afresh to their version, so their edit is not lost.
+    /// Returns whether the file was written, and the plan's result for the version written.
+    pub fn update<T>(
         &self,
-        mut change: impl FnMut(&mut Map<String, Value>) -> Result<()>,
-    ) -> Result<bool> {
+        mut plan: impl FnMut(&mut Map<String, Value>) -> Result<T>,
+        mut before_write: impl FnMut(&T) -> Result<()>,
+    ) -> Result<(bool, T)> {
         let target = self.target()?;
+        if let Some(dir) = target.parent() {
+            sweep_stale_temp_files(dir);
+        }
         for _ in 0..UPDATE_ATTEMPTS {
             let before = self.read()?;
             let mut map = before.map.clone();
-            change(&mut map)?;
+            let result = plan(&mut map)?;
             if map == before.map {
-                return Ok(false);
+                return Ok((false, result));
             }
-            let bytes = render(&map, before.bytes.as_deref());
-            let now = read_optional(&target)?;
-            if now != before.bytes {
-                continue;
+            before_write(&result)?;
+            if swap_in(&target, &before.render(&map), before.bytes.as_deref())? {
+                return Ok((true, result));
             }
-            let mode = original_mode(&target);
-            replace_file(&target, &bytes, Durability::Synced)?;
-            restore_mode(&target, mode);
-            return Ok(true);
         }
         bail!(
             "{} kept changing while keyswitch tried to update it; run the command again",
@@ -149,18 +195,25 @@ impl SettingsFile {
             .with_context(|| format!("cannot touch {}", target.display()))
     }
 
-    /// Keeps a copy of the file as it was before keyswitch first changed it; never overwritten.
-    pub fn backup_once(&self) -> Result<Option<PathBuf>> {
-        let target = self.target()?;
-        let backup = backup_path(&target);
-        if backup.exists() {
+    /// Keeps `bytes` — the file as it was before keyswitch first changed it; the caller
+    /// knows that — as the backup, unless there is one already: it is never overwritten.
+    pub fn backup_original(&self, bytes: &[u8]) -> Result<Option<PathBuf>> {
+        let backup = backup_path(&self.target()?);
+        if fs::symlink_metadata(&backup).is_ok() {
             return Ok(None);
         }
-        let Some(bytes) = read_optional(&target)? else {
-            return Ok(None);
-        };
-        replace_file(&backup, &bytes, Durability::Synced)?;
+        replace_file(&backup, bytes, Durability::Synced)?;
         Ok(Some(backup))
+    }
+
+    /// The backup's settings, if there is a readable one.
+    pub fn read_backup(&self) -> Option<Map<String, Value>> {
+        let backup = SettingsFile {
+            path: backup_path(&self.target().ok()?),
+        };
+        let snapshot = backup.read().ok()?;
+        snapshot.bytes.as_ref()?;
+        Some(snapshot.map)
     }
 }
 
@@ -173,14 +226,124 @@ pub fn backup_path(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-/// Two-space indented JSON like Claude Code writes, with the trailing newline kept as it was.
-pub fn render(map: &Map<String, Value>, original: Option<&[u8]>) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(map).unwrap_or_else(|_| b"{}".to_vec());
-    let had_newline = original.is_none_or(|b| b.ends_with(b"\n"));
-    if had_newline {
-        bytes.push(b'\n');
+/// Writes `bytes` to a flushed temporary file next to `target` and puts it in place of
+/// `target` if that still holds `expected` (`None`: does not exist); returns false, with the
+/// file as the other writer left it, if it did not. The comparison comes after the slow part
+/// (writing, fsync), right before the swap. The swap itself is an atomic exchange where the
+/// platform has one: it hands back exactly what it displaced, so a write landing between the
+/// comparison and the swap is caught and put back within microseconds, rather than lost.
+fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<bool> {
+    let dir = target
+        .parent()
+        .with_context(|| format!("{} has no parent folder", target.display()))?;
+    ensure_private_dir(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(bytes)
+        .and_then(|()| {
+            if let Some(mode) = original_mode(target) {
+                set_mode(temp.as_file(), mode)?;
+            }
+            temp.as_file().sync_all()
+        })
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    crash_point("settings-before-rename");
+    if read_optional(target)?.as_deref() != expected {
+        return Ok(false);
     }
-    bytes
+    let cannot = || format!("cannot replace {}", target.display());
+    let swapped = match expected {
+        // Creating the file: fails, rather than replaces, if someone created it meanwhile.
+        None => match temp.persist_noclobber(target) {
+            Ok(_) => true,
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e.error).with_context(cannot),
+        },
+        Some(expected) => match exchange(temp.path(), target) {
+            Ok(()) => {
+                // The temporary name now holds what `target` held at the swap.
+                let displaced = fs::read(temp.path()).with_context(cannot)?;
+                if displaced != expected {
+                    // Someone wrote in that instant: their version goes straight back.
+                    exchange(temp.path(), target).with_context(cannot)?;
+                }
+                displaced == expected
+            }
+            Err(_) => {
+                // No atomic exchange here (platform, file system): a plain rename.
+                temp.persist(target)
+                    .map_err(|e| e.error)
+                    .with_context(cannot)?;
+                true
+            }
+        },
+    };
+    if let Ok(handle) = fs::File::open(dir) {
+        // Makes the rename itself survive a crash; not every platform can sync a folder.
+        let _ = handle.sync_all();
+    }
+    Ok(swapped)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// How old a temporary file must be before it counts as left behind by a killed writer:
+/// a live one exists for milliseconds. Settings writers hold keyswitch's lock, but another
+/// user's keyswitch (another state folder) could share the settings folder, so age decides.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+
+/// Removes keyswitch's temporary files that a killed writer left in the settings folder.
+fn sweep_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMP_AGE);
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Test builds only: `KEYSWITCH_TEST_CRASH_AT=<name>` aborts the process at the named point,
+/// as a `kill -9` there would, so tests can check every step leaves something recoverable.
+/// Release builds compile this to nothing.
+pub fn crash_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KEYSWITCH_TEST_CRASH_AT").is_some_and(|v| v == name) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Test builds only: `KEYSWITCH_TEST_FAIL_AT=<name>` makes the named step fail as a full disk
+/// would (root, which the tests run as, cannot be stopped by permissions). Release builds
+/// compile this to nothing.
+pub fn fail_point(name: &str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KEYSWITCH_TEST_FAIL_AT").is_some_and(|v| v == name) {
+        bail!("{name} failed (KEYSWITCH_TEST_FAIL_AT)");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -194,13 +357,50 @@ fn original_mode(_: &Path) -> Option<u32> {
     None
 }
 
-/// The settings file keeps its permissions (keyswitch's own temporary files start as 0600).
-fn restore_mode(path: &Path, mode: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(mode) = mode {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+/// The settings file keeps its permissions (temporary files start as 0600).
+#[cfg(unix)]
+fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &fs::File, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    fn the_exchange_hands_back_what_it_displaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("settings.json");
+        fs::write(&target, "{\"theirs\": 1}\n").unwrap();
+        assert!(swap_in(&target, b"{\"ours\": 1}\n", Some(b"{\"theirs\": 1}\n")).unwrap());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "{\"ours\": 1}\n");
+        // The exchange itself works on this file system and swaps both ways.
+        fs::write(&target, "{\"theirs\": 2}\n").unwrap();
+        exchange(&target, &target.with_file_name("missing")).unwrap_err();
+        let other = dir.path().join("other");
+        fs::write(&other, "new").unwrap();
+        exchange(&other, &target).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_to_string(&other).unwrap(), "{\"theirs\": 2}\n");
     }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
+
+    #[test]
+    fn a_changed_file_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("settings.json");
+        fs::write(&target, "{\"theirs\": 1}\n").unwrap();
+        assert!(!swap_in(&target, b"{}\n", Some(b"{}\n")).unwrap());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "{\"theirs\": 1}\n");
+        // Nor is a file someone created meanwhile.
+        assert!(!swap_in(&target, b"{}\n", None).unwrap());
+        let leftovers = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "a temporary file was left behind");
+    }
 }

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::json_doc::RAW_MARK;
+
 pub const HELPER_KEY: &str = "apiKeyHelper";
 pub const TTL_VAR: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
 pub const RETRIES_VAR: &str = "CLAUDE_CODE_MAX_RETRIES";
@@ -28,6 +30,18 @@ pub const HELPER_TTL_MS: &str = "60000";
 pub struct Replaced {
     pub prior: Option<Value>,
     pub ours: Value,
+    /// While a change is being written: what keyswitch had written before it, which the file
+    /// still holds if the write never happened (killed, failed). The record is saved with this
+    /// before the settings are touched, and without it once they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Value>,
+}
+
+impl Replaced {
+    /// Whether `current` is a value keyswitch wrote (or was about to replace with its own).
+    fn is_ours(&self, current: Option<&Value>) -> bool {
+        current == Some(&self.ours) || (current.is_some() && current == self.previous.as_ref())
+    }
 }
 
 /// Everything keyswitch changed in one settings file.
@@ -80,8 +94,15 @@ impl InstallRecord {
         let entry = self.entries.entry(slot.id()).or_insert_with(|| Replaced {
             prior: current.clone(),
             ours: value.clone(),
+            previous: None,
         });
-        entry.ours = value.clone();
+        if entry.ours != value {
+            // Until the file is written it may still hold the value keyswitch wrote before.
+            if entry.is_ours(current.as_ref()) {
+                entry.previous = current.clone();
+            }
+            entry.ours = value.clone();
+        }
         if current.as_ref() != Some(&value) {
             write_slot(map, slot, Some(value), &mut self.created);
         }
@@ -92,7 +113,11 @@ impl InstallRecord {
     pub fn restore(&mut self, map: &mut Map<String, Value>, slot: Slot<'_>) -> Option<String> {
         let entry = self.entries.remove(&slot.id())?;
         let current = slot.get(map);
-        if current != Some(&entry.ours) {
+        if current == entry.prior.as_ref() {
+            // Already as it was (keyswitch's write never happened, or was undone).
+            return None;
+        }
+        if !entry.is_ours(current) {
             return Some(format!(
                 "{} was changed since keyswitch set it; left as it is",
                 slot.id()
@@ -100,6 +125,13 @@ impl InstallRecord {
         }
         write_slot(map, slot, entry.prior, &mut self.created);
         None
+    }
+
+    /// The settings now hold what this record says: forget the values keyswitch replaced.
+    pub fn finalize(&mut self) {
+        for entry in self.entries.values_mut() {
+            entry.previous = None;
+        }
     }
 
     /// The value an entry had before keyswitch set it; `None` also when keyswitch never set it.
@@ -110,7 +142,7 @@ impl InstallRecord {
     /// Forgets an entry the user took over, keeping their value as the new "prior".
     pub fn adopt_user_value(&mut self, map: &Map<String, Value>, slot: Slot<'_>) {
         if let Some(entry) = self.entries.get(&slot.id())
-            && slot.get(map) != Some(&entry.ours)
+            && !entry.is_ours(slot.get(map))
         {
             self.entries.remove(&slot.id());
         }
@@ -129,7 +161,7 @@ fn write_slot(
                 map.insert(k.to_string(), v);
             }
             None => {
-                map.remove(k);
+                map.shift_remove(k);
             }
         },
         Slot::Env(k) => {
@@ -145,11 +177,11 @@ fn write_slot(
                     env.insert(k.to_string(), v);
                 }
                 None => {
-                    env.remove(k);
+                    env.shift_remove(k);
                 }
             }
             if env.is_empty() && created.iter().any(|c| c == "env") {
-                map.remove("env");
+                map.shift_remove("env");
                 created.retain(|c| c != "env");
             }
         }
@@ -232,17 +264,128 @@ pub fn remove_hook(map: &mut Map<String, Value>, record: &mut InstallRecord) {
         if let Some(groups) = hooks.get_mut(HOOK_EVENT).and_then(Value::as_array_mut) {
             groups.retain(|g| !group_is_ours(g));
             if groups.is_empty() && record.created.iter().any(|c| c == "hooks.StopFailure") {
-                hooks.remove(HOOK_EVENT);
+                hooks.shift_remove(HOOK_EVENT);
             }
         }
         if hooks.is_empty() && record.created.iter().any(|c| c == "hooks") {
-            map.remove("hooks");
+            map.shift_remove("hooks");
         }
     }
     record
         .created
         .retain(|c| c != "hooks" && c != "hooks.StopFailure");
     record.hook_command = None;
+}
+
+/// The entries keyswitch works in, when they have a type Claude Code would not accept:
+/// keyswitch refuses such a file rather than replace (and later delete) what the user wrote.
+pub fn wrong_type(map: &Map<String, Value>) -> Option<String> {
+    let expect = |what: &str, value: Option<&Value>, object: bool| {
+        let value = value?;
+        let fits = if object {
+            value.is_object()
+        } else {
+            value.is_array()
+        };
+        (!fits).then(|| {
+            format!(
+                "\"{what}\" is {}, where Claude Code expects {}",
+                type_name(value),
+                if object { "an object" } else { "an array" }
+            )
+        })
+    };
+    expect("env", map.get("env"), true)
+        .or_else(|| expect("hooks", map.get("hooks"), true))
+        .or_else(|| {
+            let event = map.get("hooks").and_then(|h| h.get(HOOK_EVENT));
+            expect("hooks.StopFailure", event, false)
+        })
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        // A number beyond serde_json's range is seen as its marked source text.
+        Value::String(s)
+            if s.strip_prefix(RAW_MARK)
+                .is_some_and(|raw| !raw.starts_with('"')) =>
+        {
+            "a number"
+        }
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A record rebuilt without keyswitch's own (it was lost or damaged): an entry for each value
+/// that is recognisably keyswitch's, to be replaced by the backup's value (taken before
+/// keyswitch first changed the file), or removed when the backup has none. What cannot be told
+/// apart from the user's own setting is left alone. `endpoints`: the keys' endpoints.
+pub fn recovered_record(
+    settings: PathBuf,
+    map: &Map<String, Value>,
+    backup: Option<&Map<String, Value>>,
+    endpoints: &[String],
+) -> InstallRecord {
+    let mut record = InstallRecord {
+        settings,
+        ..InstallRecord::default()
+    };
+    let ours = |slot: Slot<'_>, value: &Value| match slot {
+        Slot::Top(HELPER_KEY) => value.as_str().is_some_and(is_our_helper),
+        Slot::Env(TTL_VAR) => value.as_str() == Some(HELPER_TTL_MS),
+        Slot::Env(BASE_URL_VAR) => value
+            .as_str()
+            .is_some_and(|v| endpoints.iter().any(|e| e == v)),
+        _ => false,
+    };
+    for slot in [
+        Slot::Top(HELPER_KEY),
+        Slot::Env(TTL_VAR),
+        Slot::Env(BASE_URL_VAR),
+    ] {
+        let Some(current) = slot.get(map) else {
+            continue;
+        };
+        if !ours(slot, current) {
+            continue;
+        }
+        let prior = backup
+            .and_then(|b| slot.get(b))
+            .filter(|v| !ours(slot, v))
+            .cloned();
+        record.entries.insert(
+            slot.id(),
+            Replaced {
+                prior,
+                ours: current.clone(),
+                previous: None,
+            },
+        );
+    }
+    // Containers the backup did not have were keyswitch's; they go if they end up empty.
+    if let Some(backup) = backup {
+        for (what, had) in [
+            ("env", backup.contains_key("env")),
+            ("hooks", backup.contains_key("hooks")),
+            (
+                "hooks.StopFailure",
+                backup
+                    .get("hooks")
+                    .and_then(|h| h.get(HOOK_EVENT))
+                    .is_some(),
+            ),
+        ] {
+            if !had {
+                note_created(&mut record.created, what);
+            }
+        }
+    }
+    record
 }
 
 /// Quotes a path for `/bin/sh -c` (or `cmd` on Windows) when it needs it.
@@ -326,6 +469,51 @@ mod tests {
         assert_eq!(map["hooks"]["StopFailure"].as_array().unwrap().len(), 2);
         remove_hook(&mut map, &mut record);
         assert_eq!(map, original);
+    }
+
+    #[test]
+    fn entries_of_the_wrong_type_are_named() {
+        assert!(wrong_type(&obj(json!({"env": {}, "hooks": {"StopFailure": []}}))).is_none());
+        let problem = wrong_type(&obj(json!({"env": "FOO=bar"}))).unwrap();
+        assert!(problem.contains("\"env\" is a string"), "{problem}");
+        let problem = wrong_type(&obj(json!({"hooks": {"StopFailure": {}}}))).unwrap();
+        assert!(
+            problem.contains("\"hooks.StopFailure\" is an object"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_recovered_record_takes_out_only_what_is_recognisably_ours() {
+        let backup = obj(json!({"apiKeyHelper": "mine.sh", "env": {"X": "1"}}));
+        let mut map = obj(json!({
+            "apiKeyHelper": "/bin/keyswitch get",
+            "env": {"X": "1", TTL_VAR: HELPER_TTL_MS, RETRIES_VAR: "2", BASE_URL_VAR: "http://k"},
+        }));
+        ensure_hook(
+            &mut map,
+            &mut InstallRecord::default(),
+            "/bin/keyswitch hook stop-failure",
+        );
+        let mut record = recovered_record(
+            PathBuf::from("s"),
+            &map,
+            Some(&backup),
+            &["http://k".into()],
+        );
+        for id in record.entries.keys().cloned().collect::<Vec<_>>() {
+            let slot = match id.strip_prefix("env.") {
+                Some(var) => Slot::Env(var),
+                None => Slot::Top(HELPER_KEY),
+            };
+            assert!(record.clone().restore(&mut map, slot).is_none());
+        }
+        remove_hook(&mut map, &mut record);
+        // The retries setting cannot be told apart from the user's own: it stays.
+        assert_eq!(
+            map,
+            obj(json!({"apiKeyHelper": "mine.sh", "env": {"X": "1", RETRIES_VAR: "2"}}))
+        );
     }
 
     #[test]

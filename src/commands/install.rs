@@ -8,14 +8,15 @@ use anyhow::{Context as _, Result, anyhow};
 use serde_json::{Map, Value, json};
 
 use super::Context;
-use crate::claude::live::{self, apply_base_url, load_record, save_record};
+use crate::claude::live::{self, apply_base_url, load_record};
 use crate::claude::settings_file::{SettingsFile, backup_path};
 use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR,
-    ensure_hook, is_our_helper, note_created, remove_hook, shell_quote,
+    ensure_hook, has_hook, is_our_helper, note_created, recovered_record, remove_hook, shell_quote,
 };
 use crate::endpoint::{Endpoint, PUBLIC_API};
 use crate::error::refuse;
+use crate::fileio::set_aside;
 use crate::pool::Pool;
 use crate::proxy::control::{self, Probe, ProxySettings};
 
@@ -44,21 +45,10 @@ pub fn install(
     mode: Mode,
 ) -> Result<()> {
     let settings = SettingsFile::locate(settings)?;
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .context("cannot tell where the keyswitch binary is")?;
-    let exe = exe.to_str().ok_or_else(|| {
-        anyhow!(
-            "the path of the keyswitch binary, {}, is not valid text: install it elsewhere",
-            exe.display()
-        )
-    })?;
-    let helper = format!("{} get", shell_quote(exe));
-    let hook = format!("{} hook stop-failure", shell_quote(exe));
-
+    let (helper, hook) = our_commands()?;
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let record = match load_record(&ctx.dirs)? {
+    let saved = match load_record(&ctx.dirs).map_err(|e| refuse(format!("{e:#}")))? {
         Some(r) if r.settings != settings.path => {
             return Err(refuse(format!(
                 "keyswitch is already installed in {}: run `keyswitch uninstall --settings {}` first",
@@ -66,14 +56,11 @@ pub fn install(
                 r.settings.display()
             )));
         }
-        Some(r) => r,
-        None => InstallRecord {
-            settings: settings.path.clone(),
-            ..InstallRecord::default()
-        },
+        saved => saved,
     };
 
-    // Validate before anything is written: invalid JSON and a foreign helper stop here.
+    // Checked before anything is written: invalid JSON, entries of the wrong type and a
+    // foreign helper stop here.
     let snapshot = settings.read()?;
     if let Some(existing) = snapshot.map.get(HELPER_KEY)
         && !existing.as_str().is_some_and(is_our_helper)
@@ -84,6 +71,30 @@ pub fn install(
             settings.path.display()
         )));
     }
+    // The file as it was before keyswitch first changed it — never a wired one.
+    let backup = match &snapshot.bytes {
+        Some(bytes) if saved.is_none() && !is_wired(&snapshot.map) => {
+            settings.backup_original(bytes)?
+        }
+        _ => None,
+    };
+
+    // Record intent → write settings → finalize (see `change_settings`).
+    let base = match &saved {
+        Some(record) => record.clone(),
+        // Wired, but the record is gone (state folder wiped): what keyswitch replaced is in
+        // the backup, never keyswitch's own helper.
+        None if is_wired(&snapshot.map) => recovered_record(
+            settings.path.clone(),
+            &snapshot.map,
+            settings.read_backup().as_ref(),
+            &key_endpoints(&pool.config),
+        ),
+        None => InstallRecord {
+            settings: settings.path.clone(),
+            ..InstallRecord::default()
+        },
+    };
 
     // Proxy mode: the port must be free (or ours) before anything changes, and the upstream is
     // where the user's requests went until now.
@@ -96,7 +107,7 @@ pub fn install(
                 )));
             }
             let proxy_url = format!("http://{listen}");
-            let upstream = prior_base_url(&ctx.dirs, &record, &snapshot.map, &proxy_url)?;
+            let upstream = prior_base_url(&ctx.dirs, &base, &snapshot.map, &proxy_url)?;
             Some(ProxySettings { listen, upstream })
         }
     };
@@ -108,35 +119,28 @@ pub fn install(
         control::save_settings(&ctx.dirs, proxy)?;
     }
 
+    let target = settings.target()?;
     let active = pool.active_key(now).cloned();
-    let mut updated = record.clone();
-    let apply = |map: &mut Map<String, Value>, rec: &mut InstallRecord| {
-        rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
-        ensure_hook(map, rec, &hook);
-        rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
-        if let Some(n) = max_retries {
-            rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
-        }
-        match &proxy {
-            Some(proxy) => {
-                rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
-                rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
+    let (written, _) =
+        live::change_settings(&ctx.dirs, &settings, saved.as_ref(), &base, |map, rec| {
+            if !target.exists() {
+                note_created(&mut rec.created, "file");
             }
-            None => apply_base_url(map, rec, &pool.config, active.as_ref()),
-        }
-    };
-    // No-op when there is no file yet or a backup already exists.
-    let backup = settings.backup_once()?;
-    let file_existed = snapshot.bytes.is_some();
-    let written = settings.update(|map| {
-        updated = record.clone();
-        apply(map, &mut updated);
-        Ok(())
-    })?;
-    if !file_existed && written {
-        note_created(&mut updated.created, "file");
-    }
-    save_record(&ctx.dirs, &updated)?;
+            rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
+            ensure_hook(map, rec, &hook);
+            rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
+            if let Some(n) = max_retries {
+                rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
+            }
+            match &proxy {
+                Some(proxy) => {
+                    rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
+                    rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
+                }
+                None => apply_base_url(map, rec, &pool.config, active.as_ref()),
+            }
+            Ok(())
+        })?;
     drop(pool);
     // A running proxy keeps the listen address and upstream it started with: stop it, and in
     // proxy mode start the new one now, so a problem shows here rather than in Claude Code.
@@ -170,17 +174,19 @@ pub fn install(
         eprintln!("keyswitch: {path} is already wired; nothing changed");
     }
     // The retry setting is part of the confirmation (issue 7, item 19).
-    match max_retries {
-        Some(n) => eprintln!(
+    match (max_retries, &proxy) {
+        (Some(n), _) => eprintln!(
             "keyswitch: Claude Code retries a failed request at most {n} time(s) ({RETRIES_VAR}={n})"
         ),
-        None => eprintln!(
+        (None, None) => eprintln!(
             "keyswitch: retries left to Claude Code (about 3 minutes on a 429 before the key switches; --max-retries 2 shortens that)"
         ),
+        // In proxy mode a 429 never reaches Claude Code while another key is ready.
+        (None, Some(_)) => {}
     }
     if let Some(backup) = backup {
         eprintln!(
-            "keyswitch: the file as it was is kept at {}",
+            "keyswitch: a copy of {path} as it was before keyswitch first changed it is at {}",
             backup.display()
         );
     }
@@ -196,10 +202,49 @@ pub fn install(
     Ok(())
 }
 
+/// The helper and hook commands for this binary.
+fn our_commands() -> Result<(String, String)> {
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("cannot tell where the keyswitch binary is")?;
+    let exe = exe.to_str().ok_or_else(|| {
+        anyhow!(
+            "the path of the keyswitch binary, {}, is not valid text: install it elsewhere",
+            exe.display()
+        )
+    })?;
+    Ok((
+        format!("{} get", shell_quote(exe)),
+        format!("{} hook stop-failure", shell_quote(exe)),
+    ))
+}
+
+fn key_endpoints(config: &crate::config::Config) -> Vec<String> {
+    config
+        .keys
+        .iter()
+        .filter_map(|k| k.endpoint.clone())
+        .collect()
+}
+
+/// Whether the settings hold something of keyswitch's.
+fn is_wired(map: &Map<String, Value>) -> bool {
+    map.get(HELPER_KEY)
+        .and_then(Value::as_str)
+        .is_some_and(is_our_helper)
+        || has_hook(map)
+}
+
 pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let record = load_record(&ctx.dirs)?;
+    let record_file = live::record_path(&ctx.dirs);
+    let (record, damaged) = match load_record(&ctx.dirs) {
+        Ok(record) => (record, None),
+        // A way out that loses nothing: keep the damaged record aside and fall back on what is
+        // recognisably keyswitch's and on the backup.
+        Err(_) => (None, Some(set_aside(&record_file, now)?)),
+    };
     let settings = match (settings, &record) {
         (Some(path), Some(r)) => {
             let named = SettingsFile::locate(Some(path))?;
@@ -218,35 +263,47 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         },
         (path, None) => SettingsFile::locate(path)?,
     };
-    let record = record.unwrap_or_else(|| InstallRecord {
-        settings: settings.path.clone(),
-        ..InstallRecord::default()
-    });
+    let record = match record {
+        Some(record) => record,
+        None => recovered_record(
+            settings.path.clone(),
+            &settings.read()?.map,
+            settings.read_backup().as_ref(),
+            &key_endpoints(&pool.config),
+        ),
+    };
 
-    let mut notes = Vec::new();
-    let written = settings.update(|map| {
-        notes.clear();
-        let mut rec = record.clone();
-        let ids: Vec<String> = rec.entries.keys().cloned().collect();
-        for id in &ids {
-            let slot = match id.strip_prefix("env.") {
-                Some(var) => Slot::Env(var),
-                None => Slot::Top(id),
-            };
-            notes.extend(rec.restore(map, slot));
+    let (written, notes) = settings.update(
+        |map| {
+            let mut notes = Vec::new();
+            let mut rec = record.clone();
+            let ids: Vec<String> = rec.entries.keys().cloned().collect();
+            for id in &ids {
+                let slot = match id.strip_prefix("env.") {
+                    Some(var) => Slot::Env(var),
+                    None => Slot::Top(id),
+                };
+                notes.extend(rec.restore(map, slot));
+            }
+            // Whatever the record says, keyswitch's own helper does not stay behind.
+            if map
+                .get(HELPER_KEY)
+                .and_then(Value::as_str)
+                .is_some_and(is_our_helper)
+            {
+                map.shift_remove(HELPER_KEY);
+            }
+            remove_hook(map, &mut rec);
+            Ok(notes)
+        },
+        |_| Ok(()),
+    )?;
+    match std::fs::remove_file(&record_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", record_file.display()));
         }
-        // Without a record (lost state), still take out what is recognisably keyswitch's.
-        if map
-            .get(HELPER_KEY)
-            .and_then(Value::as_str)
-            .is_some_and(is_our_helper)
-        {
-            map.remove(HELPER_KEY);
-        }
-        remove_hook(map, &mut rec);
-        Ok(())
-    })?;
-    let _ = std::fs::remove_file(live::record_path(&ctx.dirs));
+        _ => {}
+    }
     // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
     if let Ok(Some(current)) = control::load_settings(&ctx.dirs)
         && stop_proxy(&ctx.dirs, &current)
@@ -261,6 +318,12 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     drop(pool);
 
     let path = settings.path.display();
+    if let Some(aside) = damaged {
+        eprintln!(
+            "keyswitch: the install record was damaged (kept at {}): took out what is recognisably keyswitch's and put back replaced values from the backup",
+            aside.display()
+        );
+    }
     if written {
         eprintln!("keyswitch: took keyswitch out of {path}");
     } else {
@@ -272,7 +335,7 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     let backup = settings.target().map(|t| backup_path(&t))?;
     if backup.exists() {
         eprintln!(
-            "keyswitch: the file as it was before install is still at {} (not copied back: your edits since are kept)",
+            "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
             backup.display()
         );
     }
