@@ -783,3 +783,56 @@ fn status_in_proxy_mode_claims_no_refresh_delay() {
     assert_eq!(p.send(&p.token(), BODY).status, 200);
     assert_eq!(up.keys(), vec![fake_key("primary")]);
 }
+
+#[test]
+fn a_client_that_goes_away_cancels_its_upstream_request() {
+    let events: Vec<String> = (0..100).map(|i| format!("data: {i}\n\n")).collect();
+    let up = Upstream::start(move |_| Reply::Sse {
+        events: events.clone(),
+        gap: Duration::from_millis(50),
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let (token, base) = (p.token(), p.base_url());
+    block(async {
+        let mut response = client()
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", &token)
+            .body(BODY)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.chunk().await.unwrap().is_some());
+        // The client hangs up after the first event, 5 s before the stream would end.
+    });
+    wait_for("the upstream stream to be cut off", || up.cut_off() == 1);
+}
+
+#[test]
+fn doctor_reports_proxy_mode_and_a_squatted_port() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "proxy mode: Claude Code talks to {}",
+            p.base_url()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("ok    the proxy runs on"), "{text}");
+
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let squatter = TcpListener::bind(("127.0.0.1", p.port)).unwrap();
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "FIX   another program holds the proxy's port 127.0.0.1:{}",
+            p.port
+        )),
+        "{text}"
+    );
+    assert!(!out.status.success());
+    drop(squatter);
+}

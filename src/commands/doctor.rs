@@ -15,6 +15,7 @@ use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, Slot, TTL_VAR, has_hook, is_our_helper,
 };
 use crate::config::Config;
+use crate::proxy::control::{self, Probe};
 use crate::select::Availability;
 
 /// StopFailure hooks exist since this Claude Code version (claude-code-facts.md).
@@ -49,6 +50,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     };
     check_keys(&mut r, ctx, &config)?;
     check_settings(&mut r, ctx)?;
+    check_proxy(&mut r, ctx)?;
     check_project_overrides(&mut r)?;
     check_claude_version(&mut r)?;
     finish(r)
@@ -266,6 +268,63 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
         r.fix("a credential overrides the helper", &warning)?;
     }
     Ok(())
+}
+
+/// Proxy mode: the settings point at the proxy, and the port is the proxy's (or free, for `get`
+/// to start it on).
+fn check_proxy(r: &mut Report, ctx: &Context) -> Result<()> {
+    let proxy = match control::load_settings(&ctx.dirs) {
+        Ok(Some(proxy)) => proxy,
+        Ok(None) => return r.info("helper mode (keyswitch install --proxy turns on proxy mode)"),
+        Err(e) => {
+            return r.fix("the proxy settings", &crate::error::one_line(&e));
+        }
+    };
+    let record = load_record(&ctx.dirs).ok().flatten();
+    let settings = match &record {
+        Some(rec) => SettingsFile {
+            path: rec.settings.clone(),
+        },
+        None => SettingsFile::locate(None)?,
+    };
+    let base_url = settings
+        .read()
+        .ok()
+        .and_then(|s| Slot::Env(BASE_URL_VAR).get(&s.map).cloned());
+    if base_url.as_ref().and_then(Value::as_str) == Some(proxy.base_url().as_str()) {
+        r.ok(&format!(
+            "proxy mode: Claude Code talks to {}, which forwards to {}",
+            proxy.base_url(),
+            proxy.upstream
+        ))?;
+    } else {
+        r.fix(
+            &format!(
+                "proxy mode is on, but {} does not point ANTHROPIC_BASE_URL at the proxy ({})",
+                settings.path.display(),
+                proxy.base_url()
+            ),
+            "run keyswitch install --proxy",
+        )?;
+    }
+    match control::probe(proxy.listen) {
+        Probe::Ours(health) if health.version == env!("CARGO_PKG_VERSION") => r.ok(&format!(
+            "the proxy runs on {} (pid {})",
+            health.listen, health.pid
+        )),
+        Probe::Ours(health) => r.info(&format!(
+            "a proxy of keyswitch {} runs on {}; the next keyswitch get replaces it",
+            health.version, health.listen
+        )),
+        Probe::Nothing => r.info(&format!(
+            "the proxy is not running; keyswitch get starts it on {}",
+            proxy.listen
+        )),
+        Probe::Foreign(what) => r.fix(
+            &format!("another program holds the proxy's port {} ({what})", proxy.listen),
+            "stop it, or choose another port with keyswitch install --proxy --listen 127.0.0.1:PORT",
+        ),
+    }
 }
 
 fn check_project_overrides(r: &mut Report) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ type Answer = dyn Fn(&Request) -> Reply + Send + Sync;
 pub struct Upstream {
     pub port: u16,
     seen: Arc<Mutex<Vec<Request>>>,
+    /// Responses whose writing failed: the other side went away mid-answer.
+    cut_off: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -86,14 +89,23 @@ impl Upstream {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let answer: Arc<Answer> = Arc::new(answer);
-        let seen2 = seen.clone();
+        let cut_off = Arc::new(AtomicUsize::new(0));
+        let (seen2, cut_off2) = (seen.clone(), cut_off.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (seen, answer) = (seen2.clone(), answer.clone());
-                std::thread::spawn(move || serve(stream, &seen, &*answer));
+                let (seen, answer, cut_off) = (seen2.clone(), answer.clone(), cut_off2.clone());
+                std::thread::spawn(move || {
+                    if serve(stream, &seen, &*answer).is_err() {
+                        cut_off.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
             }
         });
-        Self { port, seen }
+        Self {
+            port,
+            seen,
+            cut_off,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -104,19 +116,24 @@ impl Upstream {
         self.seen.lock().unwrap().clone()
     }
 
+    pub fn cut_off(&self) -> usize {
+        self.cut_off.load(Ordering::SeqCst)
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.requests().into_iter().map(|r| r.key).collect()
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) {
+/// Serves one connection; an error when an answer could not be written whole.
+fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+            return Ok(());
         }
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
@@ -125,7 +142,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) {
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
+                return Ok(());
             }
             let header = header.trim_end();
             if header.is_empty() {
@@ -141,7 +158,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) {
             .unwrap_or(0);
         let mut body = vec![0; length];
         if reader.read_exact(&mut body).is_err() {
-            return;
+            return Ok(());
         }
         let key = headers
             .iter()
@@ -192,8 +209,6 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) {
                 result.and_then(|()| writer.write_all(b"0\r\n\r\n"))
             }
         };
-        if written.is_err() {
-            return;
-        }
+        written?;
     }
 }
