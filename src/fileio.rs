@@ -209,13 +209,7 @@ pub fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> Result
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent folder", path.display()))?;
-    ensure_private_dir(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    temp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    let temp = temp_file_holding(dir, bytes)?;
     if durability == Durability::Synced {
         temp.as_file()
             .sync_all()
@@ -228,10 +222,23 @@ pub fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> Result
     Ok(())
 }
 
+/// A new temporary file in `dir` (created 0700 if missing), holding `bytes`: the first half of
+/// every atomic replace. Named with [`TEMP_PREFIX`], so a killed writer's is swept later.
+pub fn temp_file_holding(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    ensure_private_dir(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    Ok(temp)
+}
+
 /// Renames `temp` over `path`. Windows refuses to replace a file that another process has open
 /// at that moment (a `get` reading it without the lock, for microseconds), so there a refusal
 /// is retried for up to a second instead of failing the write.
-fn persist_retrying(mut temp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+pub fn persist_retrying(mut temp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
     let mut retries = 0;
     loop {
         match temp.persist(path) {

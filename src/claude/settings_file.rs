@@ -3,7 +3,7 @@
 //! the helper (claude-code-facts.md: any change, even only the mtime, does that).
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -12,8 +12,9 @@ use serde_json::{Map, Value};
 
 use super::json_doc::{self, Node};
 use super::wiring::wrong_type;
-use crate::fileio::{Durability, TEMP_PREFIX, read_optional, replace_file};
-use crate::paths::ensure_private_dir;
+use crate::fileio::{
+    Durability, TEMP_PREFIX, persist_retrying, read_optional, replace_file, temp_file_holding,
+};
 
 /// How many times an update is re-applied when the file changed under it.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -236,19 +237,14 @@ fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<bool>
     let dir = target
         .parent()
         .with_context(|| format!("{} has no parent folder", target.display()))?;
-    ensure_private_dir(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    temp.write_all(bytes)
-        .and_then(|()| {
-            if let Some(mode) = original_mode(target) {
-                set_mode(temp.as_file(), mode)?;
-            }
-            temp.as_file().sync_all()
-        })
-        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+    let temp = temp_file_holding(dir, bytes)?;
+    if let Some(mode) = original_mode(target) {
+        set_mode(temp.as_file(), mode)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| temp.as_file().sync_all())
+    .with_context(|| format!("cannot write {}", temp.path().display()))?;
     crash_point("settings-before-rename");
     if read_optional(target)?.as_deref() != expected {
         return Ok(false);
@@ -273,9 +269,7 @@ fn swap_in(target: &Path, bytes: &[u8], expected: Option<&[u8]>) -> Result<bool>
             }
             Err(_) => {
                 // No atomic exchange here (platform, file system): a plain rename.
-                temp.persist(target)
-                    .map_err(|e| e.error)
-                    .with_context(cannot)?;
+                persist_retrying(temp, target).with_context(cannot)?;
                 true
             }
         },
