@@ -106,6 +106,10 @@ impl NetBox {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.s.state_dir().join("proxy.log")).unwrap_or_default()
+    }
+
     /// No key was marked and every key is still ready.
     fn assert_nothing_marked(&self) {
         assert!(
@@ -314,6 +318,24 @@ fn an_unknown_host_is_a_502_naming_the_host_and_dns() {
         "{message}"
     );
     p.assert_nothing_marked();
+}
+
+#[test]
+fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    // Valid PEM around bytes that are no certificate, then the company's CA.
+    let bundle = format!(
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n{}",
+        pki.ca_pem
+    );
+    let file = path_str(&pki.file("bundle.pem", &bundle));
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &file)]);
+    let answer = p.send(&token);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let log = p.proxy_log();
+    assert!(log.contains("NODE_EXTRA_CA_CERTS"), "{log}");
 }
 
 /// A keyswitch proxy of an older version: answers the health probe as one, and on a shutdown

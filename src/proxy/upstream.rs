@@ -3,6 +3,7 @@
 //! and telling network faults apart so the caller knows whether another upstream may help.
 
 use std::error::Error as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -11,34 +12,84 @@ use anyhow::{Context, Result};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn client() -> Result<reqwest::Client> {
+    let extra = extra_roots();
+    match builder(extra.iter().map(|root| &root.cert)).build() {
+        Ok(client) => Ok(client),
+        Err(error) if !extra.is_empty() => {
+            // One certificate the TLS library cannot use (a corporate bundle may hold an odd
+            // one) must not cost the user the others, nor the proxy: find it, skip it, say so.
+            let usable = extra.iter().filter(|root| {
+                let alone = reqwest::Client::builder()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(root.cert.clone())
+                    .build();
+                if let Err(e) = &alone {
+                    eprintln!(
+                        "keyswitch: warning: certificate {} in {}={} cannot be used ({}); skipping it",
+                        root.position,
+                        root.var,
+                        root.path.display(),
+                        one_line(e)
+                    );
+                }
+                alone.is_ok()
+            });
+            builder(usable.map(|root| &root.cert))
+                .build()
+                .with_context(|| format!("cannot set up the HTTP client ({})", one_line(&error)))
+        }
+        Err(error) => Err(error).context("cannot set up the HTTP client"),
+    }
+}
+
+fn builder<'a>(roots: impl Iterator<Item = &'a reqwest::Certificate>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         // Redirects are the client's business: pass them through as they are.
         .redirect(reqwest::redirect::Policy::none());
-    // Claude Code (Node) users behind a TLS-inspecting proxy set one of these; honour both on
-    // every platform, in addition to the OS trust store.
+    for cert in roots {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder
+}
+
+/// One certificate from a CA file named by the environment.
+struct ExtraRoot {
+    var: &'static str,
+    path: PathBuf,
+    /// 1 for the file's first certificate.
+    position: usize,
+    cert: reqwest::Certificate,
+}
+
+/// Claude Code (Node) users behind a TLS-inspecting proxy set one of these; honour both on
+/// every platform, in addition to the OS trust store.
+fn extra_roots() -> Vec<ExtraRoot> {
+    let mut roots = Vec::new();
     for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
         let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
             continue;
         };
-        let added = std::fs::read(&path)
+        let path = PathBuf::from(path);
+        let read = std::fs::read(&path)
             .map_err(anyhow::Error::from)
             .and_then(|pem| Ok(reqwest::Certificate::from_pem_bundle(&pem)?));
-        match added {
-            Ok(certs) => {
-                for cert in certs {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
+        match read {
+            Ok(certs) => roots.extend(certs.into_iter().enumerate().map(|(i, cert)| ExtraRoot {
+                var,
+                path: path.clone(),
+                position: i + 1,
+                cert,
+            })),
             Err(e) => eprintln!(
                 "keyswitch: warning: {var}={} cannot be used ({e}); carrying on without it",
-                std::path::Path::new(&path).display()
+                path.display()
             ),
         }
     }
-    builder.build().context("cannot set up the HTTP client")
+    roots
 }
 
 /// Why an upstream could not be used.
@@ -94,6 +145,20 @@ fn tls_cause(lower: &str, chain: &str) -> String {
     } else {
         chain.to_string()
     }
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = e.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn has_io_kind(error: &reqwest::Error, kind: std::io::ErrorKind) -> bool {
