@@ -272,6 +272,44 @@ fn an_untrusted_certificate_behind_a_tunnel_is_still_named_as_the_certificate() 
 }
 
 #[test]
+fn a_dead_https_proxy_is_named_as_the_proxy_not_the_upstream() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &dead)]);
+    let answer = p.send(&token);
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.contains(&dead.replace("http://", "")) && message.contains("HTTPS_PROXY"),
+        "{message}"
+    );
+    assert!(up.requests().is_empty());
+    p.assert_nothing_marked();
+}
+
+#[test]
+fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let tunnel = ConnectProxy::refusing("407 Proxy Authentication Required");
+    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &tunnel.url())]);
+    let answer = p.send(&token);
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.contains("HTTPS_PROXY") && message.contains("credentials"),
+        "{message}"
+    );
+    assert_eq!(tunnel.targets().len(), 1);
+    p.assert_nothing_marked();
+}
+
+#[test]
 fn http2_is_used_where_the_upstream_offers_it() {
     let pki = Pki::new();
     let ca = path_str(&pki.ca_file());

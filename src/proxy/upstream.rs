@@ -4,9 +4,11 @@
 
 use std::error::Error as _;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hyper_util::client::proxy::matcher::Matcher;
 
 /// How long a TCP (and proxy CONNECT) connection may take before the upstream counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,16 +113,15 @@ impl Fault {
             .iter()
             .any(|w| lower.contains(w));
         if error.is_connect() && tls {
+            // Through a tunnel TLS is still end to end: the certificate is the upstream's (or
+            // the inspecting proxy's), so the cure is the same.
             Self::Tls(format!("TLS failed: {}", tls_cause(&lower, &chain)))
         } else if error.is_connect() || (error.is_timeout() && !error.is_body()) {
-            let cause = if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
-                "connection refused".to_string()
-            } else if lower.contains("dns") || lower.contains("lookup") {
-                "DNS lookup failed".to_string()
-            } else if error.is_timeout() || lower.contains("timed out") {
-                format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
-            } else {
-                chain
+            // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or
+            // the user hunts for a fault in an upstream that was never contacted.
+            let cause = match error.url().and_then(proxy_for) {
+                Some(proxy) => proxy_cause(&proxy, error, &lower, &chain),
+                None => direct_cause(error, &lower, &chain),
             };
             Self::Unreachable(cause)
         } else {
@@ -132,6 +133,73 @@ impl Fault {
         match self {
             Self::Unreachable(s) | Self::Tls(s) | Self::Broken(s) => s,
         }
+    }
+}
+
+fn direct_cause(error: &reqwest::Error, lower: &str, chain: &str) -> String {
+    if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
+        "connection refused".to_string()
+    } else if lower.contains("dns") || lower.contains("lookup") {
+        "DNS lookup failed (no such host, or no DNS server answered)".to_string()
+    } else if error.is_timeout() || lower.contains("timed out") {
+        format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
+    } else {
+        chain.to_string()
+    }
+}
+
+/// The proxy a request goes through, as the client's own rules (hyper-util's, which reqwest
+/// uses) pick it from the same environment.
+struct ProxyUse {
+    /// host:port, never the credentials a proxy URL may carry.
+    address: String,
+    /// Where the setting came from: the variable's name.
+    setting: &'static str,
+}
+
+fn proxy_for(url: &reqwest::Url) -> Option<ProxyUse> {
+    static MATCHER: OnceLock<Matcher> = OnceLock::new();
+    let uri: hyper::Uri = url.as_str().parse().ok()?;
+    let intercept = MATCHER.get_or_init(Matcher::from_system).intercept(&uri)?;
+    let proxy = intercept.uri();
+    let address = match proxy.port_u16() {
+        Some(port) => format!("{}:{port}", proxy.host()?),
+        None => proxy.host()?.to_string(),
+    };
+    let names: [&'static str; 4] = if url.scheme() == "https" {
+        ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    let setting = names
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        .unwrap_or("the system's proxy settings");
+    Some(ProxyUse { address, setting })
+}
+
+fn proxy_cause(proxy: &ProxyUse, error: &reqwest::Error, lower: &str, chain: &str) -> String {
+    let ProxyUse { address, setting } = proxy;
+    let which = format!("the proxy {address} (from {setting})");
+    if lower.contains("proxy authorization required") {
+        format!(
+            "{which} wants credentials (407): put them in {setting} as http://USER:PASSWORD@{address}"
+        )
+    } else if lower.contains("tunnel error: unsuccessful") {
+        format!(
+            "{which} would not open a tunnel to it; if this host is to be reached directly, add it to NO_PROXY"
+        )
+    } else if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
+        format!("{which} refused the connection: is it running, and is {setting} right?")
+    } else if lower.contains("dns") || lower.contains("lookup") {
+        format!("{which}: its host name was not found (DNS): is {setting} right?")
+    } else if error.is_timeout() || lower.contains("timed out") {
+        format!(
+            "{which} did not answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    } else {
+        format!("through {which}: {chain}")
     }
 }
 
