@@ -359,6 +359,24 @@ fn an_unknown_host_is_a_502_naming_the_host_and_dns() {
 }
 
 #[test]
+fn the_proxy_takes_the_network_settings_of_the_session_not_of_the_install_terminal() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    // Installed from a terminal without the company's CA; the proxy it started is running.
+    let p = NetBox::installed(&up.url("127.0.0.1"), &["primary"], &[]);
+    assert_eq!(p.proxy_status()["running"], true);
+    // Claude Code's settings carry the CA file; its helper runs `get` with it.
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let answer = p.send(&token);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // And the next `get` with the same settings leaves that proxy alone.
+    let pid = p.proxy_status()["pid"].clone();
+    p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    assert_eq!(p.proxy_status()["pid"], pid);
+}
+
+#[test]
 fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);

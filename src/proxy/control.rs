@@ -172,6 +172,10 @@ pub struct Health {
     pub version: String,
     pub pid: u32,
     pub listen: String,
+    /// A keyed digest of the network settings the proxy took from its environment
+    /// (`upstream::network_fingerprint`); empty from a proxy that does not say.
+    #[serde(default)]
+    pub network: String,
 }
 
 /// What answers on the proxy's address.
@@ -243,21 +247,32 @@ fn port_taken(addr: SocketAddr, what: &str) -> anyhow::Error {
 /// when nothing listens there, replaces one left by another keyswitch version, and fails within
 /// seconds when another program holds the port. Many callers at once end with one proxy.
 pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
+    // The proxy works with the network settings (HTTPS_PROXY, CA files) of whoever started it:
+    // one started from a terminal without the session's settings is replaced, or every request
+    // fails on a network only the session's settings can cross.
+    let token = ensure_token(dirs)?;
+    let network = super::upstream::network_fingerprint(&token);
+    let current =
+        |h: &Health| h.version == env!("CARGO_PKG_VERSION") && h.network == network.as_str();
     if let Probe::Ours(health) = probe(settings.listen)
-        && health.version == env!("CARGO_PKG_VERSION")
+        && current(&health)
     {
         return Ok(health);
     }
     // One starter at a time; the others find its proxy running when they get the lock.
     let _starting = WriteLock::acquire(&dirs.state.join("proxy-start.lock"))?;
     match probe(settings.listen) {
-        Probe::Ours(health) if health.version == env!("CARGO_PKG_VERSION") => return Ok(health),
+        Probe::Ours(health) if current(&health) => return Ok(health),
         Probe::Ours(old) => {
-            let token = ensure_token(dirs)?;
             stop_at(settings.listen, &token).with_context(|| {
+                let which = if old.version == env!("CARGO_PKG_VERSION") {
+                    "started with other network settings".to_string()
+                } else {
+                    format!("of version {}", old.version)
+                };
                 format!(
-                    "a keyswitch proxy of version {} (pid {}) holds {}, and it would not stop",
-                    old.version, old.pid, settings.listen
+                    "a keyswitch proxy {which} (pid {}) holds {}, and it would not stop",
+                    old.pid, settings.listen
                 )
             })?;
         }
