@@ -226,6 +226,30 @@ fn an_untrusted_certificate_is_a_final_502_that_names_the_host_and_the_certifica
 }
 
 #[test]
+fn a_certificate_for_another_name_or_out_of_date_is_named_as_such() {
+    for (pki, expect) in [
+        (
+            Pki::issuing(&["api.example.test"], false),
+            "not valid for this host name",
+        ),
+        (Pki::issuing(&["127.0.0.1"], true), "has expired"),
+    ] {
+        let up = TlsUpstream::http1(&pki);
+        let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+        let ca = path_str(&pki.ca_file());
+        let answer = p.send(&p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]));
+        assert_eq!(answer.status, 502, "{}", answer.text());
+        let message = answer.message();
+        assert!(
+            message.contains(&format!("127.0.0.1:{}", up.port)) && message.contains(expect),
+            "{message}"
+        );
+        assert_eq!(answer.headers["x-should-retry"], "false");
+        assert!(up.requests().is_empty());
+    }
+}
+
+#[test]
 fn https_proxy_tunnels_to_the_upstream_and_no_proxy_goes_around_it() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
@@ -302,11 +326,29 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
     assert!(
-        message.contains("HTTPS_PROXY") && message.contains("credentials"),
+        message.contains(&format!("127.0.0.1:{}", tunnel.port))
+            && message.contains("HTTPS_PROXY")
+            && message.contains("credentials"),
         "{message}"
     );
     assert_eq!(tunnel.targets().len(), 1);
     p.assert_nothing_marked();
+
+    // Credentials the proxy turns down are called that, and never shown.
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let with_password = format!("http://alice:s3cret-pw@127.0.0.1:{}", tunnel.port);
+    let token = p.get(&[
+        ("NODE_EXTRA_CA_CERTS", &ca),
+        ("HTTPS_PROXY", &with_password),
+    ]);
+    let message = p.send(&token).message();
+    assert!(
+        message.contains("refused the credentials in HTTPS_PROXY")
+            && !message.contains("s3cret")
+            && !message.contains("alice"),
+        "{message}"
+    );
+    assert!(!p.proxy_log().contains("s3cret"));
 }
 
 #[test]

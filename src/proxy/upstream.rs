@@ -187,6 +187,8 @@ struct ProxyUse {
     address: String,
     /// Where the setting came from: the variable's name.
     setting: &'static str,
+    /// Whether the setting carries credentials for the proxy.
+    with_credentials: bool,
 }
 
 fn proxy_for(url: &reqwest::Url) -> Option<ProxyUse> {
@@ -207,13 +209,25 @@ fn proxy_for(url: &reqwest::Url) -> Option<ProxyUse> {
         .into_iter()
         .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
         .unwrap_or("the system's proxy settings");
-    Some(ProxyUse { address, setting })
+    Some(ProxyUse {
+        address,
+        setting,
+        with_credentials: intercept.basic_auth().is_some(),
+    })
 }
 
 fn proxy_cause(proxy: &ProxyUse, error: &reqwest::Error, lower: &str, chain: &str) -> String {
-    let ProxyUse { address, setting } = proxy;
+    let ProxyUse {
+        address,
+        setting,
+        with_credentials,
+    } = proxy;
     let which = format!("the proxy {address} (from {setting})");
-    if lower.contains("proxy authorization required") {
+    if lower.contains("proxy authorization required") && *with_credentials {
+        format!(
+            "{which} refused the credentials in {setting} (407): check the user name and password there"
+        )
+    } else if lower.contains("proxy authorization required") {
         format!(
             "{which} wants credentials (407): put them in {setting} as http://USER:PASSWORD@{address}"
         )

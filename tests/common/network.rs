@@ -22,8 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// A private CA (as a company's TLS-inspecting proxy has) and a server certificate it signed
-/// for `localhost`, `127.0.0.1` and `127.0.0.2`.
+/// A private CA (as a company's TLS-inspecting proxy has) and a server certificate it signed,
+/// by default for `localhost`, `127.0.0.1` and `127.0.0.2`.
 pub struct Pki {
     dir: tempfile::TempDir,
     pub ca_pem: String,
@@ -33,6 +33,11 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Self {
+        Self::issuing(&["localhost", "127.0.0.1", "127.0.0.2"], false)
+    }
+
+    /// A server certificate for `names` only; `expired`: it ran out in 2021.
+    pub fn issuing(names: &[&str], expired: bool) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -42,8 +47,12 @@ impl Pki {
         let ca = ca.self_signed(&ca_key).unwrap();
 
         let server_key = KeyPair::generate().unwrap();
-        let names = ["localhost", "127.0.0.1", "127.0.0.2"].map(String::from);
-        let mut server = CertificateParams::new(names.to_vec()).unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut server = CertificateParams::new(names).unwrap();
+        if expired {
+            server.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            server.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         server
             .distinguished_name
             .push(DnType::CommonName, "keyswitch test upstream");
