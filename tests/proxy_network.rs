@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
 use network::{ConnectProxy, Pki, TlsUpstream};
 use serde_json::Value;
@@ -222,6 +223,27 @@ fn an_untrusted_certificate_is_a_final_502_that_names_the_host_and_the_certifica
     // Retrying cannot help until the trust settings change.
     assert_eq!(answer.headers["x-should-retry"], "false");
     assert!(up.requests().is_empty());
+    p.assert_nothing_marked();
+}
+
+#[test]
+fn a_key_whose_endpoint_is_not_trusted_is_passed_over_for_a_key_elsewhere() {
+    let pki = Pki::new();
+    let gateway = TlsUpstream::http1(&pki);
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let p = NetBox::new(&own.url(), &[]);
+    p.s.add(
+        "primary",
+        &fake_key("primary"),
+        &["--endpoint", &gateway.url("127.0.0.1")],
+    );
+    p.s.add("fallback", &fake_key("fallback"), &[]);
+    // The session lacks the gateway's CA: the fallback answers, and nothing is marked.
+    let token = p.get(&[]);
+    let answer = p.send(&token);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(own.keys(), vec![fake_key("fallback")]);
+    assert!(gateway.requests().is_empty());
     p.assert_nothing_marked();
 }
 

@@ -188,9 +188,11 @@ async fn forward(
         let response = match sent {
             Ok(response) => response,
             Err(e) => match Fault::classify(&e) {
-                Fault::Unreachable(cause) => {
+                // Nothing reached the upstream (down, or a certificate this network does not
+                // trust): a key elsewhere may still answer; if none does, this is named.
+                fault @ (Fault::Unreachable(_) | Fault::Tls(_)) => {
                     shared.note_unreachable(&upstream);
-                    network_fault = Some((upstream, Fault::Unreachable(cause)));
+                    network_fault = Some((upstream, fault));
                     continue;
                 }
                 fault => return unreachable_reply(&upstream, &fault),
