@@ -8,9 +8,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Channel, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -107,7 +109,7 @@ pub struct Seen {
 }
 
 /// An HTTPS upstream on 127.0.0.1 answering every request with a Messages API 200 that names
-/// the key it carried.
+/// the key it carried, or with server-sent events paced in time.
 pub struct TlsUpstream {
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -124,7 +126,16 @@ impl TlsUpstream {
         Self::start(pki, &["h2", "http/1.1"])
     }
 
+    /// Offers HTTP/2 and answers with `events`, each sent `gap` after the one before.
+    pub fn http2_streaming(pki: &Pki, events: Vec<String>, gap: Duration) -> Self {
+        Self::serving(pki, &["h2", "http/1.1"], Some(Arc::new((events, gap))))
+    }
+
     fn start(pki: &Pki, alpn: &[&str]) -> Self {
+        Self::serving(pki, alpn, None)
+    }
+
+    fn serving(pki: &Pki, alpn: &[&str], stream: Option<Arc<Stream>>) -> Self {
         let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(alpn)));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -136,7 +147,7 @@ impl TlsUpstream {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(serve_tls(listener, acceptor, seen2));
+            runtime.block_on(serve_tls(listener, acceptor, seen2, stream));
         });
         Self { port, seen }
     }
@@ -151,20 +162,28 @@ impl TlsUpstream {
     }
 }
 
-async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, seen: Arc<Mutex<Vec<Seen>>>) {
+/// Server-sent events and the pause after each.
+type Stream = (Vec<String>, Duration);
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stream: Option<Arc<Stream>>,
+) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        let (acceptor, seen) = (acceptor.clone(), seen.clone());
+        let (acceptor, seen, stream) = (acceptor.clone(), seen.clone(), stream.clone());
         tokio::spawn(async move {
             // A client that does not trust the certificate hangs up here: nothing is recorded.
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
             let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let seen = seen.clone();
+                let (seen, stream) = (seen.clone(), stream.clone());
                 async move {
                     let key = request
                         .headers()
@@ -181,12 +200,15 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, seen: Arc<Mutex
                         key: key.clone(),
                     });
                     let _ = request.into_body().collect().await;
+                    if let Some(stream) = stream {
+                        return Ok(sse(stream));
+                    }
                     let body = format!(
                         r#"{{"id":"msg_tls","type":"message","role":"assistant","content":[{{"type":"text","text":"hello from {key}"}}],"stop_reason":"end_turn","usage":{{"input_tokens":1,"output_tokens":3}}}}"#
                     );
                     let response = hyper::Response::builder()
                         .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(body)))
+                        .body(Full::new(Bytes::from(body)).boxed())
                         .unwrap();
                     Ok::<_, Infallible>(response)
                 }
@@ -196,6 +218,23 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, seen: Arc<Mutex
                 .await;
         });
     }
+}
+
+fn sse(stream: Arc<Stream>) -> hyper::Response<BoxBody<Bytes, Infallible>> {
+    let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+    tokio::spawn(async move {
+        let (events, gap) = &*stream;
+        for event in events {
+            if sender.send_data(Bytes::from(event.clone())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(*gap).await;
+        }
+    });
+    hyper::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body.boxed())
+        .unwrap()
 }
 
 /// A loopback `HTTPS_PROXY`: answers CONNECT host:port with 200 and then copies bytes both
