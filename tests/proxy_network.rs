@@ -484,6 +484,33 @@ fn the_proxy_takes_the_network_settings_of_the_session_not_of_the_install_termin
 }
 
 #[test]
+fn a_proxy_the_user_runs_keeps_its_own_network_settings() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    // As under a systemd unit: `proxy run` in the foreground, with the settings the user gave it.
+    let ca = path_str(&pki.ca_file());
+    let mut service =
+        p.s.std_cmd()
+            .args(["proxy", "run"])
+            .env("NODE_EXTRA_CA_CERTS", &ca)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.proxy_status()["running"] != true {
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A session with other settings (none) is handed the token; the user's proxy stays.
+    let token = p.get(&[]);
+    assert_eq!(p.proxy_status()["pid"], service.id());
+    assert_eq!(p.send(&token).status, 200);
+    let _ = service.kill();
+    let _ = service.wait();
+}
+
+#[test]
 fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);

@@ -26,6 +26,9 @@ pub const HEALTH_PATH: &str = "/_keyswitch/health";
 pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
 /// Every access token starts with this: never mistaken for an API key, easy to grep for.
 pub const TOKEN_PREFIX: &str = "ksp-";
+/// Set in the environment of a proxy `get` starts in the background: only such a proxy is
+/// replaced when a session's network settings differ from its own.
+pub const BACKGROUND_MARK: &str = "KEYSWITCH_PROXY_BACKGROUND";
 /// How long `get` waits for a proxy it started to listen.
 const START_DEADLINE: Duration = Duration::from_secs(5);
 /// A health probe of loopback gives up after this: a program that accepts and never answers
@@ -173,7 +176,9 @@ pub struct Health {
     pub pid: u32,
     pub listen: String,
     /// A keyed digest of the network settings the proxy took from its environment
-    /// (`upstream::network_fingerprint`); empty from a proxy that does not say.
+    /// (`upstream::network_fingerprint`), from a proxy keyswitch started in the background.
+    /// Empty from one the user runs (`proxy run` under a service manager): its settings are the
+    /// user's choice, never overridden by a session's.
     #[serde(default)]
     pub network: String,
 }
@@ -252,8 +257,10 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     // fails on a network only the session's settings can cross.
     let token = ensure_token(dirs)?;
     let network = super::upstream::network_fingerprint(&token);
-    let current =
-        |h: &Health| h.version == env!("CARGO_PKG_VERSION") && h.network == network.as_str();
+    let current = |h: &Health| {
+        h.version == env!("CARGO_PKG_VERSION")
+            && (h.network.is_empty() || h.network == network.as_str())
+    };
     if let Probe::Ours(health) = probe(settings.listen)
         && current(&health)
     {
@@ -294,6 +301,7 @@ fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     let mut command = Command::new(exe);
     command
         .args(["proxy", "run"])
+        .env(BACKGROUND_MARK, "1")
         .current_dir(&dirs.state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

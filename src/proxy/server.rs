@@ -463,7 +463,7 @@ fn health(shared: &Shared) -> Response<Body> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         listen: shared.listen.to_string(),
-        network: super::upstream::network_fingerprint(&shared.token),
+        network: super::upstream::advertised_network(&shared.token),
     };
     let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
     response.headers_mut().insert(

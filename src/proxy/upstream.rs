@@ -111,6 +111,17 @@ const NETWORK_VARS: [&str; 12] = [
     "REQUEST_METHOD",
 ];
 
+/// What the health answer says of the network settings: their digest from a proxy keyswitch
+/// started in the background (which `get` replaces when they differ from the session's),
+/// nothing from one the user runs.
+pub fn advertised_network(key: &str) -> String {
+    if std::env::var_os(super::control::BACKGROUND_MARK).is_some() {
+        network_fingerprint(key)
+    } else {
+        String::new()
+    }
+}
+
 /// This process's network settings as a digest keyed with the access token: a proxy started
 /// from another environment (the terminal `install` ran in) is told apart from one with the
 /// session's settings, and the health answer, which anyone on the machine may read, shows no
