@@ -26,6 +26,9 @@ pub const HEALTH_PATH: &str = "/_keyswitch/health";
 pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
 /// Every access token starts with this: never mistaken for an API key, easy to grep for.
 pub const TOKEN_PREFIX: &str = "ksp-";
+/// Set in the environment of a proxy `get` starts in the background: only such a proxy is
+/// replaced when a session's network settings differ from its own.
+pub const BACKGROUND_MARK: &str = "KEYSWITCH_PROXY_BACKGROUND";
 /// How long `get` waits for a proxy it started to listen.
 const START_DEADLINE: Duration = Duration::from_secs(5);
 /// A health probe of loopback gives up after this: a program that accepts and never answers
@@ -183,6 +186,12 @@ pub struct Health {
     pub version: String,
     pub pid: u32,
     pub listen: String,
+    /// A keyed digest of the network settings the proxy took from its environment
+    /// (`upstream::network_fingerprint`), from a proxy keyswitch started in the background.
+    /// Empty from one the user runs (`proxy run` under a service manager): its settings are the
+    /// user's choice, never overridden by a session's.
+    #[serde(default)]
+    pub network: String,
 }
 
 /// What answers on the proxy's address.
@@ -254,21 +263,34 @@ fn port_taken(addr: SocketAddr, what: &str) -> anyhow::Error {
 /// when nothing listens there, replaces one left by another keyswitch version, and fails within
 /// seconds when another program holds the port. Many callers at once end with one proxy.
 pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
+    // The proxy works with the network settings (HTTPS_PROXY, CA files) of whoever started it:
+    // one started from a terminal without the session's settings is replaced, or every request
+    // fails on a network only the session's settings can cross.
+    let token = ensure_token(dirs)?;
+    let network = super::upstream::network_fingerprint(&token);
+    let current = |h: &Health| {
+        h.version == env!("CARGO_PKG_VERSION")
+            && (h.network.is_empty() || h.network == network.as_str())
+    };
     if let Probe::Ours(health) = probe(settings.listen)
-        && health.version == env!("CARGO_PKG_VERSION")
+        && current(&health)
     {
         return Ok(health);
     }
     // One starter at a time; the others find its proxy running when they get the lock.
     let _starting = WriteLock::acquire(&dirs.state.join("proxy-start.lock"))?;
     match probe(settings.listen) {
-        Probe::Ours(health) if health.version == env!("CARGO_PKG_VERSION") => return Ok(health),
+        Probe::Ours(health) if current(&health) => return Ok(health),
         Probe::Ours(old) => {
-            let token = ensure_token(dirs)?;
             stop_at(settings.listen, &token).with_context(|| {
+                let which = if old.version == env!("CARGO_PKG_VERSION") {
+                    "started with other network settings".to_string()
+                } else {
+                    format!("of version {}", old.version)
+                };
                 format!(
-                    "a keyswitch proxy of version {} (pid {}) holds {}, and it would not stop",
-                    old.version, old.pid, settings.listen
+                    "a keyswitch proxy {which} (pid {}) holds {}, and it would not stop",
+                    old.pid, settings.listen
                 )
             })?;
         }
@@ -290,6 +312,7 @@ fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     let mut command = Command::new(exe);
     command
         .args(["proxy", "run"])
+        .env(BACKGROUND_MARK, "1")
         .current_dir(&dirs.state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

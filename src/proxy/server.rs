@@ -196,9 +196,11 @@ async fn forward(
         let response = match sent {
             Ok(response) => response,
             Err(e) => match Fault::classify(&e) {
-                Fault::Unreachable(cause) => {
+                // Nothing reached the upstream (down, or a certificate this network does not
+                // trust): a key elsewhere may still answer; if none does, this is named.
+                fault @ (Fault::Unreachable(_) | Fault::Tls(_)) => {
                     shared.note_unreachable(&upstream);
-                    network_fault = Some((upstream, Fault::Unreachable(cause)));
+                    network_fault = Some((upstream, fault));
                     continue;
                 }
                 fault => return unreachable_reply(&upstream, &fault),
@@ -471,6 +473,7 @@ fn health(shared: &Shared) -> Response<Body> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         listen: shared.listen.to_string(),
+        network: super::upstream::advertised_network(&shared.token),
     };
     let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
     response.headers_mut().insert(

@@ -3,42 +3,138 @@
 //! and telling network faults apart so the caller knows whether another upstream may help.
 
 use std::error::Error as _;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hyper_util::client::proxy::matcher::Matcher;
 
 /// How long a TCP (and proxy CONNECT) connection may take before the upstream counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn client() -> Result<reqwest::Client> {
+    let extra = extra_roots();
+    match builder(extra.iter().map(|root| &root.cert)).build() {
+        Ok(client) => Ok(client),
+        Err(error) if !extra.is_empty() => {
+            // One certificate the TLS library cannot use (a corporate bundle may hold an odd
+            // one) must not cost the user the others, nor the proxy: find it, skip it, say so.
+            let usable = extra.iter().filter(|root| {
+                let alone = reqwest::Client::builder()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(root.cert.clone())
+                    .build();
+                if let Err(e) = &alone {
+                    eprintln!(
+                        "keyswitch: warning: certificate {} in {}={} cannot be used ({}); skipping it",
+                        root.position,
+                        root.var,
+                        root.path.display(),
+                        one_line(e)
+                    );
+                }
+                alone.is_ok()
+            });
+            builder(usable.map(|root| &root.cert))
+                .build()
+                .with_context(|| format!("cannot set up the HTTP client ({})", one_line(&error)))
+        }
+        Err(error) => Err(error).context("cannot set up the HTTP client"),
+    }
+}
+
+fn builder<'a>(roots: impl Iterator<Item = &'a reqwest::Certificate>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         // Redirects are the client's business: pass them through as they are.
         .redirect(reqwest::redirect::Policy::none());
-    // Claude Code (Node) users behind a TLS-inspecting proxy set one of these; honour both on
-    // every platform, in addition to the OS trust store.
+    for cert in roots {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder
+}
+
+/// One certificate from a CA file named by the environment.
+struct ExtraRoot {
+    var: &'static str,
+    path: PathBuf,
+    /// 1 for the file's first certificate.
+    position: usize,
+    cert: reqwest::Certificate,
+}
+
+/// Claude Code (Node) users behind a TLS-inspecting proxy set one of these; honour both on
+/// every platform, in addition to the OS trust store.
+fn extra_roots() -> Vec<ExtraRoot> {
+    let mut roots = Vec::new();
     for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
         let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
             continue;
         };
-        let added = std::fs::read(&path)
+        let path = PathBuf::from(path);
+        let read = std::fs::read(&path)
             .map_err(anyhow::Error::from)
             .and_then(|pem| Ok(reqwest::Certificate::from_pem_bundle(&pem)?));
-        match added {
-            Ok(certs) => {
-                for cert in certs {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
+        match read {
+            Ok(certs) => roots.extend(certs.into_iter().enumerate().map(|(i, cert)| ExtraRoot {
+                var,
+                path: path.clone(),
+                position: i + 1,
+                cert,
+            })),
             Err(e) => eprintln!(
                 "keyswitch: warning: {var}={} cannot be used ({e}); carrying on without it",
-                std::path::Path::new(&path).display()
+                path.display()
             ),
         }
     }
-    builder.build().context("cannot set up the HTTP client")
+    roots
+}
+
+/// The environment variables the client takes its network settings from (reqwest reads the
+/// proxy ones, rustls-native-certs the SSL ones, [`extra_roots`] the CA files).
+const NETWORK_VARS: [&str; 12] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUEST_METHOD",
+];
+
+/// What the health answer says of the network settings: their digest from a proxy keyswitch
+/// started in the background (which `get` replaces when they differ from the session's),
+/// nothing from one the user runs.
+pub fn advertised_network(key: &str) -> String {
+    if std::env::var_os(super::control::BACKGROUND_MARK).is_some() {
+        network_fingerprint(key)
+    } else {
+        String::new()
+    }
+}
+
+/// This process's network settings as a digest keyed with the access token: a proxy started
+/// from another environment (the terminal `install` ran in) is told apart from one with the
+/// session's settings, and the health answer, which anyone on the machine may read, shows no
+/// value (a proxy URL may carry a password).
+pub fn network_fingerprint(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    for var in NETWORK_VARS {
+        var.hash(&mut hasher);
+        std::env::var_os(var).hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
 }
 
 /// Why an upstream could not be used.
@@ -60,16 +156,15 @@ impl Fault {
             .iter()
             .any(|w| lower.contains(w));
         if error.is_connect() && tls {
+            // Through a tunnel TLS is still end to end: the certificate is the upstream's (or
+            // the inspecting proxy's), so the cure is the same.
             Self::Tls(format!("TLS failed: {}", tls_cause(&lower, &chain)))
         } else if error.is_connect() || (error.is_timeout() && !error.is_body()) {
-            let cause = if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
-                "connection refused".to_string()
-            } else if lower.contains("dns") || lower.contains("lookup") {
-                "DNS lookup failed".to_string()
-            } else if error.is_timeout() || lower.contains("timed out") {
-                format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
-            } else {
-                chain
+            // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or
+            // the user hunts for a fault in an upstream that was never contacted.
+            let cause = match error.url().and_then(proxy_for) {
+                Some(proxy) => proxy_cause(&proxy, error, &lower, &chain),
+                None => direct_cause(error, &lower, &chain),
             };
             Self::Unreachable(cause)
         } else {
@@ -84,6 +179,87 @@ impl Fault {
     }
 }
 
+fn direct_cause(error: &reqwest::Error, lower: &str, chain: &str) -> String {
+    if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
+        "connection refused".to_string()
+    } else if lower.contains("dns") || lower.contains("lookup") {
+        "DNS lookup failed (no such host, or no DNS server answered)".to_string()
+    } else if error.is_timeout() || lower.contains("timed out") {
+        format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
+    } else {
+        chain.to_string()
+    }
+}
+
+/// The proxy a request goes through, as the client's own rules (hyper-util's, which reqwest
+/// uses) pick it from the same environment.
+struct ProxyUse {
+    /// host:port, never the credentials a proxy URL may carry.
+    address: String,
+    /// Where the setting came from: the variable's name.
+    setting: &'static str,
+    /// Whether the setting carries credentials for the proxy.
+    with_credentials: bool,
+}
+
+fn proxy_for(url: &reqwest::Url) -> Option<ProxyUse> {
+    static MATCHER: OnceLock<Matcher> = OnceLock::new();
+    let uri: hyper::Uri = url.as_str().parse().ok()?;
+    let intercept = MATCHER.get_or_init(Matcher::from_system).intercept(&uri)?;
+    let proxy = intercept.uri();
+    let address = match proxy.port_u16() {
+        Some(port) => format!("{}:{port}", proxy.host()?),
+        None => proxy.host()?.to_string(),
+    };
+    let names: [&'static str; 4] = if url.scheme() == "https" {
+        ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    let setting = names
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        .unwrap_or("the system's proxy settings");
+    Some(ProxyUse {
+        address,
+        setting,
+        with_credentials: intercept.basic_auth().is_some(),
+    })
+}
+
+fn proxy_cause(proxy: &ProxyUse, error: &reqwest::Error, lower: &str, chain: &str) -> String {
+    let ProxyUse {
+        address,
+        setting,
+        with_credentials,
+    } = proxy;
+    let which = format!("the proxy {address} (from {setting})");
+    if lower.contains("proxy authorization required") && *with_credentials {
+        format!(
+            "{which} refused the credentials in {setting} (407): check the user name and password there"
+        )
+    } else if lower.contains("proxy authorization required") {
+        format!(
+            "{which} wants credentials (407): put them in {setting} as http://USER:PASSWORD@{address}"
+        )
+    } else if lower.contains("tunnel error: unsuccessful") {
+        format!(
+            "{which} would not open a tunnel to it; if this host is to be reached directly, add it to NO_PROXY"
+        )
+    } else if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
+        format!("{which} refused the connection: is it running, and is {setting} right?")
+    } else if lower.contains("dns") || lower.contains("lookup") {
+        format!("{which}: its host name was not found (DNS): is {setting} right?")
+    } else if error.is_timeout() || lower.contains("timed out") {
+        format!(
+            "{which} did not answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    } else {
+        format!("through {which}: {chain}")
+    }
+}
+
 fn tls_cause(lower: &str, chain: &str) -> String {
     if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
         "the certificate is signed by an unknown authority (set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS to your company's CA file)".to_string()
@@ -94,6 +270,20 @@ fn tls_cause(lower: &str, chain: &str) -> String {
     } else {
         chain.to_string()
     }
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = e.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn has_io_kind(error: &reqwest::Error, kind: std::io::ErrorKind) -> bool {

@@ -1,0 +1,330 @@
+//! Stand-ins for an enterprise network, all on loopback: a private certificate authority made at
+//! test time, an HTTPS upstream whose certificate it signed (HTTP/1.1 only, or offering HTTP/2 by
+//! ALPN), and an `HTTPS_PROXY` that tunnels with CONNECT and records where it was asked to go.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Channel, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A private CA (as a company's TLS-inspecting proxy has) and a server certificate it signed,
+/// by default for `localhost`, `127.0.0.1` and `127.0.0.2`.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    pub ca_pem: String,
+    server_cert: CertificateDer<'static>,
+    server_key: Vec<u8>,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        Self::issuing(&["localhost", "127.0.0.1", "127.0.0.2"], false)
+    }
+
+    /// A server certificate for `names` only; `expired`: it ran out in 2021.
+    pub fn issuing(names: &[&str], expired: bool) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "keyswitch test corporate CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca.self_signed(&ca_key).unwrap();
+
+        let server_key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut server = CertificateParams::new(names).unwrap();
+        if expired {
+            server.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            server.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "keyswitch test upstream");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = server.signed_by(&server_key, &ca, &ca_key).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Self {
+            dir,
+            ca_pem: ca.pem(),
+            server_cert: server.der().clone(),
+            server_key: server_key.serialize_der(),
+        };
+        std::fs::write(pki.ca_file(), &pki.ca_pem).unwrap();
+        pki
+    }
+
+    /// The CA certificate as a PEM file, what `NODE_EXTRA_CA_CERTS`/`SSL_CERT_FILE` point at.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("corporate-ca.pem")
+    }
+
+    /// A file of its own under the PKI's folder, for bundles a test writes.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn server_config(&self, alpn: &[&str]) -> ServerConfig {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.clone()));
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![self.server_cert.clone()], key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config
+    }
+}
+
+/// What the HTTPS stand-in saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    pub path: String,
+    /// The credential it carried (`x-api-key`).
+    pub key: String,
+}
+
+/// An HTTPS upstream on 127.0.0.1 answering every request with a Messages API 200 that names
+/// the key it carried, or with server-sent events paced in time.
+pub struct TlsUpstream {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl TlsUpstream {
+    /// Offers HTTP/1.1 only by ALPN, as many corporate gateways do.
+    pub fn http1(pki: &Pki) -> Self {
+        Self::start(pki, &["http/1.1"])
+    }
+
+    /// Offers HTTP/2 first, as the Anthropic API does.
+    pub fn http2(pki: &Pki) -> Self {
+        Self::start(pki, &["h2", "http/1.1"])
+    }
+
+    /// Offers HTTP/2 and answers with `events`, each sent `gap` after the one before.
+    pub fn http2_streaming(pki: &Pki, events: Vec<String>, gap: Duration) -> Self {
+        Self::serving(pki, &["h2", "http/1.1"], Some(Arc::new((events, gap))))
+    }
+
+    fn start(pki: &Pki, alpn: &[&str]) -> Self {
+        Self::serving(pki, alpn, None)
+    }
+
+    fn serving(pki: &Pki, alpn: &[&str], stream: Option<Arc<Stream>>) -> Self {
+        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(alpn)));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(serve_tls(listener, acceptor, seen2, stream));
+        });
+        Self { port, seen }
+    }
+
+    /// The base URL under a host name the certificate covers.
+    pub fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Server-sent events and the pause after each.
+type Stream = (Vec<String>, Duration);
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stream: Option<Arc<Stream>>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, seen, stream) = (acceptor.clone(), seen.clone(), stream.clone());
+        tokio::spawn(async move {
+            // A client that does not trust the certificate hangs up here: nothing is recorded.
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
+                let (seen, stream) = (seen.clone(), stream.clone());
+                async move {
+                    let key = request
+                        .headers()
+                        .get("x-api-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push(Seen {
+                        version: format!("{:?}", request.version()),
+                        path: request
+                            .uri()
+                            .path_and_query()
+                            .map_or("/".to_string(), |p| p.to_string()),
+                        key: key.clone(),
+                    });
+                    let _ = request.into_body().collect().await;
+                    if let Some(stream) = stream {
+                        return Ok(sse(stream));
+                    }
+                    let body = format!(
+                        r#"{{"id":"msg_tls","type":"message","role":"assistant","content":[{{"type":"text","text":"hello from {key}"}}],"stop_reason":"end_turn","usage":{{"input_tokens":1,"output_tokens":3}}}}"#
+                    );
+                    let response = hyper::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)).boxed())
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+fn sse(stream: Arc<Stream>) -> hyper::Response<BoxBody<Bytes, Infallible>> {
+    let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+    tokio::spawn(async move {
+        let (events, gap) = &*stream;
+        for event in events {
+            if sender.send_data(Bytes::from(event.clone())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(*gap).await;
+        }
+    });
+    hyper::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body.boxed())
+        .unwrap()
+}
+
+/// A loopback `HTTPS_PROXY`: answers CONNECT host:port with 200 and then copies bytes both
+/// ways, recording each target. Anything but CONNECT gets a 405.
+pub struct ConnectProxy {
+    pub port: u16,
+    targets: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    pub fn start() -> Self {
+        Self::answering(None)
+    }
+
+    /// A proxy that refuses every CONNECT with this status line (e.g. `407 Proxy
+    /// Authentication Required`), recording the target all the same.
+    pub fn refusing(status_line: &'static str) -> Self {
+        Self::answering(Some(status_line))
+    }
+
+    fn answering(refusal: Option<&'static str>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let targets2 = targets.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let targets = targets2.clone();
+                std::thread::spawn(move || tunnel(client, &targets, refusal));
+            }
+        });
+        Self { port, targets }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+fn tunnel(client: TcpStream, targets: &Mutex<Vec<String>>, refusal: Option<&str>) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut writer = client;
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            return;
+        }
+        if header.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "CONNECT" {
+        let _ = writer.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n");
+        return;
+    }
+    targets.lock().unwrap().push(target.to_string());
+    if let Some(status) = refusal {
+        let _ =
+            writer.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes());
+        return;
+    }
+    let Ok(upstream) = TcpStream::connect(target) else {
+        let _ = writer.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    if writer
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let mut upstream_writer = upstream.try_clone().unwrap();
+    let mut upstream_reader = upstream;
+    let client_writer = writer.try_clone().unwrap();
+    let upload = std::thread::spawn(move || {
+        // The reader may hold bytes the client sent right after the CONNECT head: copy from it.
+        let _ = std::io::copy(&mut reader, &mut upstream_writer);
+        let _ = upstream_writer.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream_reader, &mut writer);
+    let _ = client_writer.shutdown(Shutdown::Write);
+    let _ = upload.join();
+}
