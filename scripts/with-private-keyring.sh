@@ -7,7 +7,7 @@
 set -euo pipefail
 
 missing=()
-for tool in dbus-run-session gnome-keyring-daemon secret-tool; do
+for tool in dbus-run-session dbus-send gnome-keyring-daemon secret-tool; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -40,6 +40,17 @@ mkdir -m 700 "$XDG_RUNTIME_DIR"
 # --unlock reads the new login keyring's password from stdin and creates it unlocked.
 eval "$(printf 'keyswitch-test' | gnome-keyring-daemon --unlock --daemonize --components=secrets)"
 export GNOME_KEYRING_PID
+
+# First wait until the daemon owns the Secret Service's bus name. A client asking earlier makes
+# D-Bus start a second gnome-keyring, one whose keyring is locked and that asks for a password
+# through a prompter that cannot run here; that one keeps the name and every probe below fails
+# (on a loaded machine, most starts).
+for _ in $(seq 1 100); do
+    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
+        | grep -q 'boolean true' && break
+    sleep 0.1
+done
 
 # Wait until the Secret Service answers a real round trip: store, then read back.
 for _ in $(seq 1 100); do
