@@ -9,7 +9,8 @@
 #   stdin, stdout and the exit status through and wire the native binary, not itself;
 # - a source checkout's install.sh: builds with cargo, and without cargo says how to get it.
 # The archive and the npm packages come from `scripts/release.sh --host`, which packs
-# target/release (CI's benchmark built it already). Also times `get` through the npm launcher
+# target/release (CI's benchmark built it already); with --dist, the dist/ of a full
+# scripts/release.sh is tested as it is. Also times `get` through the npm launcher
 # against the binary itself (informational).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,12 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--inside" ]; then
     command -v npm >/dev/null || { echo "test-install: needs npm (apt-get install npm)" >&2; exit 1; }
     command -v python3 >/dev/null || { echo "test-install: needs python3" >&2; exit 1; }
-    scripts/release.sh --host >/dev/null
+    # --dist: test the dist/ a full scripts/release.sh made (the musl archive) as it is.
+    if [ "${1:-}" = "--dist" ]; then
+        ls dist/keyswitch-*.tar.gz >/dev/null || { echo "test-install: no dist/: run scripts/release.sh" >&2; exit 1; }
+    else
+        scripts/release.sh --host >/dev/null
+    fi
     # The private gnome-keyring sometimes fails to start on a loaded machine (with-private-keyring
     # gives up before running anything): start it again rather than fail the checks unrun.
     started=$(mktemp)
