@@ -126,10 +126,13 @@ check "a damaged binary is not installed" test ! -e "$home/.local/bin/keyswitch"
 echo "== npm packages, installed offline into a throwaway prefix"
 home=$(new_home npm)
 prefix="$work/npm-prefix"
+# The main package and this platform's; npm refuses a tarball named outright for another OS.
+tarball="$repo/dist/npm/$(sed 's|^@||; s|/|-|' <<<"$npm_name")"
 if ! out=$(as_user "$home" "$nocargo" npm install -g --offline --no-audit --no-fund --loglevel=error \
-    --prefix "$prefix" "$repo"/dist/npm/*.tgz 2>&1); then
+    --prefix "$prefix" "$tarball-$version.tgz" "$tarball-linux-x64-$version.tgz" 2>&1); then
     echo "$out" >&2
     fail "npm install -g --offline of the packed tarballs"
+    exit 1
 fi
 npm_path="$prefix/bin:$nocargo"
 launcher=$(readlink -f "$prefix/bin/keyswitch")
