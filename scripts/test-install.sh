@@ -128,7 +128,7 @@ home=$(new_home npm)
 prefix="$work/npm-prefix"
 # The main package and this platform's; npm refuses a tarball named outright for another OS.
 tarball="$repo/dist/npm/$(sed 's|^@||; s|/|-|' <<<"$npm_name")"
-if ! out=$(as_user "$home" "$nocargo" npm install -g --offline --no-audit --no-fund --loglevel=error \
+if ! out=$(as_user "$home" "$nocargo" npm install -g --offline --no-update-notifier --no-audit --no-fund --loglevel=error \
     --prefix "$prefix" "$tarball-$version.tgz" "$tarball-linux-x64-$version.tgz" 2>&1); then
     echo "$out" >&2
     fail "npm install -g --offline of the packed tarballs"
@@ -166,8 +166,8 @@ check "the launcher passes get's failure (1, empty stdout) through (got $status)
 
 if command -v hyperfine >/dev/null; then
     hyperfine -N --warmup 3 --runs 20 --style none --export-json "$work/launcher.json" \
-        "env HOME=$home PATH=$npm_path $prefix/bin/keyswitch get" \
-        "env HOME=$home PATH=$npm_path $native get" >/dev/null 2>&1
+        "env -i HOME=$home PATH=$npm_path DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS $prefix/bin/keyswitch get" \
+        "env -i HOME=$home PATH=$npm_path DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS $native get" >/dev/null 2>&1
     python3 - "$work/launcher.json" <<'PY'
 import json, sys
 via, direct = (r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"])
