@@ -60,8 +60,10 @@ build() {
 
 if $host_only; then
     host=$(rustc -vV | sed -n 's/^host: //p')
-    [ -n "$(npm_os "$host")" ] && [ -n "$(npm_cpu "$host")" ] \
-        || { echo "release: no npm platform for host $host" >&2; exit 1; }
+    if [ -z "$(npm_os "$host")" ] || [ -z "$(npm_cpu "$host")" ]; then
+        echo "release: no npm platform for host $host" >&2
+        exit 1
+    fi
     cargo build --release --locked --quiet
     built+=("$host $(npm_os "$host") $(npm_cpu "$host") target/release/$(exe_of "$host")")
 else
