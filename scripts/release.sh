@@ -29,7 +29,9 @@ npm_name=${KEYSWITCH_NPM_NAME:-@keyswitch/cli}
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 [ -n "$version" ] || { echo "release: no version in Cargo.toml" >&2; exit 1; }
 # Archives carry the last commit's time, not the build's, so the same commit packs the same.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# Not exported: a build script reruns when SOURCE_DATE_EPOCH changes, and cargo would then
+# rebuild what `cargo build --release` (the benchmark, install.sh) built, and back again.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 
 dist=dist
 rm -rf "$dist"
@@ -111,7 +113,7 @@ for entry in "${built[@]}"; do
     install -m 0644 README.md LICENSE CHANGELOG.md "$dir/"
     install -m 0755 install.sh "$dir/"
     (cd "$dir" && sha256sum -- * >SHA256SUMS)
-    find "$dir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+    find "$dir" -exec touch -h -d "@$epoch" {} +
     case "$target" in
         *-windows-*)
             (cd "$stage" && python3 -m zipfile -c "$OLDPWD/$dist/$name.zip" "$name") ;;
@@ -155,7 +157,7 @@ else
         process.stdout.write(JSON.stringify(pkg, null, 2) + "\n");
     ' "$npm_name" "$version" "$description" "${optional[@]}" <npm/main/package.json >"$dir/package.json"
     for dir in "$stage"/npm/*/; do
-        find "$dir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+        find "$dir" -exec touch -h -d "@$epoch" {} +
         npm pack --silent --ignore-scripts --pack-destination "$dist/npm" "$dir" >/dev/null
     done
     echo "release: $(echo "$dist"/npm/*.tgz)"
