@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Installs keyswitch and wires it into Claude Code, in one command:
-#   ./install.sh                  build, install to ~/.local/bin (PREFIX=/usr/local ./install.sh
-#                                 for /usr/local/bin), run `keyswitch install`
+# Installs keyswitch and wires it into Claude Code, in one command. Works from an unpacked release
+# archive (installs the binary that came with it; no Rust needed) and from a source checkout
+# (builds it with cargo):
+#   ./install.sh                  install to ~/.local/bin (PREFIX=/usr/local ./install.sh for
+#                                 /usr/local/bin), run `keyswitch install`
 #   ./install.sh --force          ... replacing an apiKeyHelper you already had
 #   ./install.sh --max-retries 2  ... with fewer 429 retries before switching (see README)
 #   ./install.sh --uninstall      undo: take keyswitch out of Claude Code, delete the binary
 # Safe to run again. Your keys stay in the keychain either way.
 set -euo pipefail
-cd "$(dirname "$0")"
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+exe=keyswitch
+case "$(uname -s)" in MINGW* | MSYS* | CYGWIN*) exe=keyswitch.exe ;; esac
 
 prefix=${PREFIX:-$HOME/.local}
 bindir="$prefix/bin"
-target="$bindir/keyswitch"
+target="$bindir/$exe"
 
 if [ "${1:-}" = "--uninstall" ]; then
     if [ -x "$target" ]; then
@@ -24,20 +30,51 @@ if [ "${1:-}" = "--uninstall" ]; then
     exit 0
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "install.sh: cargo is missing: install Rust (https://rustup.rs), then run ./install.sh again" >&2
-    exit 1
-fi
-if ! command -v cc >/dev/null 2>&1; then
-    echo "install.sh: a C compiler is missing (keyswitch builds libdbus from source): install gcc or clang, then run ./install.sh again" >&2
+# A release archive holds the binary and no Cargo.toml; a source checkout the reverse.
+if [ -f "$exe" ] && [ ! -f Cargo.toml ]; then
+    built="$here/$exe"
+    # SHA256SUMS comes in the archive: it catches a damaged download or unpacking, not tampering
+    # (whoever could change the binary could change the sums too).
+    if [ ! -f SHA256SUMS ]; then
+        echo "install.sh: warning: SHA256SUMS is missing from this folder; installing $exe unchecked" >&2
+    else
+        if command -v sha256sum >/dev/null 2>&1; then
+            sum=(sha256sum)
+        elif command -v shasum >/dev/null 2>&1; then
+            sum=(shasum -a 256)
+        else
+            sum=()
+            echo "install.sh: warning: neither sha256sum nor shasum is installed; installing $exe unchecked" >&2
+        fi
+        if [ ${#sum[@]} -gt 0 ] && ! grep -E "^[0-9a-f]{64} [ *]$exe\$" SHA256SUMS | "${sum[@]}" -c --status 2>/dev/null; then
+            echo "install.sh: $exe does not match its checksum in SHA256SUMS (a damaged download?): download the archive again" >&2
+            exit 1
+        fi
+    fi
+    if ! "$built" --version >/dev/null 2>&1; then
+        echo "install.sh: the $exe in $here does not run on this machine ($(uname -sm)): download the archive for your platform" >&2
+        exit 1
+    fi
+elif [ -f Cargo.toml ]; then
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "install.sh: cargo is missing: install Rust (https://rustup.rs), then run ./install.sh again; or install a release archive or the npm package, which need no Rust (see README)" >&2
+        exit 1
+    fi
+    if ! command -v cc >/dev/null 2>&1; then
+        echo "install.sh: a C compiler is missing (keyswitch builds libdbus from source): install gcc or clang, then run ./install.sh again" >&2
+        exit 1
+    fi
+    echo "install.sh: building keyswitch (release)..."
+    cargo build --release --locked --quiet
+    built="$here/target/release/$exe"
+else
+    echo "install.sh: $here holds neither a keyswitch binary nor Cargo.toml: run the install.sh of an unpacked release archive or of a source checkout" >&2
     exit 1
 fi
 
-echo "install.sh: building keyswitch (release)..."
-cargo build --release --locked --quiet
 mkdir -p "$bindir"
 # Copy to a temporary name and rename, so a running keyswitch is never half-overwritten.
-install -m 0755 target/release/keyswitch "$target.new"
+install -m 0755 "$built" "$target.new"
 mv -f "$target.new" "$target"
 echo "install.sh: installed $target"
 
@@ -46,15 +83,6 @@ case ":$PATH:" in
     *) echo "install.sh: note: $bindir is not on your PATH; add it in your shell profile: export PATH=\"$bindir:\$PATH\"" ;;
 esac
 
+# `keyswitch install` wires Claude Code and prints the next steps, written so that they work as
+# printed (the full path when this keyswitch is not the one on PATH).
 "$target" install "$@"
-
-if "$target" list --json 2>/dev/null | grep -q '"name"'; then
-    echo "install.sh: done. Check everything with: keyswitch doctor"
-else
-    cat <<MSG
-install.sh: done. Next, add your keys (primary first); the secret is read from a hidden prompt:
-  $target add primary --endpoint https://your-proxy.example.com
-  $target add fallback
-Then start Claude Code as usual, and check the setup with: $target doctor
-MSG
-fi

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod fileio;
 pub mod notify;
+pub mod on_path;
 pub mod paths;
 pub mod pool;
 pub mod proxy;

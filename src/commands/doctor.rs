@@ -15,6 +15,7 @@ use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, Slot, TTL_VAR, has_hook, is_our_helper,
 };
 use crate::config::Config;
+use crate::on_path::{OnPath, keyswitch_on_path};
 use crate::proxy::control::{self, Probe};
 use crate::select::Availability;
 
@@ -70,22 +71,16 @@ fn finish(r: Report) -> Result<()> {
 }
 
 fn check_binary(r: &mut Report) -> Result<()> {
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.canonicalize().ok());
-    let on_path = find_on_path("keyswitch");
-    match (&on_path, &me) {
-        (Some(found), Some(me)) if found.canonicalize().ok().as_ref() == Some(me) => {
-            r.ok(&format!("keyswitch is on PATH ({})", found.display()))
-        }
-        (Some(found), _) => r.fix(
+    match keyswitch_on_path() {
+        OnPath::Me(found) => r.ok(&format!("keyswitch is on PATH ({})", found.display())),
+        OnPath::Other(found) => r.fix(
             &format!(
                 "the keyswitch on PATH ({}) is not this one",
                 found.display()
             ),
             "run ./install.sh again, or put the right folder first on PATH",
         ),
-        (None, _) => r.fix(
+        OnPath::Missing => r.fix(
             "keyswitch is not on PATH",
             "add its folder (~/.local/bin by default) to PATH in your shell profile",
         ),

@@ -194,10 +194,15 @@ pub fn install(
         eprintln!("keyswitch: warning: {warning}");
     }
     let config = crate::config::Config::load(&ctx.dirs.config_file())?;
+    // The one set of next steps (install.sh prints none of its own), with a command that works
+    // as printed: the full path when `keyswitch` on PATH is not this binary.
+    let ks = crate::on_path::command_name();
     if config.keys.is_empty() {
         eprintln!(
-            "keyswitch: next: add your keys, primary first: printf '%s' \"$KEY\" | keyswitch add primary"
+            "keyswitch: next: add your keys, primary first, each secret from a hidden prompt: `{ks} add primary`, `{ks} add fallback`; then check the setup: `{ks} doctor`"
         );
+    } else {
+        eprintln!("keyswitch: next: check the setup: `{ks} doctor`");
     }
     Ok(())
 }
