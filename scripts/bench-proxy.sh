@@ -24,7 +24,8 @@ fi
 shift
 
 work=$(mktemp -d)
-bin="$PWD/target/release/keyswitch"
+# KEYSWITCH_BIN: measure another build of keyswitch (e.g. to compare a change).
+bin="${KEYSWITCH_BIN:-$PWD/target/release/keyswitch}"
 cleanup() {
     "$bin" proxy stop >/dev/null 2>&1 || true
     rm -rf "$work"
