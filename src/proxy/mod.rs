@@ -44,9 +44,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     let default_upstream = Endpoint::parse(&settings.upstream)
         .map(|e| e.as_str().to_string())
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
         .enable_all()
         .build()
