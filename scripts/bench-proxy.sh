@@ -71,6 +71,8 @@ for name, key in [("concurrency 1", "c1"), ("concurrency 32", "c32"), ("stream, 
     m, first = r[key]["median"], r[key]["rounds"][0]
     cpu = f"   {first['proxy_cpu_us']:.0f} us (+{first['proxy_cpu_wait_us']:.0f} us waiting for a CPU)" if "proxy_cpu_us" in first else ""
     print(f"  {name:<22} {m['direct_p50']:10.3f} {m['direct_p99']:7.3f} {m['proxy_p50']:10.3f} {m['proxy_p99']:7.3f}{cpu}")
+    if "direct_generator_and_stand_in_cpu_us" in first:
+        print(f"  {'':<64}for scale, load generator + stand-in per direct request: {first['direct_generator_and_stand_in_cpu_us']:.0f} us")
 print(f"  failover gap (median of {fo['samples']}): client re-sending itself {fo['direct_median_ms']:.3f}, "
       f"proxy {fo['proxy_median_ms']:.3f} (max {fo['proxy_max_ms']:.3f}; first, reading the fallback's secret: {fo['cold_ms']:.3f})")
 print(f"  proxy RSS: at start {rss['at_start'] / 1024:.1f} MiB, after warm-up {rss['idle_after_warmup'] / 1024:.1f} MiB, "

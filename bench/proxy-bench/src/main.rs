@@ -246,6 +246,9 @@ async fn concurrent(direct: &Target, through: &Target, body: &Bytes, pid: u32) -
     let mut direct_times = Vec::new();
     let mut proxy_times = Vec::new();
     let mut proxy_cpu = (Cpu::default(), Cpu::default());
+    // This process (load generator and stand-in) on the direct phases: the work of one
+    // request and its answer without the proxy, for scale.
+    let mut own_cpu = (Cpu::default(), Cpu::default());
     for is_direct in [true, false, false, true] {
         let (target, conns, times) = if is_direct {
             (direct, &mut direct_conns, &mut direct_times)
@@ -253,6 +256,7 @@ async fn concurrent(direct: &Target, through: &Target, body: &Bytes, pid: u32) -
             (through, &mut proxy_conns, &mut proxy_times)
         };
         let start = cpu(pid);
+        let own_start = cpu(std::process::id());
         let mut tasks = JoinSet::new();
         for mut sender in conns.drain(..) {
             let (target, body) = (target.clone(), body.clone());
@@ -272,19 +276,26 @@ async fn concurrent(direct: &Target, through: &Target, body: &Bytes, pid: u32) -
             conns.push(sender);
             times.extend(t);
         }
-        if !is_direct {
-            let end = cpu(pid);
-            proxy_cpu.1.run_ns += end.run_ns - start.run_ns;
-            proxy_cpu.1.wait_ns += end.wait_ns - start.wait_ns;
+        let (end, own_end) = (cpu(pid), cpu(std::process::id()));
+        let add = |total: &mut Cpu, from: Cpu, to: Cpu| {
+            total.run_ns += to.run_ns - from.run_ns;
+            total.wait_ns += to.wait_ns - from.wait_ns;
+        };
+        if is_direct {
+            add(&mut own_cpu.1, own_start, own_end);
+        } else {
+            add(&mut proxy_cpu.1, start, end);
         }
     }
     let n = proxy_times.len();
-    with_cpu(
+    let mut result = with_cpu(
         compare(direct_times, proxy_times),
         proxy_cpu.0,
         proxy_cpu.1,
         n,
-    )
+    );
+    result["direct_generator_and_stand_in_cpu_us"] = json!(own_cpu.0.per_request(own_cpu.1, n).0);
+    result
 }
 
 /// Time to the first event of a streamed answer, direct and through the proxy, alternating.
