@@ -83,8 +83,20 @@ fn usage(problem: &str) -> ! {
     std::process::exit(2)
 }
 
+/// A run that takes longer than this is stuck (a stand-in or proxy that stopped answering):
+/// better a clear failure than a CI job that hangs.
+const WATCHDOG: Duration = Duration::from_secs(300);
+
 fn main() {
     let args = args();
+    std::thread::spawn(|| {
+        std::thread::sleep(WATCHDOG);
+        eprintln!(
+            "proxy-bench: no result after {} s: something stopped answering",
+            WATCHDOG.as_secs()
+        );
+        std::process::exit(1);
+    });
     let up = StandIn::start();
     let ks = Keyswitch {
         bin: args.keyswitch.clone(),
