@@ -334,7 +334,10 @@ fn requests_without_the_token_are_refused_and_never_forwarded() {
     let up = stand_in(|| Reply::ok("primary"));
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
     let token = p.token();
-    let wrong = format!("{}0", &token[..token.len() - 1]);
+    // The real token with its last digit changed (to another digit, always).
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &token[..token.len() - 1]);
+    assert_ne!(wrong, token);
     for bad in ["", "sk-ant-test-guess", wrong.as_str()] {
         let answer = p.send(bad, BODY);
         assert_eq!(answer.status, 401, "{bad}");

@@ -50,9 +50,11 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     let default_upstream = Endpoint::parse(&settings.upstream)
         .map(|e| e.as_str().to_string())
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One thread: a request's work is ~0.1 ms of CPU, so one core serves thousands a second,
+    // and it never hops between workers (measured: p99 at 32 concurrent requests 2.8 ms against
+    // 4.7 ms with a worker per core on 2 cores). Keychain reads and state writes go to blocking
+    // threads, so they never stall it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
         .enable_all()
         .build()
