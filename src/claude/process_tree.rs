@@ -66,12 +66,17 @@ pub fn find_claude_in(table: &impl ProcessTable, me: u32) -> Option<Ancestry> {
     let mut claude = None;
     let mut child = table.inspect(me)?;
     while let Some(pid) = child.parent {
-        // PID 1 is walked too: in a container Claude Code itself may be PID 1, and skipping it
-        // would leave the hand-out under the shell's pid, where the hook never looks.
         if chain.len() == CHAIN_DEPTH || pid == 0 || chain.contains(&pid) || pid == me {
             break;
         }
         let proc = table.inspect(pid);
+        // PID 1 is walked only while Claude Code is not found yet, and only when it can be
+        // inspected: in a container Claude Code itself may be PID 1 (skipping it would leave the
+        // hand-out under the shell's pid, where the hook never looks); above a found Claude
+        // Code it is just init.
+        if pid == 1 && (claude.is_some() || proc.is_none()) {
+            break;
+        }
         let started_after_child = matches!(
             (proc.as_ref().and_then(|p| p.start), child.start),
             (Some(parent), Some(child)) if parent > child
