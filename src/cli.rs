@@ -93,7 +93,7 @@ pub enum Command {
         /// whose key ran out from the next key, so no turn fails (see README).
         #[arg(long)]
         proxy: bool,
-        /// The proxy's loopback address (default 127.0.0.1:47329).
+        /// The proxy's loopback address (default 127.0.0.1:27329).
         #[arg(long, value_name = "IP:PORT", requires = "proxy")]
         listen: Option<String>,
     },

@@ -756,7 +756,9 @@ fn in_proxy_mode_the_hook_marks_nothing_and_get_refuses_other_endpoints() {
     assert!(!out.status.success() && out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not the keyswitch proxy") && !err.contains("pw") && !err.contains("token=x"),
+        err.contains("hands its token only to a session talking to the proxy")
+            && !err.contains("pw")
+            && !err.contains("token=x"),
         "{err}"
     );
 }
@@ -838,4 +840,149 @@ fn doctor_reports_proxy_mode_and_a_squatted_port() {
     );
     assert!(!out.status.success());
     drop(squatter);
+}
+
+#[test]
+fn a_request_every_key_is_refused_passes_the_refusal_through_and_marks_nothing() {
+    // A 403 that belongs to the request (a model this organisation may not use), not the key.
+    let forbidden =
+        r#"{"type":"error","error":{"type":"permission_error","message":"not for you"}}"#;
+    let up = Upstream::start(move |_| Reply::json(403, forbidden));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.body, forbidden.as_bytes());
+    assert_eq!(up.keys().len(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(mark_events(&p.s).is_empty());
+    let states: Vec<Value> = p.s.list_json().iter().map(|k| k["state"].clone()).collect();
+    assert_eq!(states, ["ready", "ready"]);
+}
+
+#[test]
+fn a_reinstall_after_damaged_proxy_settings_forwards_to_the_new_upstream() {
+    let old = Upstream::start(|r| Reply::ok(&r.key));
+    let new = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&old.url(), &[("primary", &[])]);
+    let token = p.token();
+    std::fs::write(p.s.state_dir().join("proxy.json"), "{\"listen\":").unwrap();
+    p.s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{}", p.port),
+        ])
+        .env("ANTHROPIC_BASE_URL", new.url())
+        .assert()
+        .success();
+    assert_eq!(p.token(), token);
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert!(old.requests().is_empty(), "{:?}", old.keys());
+    assert_eq!(new.keys(), vec![fake_key("primary")]);
+}
+
+#[test]
+fn a_port_holder_that_trickles_bytes_fails_get_within_seconds() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let squatter = TcpListener::bind(("127.0.0.1", p.port)).unwrap();
+    std::thread::spawn(move || {
+        for stream in squatter.incoming().flatten().take(8) {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 200 OK\r\n");
+                for _ in 0..100 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if std::io::Write::write_all(&mut stream, b"x: y\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let start = Instant::now();
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", p.base_url())
+            .output()
+            .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!out.status.success() && out.stdout.is_empty());
+}
+
+#[test]
+fn without_proxy_settings_a_session_on_the_proxy_address_gets_no_real_key() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    std::fs::remove_file(p.s.state_dir().join("proxy.json")).unwrap();
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", p.base_url())
+            .output()
+            .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "a key was printed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("install --proxy"));
+}
+
+#[test]
+fn install_refuses_the_proxy_as_its_own_upstream_and_keeps_the_port_on_a_rerun() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let port = free_port();
+    let out = s
+        .cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ANTHROPIC_BASE_URL", format!("http://localhost:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s.state_dir().join("proxy.json").exists());
+
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let install = |extra: &[&str]| {
+        s.cmd()
+            .args(["install", "--proxy"])
+            .args(extra)
+            .env("ANTHROPIC_BASE_URL", up.url())
+            .assert()
+            .success();
+    };
+    install(&["--listen", &format!("127.0.0.1:{port}")]);
+    install(&[]);
+    assert_eq!(
+        s.settings()["env"]["ANTHROPIC_BASE_URL"],
+        format!("http://127.0.0.1:{port}")
+    );
+    s.cmd().args(["proxy", "stop"]).assert().success();
+
+    // Helper mode: the proxy commands say so instead of failing.
+    s.cmd().arg("install").assert().success();
+    let out = s
+        .cmd()
+        .args(["proxy", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], false);
+    s.cmd().args(["proxy", "stop"]).assert().success();
 }

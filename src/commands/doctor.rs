@@ -232,7 +232,10 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
             "run keyswitch install",
         )?,
     }
-    if has_hook(&map) {
+    let proxy_mode = control::settings_path(&ctx.dirs).exists();
+    if has_hook(&map) && proxy_mode {
+        r.ok("the StopFailure hook is in place (in proxy mode it only logs: the proxy switches keys within the request)")?;
+    } else if has_hook(&map) {
         r.ok("the StopFailure hook marks exhausted keys")?;
     } else {
         r.fix(
@@ -255,6 +258,8 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
         Some(n) => r.ok(&format!(
             "Claude Code retries a failed request {n} time(s) ({RETRIES_VAR}={n}), so an exhausted key fails over sooner"
         ))?,
+        // In proxy mode a 429 reaches Claude Code only when no key is left.
+        None if proxy_mode => {}
         None => r.info(&format!(
             "{RETRIES_VAR} not set: Claude Code retries a 429 for about 3 minutes before the hook switches keys (keyswitch install --max-retries 2 shortens that; see README)"
         ))?,

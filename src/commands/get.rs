@@ -32,6 +32,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
         ));
     }
+    refuse_proxy_remnant(ctx, &pool.config)?;
     // Computed once: everything below reads these.
     let availability = pool.availability(now);
     let order = candidates(&availability);
@@ -151,6 +152,38 @@ fn secret_problem(secret: &str) -> Option<String> {
     Some(format!("contains {what} at character {}", index + 1))
 }
 
+/// Helper mode, yet the session talks to the address proxy mode gave it (proxy mode's own
+/// settings were lost): a real key must never go to that loopback port, whoever holds it.
+fn refuse_proxy_remnant(ctx: &Context, config: &crate::config::Config) -> Result<()> {
+    let Some(session) = std::env::var("ANTHROPIC_BASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let Ok(Some(record)) = live::load_record(&ctx.dirs) else {
+        return Ok(());
+    };
+    let Some(ours) = record
+        .entries
+        .get("env.ANTHROPIC_BASE_URL")
+        .and_then(|e| e.ours.as_str())
+    else {
+        return Ok(());
+    };
+    let ours = session_endpoint(Some(ours));
+    let a_keys_endpoint = config
+        .keys
+        .iter()
+        .any(|k| k.endpoint().is_some_and(|e| e.as_str() == ours));
+    if session_endpoint(Some(&session)) != ours || a_keys_endpoint {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "this session talks to {ours}, where keyswitch's proxy mode pointed it, but proxy mode's settings are gone: run `keyswitch install --proxy` to restore them (or `keyswitch install` for helper mode)"
+    ))
+}
+
 /// Proxy mode: the session gets the local access token, never a key, and only when it talks to
 /// the proxy; the proxy is started first if it is not running.
 fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
@@ -163,7 +196,7 @@ fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
     let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
     if session != session_endpoint(Some(&proxy.base_url())) {
         return Err(anyhow!(
-            "this session's ANTHROPIC_BASE_URL is {}, not the keyswitch proxy ({}): a project setting or the environment overrides keyswitch's; remove that override (`keyswitch doctor` finds it)",
+            "in proxy mode `get` hands its token only to a session talking to the proxy ({1}), and this one's ANTHROPIC_BASE_URL is {0}: if Claude Code runs this, a project setting or the environment overrides keyswitch's (`keyswitch doctor` finds it)",
             crate::endpoint::redact_url(&session),
             proxy.base_url()
         ));

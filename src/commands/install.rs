@@ -24,15 +24,16 @@ use crate::proxy::control::{self, Probe, ProxySettings};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Helper,
-    Proxy(SocketAddr),
+    /// On the address given, else the one proxy mode already uses, else the default port.
+    Proxy(Option<SocketAddr>),
 }
 
 impl Mode {
     pub fn from_flags(proxy: bool, listen: Option<&str>) -> Result<Self> {
         Ok(match (proxy, listen) {
             (false, _) => Self::Helper,
-            (true, None) => Self::Proxy(SocketAddr::from(([127, 0, 0, 1], control::DEFAULT_PORT))),
-            (true, Some(text)) => Self::Proxy(control::parse_listen(text)?),
+            (true, None) => Self::Proxy(None),
+            (true, Some(text)) => Self::Proxy(Some(control::parse_listen(text)?)),
         })
     }
 }
@@ -98,21 +99,33 @@ pub fn install(
 
     // Proxy mode: the port must be free (or ours) before anything changes, and the upstream is
     // where the user's requests went until now.
+    // The proxy running now (if any) started with the settings in force until now.
+    let previous_proxy = control::load_settings(&ctx.dirs).ok().flatten();
     let proxy = match mode {
         Mode::Helper => None,
         Mode::Proxy(listen) => {
-            if let Probe::Foreign(what) = control::probe(listen) {
-                return Err(refuse(format!(
-                    "port {listen} is taken by another program ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
-                )));
-            }
+            let listen = listen
+                .or(previous_proxy.as_ref().map(|p| p.listen))
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], control::DEFAULT_PORT)));
+            check_port_usable(listen)?;
             let proxy_url = format!("http://{listen}");
             let upstream = prior_base_url(&ctx.dirs, &base, &snapshot.map, &proxy_url)?;
+            if points_at(&upstream, listen) {
+                return Err(refuse(format!(
+                    "the API base URL to forward to, {upstream}, is the proxy's own address: set ANTHROPIC_BASE_URL to the real API (or your company's gateway) and run `keyswitch install --proxy` again"
+                )));
+            }
             Some(ProxySettings { listen, upstream })
         }
     };
-    // The proxy running now (if any) started with the settings in force until now.
-    let previous_proxy = control::load_settings(&ctx.dirs).ok().flatten();
+    if let (Some(old), Some(new)) = (&previous_proxy, &proxy)
+        && old.upstream != new.upstream
+    {
+        eprintln!(
+            "keyswitch: the proxy now forwards to {} (it forwarded to {})",
+            new.upstream, old.upstream
+        );
+    }
     // Written before the settings point at the proxy: a session must never send a real key to
     // a loopback port because proxy mode is half on.
     if let Some(proxy) = &proxy {
@@ -363,6 +376,39 @@ fn stop_proxy(dirs: &crate::paths::Dirs, current: &ProxySettings) -> bool {
             false
         }
     }
+}
+
+/// Refuses a port the proxy could not listen on: another program's, or one the OS holds.
+fn check_port_usable(listen: SocketAddr) -> Result<()> {
+    let taken = |what: &str| {
+        refuse(format!(
+            "port {listen} is taken ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
+        ))
+    };
+    match control::probe(listen) {
+        Probe::Ours(_) => Ok(()),
+        Probe::Foreign(what) => Err(taken(&what)),
+        // Nothing answers, but a socket in the way (an outgoing connection's, one closing)
+        // would still stop the proxy from listening: try it.
+        Probe::Nothing => std::net::TcpListener::bind(listen)
+            .map(drop)
+            .map_err(|e| taken(&e.to_string())),
+    }
+}
+
+/// Whether `upstream` is a loopback address on the proxy's own port: the proxy would forward
+/// every key to itself.
+fn points_at(upstream: &str, listen: SocketAddr) -> bool {
+    let Ok(url) = url::Url::parse(upstream) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        None => false,
+    };
+    loopback && url.port_or_known_default() == Some(listen.port())
 }
 
 /// The API base URL the user's requests went to before proxy mode: what keyswitch replaced in

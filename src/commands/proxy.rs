@@ -8,8 +8,25 @@ use crate::error::refuse;
 use crate::proxy::control::{self, Probe};
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
-    let settings = control::load_settings(&ctx.dirs)?
-        .ok_or_else(|| refuse("proxy mode is off: turn it on with `keyswitch install --proxy`"))?;
+    let Some(settings) = control::load_settings(&ctx.dirs)? else {
+        // Helper mode: nothing runs, so status says so and stop has nothing to do.
+        return match action {
+            ProxyAction::Status { json: true } => out(
+                &serde_json::json!({"running": false, "pid": null, "listen": null, "version": null})
+                    .to_string(),
+            ),
+            ProxyAction::Status { json: false } => {
+                out("not running: helper mode (`keyswitch install --proxy` turns proxy mode on)")
+            }
+            ProxyAction::Stop => {
+                eprintln!("keyswitch: helper mode: no proxy to stop");
+                Ok(())
+            }
+            ProxyAction::Run | ProxyAction::Start => Err(refuse(
+                "proxy mode is off: turn it on with `keyswitch install --proxy`",
+            )),
+        };
+    };
     match action {
         ProxyAction::Run => crate::proxy::run(ctx.dirs.clone(), &settings),
         ProxyAction::Start => {

@@ -19,7 +19,9 @@ use crate::fileio::{Durability, WriteLock, private_options, read_optional, repla
 use crate::paths::{Dirs, ensure_private_dir};
 
 /// The port `keyswitch install --proxy` uses unless `--listen` says otherwise.
-pub const DEFAULT_PORT: u16 = 47329;
+/// Below every OS's range of ports for outgoing connections (Linux 32768–60999, macOS and
+/// Windows 49152–65535), so a random outgoing connection never holds it.
+pub const DEFAULT_PORT: u16 = 27329;
 /// What the proxy's health answer calls itself, to tell it from another program on the port.
 pub const SERVICE: &str = "keyswitch-proxy";
 pub const HEALTH_PATH: &str = "/_keyswitch/health";
@@ -101,7 +103,7 @@ pub fn remove_settings(dirs: &Dirs) -> Result<()> {
 /// machine is refused, since the token is the only thing between it and the keys.
 pub fn parse_listen(text: &str) -> Result<SocketAddr> {
     let text = text.trim();
-    let how = "give a loopback address like 127.0.0.1:47329";
+    let how = "give a loopback address like 127.0.0.1:27329";
     let addr: SocketAddr = match text.parse::<u16>() {
         Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
         Err(_) => text
@@ -192,6 +194,10 @@ pub struct Health {
     /// user's choice, never overridden by a session's.
     #[serde(default)]
     pub network: String,
+    /// Where it forwards keys without an endpoint: a proxy started with other proxy settings
+    /// (a damaged proxy.json that a re-install replaced) is replaced too.
+    #[serde(default)]
+    pub upstream: String,
 }
 
 /// What answers on the proxy's address.
@@ -215,7 +221,9 @@ pub fn probe(addr: SocketAddr) -> Probe {
             _ => Probe::Foreign("it answers, but not as a keyswitch proxy".to_string()),
         },
         Ok((status, _)) => Probe::Foreign(format!("it answers HTTP {status}")),
-        Err(e) => Probe::Foreign(format!("it does not answer HTTP ({e})")),
+        Err(e) => Probe::Foreign(format!(
+            "it gives no HTTP answer in time ({e}): a stopped or hung proxy, or another program"
+        )),
     }
 }
 
@@ -235,11 +243,28 @@ fn exchange(
         "{method} {path} HTTP/1.1\r\nhost: keyswitch\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes())?;
+    // One deadline for the whole answer: a program that trickles bytes must not hold `get`.
+    let deadline = Instant::now() + PROBE_TIMEOUT;
     let mut response = Vec::new();
-    stream.take(64 * 1024).read_to_end(&mut response)?;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || response.len() > 64 * 1024 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no complete answer in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buffer)? {
+            0 => break,
+            n => response.extend_from_slice(&buffer[..n]),
+        }
+    }
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
     let status = response
-        .strip_prefix(b"HTTP/1.1 ")
+        .strip_prefix(b"HTTP/1.")
+        .and_then(|rest| rest.get(2..))
         .and_then(|rest| rest.get(..3))
         .and_then(|code| std::str::from_utf8(code).ok())
         .and_then(|code| code.parse().ok())
@@ -268,9 +293,15 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     // fails on a network only the session's settings can cross.
     let token = ensure_token(dirs)?;
     let network = super::upstream::network_fingerprint(&token);
+    // As the proxy reports it: normalised.
+    let upstream = crate::endpoint::Endpoint::parse(&settings.upstream)
+        .map(|e| e.as_str().to_string())
+        .unwrap_or_else(|_| settings.upstream.clone());
     let current = |h: &Health| {
         h.version == env!("CARGO_PKG_VERSION")
             && (h.network.is_empty() || h.network == network.as_str())
+            && h.upstream == upstream
+            && h.listen == settings.listen.to_string()
     };
     if let Probe::Ours(health) = probe(settings.listen)
         && current(&health)
@@ -283,10 +314,12 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
         Probe::Ours(health) if current(&health) => return Ok(health),
         Probe::Ours(old) => {
             stop_at(settings.listen, &token).with_context(|| {
-                let which = if old.version == env!("CARGO_PKG_VERSION") {
-                    "started with other network settings".to_string()
-                } else {
+                let which = if old.version != env!("CARGO_PKG_VERSION") {
                     format!("of version {}", old.version)
+                } else if old.upstream != upstream {
+                    format!("forwarding to {}", old.upstream)
+                } else {
+                    "started with other network settings".to_string()
                 };
                 format!(
                     "a keyswitch proxy {which} (pid {}) holds {}, and it would not stop",
@@ -331,7 +364,7 @@ fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
         if let Ok(Some(status)) = child.try_wait() {
             let why = last_log_line(&log, log_start)
                 .unwrap_or_else(|| format!("it exited with {status}"));
-            return Err(anyhow!("the keyswitch proxy did not start: {why}"));
+            return Err(anyhow!("it exited at start: {why}"));
         }
         if Instant::now() > deadline {
             return Err(anyhow!(

@@ -46,6 +46,10 @@ pub enum Verdict {
     ReadBody,
     /// This key cannot answer now: mark it and send the same request to the next key.
     Failover(Mark),
+    /// The upstream refused the key (401/403) — or the request itself, which every key would
+    /// meet. Try the next key; the mark holds only if another key then succeeds, so one
+    /// request the upstream forbids never sets the whole pool aside.
+    Refused(Mark),
 }
 
 /// Judges a response by its status and headers.
@@ -53,7 +57,7 @@ pub fn judge(status: u16, header: &dyn Fn(&str) -> Option<String>, now: Timestam
     match status {
         429 => Verdict::Failover(rate_limit_mark(header, now)),
         400 => Verdict::ReadBody,
-        401 | 403 => Verdict::Failover(Mark {
+        401 | 403 => Verdict::Refused(Mark {
             length: MarkLength::SetAside,
             reason: "proxy:authentication_failed",
             detail: format!("the upstream answered {status}: the key was rejected"),
@@ -299,7 +303,7 @@ mod tests {
         for status in [401, 403] {
             assert!(matches!(
                 judge(status, &headers(&[]), t(0)),
-                Verdict::Failover(Mark {
+                Verdict::Refused(Mark {
                     length: MarkLength::SetAside,
                     ..
                 })

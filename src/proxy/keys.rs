@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, anyhow};
 use jiff::Timestamp;
@@ -32,6 +32,10 @@ use crate::state::{Cooldown, State};
 use crate::store::Keychain;
 
 pub type Secret = Arc<Zeroizing<String>>;
+
+/// A mark not yet written gives way to the state file once the file changes and this long has
+/// passed: writing a mark takes milliseconds, so an older one is a write that failed.
+const PENDING_GRACE: Duration = Duration::from_secs(2);
 
 /// Enough of a file's metadata to notice it was replaced or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +79,8 @@ struct Secrets {
 pub struct KeyPool {
     dirs: Dirs,
     files: Mutex<Option<Arc<Files>>>,
-    pending: Mutex<HashMap<String, Cooldown>>,
+    /// Marks not yet in the state file, with when they were made.
+    pending: Mutex<HashMap<String, (Cooldown, Instant)>>,
     secrets: Mutex<Secrets>,
     keychain: Mutex<Option<Arc<Keychain>>>,
     recording_switch: AtomicBool,
@@ -109,6 +114,7 @@ impl KeyPool {
             .map(|k| {
                 let cooldown = pending
                     .get(&k.name)
+                    .map(|(c, _)| c)
                     .or_else(|| files.state.cooldowns.get(&k.name));
                 Availability::of(cooldown, now)
             })
@@ -133,6 +139,9 @@ impl KeyPool {
         }
         let config = Config::load(&config_path)?;
         let (state, damaged) = State::load(&state_path, whole_seconds_now(), false)?;
+        // The state changed on disk: it is the truth again for marks older than a write takes.
+        // A mark whose write failed must not outlive a `reset` the user makes meanwhile.
+        lock(&self.pending).retain(|_, (_, made)| made.elapsed() < PENDING_GRACE);
         if let Some(damaged) = damaged {
             eprintln!("{}", damaged.warning());
         }
@@ -227,7 +236,7 @@ impl KeyPool {
             }
             let length = length_for(&files.config, key, &mark.length);
             let cooldown = next_cooldown(previous, length, mark.reason, now);
-            pending.insert(name.to_string(), cooldown);
+            pending.insert(name.to_string(), (cooldown, Instant::now()));
         }
         let this = self.clone();
         let (name, mark) = (name.to_string(), mark.clone());
@@ -236,7 +245,27 @@ impl KeyPool {
     }
 
     fn persist(&self, name: &str, mark: &Mark, session: Option<String>, now: Timestamp) {
-        let result = (|| -> Result<Option<String>> {
+        // A failed write (a lock file in the way, a full disk for a moment) is tried again
+        // before the mark is left to memory alone.
+        let mut result = self.write_mark(name, mark, session.as_deref(), now);
+        for _ in 0..2 {
+            if result.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            result = self.write_mark(name, mark, session.as_deref(), now);
+        }
+        self.after_write(name, mark, result);
+    }
+
+    fn write_mark(
+        &self,
+        name: &str,
+        mark: &Mark,
+        session: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<String>> {
+        (|| -> Result<Option<String>> {
             let mut pool = Pool::lock(self.dirs.clone(), now)?;
             let Some(index) = pool.config.position(name) else {
                 return Ok(None);
@@ -254,13 +283,16 @@ impl KeyPool {
                 pool.log(
                     Event::new(now, "mark", Some(&key.name), Some(mark.reason))
                         .with_detail(format!("{until}; {}", mark.detail))
-                        .with_session(session.clone()),
+                        .with_session(session.map(str::to_string)),
                 );
             }
-            let switched = pool.note_switch(now, mark.reason, session.as_deref());
+            let switched = pool.note_switch(now, mark.reason, session);
             pool.commit()?;
             Ok(switched)
-        })();
+        })()
+    }
+
+    fn after_write(&self, name: &str, mark: &Mark, result: Result<Option<String>>) {
         match result {
             Ok(switched) => {
                 // The state file now holds the mark (or the key is gone): it is the truth again.

@@ -30,6 +30,11 @@ pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
     jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
+/// At most this many client connections at once.
+const MAX_CONNECTIONS: usize = 512;
+/// A request's head must arrive within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// In-flight requests (streams included) get this long to finish when the proxy stops.
 const DRAIN: Duration = Duration::from_secs(600);
 
@@ -37,13 +42,19 @@ const DRAIN: Duration = Duration::from_secs(600);
 pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     let token = control::ensure_token(&dirs)?;
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
+        if e.kind() != std::io::ErrorKind::AddrInUse {
+            anyhow!("cannot listen on {}: {e}", settings.listen)
+        } else if let control::Probe::Ours(running) = control::probe(settings.listen) {
             anyhow!(
-                "cannot listen on {}: the port is taken (`keyswitch proxy status` tells whether it is a keyswitch proxy); choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
-                settings.listen
+                "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
+                settings.listen,
+                running.pid
             )
         } else {
-            anyhow!("cannot listen on {}: {e}", settings.listen)
+            anyhow!(
+                "cannot listen on {}: the port is taken by another program; choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                settings.listen
+            )
         }
     })?;
     listener.set_nonblocking(true)?;
@@ -83,14 +94,25 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
 
 async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Claude Code keeps a handful of connections; a program opening thousands must not exhaust
+    // the proxy's file descriptors: past this, new connections wait in the kernel's queue.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut last_complaint: Option<std::time::Instant> = None;
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        // Out of file descriptors and the like: wait a moment, keep serving.
-                        eprintln!("keyswitch: proxy: accept failed: {e}");
+                        // Out of file descriptors and the like: wait a moment, keep serving,
+                        // and say so at most once a minute.
+                        if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                            eprintln!("keyswitch: proxy: accept failed: {e}");
+                            last_complaint = Some(std::time::Instant::now());
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -101,11 +123,15 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
                     let shared = shared.clone();
                     async move { Ok::<_, std::convert::Infallible>(server::handle(shared, request).await) }
                 });
+                // A client that sends no complete request head in time is disconnected.
                 let connection = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = connection.await;
+                    drop(slot);
                 });
             }
             () = shared.stop.notified() => break,

@@ -103,6 +103,15 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
     if !authorized(&shared.token, request.headers()) {
         return refuse_token();
     }
+    if !plain_path(request.uri().path()) {
+        // `OPTIONS *`, or `..` segments that would climb out of an upstream's path prefix.
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "keyswitch proxy: the request path must start with / and hold no . or .. segments",
+            &[],
+        );
+    }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -132,6 +141,10 @@ async fn forward(
     let session = session_id(&parts.headers);
     let mut tried: Vec<String> = Vec::new();
     let mut network_fault: Option<(String, Fault)> = None;
+    // Keys the upstream refused during this request, marked only once another key succeeds,
+    // and the last refusal, passed through if none does.
+    let mut refused: Vec<(String, decide::Mark)> = Vec::new();
+    let mut last_refusal: Option<(Head, Bytes)> = None;
     loop {
         let now = whole_seconds_now();
         let view = match shared.keys.view(now) {
@@ -146,9 +159,10 @@ async fn forward(
             }
         };
         let Some((index, upstream)) = next_key(shared, &view, &tried) else {
-            return match network_fault {
-                Some((upstream, fault)) => unreachable_reply(&upstream, &fault),
-                None => all_unavailable(&view, now),
+            return match (last_refusal, network_fault) {
+                (Some((head, bytes)), _) => rebuild(head, bytes),
+                (None, Some((upstream, fault))) => unreachable_reply(&upstream, &fault),
+                (None, None) => all_unavailable(&view, now),
             };
         };
         let key = &view.files.config.keys[index];
@@ -216,6 +230,13 @@ async fn forward(
         };
         let verdict = decide::judge(status, &lookup, whole_seconds_now());
         let (verdict, buffered) = match verdict {
+            Verdict::Refused(mark) => {
+                let head = head_of(&response);
+                let bytes = read_small_body(response).await.unwrap_or_default();
+                last_refusal = Some((head, bytes));
+                refused.push((key.name.clone(), mark));
+                continue;
+            }
             Verdict::ReadBody => {
                 let head = head_of(&response);
                 match read_small_body(response).await {
@@ -232,6 +253,14 @@ async fn forward(
             }
             other => {
                 if other == Verdict::PassThrough {
+                    if response.status().as_u16() < 400 {
+                        // Another key succeeded: the keys refused before it were the problem.
+                        for (name, mark) in refused.drain(..) {
+                            shared
+                                .keys
+                                .mark(&name, &mark, session.clone(), whole_seconds_now());
+                        }
+                    }
                     return stream_back(response);
                 }
                 (other, None)
@@ -280,6 +309,16 @@ fn upstream_of(shared: &Shared, key: &crate::config::KeyConfig) -> String {
     key.endpoint()
         .map(|e: Endpoint| e.as_str().to_string())
         .unwrap_or_else(|| shared.default_upstream.clone())
+}
+
+/// A path the proxy may join onto an upstream: absolute, with no `.` or `..` segment, however
+/// spelled (`%2e`), so a request never reaches outside the upstream's path prefix.
+fn plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.split('/').all(|segment| {
+            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+            decoded != "." && decoded != ".."
+        })
 }
 
 /// `https://host/prefix` + `/v1/messages?beta=true`.
@@ -347,12 +386,17 @@ fn upstream_headers(client: &HeaderMap, secret: &str) -> HeaderMap {
     let mut headers = end_to_end(client);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
+    // The body is already here in full: the upstream is not to be asked to wait for it.
+    headers.remove(header::EXPECT);
     let api_key = HeaderName::from_static("x-api-key");
     for (name, value) in [
         (api_key, secret.to_string()),
         (header::AUTHORIZATION, format!("Bearer {secret}")),
     ] {
-        if headers.remove(&name).is_none() {
+        // Decided on the client's own headers: a `Connection` header naming a credential
+        // header must not strip the key and leave the request without one.
+        headers.remove(&name);
+        if !client.contains_key(&name) {
             continue;
         }
         // A secret that cannot be a header value goes nowhere, and neither does the token.
@@ -474,6 +518,7 @@ fn health(shared: &Shared) -> Response<Body> {
         pid: std::process::id(),
         listen: shared.listen.to_string(),
         network: super::upstream::advertised_network(&shared.token),
+        upstream: shared.default_upstream.clone(),
     };
     let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
     response.headers_mut().insert(
@@ -596,12 +641,33 @@ mod tests {
         for gone in ["connection", "x-private", "host", "content-length", "te"] {
             assert!(out.get(gone).is_none(), "{gone}");
         }
+        // A `Connection` header naming the credential header does not strip the key.
+        let sneaky = upstream_headers(
+            &map(&[
+                ("x-api-key", "ksp-abc"),
+                ("connection", "x-api-key"),
+                ("expect", "100-continue"),
+            ]),
+            "sk-ant-test-secret",
+        );
+        assert_eq!(sneaky["x-api-key"], "sk-ant-test-secret");
+        assert!(sneaky.get("expect").is_none());
         let bearer = upstream_headers(
             &map(&[("authorization", "Bearer ksp-abc")]),
             "sk-ant-test-s",
         );
         assert_eq!(bearer[header::AUTHORIZATION], "Bearer sk-ant-test-s");
         assert!(bearer.get("x-api-key").is_none());
+    }
+
+    #[test]
+    fn only_plain_paths_are_forwarded() {
+        assert!(plain_path("/v1/messages"));
+        assert!(plain_path("/v1/messages/count_tokens"));
+        assert!(plain_path("/v1/a.b/..c"));
+        for bad in ["*", "", "/v1/../x", "/v1/%2e%2E/x", "/./v1", "/v1/%2E"] {
+            assert!(!plain_path(bad), "{bad}");
+        }
     }
 
     #[test]
