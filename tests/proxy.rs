@@ -921,6 +921,8 @@ fn a_port_holder_that_trickles_bytes_fails_get_within_seconds() {
 fn without_proxy_settings_a_session_on_the_proxy_address_gets_no_real_key() {
     let up = Upstream::start(|r| Reply::ok(&r.key));
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    // Stopped first: without its settings nothing would stop it at the end.
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
     std::fs::remove_file(p.s.state_dir().join("proxy.json")).unwrap();
     let out =
         p.s.cmd()
