@@ -3,6 +3,8 @@
 //! when it is not), an `HTTPS_PROXY` CONNECT tunnel and `NO_PROXY`, HTTP/2 by ALPN, DNS
 //! failures, and a proxy left running by an older keyswitch. The proxy process gets its network
 //! settings from the environment of the `get` that starts it, as from Claude Code's.
+//! Linux only, like the private Secret Service the tests run against.
+#![cfg(target_os = "linux")]
 
 mod common;
 #[path = "common/network.rs"]
