@@ -15,161 +15,30 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fake_key;
+use common::proxy_box::{BODY, ProxyBox, free_port};
 use common::upstream::{Reply, Upstream};
-use common::{Sandbox, fake_key};
 use network::{ConnectProxy, Pki, TlsUpstream};
 use serde_json::Value;
 
-const BODY: &[u8] =
-    br#"{"model":"claude-test","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Proxy mode installed from a terminal with `upstream` as the user's base URL, and the proxy
+/// that install started stopped again: the next `get` starts one with the test's environment.
+fn net_box(upstream: &str, keys: &[&str]) -> ProxyBox {
+    let b = installed(upstream, keys, &[]);
+    b.s.cmd().args(["proxy", "stop"]).assert().success();
+    b
 }
 
-/// A sandbox in proxy mode whose proxy is started by `get` with the environment a test gives.
-struct NetBox {
-    s: Sandbox,
-    port: u16,
+/// `install --proxy` run with `env`; its proxy is left running.
+fn installed(upstream: &str, keys: &[&str], env: &[(&str, &str)]) -> ProxyBox {
+    let keys: Vec<(&str, &[&str])> = keys.iter().map(|k| (*k, &[][..])).collect();
+    ProxyBox::installed(upstream, &keys, env)
 }
 
-impl NetBox {
-    /// `install --proxy` from a terminal with `upstream` as the user's base URL, then the proxy
-    /// it started is stopped: the next `get` starts one with the test's environment.
-    fn new(upstream: &str, keys: &[&str]) -> Self {
-        let b = Self::installed(upstream, keys, &[]);
-        b.s.cmd().args(["proxy", "stop"]).assert().success();
-        b
-    }
-
-    /// `install --proxy` run with `env`; its proxy is left running.
-    fn installed(upstream: &str, keys: &[&str], env: &[(&str, &str)]) -> Self {
-        let s = Sandbox::new();
-        for name in keys {
-            s.add(name, &fake_key(name), &[]);
-        }
-        let port = free_port();
-        let out = s
-            .cmd()
-            .args([
-                "install",
-                "--proxy",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("ANTHROPIC_BASE_URL", upstream)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "install --proxy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { s, port }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// `get` as a Claude Code session with `env` (its network settings) runs it.
-    fn get(&self, env: &[(&str, &str)]) -> String {
-        let out = self
-            .s
-            .cmd()
-            .arg("get")
-            .env("ANTHROPIC_BASE_URL", self.base_url())
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "get: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn send(&self, token: &str) -> Answer {
-        send(&self.base_url(), token)
-    }
-
-    fn proxy_status(&self) -> Value {
-        let out = self
-            .s
-            .cmd()
-            .args(["proxy", "status", "--json"])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn proxy_log(&self) -> String {
-        std::fs::read_to_string(self.s.state_dir().join("proxy.log")).unwrap_or_default()
-    }
-
-    /// No key was marked and every key is still ready.
-    fn assert_nothing_marked(&self) {
-        assert!(
-            self.s.events("mark").is_empty(),
-            "{:?}",
-            self.s.events("mark")
-        );
-        assert!(self.s.list_json().iter().all(|k| k["state"] == "ready"));
-    }
-}
-
-impl Drop for NetBox {
-    fn drop(&mut self) {
-        let _ = self.s.cmd().args(["proxy", "stop"]).output();
-    }
-}
-
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn message(&self) -> String {
-        let json: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
-        json["error"]["message"].as_str().unwrap_or("").to_string()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).to_string()
-    }
-}
-
-/// A Messages API request as Claude Code sends it, straight to the loopback proxy.
-fn send(base: &str, token: &str) -> Answer {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let response = client
-            .post(format!("{base}/v1/messages?beta=true"))
-            .header("x-api-key", token)
-            .header("anthropic-version", "2023-06-01")
-            .header("content-type", "application/json")
-            .body(BODY.to_vec())
-            .send()
-            .await
-            .unwrap();
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.bytes().await.unwrap().to_vec(),
-        }
-    })
+/// No key was marked and every key is still ready.
+fn assert_nothing_marked(p: &ProxyBox) {
+    assert!(p.s.events("mark").is_empty(), "{:?}", p.s.events("mark"));
+    assert!(p.s.list_json().iter().all(|k| k["state"] == "ready"));
 }
 
 fn path_str(path: &std::path::Path) -> String {
@@ -180,10 +49,10 @@ fn path_str(path: &std::path::Path) -> String {
 fn a_private_ca_in_node_extra_ca_certs_is_trusted() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(answer.text().contains(&fake_key("primary")));
     let seen = up.requests();
@@ -196,10 +65,10 @@ fn a_private_ca_in_node_extra_ca_certs_is_trusted() {
 fn a_private_ca_in_ssl_cert_file_is_trusted() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("localhost"), &["primary"]);
+    let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let token = p.get(&[("SSL_CERT_FILE", &ca)]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(up.requests().len(), 1);
 }
@@ -208,9 +77,9 @@ fn a_private_ca_in_ssl_cert_file_is_trusted() {
 fn an_untrusted_certificate_is_a_final_502_that_names_the_host_and_the_certificate() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary", "fallback"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
     let token = p.get(&[]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let json: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(json["type"], "error");
@@ -225,7 +94,7 @@ fn an_untrusted_certificate_is_a_final_502_that_names_the_host_and_the_certifica
     // Retrying cannot help until the trust settings change.
     assert_eq!(answer.headers["x-should-retry"], "false");
     assert!(up.requests().is_empty());
-    p.assert_nothing_marked();
+    assert_nothing_marked(&p);
 }
 
 #[test]
@@ -233,7 +102,7 @@ fn a_key_whose_endpoint_is_not_trusted_is_passed_over_for_a_key_elsewhere() {
     let pki = Pki::new();
     let gateway = TlsUpstream::http1(&pki);
     let own = Upstream::start(|r| Reply::ok(&r.key));
-    let p = NetBox::new(&own.url(), &[]);
+    let p = net_box(&own.url(), &[]);
     p.s.add(
         "primary",
         &fake_key("primary"),
@@ -242,11 +111,11 @@ fn a_key_whose_endpoint_is_not_trusted_is_passed_over_for_a_key_elsewhere() {
     p.s.add("fallback", &fake_key("fallback"), &[]);
     // The session lacks the gateway's CA: the fallback answers, and nothing is marked.
     let token = p.get(&[]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(own.keys(), vec![fake_key("fallback")]);
     assert!(gateway.requests().is_empty());
-    p.assert_nothing_marked();
+    assert_nothing_marked(&p);
 }
 
 #[test]
@@ -259,9 +128,9 @@ fn a_certificate_for_another_name_or_out_of_date_is_named_as_such() {
         (Pki::issuing(&["127.0.0.1"], true), "has expired"),
     ] {
         let up = TlsUpstream::http1(&pki);
-        let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+        let p = net_box(&up.url("127.0.0.1"), &["primary"]);
         let ca = path_str(&pki.ca_file());
-        let answer = p.send(&p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]));
+        let answer = p.send(&p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]), BODY);
         assert_eq!(answer.status, 502, "{}", answer.text());
         let message = answer.message();
         assert!(
@@ -278,11 +147,11 @@ fn https_proxy_tunnels_to_the_upstream_and_no_proxy_goes_around_it() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
     let tunnel = ConnectProxy::start();
-    let p = NetBox::new(&up.url("localhost"), &["primary"]);
+    let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let via = tunnel.url();
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(up.requests().len(), 1);
     // The proxy asked the tunnel for the upstream by name (the tunnel resolves it).
@@ -295,7 +164,7 @@ fn https_proxy_tunnels_to_the_upstream_and_no_proxy_goes_around_it() {
         ("https_proxy", &via),
         ("NO_PROXY", "example.test,localhost"),
     ]);
-    assert_eq!(p.send(&token).status, 200);
+    assert_eq!(p.send(&token, BODY).status, 200);
     assert_eq!(up.requests().len(), 2);
     assert_eq!(tunnel.targets().len(), 1, "{:?}", tunnel.targets());
 }
@@ -305,9 +174,9 @@ fn an_untrusted_certificate_behind_a_tunnel_is_still_named_as_the_certificate() 
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
     let tunnel = ConnectProxy::start();
-    let p = NetBox::new(&up.url("localhost"), &["primary"]);
+    let p = net_box(&up.url("localhost"), &["primary"]);
     let token = p.get(&[("HTTPS_PROXY", &tunnel.url())]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
     assert!(
@@ -316,18 +185,18 @@ fn an_untrusted_certificate_behind_a_tunnel_is_still_named_as_the_certificate() 
     );
     assert_eq!(answer.headers["x-should-retry"], "false");
     assert_eq!(tunnel.targets().len(), 1);
-    p.assert_nothing_marked();
+    assert_nothing_marked(&p);
 }
 
 #[test]
 fn a_dead_https_proxy_is_named_as_the_proxy_not_the_upstream() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let ca = path_str(&pki.ca_file());
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &dead)]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
     assert!(
@@ -335,7 +204,7 @@ fn a_dead_https_proxy_is_named_as_the_proxy_not_the_upstream() {
         "{message}"
     );
     assert!(up.requests().is_empty());
-    p.assert_nothing_marked();
+    assert_nothing_marked(&p);
 }
 
 #[test]
@@ -343,10 +212,10 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
     let tunnel = ConnectProxy::refusing("407 Proxy Authentication Required");
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &tunnel.url())]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
     assert!(
@@ -356,7 +225,7 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
         "{message}"
     );
     assert_eq!(tunnel.targets().len(), 1);
-    p.assert_nothing_marked();
+    assert_nothing_marked(&p);
 
     // Credentials the proxy turns down are called that, and never shown.
     p.s.cmd().args(["proxy", "stop"]).assert().success();
@@ -365,7 +234,7 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
         ("NODE_EXTRA_CA_CERTS", &ca),
         ("HTTPS_PROXY", &with_password),
     ]);
-    let message = p.send(&token).message();
+    let message = p.send(&token, BODY).message();
     assert!(
         message.contains("refused the credentials in HTTPS_PROXY")
             && !message.contains("s3cret")
@@ -381,7 +250,7 @@ fn http2_is_used_where_the_upstream_offers_it() {
     let ca = path_str(&pki.ca_file());
     let h2 = TlsUpstream::http2(&pki);
     let h1 = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&h2.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&h2.url("127.0.0.1"), &["primary"]);
     // The fallback's own endpoint speaks HTTP/1.1 only.
     p.s.add(
         "fallback",
@@ -390,7 +259,7 @@ fn http2_is_used_where_the_upstream_offers_it() {
     );
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
     for _ in 0..2 {
-        let answer = p.send(&token);
+        let answer = p.send(&token, BODY);
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     let seen = h2.requests();
@@ -401,7 +270,7 @@ fn http2_is_used_where_the_upstream_offers_it() {
         .args(["mark-exhausted", "primary", "--for", "1h"])
         .assert()
         .success();
-    assert_eq!(p.send(&token).status, 200);
+    assert_eq!(p.send(&token, BODY).status, 200);
     let seen = h1.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].version, "HTTP/1.1");
@@ -415,7 +284,7 @@ fn events_stream_through_as_an_http2_upstream_sends_them() {
         .map(|i| format!("event: content_block_delta\ndata: {{\"i\":{i}}}\n\n"))
         .collect();
     let up = TlsUpstream::http2_streaming(&pki, events.clone(), Duration::from_millis(300));
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
     let base = p.base_url();
@@ -453,10 +322,10 @@ fn events_stream_through_as_an_http2_upstream_sends_them() {
 
 #[test]
 fn an_unknown_host_is_a_502_naming_the_host_and_dns() {
-    let p = NetBox::new("https://api.keyswitch-test.invalid", &["primary"]);
+    let p = net_box("https://api.keyswitch-test.invalid", &["primary"]);
     let token = p.get(&[]);
     let started = Instant::now();
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
@@ -464,7 +333,7 @@ fn an_unknown_host_is_a_502_naming_the_host_and_dns() {
         message.contains("api.keyswitch-test.invalid") && message.contains("DNS"),
         "{message}"
     );
-    p.assert_nothing_marked();
+    assert_nothing_marked(&p);
 }
 
 #[test]
@@ -472,12 +341,12 @@ fn the_proxy_takes_the_network_settings_of_the_session_not_of_the_install_termin
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
     // Installed from a terminal without the company's CA; the proxy it started is running.
-    let p = NetBox::installed(&up.url("127.0.0.1"), &["primary"], &[]);
+    let p = installed(&up.url("127.0.0.1"), &["primary"], &[]);
     assert_eq!(p.proxy_status()["running"], true);
     // Claude Code's settings carry the CA file; its helper runs `get` with it.
     let ca = path_str(&pki.ca_file());
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     // And the next `get` with the same settings leaves that proxy alone.
     let pid = p.proxy_status()["pid"].clone();
@@ -489,7 +358,7 @@ fn the_proxy_takes_the_network_settings_of_the_session_not_of_the_install_termin
 fn a_proxy_the_user_runs_keeps_its_own_network_settings() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     // As under a systemd unit: `proxy run` in the foreground, with the settings the user gave it.
     let ca = path_str(&pki.ca_file());
     let mut service =
@@ -507,7 +376,7 @@ fn a_proxy_the_user_runs_keeps_its_own_network_settings() {
     // A session with other settings (none) is handed the token; the user's proxy stays.
     let token = p.get(&[]);
     assert_eq!(p.proxy_status()["pid"], service.id());
-    assert_eq!(p.send(&token).status, 200);
+    assert_eq!(p.send(&token, BODY).status, 200);
     let _ = service.kill();
     let _ = service.wait();
 }
@@ -516,7 +385,7 @@ fn a_proxy_the_user_runs_keeps_its_own_network_settings() {
 fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     // Valid PEM around bytes that are no certificate, then the company's CA.
     let bundle = format!(
         "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n{}",
@@ -524,7 +393,7 @@ fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
     );
     let file = path_str(&pki.file("bundle.pem", &bundle));
     let token = p.get(&[("NODE_EXTRA_CA_CERTS", &file)]);
-    let answer = p.send(&token);
+    let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     let log = p.proxy_log();
     assert!(log.contains("NODE_EXTRA_CA_CERTS"), "{log}");
@@ -596,7 +465,7 @@ fn old_proxy(port: u16) -> Arc<Mutex<Vec<String>>> {
 fn a_proxy_left_by_an_older_keyswitch_is_replaced_at_the_next_get() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = NetBox::new(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let stops = old_proxy(p.port);
     let status = p.proxy_status();
     assert_eq!(status["version"], "0.0.1", "{status}");
@@ -609,5 +478,5 @@ fn a_proxy_left_by_an_older_keyswitch_is_replaced_at_the_next_get() {
     assert_eq!(status["running"], true);
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_ne!(status["pid"], std::process::id());
-    assert_eq!(p.send(&token).status, 200);
+    assert_eq!(p.send(&token, BODY).status, 200);
 }

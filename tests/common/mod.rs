@@ -3,6 +3,7 @@
 //! starts. Tests refuse to run outside it, so they can never touch a person's own keychain.
 #![allow(dead_code)]
 
+pub mod proxy_box;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
