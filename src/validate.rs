@@ -40,31 +40,43 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 /// A secret Claude Code will accept as helper output: printable ASCII, no whitespace,
 /// 1–16,384 characters.
 pub fn check_secret(secret: &str) -> anyhow::Result<()> {
-    let how = "pipe the key alone, e.g. printf '%s' \"$KEY\" | keyswitch add NAME";
+    let Some(problem) = secret_problem(secret) else {
+        return Ok(());
+    };
+    let how = if secret.len() > MAX_SECRET_LEN {
+        "more than Claude Code accepts: check that only the key was piped in"
+    } else {
+        "pipe the key alone, e.g. printf '%s' \"$KEY\" | keyswitch add NAME"
+    };
+    let glue = if secret.len() > MAX_SECRET_LEN {
+        ", "
+    } else {
+        ": "
+    };
+    Err(refuse(format!("the secret {problem}{glue}{how}")))
+}
+
+/// Why a secret is not one printable token for Claude Code, e.g. `contains whitespace at
+/// character 3`; `None` when it is fine. Also for secrets another tool put in the keychain.
+pub fn secret_problem(secret: &str) -> Option<String> {
     if secret.is_empty() {
-        return Err(refuse(format!("the secret is empty: {how}")));
+        return Some("is empty".to_string());
     }
     if secret.len() > MAX_SECRET_LEN {
-        return Err(refuse(format!(
-            "the secret is longer than {MAX_SECRET_LEN} characters, more than Claude Code accepts: check that only the key was piped in"
-        )));
+        return Some(format!("is longer than {MAX_SECRET_LEN} characters"));
     }
-    for (index, c) in secret.chars().enumerate() {
-        let position = index + 1;
-        let problem = if c.is_whitespace() {
-            "whitespace"
-        } else if c.is_control() {
-            "a control character"
-        } else if !c.is_ascii() {
-            "a non-ASCII character"
-        } else {
-            continue;
-        };
-        return Err(refuse(format!(
-            "the secret contains {problem} at character {position}: {how}"
-        )));
-    }
-    Ok(())
+    let (index, c) = secret
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_whitespace() || c.is_control() || !c.is_ascii())?;
+    let what = if c.is_whitespace() {
+        "a space or line break"
+    } else if c.is_control() {
+        "a control character"
+    } else {
+        "a non-ASCII character"
+    };
+    Some(format!("contains {what} at character {}", index + 1))
 }
 
 /// What `list` shows of a secret: its last 4 characters, and only for secrets of 20 characters

@@ -13,13 +13,14 @@ use anyhow::{Result, anyhow};
 use jiff::Timestamp;
 
 use super::{Context, open_keychain};
+use crate::claude::wiring::InstallRecord;
 use crate::claude::{live, sessions};
 use crate::endpoint::{Endpoint, key_belongs, redact_url, session_endpoint};
 use crate::pool::Pool;
 use crate::proxy::control::{self, ProxySettings};
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
-use crate::validate::MAX_SECRET_LEN;
+use crate::validate::secret_problem;
 
 pub fn run(ctx: &Context) -> Result<()> {
     if let Some(proxy) = control::load_settings(&ctx.dirs)? {
@@ -32,7 +33,17 @@ pub fn run(ctx: &Context) -> Result<()> {
             "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
         ));
     }
-    refuse_proxy_remnant(ctx, &pool.config)?;
+    let session_url = std::env::var("ANTHROPIC_BASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    // The install record matters only to a session with a base URL of its own, or to keys with
+    // endpoints: read once, and only then.
+    let record = if session_url.is_some() || pool.config.uses_endpoints() {
+        live::load_record(&ctx.dirs).ok().flatten()
+    } else {
+        None
+    };
+    refuse_proxy_remnant(session_url.as_deref(), record.as_ref(), &pool.config)?;
     // Computed once: everything below reads these.
     let availability = pool.availability(now);
     let order = candidates(&availability);
@@ -44,8 +55,7 @@ pub fn run(ctx: &Context) -> Result<()> {
 
     // Which keys this session may be given.
     let allowed: Vec<usize> = if pool.config.uses_endpoints() {
-        let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
-        let record = live::load_record(&ctx.dirs).ok().flatten();
+        let session = session_endpoint(session_url.as_deref());
         let user_default = live::user_default_base_url(record.as_ref());
         let endpoints: Vec<Option<Endpoint>> =
             pool.config.keys.iter().map(|k| k.endpoint()).collect();
@@ -130,38 +140,14 @@ pub fn run(ctx: &Context) -> Result<()> {
     }))
 }
 
-/// Why a stored secret cannot be handed to Claude Code as one line of helper output.
-fn secret_problem(secret: &str) -> Option<String> {
-    if secret.is_empty() {
-        return Some("is empty".to_string());
-    }
-    if secret.len() > MAX_SECRET_LEN {
-        return Some(format!("is longer than {MAX_SECRET_LEN} characters"));
-    }
-    let (index, c) = secret
-        .chars()
-        .enumerate()
-        .find(|(_, c)| c.is_whitespace() || c.is_control() || !c.is_ascii())?;
-    let what = if c.is_whitespace() {
-        "a space or line break"
-    } else if c.is_control() {
-        "a control character"
-    } else {
-        "a non-ASCII character"
-    };
-    Some(format!("contains {what} at character {}", index + 1))
-}
-
 /// Helper mode, yet the session talks to the address proxy mode gave it (proxy mode's own
 /// settings were lost): a real key must never go to that loopback port, whoever holds it.
-fn refuse_proxy_remnant(ctx: &Context, config: &crate::config::Config) -> Result<()> {
-    let Some(session) = std::env::var("ANTHROPIC_BASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        return Ok(());
-    };
-    let Ok(Some(record)) = live::load_record(&ctx.dirs) else {
+fn refuse_proxy_remnant(
+    session: Option<&str>,
+    record: Option<&InstallRecord>,
+    config: &crate::config::Config,
+) -> Result<()> {
+    let (Some(session), Some(record)) = (session, record) else {
         return Ok(());
     };
     let Some(ours) = record
@@ -176,7 +162,7 @@ fn refuse_proxy_remnant(ctx: &Context, config: &crate::config::Config) -> Result
         .keys
         .iter()
         .any(|k| k.endpoint().is_some_and(|e| e.as_str() == ours));
-    if session_endpoint(Some(&session)) != ours || a_keys_endpoint {
+    if session_endpoint(Some(session)) != ours || a_keys_endpoint {
         return Ok(());
     }
     Err(anyhow!(

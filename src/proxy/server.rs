@@ -168,7 +168,7 @@ async fn forward(
         let key = &view.files.config.keys[index];
         tried.push(key.name.clone());
         let secret = match shared.keys.secret(&key.name).await {
-            Ok(Some(secret)) if crate::validate::check_secret(&secret).is_err() => {
+            Ok(Some(secret)) if crate::validate::secret_problem(&secret).is_some() => {
                 eprintln!(
                     "keyswitch: warning: the secret of {} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {} --replace`)",
                     key.name, key.name
