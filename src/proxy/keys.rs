@@ -11,7 +11,7 @@
 //!   says a secret changed (`add`, `add --replace`, `remove`).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -78,6 +78,9 @@ struct Secrets {
 
 pub struct KeyPool {
     dirs: Dirs,
+    /// Looked at on every request: made once.
+    config_path: PathBuf,
+    state_path: PathBuf,
     files: Mutex<Option<Arc<Files>>>,
     /// Marks not yet in the state file, with when they were made.
     pending: Mutex<HashMap<String, (Cooldown, Instant)>>,
@@ -94,6 +97,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl KeyPool {
     pub fn new(dirs: Dirs) -> Arc<Self> {
         Arc::new(Self {
+            config_path: dirs.config_file(),
+            state_path: dirs.state_file(),
             dirs,
             files: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
@@ -126,10 +131,9 @@ impl KeyPool {
     }
 
     fn files(&self) -> Result<Arc<Files>> {
-        let config_path = self.dirs.config_file();
-        let state_path = self.dirs.state_file();
-        let config_id = file_id(&config_path);
-        let state_id = file_id(&state_path);
+        let (config_path, state_path) = (&self.config_path, &self.state_path);
+        let config_id = file_id(config_path);
+        let state_id = file_id(state_path);
         let mut cached = lock(&self.files);
         if let Some(files) = cached.as_ref()
             && files.config_id == config_id
@@ -137,8 +141,8 @@ impl KeyPool {
         {
             return Ok(files.clone());
         }
-        let config = Config::load(&config_path)?;
-        let (state, damaged) = State::load(&state_path, whole_seconds_now(), false)?;
+        let config = Config::load(config_path)?;
+        let (state, damaged) = State::load(state_path, whole_seconds_now(), false)?;
         // The state changed on disk: it is the truth again for marks older than a write takes.
         // A mark whose write failed must not outlive a `reset` the user makes meanwhile.
         lock(&self.pending).retain(|_, (_, made)| made.elapsed() < PENDING_GRACE);

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::control::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 use super::decide::{self, ERROR_BODY_LIMIT, Verdict};
 use super::keys::{KeyPool, View};
-use super::upstream::Fault;
+use super::upstream::{Bases, Fault};
 use super::whole_seconds_now;
 use crate::endpoint::Endpoint;
 use crate::select::{Availability, candidates};
@@ -44,6 +44,7 @@ pub struct Shared {
     pub listen: SocketAddr,
     pub stop: tokio::sync::Notify,
     unreachable: Mutex<HashMap<String, Instant>>,
+    bases: Bases,
 }
 
 impl Shared {
@@ -62,6 +63,7 @@ impl Shared {
             listen,
             stop: tokio::sync::Notify::new(),
             unreachable: Mutex::new(HashMap::new()),
+            bases: Bases::default(),
         }
     }
 
@@ -139,6 +141,7 @@ async fn forward(
     body: Bytes,
 ) -> Response<Body> {
     let session = session_id(&parts.headers);
+    let forwarded = forwarded_headers(&parts.headers);
     let mut tried: Vec<String> = Vec::new();
     let mut network_fault: Option<(String, Fault)> = None;
     // Keys the upstream refused during this request, marked only once another key succeeds,
@@ -195,18 +198,16 @@ async fn forward(
         if Some(index) == candidates(&view.availability).first().copied() {
             shared.keys.note_active(&key.name, &view.files);
         }
-        let url = join_url(
-            &upstream,
-            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        );
-        let headers = upstream_headers(&parts.headers, &secret);
-        let sent = shared
-            .client
-            .request(parts.method.clone(), url)
-            .headers(headers)
-            .body(body.clone())
-            .send()
-            .await;
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let request = match shared.bases.join(&upstream, path_and_query) {
+            Some(url) => shared.client.request(parts.method.clone(), url),
+            // Not a URL: the client says why, as it would for any URL it cannot use.
+            None => shared
+                .client
+                .request(parts.method.clone(), join_url(&upstream, path_and_query)),
+        };
+        let headers = with_secret(&forwarded, &parts.headers, &secret);
+        let sent = request.headers(headers).body(body.clone()).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(e) => match Fault::classify(&e) {
@@ -329,7 +330,7 @@ fn join_url(upstream: &str, path_and_query: &str) -> String {
 /// Whether every credential header the client sent carries the local token (and it sent one).
 fn authorized(token: &str, headers: &HeaderMap) -> bool {
     let mut seen = false;
-    for value in headers.get_all("x-api-key") {
+    for value in headers.get_all(API_KEY_HEADER) {
         seen = true;
         if !bool::from(value.as_bytes().ct_eq(token.as_bytes())) {
             return false;
@@ -361,41 +362,56 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let listed: Vec<String> = headers
+/// Removes the connection's own headers: the hop-by-hop ones and any its `Connection` header
+/// names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == n) {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+    for name in HOP_BY_HOP.iter().copied() {
+        headers.remove(name);
     }
-    out
+    for name in listed {
+        headers.remove(name);
+    }
 }
 
-/// The client's headers for the upstream: the token swapped for the key's secret in exactly the
-/// headers that carried it; the host and length are the new request's own.
-fn upstream_headers(client: &HeaderMap, secret: &str) -> HeaderMap {
-    let mut headers = end_to_end(client);
+/// The client's headers as any upstream gets them, before a key goes in: the connection's own
+/// headers and the token gone, and the host and length left to the new request. Made once per
+/// request, whichever keys it then goes to.
+fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
+    let mut headers = client.clone();
+    strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
     // The body is already here in full: the upstream is not to be asked to wait for it.
     headers.remove(header::EXPECT);
-    let api_key = HeaderName::from_static("x-api-key");
+    headers.remove(API_KEY_HEADER);
+    headers.remove(header::AUTHORIZATION);
+    headers
+}
+
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// The headers for one key: its secret in exactly the credential headers that carried the
+/// token. Decided on the client's own headers, so a `Connection` header naming a credential
+/// header cannot strip the key and leave the request without one.
+fn with_secret(forwarded: &HeaderMap, client: &HeaderMap, secret: &str) -> HeaderMap {
+    let mut headers = forwarded.clone();
     for (name, value) in [
-        (api_key, secret.to_string()),
-        (header::AUTHORIZATION, format!("Bearer {secret}")),
+        (
+            HeaderName::from_static(API_KEY_HEADER),
+            Zeroizing::new(secret.to_string()),
+        ),
+        (
+            header::AUTHORIZATION,
+            Zeroizing::new(format!("Bearer {secret}")),
+        ),
     ] {
-        // Decided on the client's own headers: a `Connection` header naming a credential
-        // header must not strip the key and leave the request without one.
-        headers.remove(&name);
         if !client.contains_key(&name) {
             continue;
         }
@@ -423,7 +439,7 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 fn stream_back(response: reqwest::Response) -> Response<Body> {
     let response: hyper::http::Response<reqwest::Body> = response.into();
     let (mut parts, body) = response.into_parts();
-    parts.headers = end_to_end(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
 }
 
@@ -433,9 +449,11 @@ struct Head {
 }
 
 fn head_of(response: &reqwest::Response) -> Head {
+    let mut headers = response.headers().clone();
+    strip_hop_by_hop(&mut headers);
     Head {
         status: response.status(),
-        headers: end_to_end(response.headers()),
+        headers,
     }
 }
 
@@ -621,6 +639,10 @@ mod tests {
         ));
         assert!(!authorized(t, &map(&[("authorization", "Basic ksp-abc")])));
         assert!(!authorized(t, &map(&[("x-api-key", "ksp-ab")])));
+    }
+
+    fn upstream_headers(client: &HeaderMap, secret: &str) -> HeaderMap {
+        with_secret(&forwarded_headers(client), client, secret)
     }
 
     #[test]

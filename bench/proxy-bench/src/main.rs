@@ -37,6 +37,8 @@ const WARMUP: usize = 300;
 const CONCURRENCY: usize = 32;
 /// Requests per connection in one phase at concurrency 32; two phases per side and round.
 const PER_CONNECTION: usize = 40;
+/// Untimed requests per connection before those.
+const WARM_PER_CONNECTION: usize = 5;
 const STREAM_SAMPLES: usize = 400;
 const FAILOVER_SAMPLES: usize = 25;
 const OPEN_STREAMS: usize = 64;
@@ -255,6 +257,25 @@ async fn concurrent(direct: &Target, through: &Target, body: &Bytes, pid: u32) -
         direct_conns.push(connect(direct.addr).await);
         proxy_conns.push(connect(through.addr).await);
     }
+    // Untimed first: every connection's first requests (and, through the proxy, the upstream
+    // connections they open in its pool) are set-up, not the steady state measured here.
+    for (target, conns) in [(direct, &mut direct_conns), (through, &mut proxy_conns)] {
+        let mut tasks = JoinSet::new();
+        for mut sender in conns.drain(..) {
+            let (target, body) = (target.clone(), body.clone());
+            tasks.spawn(async move {
+                for _ in 0..WARM_PER_CONNECTION {
+                    let (_, s) =
+                        exchange(&mut sender, request(&target, &target.key, "", &body)).await;
+                    assert_eq!(s, 200, "answered {s} while warming up");
+                }
+                sender
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            conns.push(done.expect("a warm-up task failed"));
+        }
+    }
     let mut direct_times = Vec::new();
     let mut proxy_times = Vec::new();
     let mut proxy_cpu = (Cpu::default(), Cpu::default());
@@ -450,6 +471,14 @@ fn compare(mut direct: Vec<Duration>, mut proxy: Vec<Duration>) -> Value {
     proxy.sort();
     let (d50, d99) = (percentile(&direct, 0.50), percentile(&direct, 0.99));
     let (p50, p99) = (percentile(&proxy, 0.50), percentile(&proxy, 0.99));
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        let q = |v: &[Duration]| {
+            [0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0]
+                .map(|x| format!("{:.2}", ms(percentile(v, x))))
+                .join(" ")
+        };
+        eprintln!("direct {}\nproxy  {}", q(&direct), q(&proxy));
+    }
     json!({
         "samples": proxy.len(),
         "direct_p50": ms(d50), "direct_p99": ms(d99),
