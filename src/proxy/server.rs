@@ -199,15 +199,26 @@ async fn forward(
             shared.keys.note_active(&key.name, &view.files);
         }
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = match shared.bases.join(&upstream, path_and_query) {
-            Some(url) => shared.client.request(parts.method.clone(), url),
-            // Not a URL: the client says why, as it would for any URL it cannot use.
-            None => shared
-                .client
-                .request(parts.method.clone(), join_url(&upstream, path_and_query)),
-        };
         let headers = with_secret(&forwarded, &parts.headers, &secret);
-        let sent = request.headers(headers).body(body.clone()).send().await;
+        let sent = match shared.bases.join(&upstream, path_and_query) {
+            Some(url) => {
+                // Built whole: the request builder would copy the headers in one by one.
+                let mut request = reqwest::Request::new(parts.method.clone(), url);
+                *request.headers_mut() = headers;
+                *request.body_mut() = Some(body.clone().into());
+                shared.client.execute(request).await
+            }
+            // Not a URL: the client says why, as it would for any URL it cannot use.
+            None => {
+                shared
+                    .client
+                    .request(parts.method.clone(), join_url(&upstream, path_and_query))
+                    .headers(headers)
+                    .body(body.clone())
+                    .send()
+                    .await
+            }
+        };
         let response = match sent {
             Ok(response) => response,
             Err(e) => match Fault::classify(&e) {
@@ -315,11 +326,22 @@ fn upstream_of(shared: &Shared, key: &crate::config::KeyConfig) -> String {
 /// A path the proxy may join onto an upstream: absolute, with no `.` or `..` segment, however
 /// spelled (`%2e`), so a request never reaches outside the upstream's path prefix.
 fn plain_path(path: &str) -> bool {
-    path.starts_with('/')
-        && path.split('/').all(|segment| {
-            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-            decoded != "." && decoded != ".."
-        })
+    path.starts_with('/') && !path.split('/').any(dot_segment)
+}
+
+/// `.` or `..`, each dot possibly written `%2e` or `%2E`.
+fn dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 /// `https://host/prefix` + `/v1/messages?beta=true`.
@@ -351,15 +373,16 @@ fn authorized(token: &str, headers: &HeaderMap) -> bool {
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Names, not text: removing by name skips parsing it again for every request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes the connection's own headers: the hop-by-hop ones and any its `Connection` header
@@ -372,7 +395,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP.iter().copied() {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     for name in listed {
@@ -687,7 +710,19 @@ mod tests {
         assert!(plain_path("/v1/messages"));
         assert!(plain_path("/v1/messages/count_tokens"));
         assert!(plain_path("/v1/a.b/..c"));
-        for bad in ["*", "", "/v1/../x", "/v1/%2e%2E/x", "/./v1", "/v1/%2E"] {
+        assert!(plain_path("/v1/.../x"));
+        assert!(plain_path("/v1/%2e%2e%2e"));
+        assert!(plain_path("/v1/%2f"));
+        for bad in [
+            "*",
+            "",
+            "/v1/../x",
+            "/v1/%2e%2E/x",
+            "/./v1",
+            "/v1/%2E",
+            "/v1/.%2e",
+            "/v1/..",
+        ] {
             assert!(!plain_path(bad), "{bad}");
         }
     }

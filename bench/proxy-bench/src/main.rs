@@ -36,7 +36,7 @@ const STARTS: usize = 9;
 const WARMUP: usize = 300;
 const CONCURRENCY: usize = 32;
 /// Requests per connection in one phase at concurrency 32; two phases per side and round.
-const PER_CONNECTION: usize = 40;
+const PER_CONNECTION: usize = 150;
 /// Untimed requests per connection before those.
 const WARM_PER_CONNECTION: usize = 5;
 const STREAM_SAMPLES: usize = 400;
