@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -220,6 +221,31 @@ fn requests_without_the_token_are_refused_and_never_forwarded() {
     );
     assert_eq!(mixed.status, 401);
     assert!(up.requests().is_empty());
+    assert_eq!(p.send(&token, BODY).status, 200);
+}
+
+#[test]
+fn paths_that_climb_out_of_the_upstreams_prefix_are_refused() {
+    let up = stand_in(|| Reply::ok("primary"));
+    let p = ProxyBox::new(&format!("{}/prefix", up.url()), &[("primary", &[])]);
+    let token = p.token();
+    // Sent as raw bytes: an HTTP client library would tidy these paths before sending them.
+    for path in ["/v1/../../x", "/v1/%2e%2E/x", "/v1\\..\\..\\x"] {
+        let mut stream =
+            std::net::TcpStream::connect(p.base_url().trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
     assert_eq!(p.send(&token, BODY).status, 200);
 }
 

@@ -326,7 +326,8 @@ fn upstream_of(shared: &Shared, key: &crate::config::KeyConfig) -> String {
 /// A path the proxy may join onto an upstream: absolute, with no `.` or `..` segment, however
 /// spelled (`%2e`), so a request never reaches outside the upstream's path prefix.
 fn plain_path(path: &str) -> bool {
-    path.starts_with('/') && !path.split('/').any(dot_segment)
+    // URL parsers read `\` as `/` in http(s) URLs, so `\..\` climbs like `/../`.
+    path.starts_with('/') && !path.split(['/', '\\']).any(dot_segment)
 }
 
 /// `.` or `..`, each dot possibly written `%2e` or `%2E`.
@@ -722,6 +723,8 @@ mod tests {
             "/v1/%2E",
             "/v1/.%2e",
             "/v1/..",
+            "/v1\\..\\..\\x",
+            "/v1/..\\x",
         ] {
             assert!(!plain_path(bad), "{bad}");
         }
