@@ -56,7 +56,7 @@ struct Args {
 fn args() -> Args {
     let mut args = Args {
         keyswitch: PathBuf::new(),
-        rounds: 3,
+        rounds: 5,
         requests: 5000,
     };
     let mut it = std::env::args().skip(1);
