@@ -25,7 +25,13 @@ if [ "${1:-}" = "--uninstall" ]; then
         rm -f "$target"
         echo "install.sh: removed $target"
     else
-        echo "install.sh: no keyswitch at $target; nothing to remove" >&2
+        # Installed with another PREFIX? Say where, rather than report success for nothing.
+        found=$(command -v "$exe" 2>/dev/null || true)
+        if [ -n "$found" ]; then
+            echo "install.sh: no keyswitch at $target, but there is one at $found: run PREFIX=$(dirname "$(dirname "$found")") ./install.sh --uninstall (or \`$found uninstall\` if something else installed it)" >&2
+            exit 1
+        fi
+        echo "install.sh: no keyswitch at $target nor on PATH; nothing to remove" >&2
     fi
     exit 0
 fi

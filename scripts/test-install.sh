@@ -114,6 +114,16 @@ as_user "$home" "$nocargo" "$unpacked/install.sh" --uninstall >/dev/null 2>&1
 check "install.sh --uninstall deletes the binary" test ! -e "$bin"
 check "install.sh --uninstall takes keyswitch out of the settings" test ! -e "$home/.claude/settings.json"
 
+home=$(new_home prefix)
+as_user "$home" "$nocargo" env PREFIX="$home/opt" "$unpacked/install.sh" >/dev/null 2>&1
+out=$(as_user "$home" "$home/opt/bin:$nocargo" "$unpacked/install.sh" --uninstall 2>&1) \
+    && fail "install.sh --uninstall without the PREFIX it was installed with exits non-zero"
+check "install.sh --uninstall without the install's PREFIX names it" \
+    grep -qF "run PREFIX=$home/opt ./install.sh --uninstall" <<<"$out"
+check "... and removes nothing" test -x "$home/opt/bin/keyswitch"
+as_user "$home" "$nocargo" env PREFIX="$home/opt" "$unpacked/install.sh" --uninstall >/dev/null 2>&1
+check "install.sh --uninstall with that PREFIX removes it" test ! -e "$home/opt/bin/keyswitch"
+
 damaged="$work/damaged"
 cp -a "$unpacked" "$damaged"
 printf 'x' >>"$damaged/keyswitch"
