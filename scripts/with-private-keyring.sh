@@ -57,6 +57,13 @@ if [ -z "$owned" ]; then
     echo "with-private-keyring: the private gnome-keyring-daemon did not register on the bus within 30 s" >&2
     exit 1
 fi
+# A daemon that printed no pid (it may print nothing when --daemonize returns early) is still
+# ours to stop at the end: ask the bus which process owns the name.
+if [ -z "${GNOME_KEYRING_PID:-}" ]; then
+    GNOME_KEYRING_PID=$(dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+        org.freedesktop.DBus.GetConnectionUnixProcessID string:org.freedesktop.secrets 2>/dev/null \
+        | sed -n 's/^ *uint32 \([0-9][0-9]*\)$/\1/p')
+fi
 
 # Wait until the Secret Service answers a real round trip: store, then read back.
 for _ in $(seq 1 100); do
