@@ -882,3 +882,30 @@ fn install_refuses_the_proxy_as_its_own_upstream_and_keeps_the_port_on_a_rerun()
     assert_eq!(status["running"], false);
     s.cmd().args(["proxy", "stop"]).assert().success();
 }
+
+#[test]
+fn an_answer_framed_both_by_chunks_and_by_length_reaches_the_client_as_the_chunks_say() {
+    // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and a proxy must drop the
+    // length before passing the message on: kept, it cut the answer short or, rebuilt whole,
+    // told the client a length its body did not have.
+    let up = Upstream::start(|r| {
+        let status = if r.header("x-case") == Some("refused") {
+            "401 Unauthorized"
+        } else {
+            "200 OK"
+        };
+        Reply::Raw(
+            format!(
+                "HTTP/1.1 {status}\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"
+            )
+            .into_bytes(),
+        )
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    for (case, status) in [("streamed", 200), ("refused", 401)] {
+        let answer = send(&p.base_url(), &token, BODY, &[("x-case", case)]);
+        assert_eq!(answer.status, status, "{case}");
+        assert_eq!(answer.text(), "helloworld", "{case}");
+    }
+}

@@ -389,6 +389,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes the connection's own headers: the hop-by-hop ones and any its `Connection` header
 /// names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // A message framed by chunks had any length it also gave overridden (RFC 9112 6.3): passed
+    // on, that length would cut the body short or misframe it once the chunking is gone.
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
