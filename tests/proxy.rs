@@ -909,3 +909,39 @@ fn an_answer_framed_both_by_chunks_and_by_length_reaches_the_client_as_the_chunk
         assert_eq!(answer.text(), "helloworld", "{case}");
     }
 }
+
+#[test]
+fn a_request_naming_another_server_still_goes_only_to_the_keys_own_upstream() {
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let other = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&format!("{}/prefix", own.url()), &[("primary", &[])]);
+    let token = p.token();
+    let other_host = other.url().trim_start_matches("http://").to_string();
+    // Sent as raw bytes: an absolute-form target and a Host header, each naming another server.
+    for (target, host) in [
+        (format!("{}/v1/messages", other.url()), "x".to_string()),
+        ("/v1/messages".to_string(), other_host.clone()),
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {target} HTTP/1.1\r\nhost: {host}\r\nx-api-key: {token}\r\nproxy-authorization: Basic eDp5\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+    }
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    let seen = own.requests();
+    assert_eq!(seen.len(), 2);
+    for request in seen {
+        assert_eq!(request.path, "/prefix/v1/messages");
+        assert_eq!(request.key, fake_key("primary"));
+        assert_eq!(request.header("host"), Some(own.url().trim_start_matches("http://")));
+        assert_eq!(request.header("proxy-authorization"), None);
+    }
+}
