@@ -941,7 +941,37 @@ fn a_request_naming_another_server_still_goes_only_to_the_keys_own_upstream() {
     for request in seen {
         assert_eq!(request.path, "/prefix/v1/messages");
         assert_eq!(request.key, fake_key("primary"));
-        assert_eq!(request.header("host"), Some(own.url().trim_start_matches("http://")));
+        assert_eq!(
+            request.header("host"),
+            Some(own.url().trim_start_matches("http://"))
+        );
         assert_eq!(request.header("proxy-authorization"), None);
     }
+}
+
+#[test]
+fn connections_held_open_without_the_token_do_not_lock_sessions_out() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    // Any local program may connect: more idle connections than the proxy's 512 slots, none
+    // sending a byte, took every slot for two minutes at a time (and could again after that).
+    let held: Vec<std::net::TcpStream> = (0..520)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let base = p.base_url();
+    let status = block(async {
+        let request = client()
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", &token)
+            .body(BODY)
+            .send();
+        tokio::time::timeout(Duration::from_secs(10), request)
+            .await
+            .map(|r| r.unwrap().status().as_u16())
+    });
+    assert_eq!(status, Ok(200));
+    assert_eq!(p.token(), token);
+    drop(held);
 }

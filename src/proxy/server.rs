@@ -351,7 +351,7 @@ fn join_url(upstream: &str, path_and_query: &str) -> String {
 }
 
 /// Whether every credential header the client sent carries the local token (and it sent one).
-fn authorized(token: &str, headers: &HeaderMap) -> bool {
+pub(super) fn authorized(token: &str, headers: &HeaderMap) -> bool {
     let mut seen = false;
     for value in headers.get_all(API_KEY_HEADER) {
         seen = true;
