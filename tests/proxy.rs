@@ -882,3 +882,96 @@ fn install_refuses_the_proxy_as_its_own_upstream_and_keeps_the_port_on_a_rerun()
     assert_eq!(status["running"], false);
     s.cmd().args(["proxy", "stop"]).assert().success();
 }
+
+#[test]
+fn an_answer_framed_both_by_chunks_and_by_length_reaches_the_client_as_the_chunks_say() {
+    // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and a proxy must drop the
+    // length before passing the message on: kept, it cut the answer short or, rebuilt whole,
+    // told the client a length its body did not have.
+    let up = Upstream::start(|r| {
+        let status = if r.header("x-case") == Some("refused") {
+            "401 Unauthorized"
+        } else {
+            "200 OK"
+        };
+        Reply::Raw(
+            format!(
+                "HTTP/1.1 {status}\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"
+            )
+            .into_bytes(),
+        )
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    for (case, status) in [("streamed", 200), ("refused", 401)] {
+        let answer = send(&p.base_url(), &token, BODY, &[("x-case", case)]);
+        assert_eq!(answer.status, status, "{case}");
+        assert_eq!(answer.text(), "helloworld", "{case}");
+    }
+}
+
+#[test]
+fn a_request_naming_another_server_still_goes_only_to_the_keys_own_upstream() {
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let other = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&format!("{}/prefix", own.url()), &[("primary", &[])]);
+    let token = p.token();
+    let other_host = other.url().trim_start_matches("http://").to_string();
+    // Sent as raw bytes: an absolute-form target and a Host header, each naming another server.
+    for (target, host) in [
+        (format!("{}/v1/messages", other.url()), "x".to_string()),
+        ("/v1/messages".to_string(), other_host.clone()),
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {target} HTTP/1.1\r\nhost: {host}\r\nx-api-key: {token}\r\nproxy-authorization: Basic eDp5\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+    }
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    let seen = own.requests();
+    assert_eq!(seen.len(), 2);
+    for request in seen {
+        assert_eq!(request.path, "/prefix/v1/messages");
+        assert_eq!(request.key, fake_key("primary"));
+        assert_eq!(
+            request.header("host"),
+            Some(own.url().trim_start_matches("http://"))
+        );
+        assert_eq!(request.header("proxy-authorization"), None);
+    }
+}
+
+#[test]
+fn connections_held_open_without_the_token_do_not_lock_sessions_out() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    // Any local program may connect: more idle connections than the proxy's 512 slots, none
+    // sending a byte, took every slot for two minutes at a time (and could again after that).
+    let held: Vec<std::net::TcpStream> = (0..520)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let base = p.base_url();
+    let status = block(async {
+        let request = client()
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", &token)
+            .body(BODY)
+            .send();
+        tokio::time::timeout(Duration::from_secs(10), request)
+            .await
+            .map(|r| r.unwrap().status().as_u16())
+    });
+    assert_eq!(status, Ok(200));
+    assert_eq!(p.token(), token);
+    drop(held);
+}

@@ -95,12 +95,24 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
 async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Claude Code keeps a handful of connections; a program opening thousands must not exhaust
-    // the proxy's file descriptors: past this, new connections wait in the kernel's queue.
+    // the proxy's file descriptors: past this, a connection that never carried the token is
+    // closed to make room, and with none such, new connections wait in the kernel's queue.
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let clients = Clients::default();
     let mut last_complaint: Option<std::time::Instant> = None;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(tokio::sync::TryAcquireError::Closed) => break,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // Any local program may connect: one that holds connections open without the
+                // token must not lock the sessions out, so it is the one that makes room.
+                clients.close_oldest_untrusted();
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                slot
+            }
         };
         tokio::select! {
             accepted = listener.accept() => {
@@ -119,8 +131,11 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                let service = service_fn(move |request| {
+                let client = clients.add();
+                let on_request = client.clone();
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let shared = shared.clone();
+                    on_request.note(&shared, request.headers());
                     async move { Ok::<_, std::convert::Infallible>(server::handle(shared, request).await) }
                 });
                 // A client that sends no complete request head in time is disconnected.
@@ -130,7 +145,10 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
-                    let _ = connection.await;
+                    tokio::select! {
+                        _ = connection => {}
+                        () = client.close.notified() => {}
+                    }
                     drop(slot);
                 });
             }
@@ -141,6 +159,55 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
     // Stop listening at once (a new proxy may take the port); let requests in flight finish.
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// One client connection, as the accept loop sees it when every slot is taken.
+#[derive(Default)]
+struct Client {
+    /// Set once a request on it carried the access token: Claude Code's do at once.
+    trusted: std::sync::atomic::AtomicBool,
+    close: tokio::sync::Notify,
+}
+
+impl Client {
+    fn note(&self, shared: &server::Shared, headers: &hyper::HeaderMap) {
+        use std::sync::atomic::Ordering;
+        if !self.trusted.load(Ordering::Relaxed) && server::authorized(&shared.token, headers) {
+            self.trusted.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Clients(std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Client>>>);
+
+impl Clients {
+    fn add(&self) -> Arc<Client> {
+        let client = Arc::new(Client::default());
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() >= 2 * MAX_CONNECTIONS {
+            list.retain(|c| c.strong_count() > 0);
+        }
+        list.push_back(Arc::downgrade(&client));
+        client
+    }
+
+    /// Closes the oldest open connection that never carried the token, if there is one.
+    fn close_oldest_untrusted(&self) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|c| c.strong_count() > 0);
+        let oldest = list.iter().position(|c| {
+            c.upgrade()
+                .is_some_and(|c| !c.trusted.load(std::sync::atomic::Ordering::Relaxed))
+        });
+        if let Some(client) = oldest
+            .and_then(|i| list.remove(i))
+            .and_then(|c| c.upgrade())
+        {
+            client.close.notify_one();
+        }
+    }
 }
 
 /// Resolves on Ctrl-C, or SIGTERM (what systemd and launchd send to stop a service).

@@ -351,7 +351,7 @@ fn join_url(upstream: &str, path_and_query: &str) -> String {
 }
 
 /// Whether every credential header the client sent carries the local token (and it sent one).
-fn authorized(token: &str, headers: &HeaderMap) -> bool {
+pub(super) fn authorized(token: &str, headers: &HeaderMap) -> bool {
     let mut seen = false;
     for value in headers.get_all(API_KEY_HEADER) {
         seen = true;
@@ -389,6 +389,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes the connection's own headers: the hop-by-hop ones and any its `Connection` header
 /// names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // A message framed by chunks had any length it also gave overridden (RFC 9112 6.3): passed
+    // on, that length would cut the body short or misframe it once the chunking is gone.
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

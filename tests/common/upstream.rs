@@ -35,6 +35,8 @@ pub enum Reply {
     },
     /// Chunked SSE: each event written and flushed, then a pause.
     Sse { events: Vec<String>, gap: Duration },
+    /// These bytes exactly, head and body, as a faulty upstream might send them.
+    Raw(Vec<u8>),
 }
 
 impl Reply {
@@ -208,6 +210,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) -> std:
                 }
                 result.and_then(|()| writer.write_all(b"0\r\n\r\n"))
             }
+            Reply::Raw(bytes) => writer.write_all(&bytes),
         };
         written?;
     }
