@@ -250,6 +250,28 @@ fn paths_that_climb_out_of_the_upstreams_prefix_are_refused() {
 }
 
 #[test]
+fn trace_is_never_forwarded() {
+    // An upstream that answers TRACE echoes the request back, with the key the proxy put in.
+    let up = stand_in(|| Reply::ok("primary"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let mut stream =
+        std::net::TcpStream::connect(p.base_url().trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "TRACE /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+}
+
+#[test]
 fn a_large_body_is_resent_byte_for_byte() {
     let up = stand_in(|| Reply::rate_limited(Some("600")));
     let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);

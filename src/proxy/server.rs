@@ -114,6 +114,15 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             &[],
         );
     }
+    if request.method() == hyper::Method::TRACE {
+        // An upstream that answers TRACE echoes the request, key included, back to the caller.
+        return api_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "keyswitch proxy: TRACE is not forwarded: the answer would echo the key",
+            &[],
+        );
+    }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
