@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -231,18 +230,9 @@ fn paths_that_climb_out_of_the_upstreams_prefix_are_refused() {
     let token = p.token();
     // Sent as raw bytes: an HTTP client library would tidy these paths before sending them.
     for path in ["/v1/../../x", "/v1/%2e%2E/x", "/v1\\..\\..\\x"] {
-        let mut stream =
-            std::net::TcpStream::connect(p.base_url().trim_start_matches("http://")).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
+        let answer = p.send_raw(&format!(
             "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
+        ));
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }
     assert!(up.requests().is_empty(), "{:?}", up.requests());
@@ -255,18 +245,9 @@ fn trace_is_never_forwarded() {
     let up = stand_in(|| Reply::ok("primary"));
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
     let token = p.token();
-    let mut stream =
-        std::net::TcpStream::connect(p.base_url().trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
+    let answer = p.send_raw(&format!(
         "TRACE /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
+    ));
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     assert!(up.requests().is_empty(), "{:?}", up.requests());
 }
@@ -944,17 +925,9 @@ fn a_request_naming_another_server_still_goes_only_to_the_keys_own_upstream() {
         (format!("{}/v1/messages", other.url()), "x".to_string()),
         ("/v1/messages".to_string(), other_host.clone()),
     ] {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
+        let answer = p.send_raw(&format!(
             "POST {target} HTTP/1.1\r\nhost: {host}\r\nx-api-key: {token}\r\nproxy-authorization: Basic eDp5\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
+        ));
         assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
     }
     assert!(other.requests().is_empty(), "{:?}", other.requests());

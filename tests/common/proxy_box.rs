@@ -101,6 +101,20 @@ impl ProxyBox {
     pub fn send(&self, token: &str, body: &[u8]) -> Answer {
         send(&self.base_url(), token, body, &[])
     }
+
+    /// Sends `request` as it is, byte for byte (an HTTP client library would tidy odd request
+    /// lines and headers), on a connection of its own; the whole answer as text.
+    pub fn send_raw(&self, request: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
 }
 
 impl Drop for ProxyBox {
