@@ -970,3 +970,48 @@ fn connections_held_open_without_the_token_do_not_lock_sessions_out() {
     assert_eq!(p.token(), token);
     drop(held);
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_proxy_even_while_sessions_hold_every_connection_slot() {
+    use std::io::{Read, Write};
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let pid = p.proxy_status()["pid"].as_u64().unwrap().to_string();
+    // 512 keep-alive connections that each carried the token: none may be closed to make room,
+    // so the proxy waits for a slot; a few more wait in the kernel's queue.
+    let held: Vec<std::net::TcpStream> = (0..516)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+            if i < 512 {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                write!(
+                    stream,
+                    "GET /_keyswitch/health HTTP/1.1\r\nhost: keyswitch\r\nx-api-key: {token}\r\n\r\n"
+                )
+                .unwrap();
+                let mut answer = [0u8; 1024];
+                let n = stream
+                    .read(&mut answer)
+                    .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "connection {i}");
+            }
+            stream
+        })
+        .collect();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    // It stops listening at once (connections then are refused) and lets the idle ones go.
+    // (A connection that waits in a full queue is not refused: it times out.)
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], p.port));
+    wait_for("the proxy to stop listening", || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    drop(held);
+}

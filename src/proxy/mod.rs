@@ -96,11 +96,40 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Claude Code keeps a handful of connections; a program opening thousands must not exhaust
     // the proxy's file descriptors: past this, a connection that never carried the token is
-    // closed to make room, and with none such, new connections wait in the kernel's queue.
+    // closed to make room, and with none such, the next one waits (and those after it, in the
+    // kernel's queue).
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let clients = Clients::default();
     let mut last_complaint: Option<std::time::Instant> = None;
+    // Made once and polled in every wait below: a stop asked for (or a SIGTERM) while the loop
+    // waits for a free slot is seen there too, and none falls between two waits.
+    let stop = async {
+        tokio::select! {
+            () = shared.stop.notified() => {}
+            () = terminated() => {}
+        }
+    };
+    tokio::pin!(stop);
     loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, keep serving, and
+                    // say so at most once a minute.
+                    if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        eprintln!("keyswitch: proxy: accept failed: {e}");
+                        last_complaint = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // A slot once a connection waits for one, not before: making room closes a connection,
+        // and only one waiting makes that worth it (nor is the newest one, still sending its
+        // first request, taken for a connection without the token).
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(tokio::sync::TryAcquireError::Closed) => break,
@@ -108,53 +137,37 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
                 // Any local program may connect: one that holds connections open without the
                 // token must not lock the sessions out, so it is the one that makes room.
                 clients.close_oldest_untrusted();
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                slot
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut stop => break,
+                }
             }
         };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a moment, keep serving,
-                        // and say so at most once a minute.
-                        if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                            eprintln!("keyswitch: proxy: accept failed: {e}");
-                            last_complaint = Some(std::time::Instant::now());
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let client = clients.add();
-                let on_request = client.clone();
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    on_request.note(&shared, request.headers());
-                    async move { Ok::<_, std::convert::Infallible>(server::handle(shared, request).await) }
-                });
-                // A client that sends no complete request head in time is disconnected.
-                let connection = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = connection => {}
-                        () = client.close.notified() => {}
-                    }
-                    drop(slot);
-                });
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let client = clients.add();
+        let on_request = client.clone();
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let shared = shared.clone();
+            on_request.note(&shared, request.headers());
+            async move { Ok::<_, std::convert::Infallible>(server::handle(shared, request).await) }
+        });
+        // A client that sends no complete request head in time is disconnected.
+        let connection = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                () = client.close.notified() => {}
             }
-            () = shared.stop.notified() => break,
-            () = terminated() => break,
-        }
+            drop(slot);
+        });
     }
     // Stop listening at once (a new proxy may take the port); let requests in flight finish.
     drop(listener);
