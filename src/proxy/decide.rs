@@ -81,14 +81,23 @@ pub fn billing_verdict(body: &[u8]) -> Verdict {
     }
 }
 
+/// How Anthropic words it ("Your credit balance is too low to access the Anthropic API…"),
+/// and the shorter form a gateway may use. The phrase, not the two words anywhere: a 400 that
+/// echoes a prompt's text must not send every key into the long billing cooldown.
+const CREDIT_BALANCE_PHRASES: [&str; 2] = ["credit balance is too low", "credit balance too low"];
+
 fn is_credit_balance_error(body: &[u8]) -> bool {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
     };
-    value
-        .pointer("/error/message")
-        .and_then(serde_json::Value::as_str)
-        .is_some_and(|m| m.to_ascii_lowercase().contains("credit balance"))
+    let error = |field: &str| {
+        value
+            .pointer(&format!("/error/{field}"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_ascii_lowercase)
+    };
+    error("type").as_deref() == Some("billing_error")
+        || error("message").is_some_and(|m| CREDIT_BALANCE_PHRASES.iter().any(|p| m.contains(p)))
 }
 
 fn rate_limit_mark(header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> Mark {
@@ -293,8 +302,16 @@ mod tests {
         assert!(
             matches!(billing_verdict(billing), Verdict::Failover(m) if m.length == MarkLength::ForReason("billing_error"))
         );
+        let wrapped =
+            br#"{"error":{"type":"billing_error","message":"Upstream: CREDIT BALANCE TOO LOW"}}"#;
+        assert!(matches!(billing_verdict(wrapped), Verdict::Failover(_)));
+        let typed = br#"{"error":{"type":"billing_error","message":"Add funds."}}"#;
+        assert!(matches!(billing_verdict(typed), Verdict::Failover(_)));
         let other = br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#;
         assert_eq!(billing_verdict(other), Verdict::PassThrough);
+        // The words alone, as in a message that quotes the request, are not the billing error.
+        let echo = br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages.0: 'why is my credit balance low?' exceeds the limit"}}"#;
+        assert_eq!(billing_verdict(echo), Verdict::PassThrough);
         assert_eq!(billing_verdict(b"not json"), Verdict::PassThrough);
     }
 
