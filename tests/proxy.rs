@@ -1015,3 +1015,59 @@ fn sigterm_stops_the_proxy_even_while_sessions_hold_every_connection_slot() {
     });
     drop(held);
 }
+
+#[test]
+fn a_request_body_that_stops_arriving_is_given_up_and_a_slow_steady_one_is_not() {
+    use std::io::{Read, Write};
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    // Test builds take the idle time from the environment (60 s otherwise).
+    let p = ProxyBox::installed(
+        &up.url(),
+        &[("primary", &[])],
+        &[("KEYSWITCH_TEST_BODY_IDLE_MS", "400")],
+    );
+    let token = p.token();
+    let head = |length: usize| {
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: keyswitch\r\nx-api-key: {token}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+    };
+    let connect = || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+
+    // Pieces 150 ms apart: slower in all than the idle time, never idle that long.
+    let mut steady = connect();
+    steady.write_all(head(BODY.len()).as_bytes()).unwrap();
+    for piece in BODY.chunks(BODY.len() / 4 + 1) {
+        std::thread::sleep(Duration::from_millis(150));
+        steady.write_all(piece).unwrap();
+    }
+    let mut answer = [0u8; 256];
+    let n = steady.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let bodies = || {
+        up.requests()
+            .into_iter()
+            .map(|r| r.body)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bodies(), vec![BODY.to_vec()]);
+
+    // Ten bytes of a thousand, then nothing: a 408, the connection closed, nothing forwarded.
+    let mut stuck = connect();
+    stuck.write_all(head(1000).as_bytes()).unwrap();
+    stuck.write_all(&BODY[..10]).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    stuck.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stopped arriving"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(bodies().len(), 1);
+}

@@ -34,6 +34,22 @@ pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 /// An upstream that could not be reached is passed over for this long.
 const SKIP_UNREACHABLE: Duration = Duration::from_secs(30);
 const SESSION_HEADER: &str = "x-claude-code-session-id";
+/// A request body that stops arriving for this long is given up: its client is gone or stuck,
+/// and must not hold a connection slot, nor up to [`MAX_REQUEST_BODY`] of memory, for ever.
+/// Claude Code writes a whole body at once over loopback.
+const BODY_IDLE: Duration = Duration::from_secs(60);
+
+/// [`BODY_IDLE`]; test builds take `KEYSWITCH_TEST_BODY_IDLE_MS` so a test need not wait a minute.
+fn body_idle() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("KEYSWITCH_TEST_BODY_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    BODY_IDLE
+}
 
 pub struct Shared {
     pub token: Zeroizing<String>,
@@ -45,6 +61,7 @@ pub struct Shared {
     pub stop: tokio::sync::Notify,
     unreachable: Mutex<HashMap<String, Instant>>,
     bases: Bases,
+    body_idle: Duration,
 }
 
 impl Shared {
@@ -64,6 +81,7 @@ impl Shared {
             stop: tokio::sync::Notify::new(),
             unreachable: Mutex::new(HashMap::new()),
             bases: Bases::default(),
+            body_idle: body_idle(),
         }
     }
 
@@ -124,9 +142,9 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         );
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let body = match read_body(body, shared.body_idle).await {
+        Ok(body) => body,
+        Err(BodyFault::TooLarge) => {
             return api_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
@@ -137,10 +155,59 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                 &[],
             );
         }
+        Err(BodyFault::Stalled) => {
+            return api_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout_error",
+                &format!(
+                    "keyswitch: the request body stopped arriving for {} s; nothing was forwarded",
+                    shared.body_idle.as_secs_f64()
+                ),
+                &[("connection", "close")],
+            );
+        }
         // The client went away while sending: nobody is left to answer.
-        Err(_) => return plain(StatusCode::BAD_REQUEST, "incomplete request body\n"),
+        Err(BodyFault::Broken) => {
+            return plain(StatusCode::BAD_REQUEST, "incomplete request body\n");
+        }
     };
     forward(&shared, parts, body).await
+}
+
+enum BodyFault {
+    TooLarge,
+    /// Nothing more arrived for the idle time.
+    Stalled,
+    Broken,
+}
+
+/// The whole request body, kept to be re-sent to the next key. A body that arrives in one
+/// piece (as a loopback client's usually does) is kept as it is, not copied.
+async fn read_body(body: Incoming, idle: Duration) -> Result<Bytes, BodyFault> {
+    let mut body = Limited::new(body, MAX_REQUEST_BODY);
+    let mut pieces: Vec<Bytes> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyFault::Stalled),
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyFault::TooLarge);
+            }
+            Ok(Some(Err(_))) => return Err(BodyFault::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers are not forwarded (the Messages API has none).
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            pieces.push(data);
+        }
+    }
+    Ok(match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().unwrap_or_default(),
+        _ => pieces.concat().into(),
+    })
 }
 
 /// Tries the keys in order until one answers with something other than "this key is out".
