@@ -38,7 +38,9 @@ started=$(date +%s)
 cargo build --quiet --target "$target"
 work=$(mktemp -d)
 export WINEPREFIX="$work/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+standin=
 cleanup() {
+    [ -z "$standin" ] || kill "$standin" 2>/dev/null || true
     "$wineserver" -k 2>/dev/null || true
     rm -rf "$work"
 }
@@ -51,6 +53,7 @@ cp "target/$target/debug/keyswitch.exe" "$bin/"
 x86_64-w64-mingw32-gcc -O2 -shared -o "$bin/bcryptprimitives.dll" tests/windows/bcryptprimitives.c -ladvapi32
 x86_64-w64-mingw32-gcc -O2 -o "$bin/fake_claude.exe" tests/windows/fake_claude.c
 x86_64-w64-mingw32-gcc -O2 -o "$bin/list_credentials.exe" tests/windows/list_credentials.c -ladvapi32
+cp tests/windows/standin.py "$bin/"
 cd "$bin"
 # One wineserver for the whole run: a cold Wine start costs seconds, a warm one well under one.
 mkdir -p "$WINEPREFIX"
@@ -159,6 +162,87 @@ printf '%s' '{"hook_event_name":"StopFailure","error":"rate_limit","session_id":
 grep -qx 'sk-ant-test-aaa' "$work/claude.out" || fail "the session's helper did not get a: $(cat "$work/claude.out")"
 expect_ok "the hook marked the session's key" "cooling" state a
 expect_ok "the hook left the active key alone" "ready" state b
+
+# Wiring, as Claude Code meets it: the apiKeyHelper `install` writes, run through cmd.exe.
+settings_file() { ls "$WINEPREFIX"/drive_c/users/*/.claude/settings.json 2>/dev/null | head -n 1; }
+setting() {
+    python3 - "$(settings_file)" "$1" <<'PY'
+import json, sys
+try:
+    value = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    value = None
+for part in sys.argv[2].split("."):
+    value = value.get(part) if isinstance(value, dict) else None
+print("" if value is None else value)
+PY
+}
+# What the installed apiKeyHelper prints when Claude Code (fake_claude.exe: cmd.exe) runs it,
+# with the settings' ANTHROPIC_BASE_URL in its environment as Claude Code passes it. Read from a
+# pipe, as Claude Code reads it: the answer counts only once the pipe ends, so a process the
+# helper leaves behind holding it open (a background proxy) shows as a hang, bounded here.
+helper_says() {
+    python3 - "$wine" "$(setting apiKeyHelper)" "$(setting env.ANTHROPIC_BASE_URL)" <<'PY'
+import os, subprocess, sys
+wine, helper, url = sys.argv[1:4]
+env = dict(os.environ, **({"ANTHROPIC_BASE_URL": url} if url else {}))
+try:
+    out = subprocess.run([wine, "fake_claude.exe", helper], stdout=subprocess.PIPE,
+                         env=env, timeout=60).stdout
+except subprocess.TimeoutExpired:
+    print("(its output did not end within 60 s)")
+    sys.exit(0)
+lines = out.decode(errors="replace").replace("\r", "").splitlines()
+print(lines[1] if len(lines) > 1 else "")
+PY
+}
+proxy_running() { ks proxy status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["running"])'; }
+ks reset 2>/dev/null && ks move a 1 2>/dev/null || fail "reset and move a 1 before install"
+ks install 2>/dev/null || fail "install"
+case "$(setting apiKeyHelper)" in
+    *'\\?\'*) fail "the apiKeyHelper names the binary by a \\\\?\\ path, which cmd.exe cannot run: $(setting apiKeyHelper)" ;;
+esac
+expect_ok "the installed apiKeyHelper, through cmd.exe" "sk-ant-test-aaa" helper_says
+
+# Proxy mode: the same helper hands out the proxy's token and starts the proxy in the
+# background; the proxy answers a request whose key is spent (429) from the next key.
+python3 standin.py "$work/seen" sk-ant-test-aaa >"$work/standin.port" &
+standin=$!
+for _ in $(seq 100); do [ -s "$work/standin.port" ] && break; sleep 0.1; done
+upstream="http://127.0.0.1:$(cat "$work/standin.port")"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ANTHROPIC_BASE_URL=$upstream ks install --proxy --listen "127.0.0.1:$port" 2>/dev/null || fail "install --proxy"
+expect_ok "proxy mode: Claude Code's base URL" "http://127.0.0.1:$port" setting env.ANTHROPIC_BASE_URL
+ks proxy stop 2>/dev/null || fail "proxy stop before the first get"
+token=$(helper_says)
+case "$token" in
+    ksp-*) ;;
+    *) fail "proxy mode: the apiKeyHelper printed '${token:0:40}', not the proxy's token" ;;
+esac
+expect_ok "proxy mode: the helper started the proxy" "True" proxy_running
+answer=$(python3 - "$port" "$token" <<'PY'
+import json, sys, urllib.request
+request = urllib.request.Request(
+    f"http://127.0.0.1:{sys.argv[1]}/v1/messages?beta=true",
+    data=b'{"model":"claude-test","max_tokens":10,"messages":[]}',
+    headers={"x-api-key": sys.argv[2], "authorization": "Bearer " + sys.argv[2],
+             "content-type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=20) as response:
+        print(response.status, json.load(response)["content"][0]["text"])
+except Exception as e:
+    print("failed:", e)
+PY
+)
+[ "$answer" = "200 from sk-ant-test-bbb" ] || fail "proxy mode: the request got '$answer'"
+[ "$(xargs 2>/dev/null <"$work/seen")" = "sk-ant-test-aaa sk-ant-test-bbb" ] \
+    || fail "proxy mode: the upstream saw the keys '$(xargs 2>/dev/null <"$work/seen")'"
+expect_ok "proxy mode: the spent key cools" "cooling" state a
+ks proxy stop 2>/dev/null || fail "proxy stop"
+expect_ok "proxy stop" "False" proxy_running
+ks uninstall 2>/dev/null || fail "uninstall"
+expect_ok "uninstall removes the apiKeyHelper" "" setting apiKeyHelper
+expect_ok "uninstall removes the proxy's base URL" "" setting env.ANTHROPIC_BASE_URL
 
 echo "Windows tests: $failures failure(s), $(($(date +%s) - started)) s (build included)"
 [ "$failures" -eq 0 ]

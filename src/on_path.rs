@@ -27,15 +27,21 @@ pub fn keyswitch_on_path() -> OnPath {
     classify(std::env::var_os("PATH"), me.as_deref(), launcher.as_deref())
 }
 
+/// This binary's full path, links resolved, as Claude Code's settings and advice name it. On
+/// Windows without the `\\?\` prefix std's canonicalize adds: cmd.exe, which runs the
+/// apiKeyHelper, cannot start a program named that way.
+pub fn this_binary() -> std::io::Result<PathBuf> {
+    dunce::canonicalize(std::env::current_exe()?)
+}
+
 /// How to write the keyswitch command in advice: `keyswitch` when that runs this binary, else
 /// this binary's full path (shell-quoted).
 pub fn command_name() -> String {
     if let OnPath::Me(_) = keyswitch_on_path() {
         return "keyswitch".to_owned();
     }
-    std::env::current_exe()
+    this_binary()
         .ok()
-        .and_then(|p| p.canonicalize().ok())
         .and_then(|p| p.to_str().map(crate::claude::wiring::shell_quote))
         .unwrap_or_else(|| "keyswitch".to_owned())
 }

@@ -222,9 +222,7 @@ pub fn install(
 
 /// The helper and hook commands for this binary.
 fn our_commands() -> Result<(String, String)> {
-    let exe = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .context("cannot tell where the keyswitch binary is")?;
+    let exe = crate::on_path::this_binary().context("cannot tell where the keyswitch binary is")?;
     let exe = exe.to_str().ok_or_else(|| {
         anyhow!(
             "the path of the keyswitch binary, {}, is not valid text: install it elsewhere",

@@ -10,6 +10,8 @@ pub mod decide;
 mod keys;
 mod server;
 mod upstream;
+#[cfg(windows)]
+mod windows_stdio;
 
 use std::net::TcpListener;
 use std::sync::Arc;
