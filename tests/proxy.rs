@@ -1071,3 +1071,71 @@ fn a_request_body_that_stops_arriving_is_given_up_and_a_slow_steady_one_is_not()
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(bodies().len(), 1);
 }
+
+/// `bytes` as a gzip member holding one stored (uncompressed) deflate block: what an upstream
+/// sends with `content-encoding: gzip`, made without a compression library.
+fn gzip_stored(bytes: &[u8]) -> Vec<u8> {
+    let crc = bytes.iter().fold(!0u32, |mut crc, &b| {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+        crc
+    });
+    let len = u16::try_from(bytes.len()).unwrap();
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    out.push(1);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out
+}
+
+#[test]
+fn a_billing_error_the_upstream_would_compress_still_fails_over() {
+    // Claude Code asks for compressed answers; an upstream (or the CDN before it) that honours
+    // that sent the credit-balance 400 gzipped, the proxy could not read it, and the turn failed
+    // on the spent key instead of going to the next one.
+    let billing = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#;
+    let primary = fake_key("primary");
+    let up = Upstream::start(move |r| {
+        if r.key != primary {
+            return Reply::ok(&r.key);
+        }
+        if r.header("accept-encoding")
+            .is_some_and(|e| e.contains("gzip"))
+        {
+            Reply::Full {
+                status: 400,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("content-encoding".into(), "gzip".into()),
+                ],
+                body: gzip_stored(billing.as_bytes()),
+            }
+        } else {
+            Reply::json(400, billing)
+        }
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = common::proxy_box::send(
+        &p.base_url(),
+        &p.token(),
+        BODY,
+        &[("accept-encoding", "gzip, deflate, br, zstd")],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.text().contains("hello from sk-ant-test"),
+        "{}",
+        answer.text()
+    );
+    wait_for("the mark", || p.s.list_json()[0]["state"] == "cooling");
+    assert_eq!(mark_events(&p.s)[0]["reason"], "proxy:billing_error");
+}

@@ -497,6 +497,14 @@ fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
     headers.remove(header::EXPECT);
     headers.remove(API_KEY_HEADER);
     headers.remove(header::AUTHORIZATION);
+    // A 400 is read to tell a spent balance from a bad request, and the proxy decodes no
+    // compression: asked for gzip (Claude Code asks for it, and for br and zstd), an upstream
+    // that compressed its credit-balance error sent the turn down on the spent key. Answers are
+    // small beside the requests, and loopback gains nothing from compression.
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     headers
 }
 
@@ -765,6 +773,7 @@ mod tests {
         assert_eq!(out["x-api-key"], "sk-ant-test-secret");
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert_eq!(out["anthropic-version"], "2023-06-01");
+        assert_eq!(out["accept-encoding"], "identity");
         for gone in ["connection", "x-private", "host", "content-length", "te"] {
             assert!(out.get(gone).is_none(), "{gone}");
         }
