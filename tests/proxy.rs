@@ -1139,3 +1139,48 @@ fn a_billing_error_the_upstream_would_compress_still_fails_over() {
     wait_for("the mark", || p.s.list_json()[0]["state"] == "cooling");
     assert_eq!(mark_events(&p.s)[0]["reason"], "proxy:billing_error");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_connections_up_to_the_file_descriptor_limit_do_not_lock_sessions_out() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    // macOS gives a program 256 file descriptors; fewer than the proxy's 512 slots. Idle
+    // connections without the token took every descriptor, so none was ever closed to make
+    // room (the slots were never all taken) and sessions waited in the kernel's queue.
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=64:64")
+        .arg("--")
+        .arg(assert_cmd::cargo::cargo_bin("keyswitch"))
+        .args(["proxy", "start"])
+        .env_clear()
+        .envs(p.s.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let base = p.base_url();
+    for _ in 0..3 {
+        let status = block(async {
+            let request = client()
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", &token)
+                .body(BODY)
+                .send();
+            tokio::time::timeout(Duration::from_secs(10), request)
+                .await
+                .map(|r| r.unwrap().status().as_u16())
+        });
+        assert_eq!(status, Ok(200));
+    }
+    drop(held);
+}
