@@ -1184,3 +1184,23 @@ fn idle_connections_up_to_the_file_descriptor_limit_do_not_lock_sessions_out() {
     }
     drop(held);
 }
+
+#[test]
+fn a_large_400_that_is_no_billing_error_passes_through_whole() {
+    // A 400 is read to find the credit-balance phrase, up to 64 KB; a larger one (a validation
+    // error quoting the request, a gateway's page) became the proxy's own 502, which Claude Code
+    // retries, and the upstream's answer was lost.
+    let message = "x".repeat(100 * 1024);
+    let large = format!(
+        r#"{{"type":"error","error":{{"type":"invalid_request_error","message":"{message}"}}}}"#
+    );
+    let sent = large.clone();
+    let up = stand_in(move || Reply::json(400, &sent).with_header("request-id", "req_2"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body, large.as_bytes());
+    assert_eq!(answer.headers["request-id"], "req_2");
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+    assert!(mark_events(&p.s).is_empty());
+}

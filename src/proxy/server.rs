@@ -327,9 +327,19 @@ async fn forward(
             }
             Verdict::ReadBody => {
                 let head = head_of(&response);
-                match read_small_body(response).await {
-                    Some(bytes) => (decide::billing_verdict(&bytes), Some((head, bytes))),
-                    None => {
+                match read_error_body(response).await {
+                    ErrorBody::Whole(bytes) => {
+                        (decide::billing_verdict(&bytes), Some((head, bytes)))
+                    }
+                    // A billing error is small: a larger answer is the request's own, and its
+                    // client gets it as it came.
+                    ErrorBody::Large(body) => {
+                        let mut response = Response::new(body);
+                        *response.status_mut() = head.status;
+                        *response.headers_mut() = head.headers;
+                        return response;
+                    }
+                    ErrorBody::CutOff => {
                         return api_error(
                             StatusCode::BAD_GATEWAY,
                             "api_error",
@@ -567,6 +577,62 @@ fn head_of(response: &reqwest::Response) -> Head {
     Head {
         status: response.status(),
         headers,
+    }
+}
+
+enum ErrorBody {
+    Whole(Bytes),
+    /// Past [`ERROR_BODY_LIMIT`]: what was read, then the rest as it arrives.
+    Large(Body),
+    CutOff,
+}
+
+/// A 400's body, read whole while it stays small enough to judge.
+async fn read_error_body(response: reqwest::Response) -> ErrorBody {
+    let response: hyper::http::Response<reqwest::Body> = response.into();
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return ErrorBody::Whole(Bytes::from(read)),
+            Some(Err(_)) => return ErrorBody::CutOff,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+            }
+        }
+        if read.len() > ERROR_BODY_LIMIT {
+            let rest = body.map_err(|e| Box::new(e) as BoxError);
+            let read = Full::new(Bytes::from(read)).map_err(|never: Infallible| match never {});
+            return ErrorBody::Large(Prefixed(Some(read), rest).boxed());
+        }
+    }
+}
+
+/// One body, then another: the part of an answer already read, then the rest.
+struct Prefixed<A, B>(Option<A>, B);
+
+impl<A, B> hyper::body::Body for Prefixed<A, B>
+where
+    A: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        if let Some(first) = self.0.as_mut() {
+            match std::pin::Pin::new(first).poll_frame(cx) {
+                Poll::Ready(None) => self.0 = None,
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut self.1).poll_frame(cx)
     }
 }
 
