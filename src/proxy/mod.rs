@@ -36,6 +36,7 @@ pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
 const MAX_CONNECTIONS: usize = 512;
 /// File descriptors kept back from client connections: the listener, the runtime's own, the
 /// log, the config and state files being read, the keychain's connection.
+#[cfg(unix)]
 const RESERVED_FDS: u64 = 32;
 /// A request's head must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(120);
