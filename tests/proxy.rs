@@ -1204,3 +1204,42 @@ fn a_large_400_that_is_no_billing_error_passes_through_whole() {
     assert_eq!(up.keys(), vec![fake_key("primary")]);
     assert!(mark_events(&p.s).is_empty());
 }
+
+#[test]
+fn a_large_refusal_every_key_gets_is_not_passed_on_empty() {
+    // A 401/403 is kept (up to 64 KB) to pass on if every key is refused; a larger one (a
+    // company gateway's block page) was passed on empty: the user saw a bare 403.
+    let message = "y".repeat(100 * 1024);
+    let large = format!(
+        r#"{{"type":"error","error":{{"type":"permission_error","message":"{message}"}}}}"#
+    );
+    let sent = large.clone();
+    let up = Upstream::start(move |_| Reply::json(403, &sent));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    let base = p.base_url();
+    let answer = block(async {
+        let request = async {
+            let response = client()
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", &token)
+                .body(BODY)
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            response.bytes().await.map(|b| (status, b))
+        };
+        tokio::time::timeout(Duration::from_secs(10), request).await
+    });
+    let (status, body) = answer
+        .expect("an answer within 10 s")
+        .expect("a whole answer");
+    assert_eq!(status, 403);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        body == large.as_bytes() || text.contains("every key was refused (HTTP 403)"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert_eq!(up.keys(), vec![fake_key("primary"), fake_key("fallback")]);
+}

@@ -223,7 +223,7 @@ async fn forward(
     // Keys the upstream refused during this request, marked only once another key succeeds,
     // and the last refusal, passed through if none does.
     let mut refused: Vec<(String, decide::Mark)> = Vec::new();
-    let mut last_refusal: Option<(Head, Bytes)> = None;
+    let mut last_refusal: Option<Response<Body>> = None;
     loop {
         let now = whole_seconds_now();
         let view = match shared.keys.view(now) {
@@ -239,7 +239,7 @@ async fn forward(
         };
         let Some((index, upstream)) = next_key(shared, &view, &tried) else {
             return match (last_refusal, network_fault) {
-                (Some((head, bytes)), _) => rebuild(head, bytes),
+                (Some(refusal), _) => refusal,
                 (None, Some((upstream, fault))) => unreachable_reply(&upstream, &fault),
                 (None, None) => all_unavailable(&view, now),
             };
@@ -320,8 +320,25 @@ async fn forward(
         let (verdict, buffered) = match verdict {
             Verdict::Refused(mark) => {
                 let head = head_of(&response);
-                let bytes = read_small_body(response).await.unwrap_or_default();
-                last_refusal = Some((head, bytes));
+                last_refusal = Some(match read_error_body(response).await {
+                    ErrorBody::Whole(bytes) => rebuild(head, bytes),
+                    // Kept whole while other keys are tried, or not at all: an empty body
+                    // under the upstream's status told the user nothing.
+                    ErrorBody::Large(_) | ErrorBody::CutOff => api_error(
+                        head.status,
+                        if head.status == StatusCode::UNAUTHORIZED {
+                            "authentication_error"
+                        } else {
+                            "permission_error"
+                        },
+                        &format!(
+                            "keyswitch proxy: every key was refused (HTTP {}); the upstream's answer was cut off or larger than {} KB and is not shown",
+                            head.status.as_u16(),
+                            ERROR_BODY_LIMIT / 1024
+                        ),
+                        &[],
+                    ),
+                });
                 refused.push((key.name.clone(), mark));
                 continue;
             }
@@ -634,17 +651,6 @@ where
         }
         std::pin::Pin::new(&mut self.1).poll_frame(cx)
     }
-}
-
-async fn read_small_body(mut response: reqwest::Response) -> Option<Bytes> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.ok()? {
-        if out.len() + chunk.len() > ERROR_BODY_LIMIT {
-            return None;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Some(Bytes::from(out))
 }
 
 fn rebuild(head: Head, bytes: Bytes) -> Response<Body> {
