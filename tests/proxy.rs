@@ -1071,3 +1071,175 @@ fn a_request_body_that_stops_arriving_is_given_up_and_a_slow_steady_one_is_not()
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(bodies().len(), 1);
 }
+
+/// `bytes` as a gzip member holding one stored (uncompressed) deflate block: what an upstream
+/// sends with `content-encoding: gzip`, made without a compression library.
+fn gzip_stored(bytes: &[u8]) -> Vec<u8> {
+    let crc = bytes.iter().fold(!0u32, |mut crc, &b| {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+        crc
+    });
+    let len = u16::try_from(bytes.len()).unwrap();
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    out.push(1);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out
+}
+
+#[test]
+fn a_billing_error_the_upstream_would_compress_still_fails_over() {
+    // Claude Code asks for compressed answers; an upstream (or the CDN before it) that honours
+    // that sent the credit-balance 400 gzipped, the proxy could not read it, and the turn failed
+    // on the spent key instead of going to the next one.
+    let billing = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#;
+    let primary = fake_key("primary");
+    let up = Upstream::start(move |r| {
+        if r.key != primary {
+            return Reply::ok(&r.key);
+        }
+        if r.header("accept-encoding")
+            .is_some_and(|e| e.contains("gzip"))
+        {
+            Reply::Full {
+                status: 400,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("content-encoding".into(), "gzip".into()),
+                ],
+                body: gzip_stored(billing.as_bytes()),
+            }
+        } else {
+            Reply::json(400, billing)
+        }
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = common::proxy_box::send(
+        &p.base_url(),
+        &p.token(),
+        BODY,
+        &[("accept-encoding", "gzip, deflate, br, zstd")],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.text().contains("hello from sk-ant-test"),
+        "{}",
+        answer.text()
+    );
+    wait_for("the mark", || p.s.list_json()[0]["state"] == "cooling");
+    assert_eq!(mark_events(&p.s)[0]["reason"], "proxy:billing_error");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_connections_up_to_the_file_descriptor_limit_do_not_lock_sessions_out() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    // macOS gives a program 256 file descriptors; fewer than the proxy's 512 slots. Idle
+    // connections without the token took every descriptor, so none was ever closed to make
+    // room (the slots were never all taken) and sessions waited in the kernel's queue.
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=64:64")
+        .arg("--")
+        .arg(assert_cmd::cargo::cargo_bin("keyswitch"))
+        .args(["proxy", "start"])
+        .env_clear()
+        .envs(p.s.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let base = p.base_url();
+    for _ in 0..3 {
+        let status = block(async {
+            let request = client()
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", &token)
+                .body(BODY)
+                .send();
+            tokio::time::timeout(Duration::from_secs(10), request)
+                .await
+                .map(|r| r.unwrap().status().as_u16())
+        });
+        assert_eq!(status, Ok(200));
+    }
+    drop(held);
+}
+
+#[test]
+fn a_large_400_that_is_no_billing_error_passes_through_whole() {
+    // A 400 is read to find the credit-balance phrase, up to 64 KB; a larger one (a validation
+    // error quoting the request, a gateway's page) became the proxy's own 502, which Claude Code
+    // retries, and the upstream's answer was lost.
+    let message = "x".repeat(100 * 1024);
+    let large = format!(
+        r#"{{"type":"error","error":{{"type":"invalid_request_error","message":"{message}"}}}}"#
+    );
+    let sent = large.clone();
+    let up = stand_in(move || Reply::json(400, &sent).with_header("request-id", "req_2"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body, large.as_bytes());
+    assert_eq!(answer.headers["request-id"], "req_2");
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+    assert!(mark_events(&p.s).is_empty());
+}
+
+#[test]
+fn a_large_refusal_every_key_gets_is_not_passed_on_empty() {
+    // A 401/403 is kept (up to 64 KB) to pass on if every key is refused; a larger one (a
+    // company gateway's block page) was passed on empty: the user saw a bare 403.
+    let message = "y".repeat(100 * 1024);
+    let large = format!(
+        r#"{{"type":"error","error":{{"type":"permission_error","message":"{message}"}}}}"#
+    );
+    let sent = large.clone();
+    let up = Upstream::start(move |_| Reply::json(403, &sent));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    let base = p.base_url();
+    let answer = block(async {
+        let request = async {
+            let response = client()
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", &token)
+                .body(BODY)
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            response.bytes().await.map(|b| (status, b))
+        };
+        tokio::time::timeout(Duration::from_secs(10), request).await
+    });
+    let (status, body) = answer
+        .expect("an answer within 10 s")
+        .expect("a whole answer");
+    assert_eq!(status, 403);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        body == large.as_bytes() || text.contains("every key was refused (HTTP 403)"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert_eq!(up.keys(), vec![fake_key("primary"), fake_key("fallback")]);
+}

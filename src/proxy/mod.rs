@@ -34,6 +34,10 @@ pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
 
 /// At most this many client connections at once.
 const MAX_CONNECTIONS: usize = 512;
+/// File descriptors kept back from client connections: the listener, the runtime's own, the
+/// log, the config and state files being read, the keychain's connection.
+#[cfg(unix)]
+const RESERVED_FDS: u64 = 32;
 /// A request's head must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -88,19 +92,53 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             std::process::id(),
             shared.default_upstream
         );
-        serve(listener, shared).await;
+        serve(listener, shared, connection_limit()).await;
         eprintln!("keyswitch: proxy on {} stopped", settings.listen);
         Ok(())
     })
 }
 
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
+/// [`MAX_CONNECTIONS`], or fewer where the process may not open two file descriptors for each
+/// (the client's and its upstream's) and some to spare. Slots are what make room by closing a
+/// connection without the token; with more slots than descriptors (macOS gives a program 256),
+/// idle connections took every descriptor first and sessions were never let in. The soft limit
+/// is raised toward the hard one as far as the proxy needs.
+fn connection_limit() -> usize {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let wanted = 2 * MAX_CONNECTIONS as u64 + RESERVED_FDS;
+        let limit = getrlimit(Resource::Nofile);
+        let mut soft = limit.current;
+        if let Some(current) = soft
+            && current < wanted
+        {
+            let raised = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+            let new = Rlimit {
+                current: Some(raised),
+                maximum: limit.maximum,
+            };
+            if raised > current && setrlimit(Resource::Nofile, new).is_ok() {
+                soft = Some(raised);
+            }
+        }
+        soft.map_or(MAX_CONNECTIONS, |n| {
+            usize::try_from(n.saturating_sub(RESERVED_FDS) / 2)
+                .unwrap_or(MAX_CONNECTIONS)
+                .clamp(8, MAX_CONNECTIONS)
+        })
+    }
+    #[cfg(not(unix))]
+    MAX_CONNECTIONS
+}
+
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>, limit: usize) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Claude Code keeps a handful of connections; a program opening thousands must not exhaust
     // the proxy's file descriptors: past this, a connection that never carried the token is
     // closed to make room, and with none such, the next one waits (and those after it, in the
     // kernel's queue).
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
     let clients = Clients::default();
     let mut last_complaint: Option<std::time::Instant> = None;
     // Made once and polled in every wait below: a stop asked for (or a SIGTERM) while the loop
@@ -117,8 +155,10 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait a moment, keep serving, and
-                    // say so at most once a minute.
+                    // Out of file descriptors and the like (the whole system's, too): make
+                    // room as when every slot is taken, wait a moment, keep serving, and say
+                    // so at most once a minute.
+                    clients.close_oldest_untrusted();
                     if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                         eprintln!("keyswitch: proxy: accept failed: {e}");
                         last_complaint = Some(std::time::Instant::now());

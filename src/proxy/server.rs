@@ -223,7 +223,7 @@ async fn forward(
     // Keys the upstream refused during this request, marked only once another key succeeds,
     // and the last refusal, passed through if none does.
     let mut refused: Vec<(String, decide::Mark)> = Vec::new();
-    let mut last_refusal: Option<(Head, Bytes)> = None;
+    let mut last_refusal: Option<Response<Body>> = None;
     loop {
         let now = whole_seconds_now();
         let view = match shared.keys.view(now) {
@@ -239,7 +239,7 @@ async fn forward(
         };
         let Some((index, upstream)) = next_key(shared, &view, &tried) else {
             return match (last_refusal, network_fault) {
-                (Some((head, bytes)), _) => rebuild(head, bytes),
+                (Some(refusal), _) => refusal,
                 (None, Some((upstream, fault))) => unreachable_reply(&upstream, &fault),
                 (None, None) => all_unavailable(&view, now),
             };
@@ -320,16 +320,43 @@ async fn forward(
         let (verdict, buffered) = match verdict {
             Verdict::Refused(mark) => {
                 let head = head_of(&response);
-                let bytes = read_small_body(response).await.unwrap_or_default();
-                last_refusal = Some((head, bytes));
+                last_refusal = Some(match read_error_body(response).await {
+                    ErrorBody::Whole(bytes) => rebuild(head, bytes),
+                    // Kept whole while other keys are tried, or not at all: an empty body
+                    // under the upstream's status told the user nothing.
+                    ErrorBody::Large(_) | ErrorBody::CutOff => api_error(
+                        head.status,
+                        if head.status == StatusCode::UNAUTHORIZED {
+                            "authentication_error"
+                        } else {
+                            "permission_error"
+                        },
+                        &format!(
+                            "keyswitch proxy: every key was refused (HTTP {}); the upstream's answer was cut off or larger than {} KB and is not shown",
+                            head.status.as_u16(),
+                            ERROR_BODY_LIMIT / 1024
+                        ),
+                        &[],
+                    ),
+                });
                 refused.push((key.name.clone(), mark));
                 continue;
             }
             Verdict::ReadBody => {
                 let head = head_of(&response);
-                match read_small_body(response).await {
-                    Some(bytes) => (decide::billing_verdict(&bytes), Some((head, bytes))),
-                    None => {
+                match read_error_body(response).await {
+                    ErrorBody::Whole(bytes) => {
+                        (decide::billing_verdict(&bytes), Some((head, bytes)))
+                    }
+                    // A billing error is small: a larger answer is the request's own, and its
+                    // client gets it as it came.
+                    ErrorBody::Large(body) => {
+                        let mut response = Response::new(body);
+                        *response.status_mut() = head.status;
+                        *response.headers_mut() = head.headers;
+                        return response;
+                    }
+                    ErrorBody::CutOff => {
                         return api_error(
                             StatusCode::BAD_GATEWAY,
                             "api_error",
@@ -497,6 +524,14 @@ fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
     headers.remove(header::EXPECT);
     headers.remove(API_KEY_HEADER);
     headers.remove(header::AUTHORIZATION);
+    // A 400 is read to tell a spent balance from a bad request, and the proxy decodes no
+    // compression: asked for gzip (Claude Code asks for it, and for br and zstd), an upstream
+    // that compressed its credit-balance error sent the turn down on the spent key. Answers are
+    // small beside the requests, and loopback gains nothing from compression.
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     headers
 }
 
@@ -562,15 +597,60 @@ fn head_of(response: &reqwest::Response) -> Head {
     }
 }
 
-async fn read_small_body(mut response: reqwest::Response) -> Option<Bytes> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.ok()? {
-        if out.len() + chunk.len() > ERROR_BODY_LIMIT {
-            return None;
+enum ErrorBody {
+    Whole(Bytes),
+    /// Past [`ERROR_BODY_LIMIT`]: what was read, then the rest as it arrives.
+    Large(Body),
+    CutOff,
+}
+
+/// A 400's body, read whole while it stays small enough to judge.
+async fn read_error_body(response: reqwest::Response) -> ErrorBody {
+    let response: hyper::http::Response<reqwest::Body> = response.into();
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return ErrorBody::Whole(Bytes::from(read)),
+            Some(Err(_)) => return ErrorBody::CutOff,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+            }
         }
-        out.extend_from_slice(&chunk);
+        if read.len() > ERROR_BODY_LIMIT {
+            let rest = body.map_err(|e| Box::new(e) as BoxError);
+            let read = Full::new(Bytes::from(read)).map_err(|never: Infallible| match never {});
+            return ErrorBody::Large(Prefixed(Some(read), rest).boxed());
+        }
     }
-    Some(Bytes::from(out))
+}
+
+/// One body, then another: the part of an answer already read, then the rest.
+struct Prefixed<A, B>(Option<A>, B);
+
+impl<A, B> hyper::body::Body for Prefixed<A, B>
+where
+    A: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        if let Some(first) = self.0.as_mut() {
+            match std::pin::Pin::new(first).poll_frame(cx) {
+                Poll::Ready(None) => self.0 = None,
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut self.1).poll_frame(cx)
+    }
 }
 
 fn rebuild(head: Head, bytes: Bytes) -> Response<Body> {
@@ -765,6 +845,7 @@ mod tests {
         assert_eq!(out["x-api-key"], "sk-ant-test-secret");
         assert!(out.get(header::AUTHORIZATION).is_none());
         assert_eq!(out["anthropic-version"], "2023-06-01");
+        assert_eq!(out["accept-encoding"], "identity");
         for gone in ["connection", "x-private", "host", "content-length", "te"] {
             assert!(out.get(gone).is_none(), "{gone}");
         }
