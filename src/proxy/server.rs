@@ -526,8 +526,8 @@ fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
     headers.remove(header::AUTHORIZATION);
     // A 400 is read to tell a spent balance from a bad request, and the proxy decodes no
     // compression: asked for gzip (Claude Code asks for it, and for br and zstd), an upstream
-    // that compressed its credit-balance error sent the turn down on the spent key. Answers are
-    // small beside the requests, and loopback gains nothing from compression.
+    // that compressed its credit-balance error sent the turn down on the spent key. Answers
+    // (output tokens) are small beside the requests, so little is lost on the upstream's link.
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
