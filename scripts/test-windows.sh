@@ -244,5 +244,17 @@ ks uninstall 2>/dev/null || fail "uninstall"
 expect_ok "uninstall removes the apiKeyHelper" "" setting apiKeyHelper
 expect_ok "uninstall removes the proxy's base URL" "" setting env.ANTHROPIC_BASE_URL
 
+# Installed where the path has a space (C:\Program Files\..., C:\Users\John Doe\...): the
+# helper's quoted path still runs through cmd.exe.
+mkdir -p "$bin/key switch"
+cp keyswitch.exe "$bin/key switch/"
+"$wine" "key switch/keyswitch.exe" install 2>/dev/null || fail "install from a path with a space"
+case "$(setting apiKeyHelper)" in
+    *'key switch/keyswitch.exe" get') ;;
+    *) fail "the apiKeyHelper from a path with a space: $(setting apiKeyHelper)" ;;
+esac
+expect_ok "the apiKeyHelper from a path with a space, through cmd.exe" "sk-ant-test-bbb" helper_says
+"$wine" "key switch/keyswitch.exe" uninstall 2>/dev/null || fail "uninstall from a path with a space"
+
 echo "Windows tests: $failures failure(s), $(($(date +%s) - started)) s (build included)"
 [ "$failures" -eq 0 ]
