@@ -944,6 +944,21 @@ fn a_request_naming_another_server_still_goes_only_to_the_keys_own_upstream() {
     }
 }
 
+/// The status of one request with the token, or `Err` when no answer came within 10 s (a proxy
+/// that let the request wait in the kernel's queue).
+fn status_within_10s(base: &str, token: &str) -> Result<u16, tokio::time::error::Elapsed> {
+    block(async {
+        let request = client()
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", token)
+            .body(BODY)
+            .send();
+        tokio::time::timeout(Duration::from_secs(10), request)
+            .await
+            .map(|r| r.unwrap().status().as_u16())
+    })
+}
+
 #[test]
 fn connections_held_open_without_the_token_do_not_lock_sessions_out() {
     let up = Upstream::start(|r| Reply::ok(&r.key));
@@ -955,18 +970,7 @@ fn connections_held_open_without_the_token_do_not_lock_sessions_out() {
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let base = p.base_url();
-    let status = block(async {
-        let request = client()
-            .post(format!("{base}/v1/messages"))
-            .header("x-api-key", &token)
-            .body(BODY)
-            .send();
-        tokio::time::timeout(Duration::from_secs(10), request)
-            .await
-            .map(|r| r.unwrap().status().as_u16())
-    });
-    assert_eq!(status, Ok(200));
+    assert_eq!(status_within_10s(&p.base_url(), &token), Ok(200));
     assert_eq!(p.token(), token);
     drop(held);
 }
@@ -1168,19 +1172,8 @@ fn idle_connections_up_to_the_file_descriptor_limit_do_not_lock_sessions_out() {
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let base = p.base_url();
     for _ in 0..3 {
-        let status = block(async {
-            let request = client()
-                .post(format!("{base}/v1/messages"))
-                .header("x-api-key", &token)
-                .body(BODY)
-                .send();
-            tokio::time::timeout(Duration::from_secs(10), request)
-                .await
-                .map(|r| r.unwrap().status().as_u16())
-        });
-        assert_eq!(status, Ok(200));
+        assert_eq!(status_within_10s(&p.base_url(), &token), Ok(200));
     }
     drop(held);
 }
