@@ -170,6 +170,22 @@ fn https_proxy_tunnels_to_the_upstream_and_no_proxy_goes_around_it() {
 }
 
 #[test]
+fn http_proxy_takes_a_plain_http_upstream_by_its_whole_url_with_the_proxy_credentials() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let proxy = ConnectProxy::start();
+    let p = net_box(&up.url(), &["primary"]);
+    let via = format!("http://alice:pw@127.0.0.1:{}", proxy.port);
+    let token = p.get(&[("HTTP_PROXY", &via)]);
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(answer.text().contains("the plain-HTTP proxy"), "{}", answer.text());
+    assert!(up.requests().is_empty(), "went around the proxy");
+    assert_eq!(proxy.targets(), vec![format!("{}/v1/messages?beta=true", up.url())]);
+    // alice:pw, as Basic credentials.
+    assert_eq!(proxy.credentials(), vec!["Basic YWxpY2U6cHc=".to_string()]);
+}
+
+#[test]
 fn an_untrusted_certificate_behind_a_tunnel_is_still_named_as_the_certificate() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);

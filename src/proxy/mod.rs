@@ -5,10 +5,12 @@
 //!
 //! `control` is what `get` and the CLI use (std only, fast); the rest runs inside the proxy.
 
+mod connect;
 pub mod control;
 pub mod decide;
 mod keys;
 mod server;
+mod tls;
 mod upstream;
 #[cfg(windows)]
 mod windows_stdio;
@@ -80,7 +82,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         let shared = Arc::new(server::Shared::new(
             token,
             keys::KeyPool::new(dirs),
-            upstream::client()?,
+            upstream::Client::new().context("cannot set up the HTTP client")?,
             default_upstream,
             settings.listen,
         ));

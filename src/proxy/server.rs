@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::control::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 use super::decide::{self, ERROR_BODY_LIMIT, Verdict};
 use super::keys::{KeyPool, View};
-use super::upstream::{Bases, Fault};
+use super::upstream::{Bases, Client, Fault};
 use super::whole_seconds_now;
 use crate::endpoint::Endpoint;
 use crate::select::{Availability, candidates};
@@ -54,7 +54,7 @@ fn body_idle() -> Duration {
 pub struct Shared {
     pub token: Zeroizing<String>,
     pub keys: Arc<KeyPool>,
-    pub client: reqwest::Client,
+    pub client: Client,
     /// Where keys without an endpoint of their own go.
     pub default_upstream: String,
     pub listen: SocketAddr,
@@ -68,7 +68,7 @@ impl Shared {
     pub fn new(
         token: Zeroizing<String>,
         keys: Arc<KeyPool>,
-        client: reqwest::Client,
+        client: Client,
         default_upstream: String,
         listen: SocketAddr,
     ) -> Self {
@@ -276,28 +276,18 @@ async fn forward(
         }
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let headers = with_secret(&forwarded, &parts.headers, &secret);
-        let sent = match shared.bases.join(&upstream, path_and_query) {
-            Some(url) => {
-                // Built whole: the request builder would copy the headers in one by one.
-                let mut request = reqwest::Request::new(parts.method.clone(), url);
-                *request.headers_mut() = headers;
-                *request.body_mut() = Some(body.clone().into());
-                shared.client.execute(request).await
-            }
-            // Not a URL: the client says why, as it would for any URL it cannot use.
-            None => {
-                shared
-                    .client
-                    .request(parts.method.clone(), join_url(&upstream, path_and_query))
-                    .headers(headers)
-                    .body(body.clone())
-                    .send()
-                    .await
-            }
+        let Some(uri) = shared.bases.join(&upstream, path_and_query) else {
+            // Config and state are validated on load: only a damaged file gets here.
+            let fault = Fault::Broken("its address is not a usable URL".to_string());
+            return unreachable_reply(&upstream, &fault);
         };
-        let response = match sent {
+        let mut request = Request::new(Full::new(body.clone()));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let response = match shared.client.send(request).await {
             Ok(response) => response,
-            Err(e) => match Fault::classify(&e) {
+            Err(fault) => match fault {
                 // Nothing reached the upstream (down, or a certificate this network does not
                 // trust): a key elsewhere may still answer; if none does, this is named.
                 fault @ (Fault::Unreachable(_) | Fault::Tls(_)) => {
@@ -448,11 +438,6 @@ fn dot_segment(segment: &str) -> bool {
     dots == 1 || dots == 2
 }
 
-/// `https://host/prefix` + `/v1/messages?beta=true`.
-fn join_url(upstream: &str, path_and_query: &str) -> String {
-    format!("{}{}", upstream.trim_end_matches('/'), path_and_query)
-}
-
 /// Whether every credential header the client sent carries the local token (and it sent one).
 pub(super) fn authorized(token: &str, headers: &HeaderMap) -> bool {
     let mut seen = false;
@@ -576,8 +561,7 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 
 /// Streams an upstream response back as it arrives: SSE events reach the client as soon as
 /// the upstream sends them. Dropping it (the client went away) drops the upstream request.
-fn stream_back(response: reqwest::Response) -> Response<Body> {
-    let response: hyper::http::Response<reqwest::Body> = response.into();
+fn stream_back(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
@@ -588,7 +572,7 @@ struct Head {
     headers: HeaderMap,
 }
 
-fn head_of(response: &reqwest::Response) -> Head {
+fn head_of(response: &Response<Incoming>) -> Head {
     let mut headers = response.headers().clone();
     strip_hop_by_hop(&mut headers);
     Head {
@@ -605,8 +589,7 @@ enum ErrorBody {
 }
 
 /// A 400's body, read whole while it stays small enough to judge.
-async fn read_error_body(response: reqwest::Response) -> ErrorBody {
-    let response: hyper::http::Response<reqwest::Body> = response.into();
+async fn read_error_body(response: Response<Incoming>) -> ErrorBody {
     let mut body = response.into_body();
     let mut read = Vec::new();
     loop {
@@ -890,15 +873,6 @@ mod tests {
         ] {
             assert!(!plain_path(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn urls_join_onto_a_prefix() {
-        assert_eq!(
-            join_url("https://proxy.corp/anthropic/", "/v1/messages?beta=true"),
-            "https://proxy.corp/anthropic/v1/messages?beta=true"
-        );
-        assert_eq!(join_url("http://127.0.0.1:9", "/"), "http://127.0.0.1:9/");
     }
 
     #[test]

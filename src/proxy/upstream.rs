@@ -1,18 +1,24 @@
-//! The client side: one HTTP client for every upstream (connection pool, HTTP/2 by ALPN,
-//! `HTTPS_PROXY`/`NO_PROXY`, the OS trust store plus the extra CA files Claude Code users set),
-//! and telling network faults apart so the caller knows whether another upstream may help.
+//! The client side: one HTTP client for every upstream (hyper-util's connection pool, HTTP/2 by
+//! ALPN, connections opened by [`super::connect`]), and telling network faults apart so the
+//! caller knows whether another upstream may help.
 
 use std::collections::HashMap;
 use std::error::Error as _;
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use hyper_util::client::proxy::matcher::Matcher;
+use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::PROXY_AUTHORIZATION;
+use hyper::http::uri::Scheme;
+use hyper::{Request, Response, Uri};
+use hyper_util::client::legacy;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// How long a TCP (and proxy CONNECT) connection may take before the upstream counts as down.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use super::connect::{CONNECT_TIMEOUT, Connector, proxies};
+use super::tls::Tls;
 
 /// Upstream base URLs, parsed once: parsing the whole URL again for each request (host rules
 /// and all) was a tenth of the proxy's CPU per request.
@@ -26,7 +32,7 @@ const MAX_BASES: usize = 64;
 impl Bases {
     /// `https://host/prefix` + `/v1/messages?beta=true`: the same URL as parsing the two joined
     /// as text, without parsing the upstream again. `None` when the upstream is no URL.
-    pub fn join(&self, upstream: &str, path_and_query: &str) -> Option<url::Url> {
+    pub fn join(&self, upstream: &str, path_and_query: &str) -> Option<Uri> {
         let base = {
             let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= MAX_BASES && !cache.contains_key(upstream) {
@@ -44,93 +50,48 @@ impl Bases {
         let mut url = base.clone();
         url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
         url.set_query(query);
-        Some(url)
+        url.as_str().parse().ok()
     }
 }
 
-pub fn client() -> Result<reqwest::Client> {
-    let extra = extra_roots();
-    match builder(extra.iter().map(|root| &root.cert)).build() {
-        Ok(client) => Ok(client),
-        Err(error) if !extra.is_empty() => {
-            // One certificate the TLS library cannot use (a corporate bundle may hold an odd
-            // one) must not cost the user the others, nor the proxy: find it, skip it, say so.
-            let usable = extra.iter().filter(|root| {
-                let alone = reqwest::Client::builder()
-                    .tls_built_in_root_certs(false)
-                    .add_root_certificate(root.cert.clone())
-                    .build();
-                if let Err(e) = &alone {
-                    eprintln!(
-                        "keyswitch: warning: certificate {} in {}={} cannot be used ({}); skipping it",
-                        root.position,
-                        root.var,
-                        root.path.display(),
-                        one_line(e)
-                    );
-                }
-                alone.is_ok()
-            });
-            builder(usable.map(|root| &root.cert))
-                .build()
-                .with_context(|| format!("cannot set up the HTTP client ({})", one_line(&error)))
+/// The client every request to an upstream goes through.
+pub struct Client(legacy::Client<Connector, Full<Bytes>>);
+
+impl Client {
+    pub fn new() -> Result<Self> {
+        let connector = Connector::new(Tls::new()?);
+        let client = legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self(client))
+    }
+
+    /// Sends `request` and waits for the answer's head. Redirects are the client's business:
+    /// they pass through as they are.
+    pub async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, Fault> {
+        let uri = request.uri().clone();
+        if uri.scheme() == Some(&Scheme::HTTP)
+            && let Some(auth) = proxies()
+                .intercept(&uri)
+                .and_then(|p| p.basic_auth().cloned())
+        {
+            // Plain HTTP through a proxy: the proxy's credentials go with each request (a
+            // tunnel carries them in its CONNECT instead).
+            request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
         }
-        Err(error) => Err(error).context("cannot set up the HTTP client"),
+        self.0
+            .request(request)
+            .await
+            .map_err(|e| Fault::classify(&e, &uri))
     }
 }
 
-fn builder<'a>(roots: impl Iterator<Item = &'a reqwest::Certificate>) -> reqwest::ClientBuilder {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
-        // Redirects are the client's business: pass them through as they are.
-        .redirect(reqwest::redirect::Policy::none());
-    for cert in roots {
-        builder = builder.add_root_certificate(cert.clone());
-    }
-    builder
-}
-
-/// One certificate from a CA file named by the environment.
-struct ExtraRoot {
-    var: &'static str,
-    path: PathBuf,
-    /// 1 for the file's first certificate.
-    position: usize,
-    cert: reqwest::Certificate,
-}
-
-/// Claude Code (Node) users behind a TLS-inspecting proxy set one of these; honour both on
-/// every platform, in addition to the OS trust store.
-fn extra_roots() -> Vec<ExtraRoot> {
-    let mut roots = Vec::new();
-    for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
-        let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
-            continue;
-        };
-        let path = PathBuf::from(path);
-        let read = std::fs::read(&path)
-            .map_err(anyhow::Error::from)
-            .and_then(|pem| Ok(reqwest::Certificate::from_pem_bundle(&pem)?));
-        match read {
-            Ok(certs) => roots.extend(certs.into_iter().enumerate().map(|(i, cert)| ExtraRoot {
-                var,
-                path: path.clone(),
-                position: i + 1,
-                cert,
-            })),
-            Err(e) => eprintln!(
-                "keyswitch: warning: {var}={} cannot be used ({e}); carrying on without it",
-                path.display()
-            ),
-        }
-    }
-    roots
-}
-
-/// The environment variables the client takes its network settings from (reqwest reads the
-/// proxy ones, rustls-native-certs the SSL ones, [`extra_roots`] the CA files).
+/// The environment variables the client takes its network settings from (hyper-util's matcher
+/// reads the proxy ones, rustls-native-certs the SSL ones, [`super::tls`] the CA files).
 const NETWORK_VARS: [&str; 12] = [
     "HTTPS_PROXY",
     "https_proxy",
@@ -184,7 +145,9 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub fn classify(error: &reqwest::Error) -> Self {
+    /// Why sending to `uri` failed: errors while connecting (TCP, the network's proxy, TLS)
+    /// reached nothing; any other means the connection broke with the request under way.
+    pub fn classify(error: &legacy::Error, uri: &Uri) -> Self {
         let chain = chain_text(error);
         let lower = chain.to_ascii_lowercase();
         let tls = ["certificate", "tls", "handshake", "unknownissuer", "ssl"]
@@ -194,10 +157,10 @@ impl Fault {
             // Through a tunnel TLS is still end to end: the certificate is the upstream's (or
             // the inspecting proxy's), so the cure is the same.
             Self::Tls(format!("TLS failed: {}", tls_cause(&lower, &chain)))
-        } else if error.is_connect() || (error.is_timeout() && !error.is_body()) {
+        } else if error.is_connect() {
             // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or
             // the user hunts for a fault in an upstream that was never contacted.
-            let cause = match error.url().and_then(proxy_for) {
+            let cause = match proxy_for(uri) {
                 Some(proxy) => proxy_cause(&proxy, error, &lower, &chain),
                 None => direct_cause(error, &lower, &chain),
             };
@@ -214,20 +177,19 @@ impl Fault {
     }
 }
 
-fn direct_cause(error: &reqwest::Error, lower: &str, chain: &str) -> String {
+fn direct_cause(error: &legacy::Error, lower: &str, chain: &str) -> String {
     if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
         "connection refused".to_string()
     } else if lower.contains("dns") || lower.contains("lookup") {
         "DNS lookup failed (no such host, or no DNS server answered)".to_string()
-    } else if error.is_timeout() || lower.contains("timed out") {
+    } else if has_io_kind(error, std::io::ErrorKind::TimedOut) || lower.contains("timed out") {
         format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
     } else {
         chain.to_string()
     }
 }
 
-/// The proxy a request goes through, as the client's own rules (hyper-util's, which reqwest
-/// uses) pick it from the same environment.
+/// The proxy a request goes through, as the connector picks it.
 struct ProxyUse {
     /// host:port, never the credentials a proxy URL may carry.
     address: String,
@@ -237,16 +199,14 @@ struct ProxyUse {
     with_credentials: bool,
 }
 
-fn proxy_for(url: &reqwest::Url) -> Option<ProxyUse> {
-    static MATCHER: OnceLock<Matcher> = OnceLock::new();
-    let uri: hyper::Uri = url.as_str().parse().ok()?;
-    let intercept = MATCHER.get_or_init(Matcher::from_system).intercept(&uri)?;
+fn proxy_for(uri: &Uri) -> Option<ProxyUse> {
+    let intercept = proxies().intercept(uri)?;
     let proxy = intercept.uri();
     let address = match proxy.port_u16() {
         Some(port) => format!("{}:{port}", proxy.host()?),
         None => proxy.host()?.to_string(),
     };
-    let names: [&'static str; 4] = if url.scheme() == "https" {
+    let names: [&'static str; 4] = if uri.scheme() == Some(&Scheme::HTTPS) {
         ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
     } else {
         ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
@@ -262,7 +222,7 @@ fn proxy_for(url: &reqwest::Url) -> Option<ProxyUse> {
     })
 }
 
-fn proxy_cause(proxy: &ProxyUse, error: &reqwest::Error, lower: &str, chain: &str) -> String {
+fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, lower: &str, chain: &str) -> String {
     let ProxyUse {
         address,
         setting,
@@ -285,7 +245,7 @@ fn proxy_cause(proxy: &ProxyUse, error: &reqwest::Error, lower: &str, chain: &st
         format!("{which} refused the connection: is it running, and is {setting} right?")
     } else if lower.contains("dns") || lower.contains("lookup") {
         format!("{which}: its host name was not found (DNS): is {setting} right?")
-    } else if error.is_timeout() || lower.contains("timed out") {
+    } else if has_io_kind(error, std::io::ErrorKind::TimedOut) || lower.contains("timed out") {
         format!(
             "{which} did not answer within {}s",
             CONNECT_TIMEOUT.as_secs()
@@ -307,21 +267,7 @@ fn tls_cause(lower: &str, chain: &str) -> String {
     }
 }
 
-/// An error and its causes on one line.
-fn one_line(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = e.source();
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn has_io_kind(error: &reqwest::Error, kind: std::io::ErrorKind) -> bool {
+fn has_io_kind(error: &legacy::Error, kind: std::io::ErrorKind) -> bool {
     let mut source = error.source();
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
@@ -335,7 +281,7 @@ fn has_io_kind(error: &reqwest::Error, kind: std::io::ErrorKind) -> bool {
 }
 
 /// The error and its causes on one line, without the URL (which the caller names by host).
-fn chain_text(error: &reqwest::Error) -> String {
+fn chain_text(error: &legacy::Error) -> String {
     let mut parts = Vec::new();
     let mut source = error.source();
     while let Some(e) = source {
@@ -346,12 +292,7 @@ fn chain_text(error: &reqwest::Error) -> String {
         source = e.source();
     }
     if parts.is_empty() {
-        let what = if error.is_timeout() {
-            "timed out"
-        } else {
-            "request failed"
-        };
-        parts.push(what.to_string());
+        parts.push("request failed".to_string());
     }
     parts
         .join(": ")
@@ -383,7 +324,7 @@ mod tests {
                 "/v1/~user/é",
             ] {
                 let text = format!("{}{path_and_query}", upstream.trim_end_matches('/'));
-                let expected = url::Url::parse(&text).unwrap();
+                let expected: Uri = url::Url::parse(&text).unwrap().as_str().parse().unwrap();
                 // Twice: the first parses the upstream, the second comes from the cache.
                 for _ in 0..2 {
                     assert_eq!(

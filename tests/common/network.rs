@@ -239,9 +239,12 @@ fn sse(stream: Arc<Stream>) -> hyper::Response<BoxBody<Bytes, Infallible>> {
 
 /// A loopback `HTTPS_PROXY`: answers CONNECT host:port with 200 and then copies bytes both
 /// ways, recording each target. Anything but CONNECT gets a 405.
+/// An HTTP proxy: CONNECT tunnels, and plain-HTTP requests (which it answers itself, 200,
+/// as a proxy forwarding them would pass on the upstream's answer).
 pub struct ConnectProxy {
     pub port: u16,
     targets: Arc<Mutex<Vec<String>>>,
+    credentials: Arc<Mutex<Vec<String>>>,
 }
 
 impl ConnectProxy {
@@ -259,32 +262,49 @@ impl ConnectProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let targets = Arc::new(Mutex::new(Vec::new()));
-        let targets2 = targets.clone();
+        let credentials = Arc::new(Mutex::new(Vec::new()));
+        let (targets2, credentials2) = (targets.clone(), credentials.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let targets = targets2.clone();
-                std::thread::spawn(move || tunnel(client, &targets, refusal));
+                let (targets, credentials) = (targets2.clone(), credentials2.clone());
+                std::thread::spawn(move || tunnel(client, &targets, &credentials, refusal));
             }
         });
-        Self { port, targets }
+        Self {
+            port,
+            targets,
+            credentials,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// What each request asked for: `host:port` for a tunnel, the whole URL for plain HTTP.
     pub fn targets(&self) -> Vec<String> {
         self.targets.lock().unwrap().clone()
     }
+
+    /// The `Proxy-Authorization` of each request that carried one.
+    pub fn credentials(&self) -> Vec<String> {
+        self.credentials.lock().unwrap().clone()
+    }
 }
 
-fn tunnel(client: TcpStream, targets: &Mutex<Vec<String>>, refusal: Option<&str>) {
+fn tunnel(
+    client: TcpStream,
+    targets: &Mutex<Vec<String>>,
+    credentials: &Mutex<Vec<String>>,
+    refusal: Option<&str>,
+) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut writer = client;
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
         return;
     }
+    let mut body_length = 0;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -293,9 +313,31 @@ fn tunnel(client: TcpStream, targets: &Mutex<Vec<String>>, refusal: Option<&str>
         if header.trim_end().is_empty() {
             break;
         }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("proxy-authorization") {
+                credentials.lock().unwrap().push(value.trim().to_string());
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                body_length = value.trim().parse().unwrap_or(0);
+            }
+        }
     }
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "CONNECT" && target.starts_with("http://") {
+        targets.lock().unwrap().push(target.to_string());
+        let mut body = vec![0; body_length];
+        let _ = std::io::Read::read_exact(&mut reader, &mut body);
+        let answer = r#"{"answered_by":"the plain-HTTP proxy"}"#;
+        let _ = writer.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .as_bytes(),
+        );
+        return;
+    }
     if method != "CONNECT" {
         let _ = writer.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n");
         return;

@@ -1,0 +1,209 @@
+//! Opening a connection to an upstream: TCP, through the network's proxy where its settings
+//! say so (a CONNECT tunnel for HTTPS, the proxy itself for plain HTTP), then TLS for HTTPS.
+//! The whole of it within [`CONNECT_TIMEOUT`]. hyper-util's client pools what this opens.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::Uri;
+use hyper::http::uri::Scheme;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
+use tower_service::Service;
+
+use super::tls::Tls;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
+
+/// How long a connection (TCP, the proxy's tunnel and TLS together) may take before the
+/// upstream counts as down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The network's proxy settings: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (either
+/// case), else the system's on macOS and Windows. Read once: the proxy process takes the
+/// settings of the session that started it.
+pub fn proxies() -> &'static Matcher {
+    static MATCHER: OnceLock<Matcher> = OnceLock::new();
+    MATCHER.get_or_init(Matcher::from_system)
+}
+
+/// Opens upstream connections for the client's pool.
+#[derive(Clone)]
+pub struct Connector {
+    tcp: HttpConnector,
+    tls: Tls,
+}
+
+impl Connector {
+    pub fn new(tls: Tls) -> Self {
+        let mut tcp = HttpConnector::new();
+        // https is this connector's business, not the TCP connector's.
+        tcp.enforce_http(false);
+        // Requests and answers are written whole; nothing is gained by waiting to coalesce.
+        tcp.set_nodelay(true);
+        Self { tcp, tls }
+    }
+
+    async fn connect(self, dst: Uri) -> Result<Conn, BoxError> {
+        let https = dst.scheme() == Some(&Scheme::HTTPS);
+        match proxies().intercept(&dst) {
+            // TLS stays end to end: through the tunnel to the upstream itself.
+            Some(proxy) if https => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), Direct(self.clone()));
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                let tunneled = tunnel.call(dst.clone()).await?;
+                self.tls.handshake(tunneled, host_of(&dst)?).await
+            }
+            // Plain HTTP goes to the proxy, which is asked for the whole URL.
+            Some(proxy) => {
+                let mut conn = self.direct(proxy.uri().clone()).await?;
+                conn.proxied = true;
+                Ok(conn)
+            }
+            None => self.direct(dst).await,
+        }
+    }
+
+    /// Straight to `dst` (an upstream, or a proxy): TCP, and TLS when it is https.
+    async fn direct(&self, dst: Uri) -> Result<Conn, BoxError> {
+        let tcp = self.tcp.clone().call(dst.clone()).await?;
+        let conn = Conn::new(tcp, false);
+        if dst.scheme() == Some(&Scheme::HTTPS) {
+            self.tls.handshake(conn, host_of(&dst)?).await
+        } else {
+            Ok(conn)
+        }
+    }
+}
+
+impl Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Connecting {
+        let connecting = self.clone().connect(dst);
+        Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
+                )
+                .into()),
+            }
+        })
+    }
+}
+
+/// The connector without proxies: what reaches the proxy a tunnel goes through.
+#[derive(Clone)]
+struct Direct(Connector);
+
+impl Service<Uri> for Direct {
+    type Response = Conn;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Connecting {
+        let connector = self.0.clone();
+        Box::pin(async move { connector.direct(dst).await })
+    }
+}
+
+/// The host to name in TLS: the URL's host, without an IPv6 literal's brackets.
+fn host_of(dst: &Uri) -> Result<&str, BoxError> {
+    let host = dst.host().ok_or("the URL names no host")?;
+    Ok(host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// The stream types a connection can be (TCP, TLS over TCP, TLS through a tunnel) as one.
+pub trait Io: Read + Write + Send + Unpin {}
+impl<T: Read + Write + Send + Unpin> Io for T {}
+
+/// An open upstream connection.
+pub struct Conn {
+    io: Box<dyn Io>,
+    /// TLS agreed on HTTP/2.
+    h2: bool,
+    /// A plain-HTTP proxy: requests name the whole URL.
+    proxied: bool,
+}
+
+impl Conn {
+    pub fn new(io: impl Io + 'static, h2: bool) -> Self {
+        Self {
+            io: Box::new(io),
+            h2,
+            proxied: false,
+        }
+    }
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new().proxy(self.proxied);
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
+
+    // A request's head and body go out in one system call where the stream allows.
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.io).poll_write_vectored(cx, bufs)
+    }
+}
