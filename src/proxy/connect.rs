@@ -33,6 +33,44 @@ pub fn proxies() -> &'static Matcher {
     MATCHER.get_or_init(Matcher::from_system)
 }
 
+/// TCP keep-alive probes on every connection, as reqwest (the client before this one) sent
+/// them: an upstream or proxy that vanished without a word (a NAT or firewall dropping an idle
+/// flow, a laptop changing networks) is found out in about a minute instead of never, so an
+/// answer being streamed ends with an error instead of hanging the turn, and a dead pooled
+/// connection leaves the pool instead of swallowing the next request.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// The TCP connector's settings, for any resolver (tests give one of their own).
+pub fn configure_tcp<R>(tcp: &mut HttpConnector<R>) {
+    // https is this connector's business, not the TCP connector's.
+    tcp.enforce_http(false);
+    // Requests and answers are written whole; nothing is gained by waiting to coalesce.
+    tcp.set_nodelay(true);
+    // Shared among a host's addresses: one that never answers leaves time for the next
+    // (without it the first address took the whole of CONNECT_TIMEOUT).
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_keepalive(Some(KEEPALIVE_IDLE));
+    tcp.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
+    tcp.set_keepalive_retries(Some(KEEPALIVE_RETRIES));
+}
+
+/// A proxy setting with a scheme other than http:// or https:// (SOCKS, say): the connector
+/// speaks HTTP CONNECT only, which such a proxy would not understand.
+#[derive(Debug)]
+pub struct UnsupportedProxy {
+    pub scheme: String,
+}
+
+impl std::fmt::Display for UnsupportedProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:// proxies are not supported", self.scheme)
+    }
+}
+
+impl std::error::Error for UnsupportedProxy {}
+
 /// Opens upstream connections for the client's pool.
 #[derive(Clone)]
 pub struct Connector {
@@ -43,16 +81,23 @@ pub struct Connector {
 impl Connector {
     pub fn new(tls: Tls) -> Self {
         let mut tcp = HttpConnector::new();
-        // https is this connector's business, not the TCP connector's.
-        tcp.enforce_http(false);
-        // Requests and answers are written whole; nothing is gained by waiting to coalesce.
-        tcp.set_nodelay(true);
+        configure_tcp(&mut tcp);
         Self { tcp, tls }
     }
 
     async fn connect(self, dst: Uri) -> Result<Conn, BoxError> {
         let https = dst.scheme() == Some(&Scheme::HTTPS);
-        match proxies().intercept(&dst) {
+        let proxy = proxies().intercept(&dst);
+        if let Some(proxy) = &proxy {
+            let scheme = proxy.uri().scheme_str().unwrap_or_default();
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(UnsupportedProxy {
+                    scheme: scheme.to_ascii_lowercase(),
+                }
+                .into());
+            }
+        }
+        match proxy {
             // TLS stays end to end: through the tunnel to the upstream itself.
             Some(proxy) if https => {
                 let mut tunnel = Tunnel::new(proxy.uri().clone(), Direct(self.clone()));
@@ -64,22 +109,25 @@ impl Connector {
             }
             // Plain HTTP goes to the proxy, which is asked for the whole URL.
             Some(proxy) => {
-                let mut conn = self.direct(proxy.uri().clone()).await?;
+                let mut conn = self.direct(proxy.uri().clone(), Peer::Proxy).await?;
                 conn.proxied = true;
                 Ok(conn)
             }
-            None => self.direct(dst).await,
+            None => self.direct(dst, Peer::Upstream).await,
         }
     }
 
     /// Straight to `dst` (an upstream, or a proxy): TCP, and TLS when it is https.
-    async fn direct(&self, dst: Uri) -> Result<Conn, BoxError> {
+    async fn direct(&self, dst: Uri, peer: Peer) -> Result<Conn, BoxError> {
         let tcp = self.tcp.clone().call(dst.clone()).await?;
         let conn = Conn::new(tcp, false);
-        if dst.scheme() == Some(&Scheme::HTTPS) {
-            self.tls.handshake(conn, host_of(&dst)?).await
-        } else {
-            Ok(conn)
+        if dst.scheme() != Some(&Scheme::HTTPS) {
+            return Ok(conn);
+        }
+        let host = host_of(&dst)?;
+        match peer {
+            Peer::Upstream => self.tls.handshake(conn, host).await,
+            Peer::Proxy => self.tls.handshake_proxy(conn, host).await,
         }
     }
 }
@@ -108,6 +156,13 @@ impl Service<Uri> for Connector {
     }
 }
 
+/// Who is at the other end of a TLS connection.
+enum Peer {
+    Upstream,
+    /// An https:// proxy: spoken to in HTTP/1.1 (a CONNECT, or a plain-HTTP request).
+    Proxy,
+}
+
 /// The connector without proxies: what reaches the proxy a tunnel goes through.
 #[derive(Clone)]
 struct Direct(Connector);
@@ -123,7 +178,7 @@ impl Service<Uri> for Direct {
 
     fn call(&mut self, dst: Uri) -> Connecting {
         let connector = self.0.clone();
-        Box::pin(async move { connector.direct(dst).await })
+        Box::pin(async move { connector.direct(dst, Peer::Proxy).await })
     }
 }
 

@@ -13,8 +13,12 @@ use rustls_pki_types::pem::PemObject;
 
 use super::connect::{BoxError, Conn};
 
-/// The protocols offered, in order of preference.
+/// The protocols offered to an upstream, in order of preference.
 const ALPN: [&str; 2] = ["h2", "http/1.1"];
+/// To an https:// proxy, none: the CONNECT (or plain-HTTP request) sent through it is
+/// HTTP/1.1, and a proxy that was offered h2 and took it would read that as a broken HTTP/2
+/// connection. No ALPN at all is what reqwest sent and what curl sends.
+const PROXY_ALPN: [&str; 0] = [];
 
 /// One certificate from a CA file named by the environment.
 struct ExtraRoot {
@@ -90,7 +94,10 @@ mod platform {
     use super::*;
 
     #[derive(Clone)]
-    pub struct Tls(TlsConnector);
+    pub struct Tls {
+        upstream: TlsConnector,
+        proxy: TlsConnector,
+    }
 
     impl Tls {
         pub fn new() -> Result<Self> {
@@ -108,16 +115,31 @@ mod platform {
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            config.alpn_protocols = ALPN.iter().map(|p| p.as_bytes().to_vec()).collect();
-            Ok(Self(TlsConnector::from(Arc::new(config))))
+            let alpn = |list: &[&str]| list.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let mut proxy = config.clone();
+            proxy.alpn_protocols = alpn(&PROXY_ALPN);
+            config.alpn_protocols = alpn(&ALPN);
+            Ok(Self {
+                upstream: TlsConnector::from(Arc::new(config)),
+                proxy: TlsConnector::from(Arc::new(proxy)),
+            })
         }
 
         pub async fn handshake(&self, io: Conn, host: &str) -> Result<Conn, BoxError> {
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
-            let stream = self.0.connect(name, TokioIo::new(io)).await?;
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            Ok(Conn::new(TokioIo::new(stream), h2))
+            connect(&self.upstream, io, host).await
         }
+
+        /// TLS to an https:// proxy itself: no ALPN (see [`PROXY_ALPN`]).
+        pub async fn handshake_proxy(&self, io: Conn, host: &str) -> Result<Conn, BoxError> {
+            connect(&self.proxy, io, host).await
+        }
+    }
+
+    async fn connect(tls: &TlsConnector, io: Conn, host: &str) -> Result<Conn, BoxError> {
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+        let stream = tls.connect(name, TokioIo::new(io)).await?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok(Conn::new(TokioIo::new(stream), h2))
     }
 }
 
@@ -126,11 +148,16 @@ mod platform {
     use super::*;
 
     #[derive(Clone)]
-    pub struct Tls(tokio_native_tls::TlsConnector);
+    pub struct Tls {
+        upstream: tokio_native_tls::TlsConnector,
+        proxy: tokio_native_tls::TlsConnector,
+    }
 
-    fn connector(roots: &[&ExtraRoot]) -> Result<native_tls::TlsConnector> {
+    fn connector(roots: &[&ExtraRoot], alpn: &[&str]) -> Result<native_tls::TlsConnector> {
         let mut builder = native_tls::TlsConnector::builder();
-        builder.request_alpns(&ALPN);
+        if !alpn.is_empty() {
+            builder.request_alpns(alpn);
+        }
         for root in roots {
             builder.add_root_certificate(native_tls::Certificate::from_der(&root.der)?);
         }
@@ -141,32 +168,47 @@ mod platform {
         pub fn new() -> Result<Self> {
             let extra = extra_roots();
             let all: Vec<&ExtraRoot> = extra.iter().collect();
-            let built = match connector(&all) {
-                Ok(built) => built,
+            let usable = match connector(&all, &ALPN) {
+                Ok(_) => all,
                 Err(_) if !extra.is_empty() => {
                     // Find the certificates the platform refuses, alone, and leave them out.
-                    let usable: Vec<&ExtraRoot> = extra
+                    extra
                         .iter()
-                        .filter(|root| match connector(&[root]) {
+                        .filter(|root| match connector(&[root], &ALPN) {
                             Ok(_) => true,
                             Err(e) => {
                                 root.warn_unusable(&e);
                                 false
                             }
                         })
-                        .collect();
-                    connector(&usable)?
+                        .collect()
                 }
                 Err(e) => return Err(e),
             };
-            Ok(Self(built.into()))
+            Ok(Self {
+                upstream: connector(&usable, &ALPN)?.into(),
+                proxy: connector(&usable, &PROXY_ALPN)?.into(),
+            })
         }
 
         pub async fn handshake(&self, io: Conn, host: &str) -> Result<Conn, BoxError> {
-            let stream = self.0.connect(host, TokioIo::new(io)).await?;
-            let h2 = matches!(stream.get_ref().negotiated_alpn(), Ok(Some(p)) if p == b"h2");
-            Ok(Conn::new(TokioIo::new(stream), h2))
+            connect(&self.upstream, io, host).await
         }
+
+        /// TLS to an https:// proxy itself: no ALPN (see [`PROXY_ALPN`]).
+        pub async fn handshake_proxy(&self, io: Conn, host: &str) -> Result<Conn, BoxError> {
+            connect(&self.proxy, io, host).await
+        }
+    }
+
+    async fn connect(
+        tls: &tokio_native_tls::TlsConnector,
+        io: Conn,
+        host: &str,
+    ) -> Result<Conn, BoxError> {
+        let stream = tls.connect(host, TokioIo::new(io)).await?;
+        let h2 = matches!(stream.get_ref().negotiated_alpn(), Ok(Some(p)) if p == b"h2");
+        Ok(Conn::new(TokioIo::new(stream), h2))
     }
 }
 

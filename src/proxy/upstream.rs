@@ -17,7 +17,7 @@ use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::connect::{CONNECT_TIMEOUT, Connector, proxies};
+use super::connect::{CONNECT_TIMEOUT, Connector, UnsupportedProxy, proxies};
 use super::tls::Tls;
 
 /// Upstream base URLs, parsed once: parsing the whole URL again for each request (host rules
@@ -229,7 +229,12 @@ fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, lower: &str, chain: &str
         with_credentials,
     } = proxy;
     let which = format!("the proxy {address} (from {setting})");
-    if lower.contains("proxy authorization required") && *with_credentials {
+    if let Some(unsupported) = find_source::<UnsupportedProxy>(error) {
+        format!(
+            "{which} is a {}:// proxy, and keyswitch speaks only to HTTP proxies: set {setting} to an http:// or https:// proxy, or add this host to NO_PROXY",
+            unsupported.scheme
+        )
+    } else if lower.contains("proxy authorization required") && *with_credentials {
         format!(
             "{which} refused the credentials in {setting} (407): check the user name and password there"
         )
@@ -265,6 +270,18 @@ fn tls_cause(lower: &str, chain: &str) -> String {
     } else {
         chain.to_string()
     }
+}
+
+/// The first error of type `E` among `error`'s causes.
+fn find_source<E: std::error::Error + 'static>(error: &legacy::Error) -> Option<&E> {
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn has_io_kind(error: &legacy::Error, kind: std::io::ErrorKind) -> bool {
