@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::fake_key;
 use common::proxy_box::{BODY, ProxyBox, free_port};
 use common::upstream::{Reply, Upstream};
-use network::{ConnectProxy, Pki, TlsUpstream};
+use network::{ConnectProxy, Pki, TlsConnectProxy, TlsUpstream};
 use serde_json::Value;
 
 /// Proxy mode installed from a terminal with `upstream` as the user's base URL, and the proxy
@@ -183,6 +183,56 @@ fn http_proxy_takes_a_plain_http_upstream_by_its_whole_url_with_the_proxy_creden
     assert_eq!(proxy.targets(), vec![format!("{}/v1/messages?beta=true", up.url())]);
     // alice:pw, as Basic credentials.
     assert_eq!(proxy.credentials(), vec!["Basic YWxpY2U6cHc=".to_string()]);
+}
+
+#[test]
+fn an_https_proxy_that_offers_http2_is_spoken_to_in_http1() {
+    // TLS to the proxy itself, which offers h2 first by ALPN (as Envoy and others do): the
+    // CONNECT inside is HTTP/1.1, so the proxy must not be told h2 is welcome.
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let proxy = TlsConnectProxy::start(&pki);
+    let p = net_box(&up.url("localhost"), &["primary"]);
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[
+        ("NODE_EXTRA_CA_CERTS", &ca),
+        ("HTTPS_PROXY", &proxy.url("localhost")),
+    ]);
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(proxy.alpn(), vec![None]);
+    assert_eq!(proxy.targets(), vec![format!("localhost:{}", up.port)]);
+    assert_eq!(up.requests().len(), 1);
+}
+
+#[test]
+fn a_socks_proxy_setting_is_a_named_502_and_nothing_is_sent_to_it() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let socks = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socks_port = socks.local_addr().unwrap().port();
+    socks.set_nonblocking(true).unwrap();
+    let p = net_box(&up.url("localhost"), &["primary"]);
+    let ca = path_str(&pki.ca_file());
+    let via = format!("socks5://alice:s3cret-pw@127.0.0.1:{socks_port}");
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let started = Instant::now();
+    let answer = p.send(&token, BODY);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.contains(&format!("127.0.0.1:{socks_port}"))
+            && message.contains("socks5://")
+            && message.contains("HTTPS_PROXY")
+            && message.contains("NO_PROXY")
+            && !message.contains("s3cret"),
+        "{message}"
+    );
+    // An HTTP CONNECT (with the proxy's credentials) would have gone to a SOCKS server.
+    assert!(socks.accept().is_err(), "something connected to the SOCKS proxy");
+    assert!(up.requests().is_empty());
+    assert_nothing_marked(&p);
 }
 
 #[test]

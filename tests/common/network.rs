@@ -370,3 +370,115 @@ fn tunnel(
     let _ = client_writer.shutdown(Shutdown::Write);
     let _ = upload.join();
 }
+
+/// An `https://` proxy: TLS to the proxy itself (certificate from `pki`, offering h2 and
+/// HTTP/1.1 by ALPN as many proxies do), then CONNECT tunnels. A client that agrees on h2 is
+/// hung up on, as a proxy that then speaks HTTP/2 would fail an HTTP/1.1 CONNECT. Records the
+/// protocol agreed on each connection (`None`: the client offered none) and each target.
+pub struct TlsConnectProxy {
+    pub port: u16,
+    pub alpn: Arc<Mutex<Vec<Option<String>>>>,
+    pub targets: Arc<Mutex<Vec<String>>>,
+}
+
+impl TlsConnectProxy {
+    pub fn start(pki: &Pki) -> Self {
+        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(&["h2", "http/1.1"])));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let alpn = Arc::new(Mutex::new(Vec::new()));
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let (alpn2, targets2) = (alpn.clone(), targets.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (acceptor, alpn, targets) =
+                        (acceptor.clone(), alpn2.clone(), targets2.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let agreed = tls
+                            .get_ref()
+                            .1
+                            .alpn_protocol()
+                            .map(|p| String::from_utf8_lossy(p).to_string());
+                        alpn.lock().unwrap().push(agreed.clone());
+                        if agreed.as_deref() == Some("h2") {
+                            return;
+                        }
+                        tls_tunnel(tls, &targets).await;
+                    });
+                }
+            });
+        });
+        Self {
+            port,
+            alpn,
+            targets,
+        }
+    }
+
+    pub fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.port)
+    }
+
+    pub fn alpn(&self) -> Vec<Option<String>> {
+        self.alpn.lock().unwrap().clone()
+    }
+
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+async fn tls_tunnel(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    targets: &Mutex<Vec<String>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut client = tokio::io::BufReader::new(tls);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if client.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        if line.trim_end().is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let mut parts = head.first().map(|l| l.split_whitespace()).into_iter().flatten();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "CONNECT" {
+        let _ = client
+            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        return;
+    }
+    targets.lock().unwrap().push(target.to_string());
+    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+        let _ = client
+            .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
