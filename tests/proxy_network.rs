@@ -178,9 +178,16 @@ fn http_proxy_takes_a_plain_http_upstream_by_its_whole_url_with_the_proxy_creden
     let token = p.get(&[("HTTP_PROXY", &via)]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
-    assert!(answer.text().contains("the plain-HTTP proxy"), "{}", answer.text());
+    assert!(
+        answer.text().contains("the plain-HTTP proxy"),
+        "{}",
+        answer.text()
+    );
     assert!(up.requests().is_empty(), "went around the proxy");
-    assert_eq!(proxy.targets(), vec![format!("{}/v1/messages?beta=true", up.url())]);
+    assert_eq!(
+        proxy.targets(),
+        vec![format!("{}/v1/messages?beta=true", up.url())]
+    );
     // alice:pw, as Basic credentials.
     assert_eq!(proxy.credentials(), vec!["Basic YWxpY2U6cHc=".to_string()]);
 }
@@ -230,7 +237,10 @@ fn a_socks_proxy_setting_is_a_named_502_and_nothing_is_sent_to_it() {
         "{message}"
     );
     // An HTTP CONNECT (with the proxy's credentials) would have gone to a SOCKS server.
-    assert!(socks.accept().is_err(), "something connected to the SOCKS proxy");
+    assert!(
+        socks.accept().is_err(),
+        "something connected to the SOCKS proxy"
+    );
     assert!(up.requests().is_empty());
     assert_nothing_marked(&p);
 }

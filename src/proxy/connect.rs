@@ -262,3 +262,91 @@ impl Write for Conn {
         Pin::new(&mut *self.io).poll_write_vectored(cx, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use hyper_util::client::legacy::connect::dns::Name;
+
+    use super::*;
+
+    /// A resolver that answers every name with these addresses, in this order.
+    #[derive(Clone)]
+    struct Fixed(Vec<SocketAddr>);
+
+    impl Service<Name> for Fixed {
+        type Response = std::vec::IntoIter<SocketAddr>;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Name) -> Self::Future {
+            std::future::ready(Ok(self.0.clone().into_iter()))
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A loopback address whose SYNs go unanswered: a listener with no room in its queue.
+    fn blackhole() -> (socket2::Socket, std::net::TcpStream) {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let address = socket.local_addr().unwrap().as_socket().unwrap();
+        // Fills the queue; it is never accepted.
+        let filler = std::net::TcpStream::connect(address).unwrap();
+        (socket, filler)
+    }
+
+    #[test]
+    fn a_host_address_that_never_answers_leaves_time_for_the_next() {
+        let (dead, _filler) = blackhole();
+        let dead = dead.local_addr().unwrap().as_socket().unwrap();
+        let alive = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tcp =
+            HttpConnector::new_with_resolver(Fixed(vec![dead, alive.local_addr().unwrap()]));
+        configure_tcp(&mut tcp);
+        let started = Instant::now();
+        let connected = runtime().block_on(async {
+            tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tcp.call("http://upstream.test/".parse().unwrap()),
+            )
+            .await
+        });
+        assert!(
+            matches!(connected, Ok(Ok(_))),
+            "no connection to the second address within {CONNECT_TIMEOUT:?} ({:?})",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn connections_send_keep_alive_probes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tcp = HttpConnector::new_with_resolver(Fixed(vec![listener.local_addr().unwrap()]));
+        configure_tcp(&mut tcp);
+        runtime().block_on(async {
+            let io = tcp
+                .call("http://upstream.test/".parse().unwrap())
+                .await
+                .unwrap();
+            let socket = socket2::SockRef::from(io.inner());
+            assert!(socket.keepalive().unwrap());
+            assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        });
+    }
+}

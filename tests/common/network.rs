@@ -458,7 +458,11 @@ async fn tls_tunnel(
         }
         head.push(line);
     }
-    let mut parts = head.first().map(|l| l.split_whitespace()).into_iter().flatten();
+    let mut parts = head
+        .first()
+        .map(|l| l.split_whitespace())
+        .into_iter()
+        .flatten();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if method != "CONNECT" {
         let _ = client
