@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::fake_key;
 use common::proxy_box::{BODY, ProxyBox, free_port};
 use common::upstream::{Reply, Upstream};
-use network::{ConnectProxy, Pki, TlsConnectProxy, TlsUpstream};
+use network::{ConnectProxy, H2Trick, Pki, RawH2Upstream, TlsConnectProxy, TlsUpstream};
 use serde_json::Value;
 
 /// Proxy mode installed from a terminal with `upstream` as the user's base URL, and the proxy
@@ -351,6 +351,38 @@ fn http2_is_used_where_the_upstream_offers_it() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].version, "HTTP/1.1");
     assert_eq!(seen[0].key, fake_key("fallback"));
+}
+
+#[test]
+fn a_stream_an_http2_upstream_refused_unprocessed_is_sent_again() {
+    let pki = Pki::new();
+    let up = RawH2Upstream::start(&pki, H2Trick::RefuseEveryOther);
+    let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    for _ in 0..3 {
+        let answer = p.send(&token, BODY);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert!(answer.text().contains("hello over raw h2"));
+    }
+    assert_eq!((up.refused(), up.answered()), (3, 3));
+    assert_nothing_marked(&p);
+}
+
+#[test]
+fn a_request_an_http2_upstream_went_away_before_is_sent_on_a_new_connection() {
+    let pki = Pki::new();
+    // Each connection answers one request, then says GOAWAY to the next.
+    let up = RawH2Upstream::start(&pki, H2Trick::GoAwayAfter(1));
+    let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    for _ in 0..4 {
+        let answer = p.send(&token, BODY);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    assert_eq!(up.answered(), 4);
+    assert_nothing_marked(&p);
 }
 
 #[test]

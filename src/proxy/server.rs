@@ -281,11 +281,18 @@ async fn forward(
             let fault = Fault::Broken("its address is not a usable URL".to_string());
             return unreachable_reply(&upstream, &fault);
         };
-        let mut request = Request::new(Full::new(body.clone()));
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
-        let response = match shared.client.send(request).await {
+        // The headers are made again only if the request has to be sent again.
+        let mut headers = Some(headers);
+        let build = || {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers
+                .take()
+                .unwrap_or_else(|| with_secret(&forwarded, &parts.headers, &secret));
+            request
+        };
+        let response = match shared.client.send(build).await {
             Ok(response) => response,
             Err(fault) => match fault {
                 // Nothing reached the upstream (down, or a certificate this network does not

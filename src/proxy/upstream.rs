@@ -67,27 +67,50 @@ impl Client {
         Ok(Self(client))
     }
 
-    /// Sends `request` and waits for the answer's head. Redirects are the client's business:
-    /// they pass through as they are.
+    /// Sends the request `build` makes and waits for the answer's head. Redirects are the
+    /// client's business: they pass through as they are. `build` is called again for each
+    /// attempt after an upstream refused the request unprocessed (see [`unprocessed`]).
     pub async fn send(
         &self,
-        mut request: Request<Full<Bytes>>,
+        mut build: impl FnMut() -> Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, Fault> {
-        let uri = request.uri().clone();
-        if uri.scheme() == Some(&Scheme::HTTP)
-            && let Some(auth) = proxies()
-                .intercept(&uri)
-                .and_then(|p| p.basic_auth().cloned())
-        {
-            // Plain HTTP through a proxy: the proxy's credentials go with each request (a
-            // tunnel carries them in its CONNECT instead).
-            request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+        let mut retries = 0;
+        loop {
+            let mut request = build();
+            let uri = request.uri().clone();
+            if uri.scheme() == Some(&Scheme::HTTP)
+                && let Some(auth) = proxies()
+                    .intercept(&uri)
+                    .and_then(|p| p.basic_auth().cloned())
+            {
+                // Plain HTTP through a proxy: the proxy's credentials go with each request (a
+                // tunnel carries them in its CONNECT instead).
+                request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+            }
+            match self.0.request(request).await {
+                Ok(response) => return Ok(response),
+                Err(e) if retries < UNPROCESSED_RETRIES && unprocessed(&e) => retries += 1,
+                Err(e) => return Err(Fault::classify(&e, &uri)),
+            }
         }
-        self.0
-            .request(request)
-            .await
-            .map_err(|e| Fault::classify(&e, &uri))
     }
+}
+
+/// How many times a request is sent again after the upstream refused it unprocessed: what
+/// reqwest (the client before this one) did.
+const UNPROCESSED_RETRIES: usize = 2;
+
+/// Whether HTTP/2 says the upstream did not process the request at all, so sending it again
+/// (even a POST) cannot do it twice (RFC 9113 8.7): its stream was refused (REFUSED_STREAM: a
+/// server at its stream limit, or shedding load), or it was above the last stream a server
+/// going away gracefully (GOAWAY, NO_ERROR: connections being recycled) will answer. hyper's
+/// pool then hands out another connection; without this the turn failed with a 502.
+fn unprocessed(error: &legacy::Error) -> bool {
+    find_source::<h2::Error>(error).is_some_and(|e| {
+        e.is_remote()
+            && ((e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+                || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
+    })
 }
 
 /// The environment variables the client takes its network settings from (hyper-util's matcher

@@ -486,3 +486,174 @@ async fn tls_tunnel(
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
+
+/// What the raw HTTP/2 stand-in does that a well-behaved server rarely does.
+#[derive(Clone, Copy)]
+pub enum H2Trick {
+    /// Every other request, the first included, is refused unprocessed: RST_STREAM with
+    /// REFUSED_STREAM (what a server at its stream limit, or shedding load, sends).
+    RefuseEveryOther,
+    /// Each connection answers this many requests; the next one gets a graceful GOAWAY
+    /// (NO_ERROR) naming the last answered stream, so that request was not processed (what a
+    /// server or load balancer recycling its connections sends).
+    GoAwayAfter(usize),
+}
+
+/// An HTTPS upstream that speaks HTTP/2 only (by ALPN), written frame by frame so a test can
+/// make it refuse streams or go away at a set moment. Answers a Messages API 200.
+pub struct RawH2Upstream {
+    pub port: u16,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawH2Upstream {
+    pub fn start(pki: &Pki, trick: H2Trick) -> Self {
+        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(&["h2"])));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (answered2, refused2) = (answered.clone(), refused.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let counters = (answered2.clone(), refused2.clone(), requests.clone());
+                    tokio::spawn(async move {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            let _ = serve_raw_h2(tls, trick, counters).await;
+                        }
+                    });
+                }
+            });
+        });
+        Self {
+            port,
+            answered,
+            refused,
+        }
+    }
+
+    pub fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.port)
+    }
+
+    pub fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+type H2Counters = (
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
+
+async fn write_frame(
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    out.write_all(&frame).await?;
+    out.flush().await
+}
+
+async fn serve_raw_h2(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    trick: H2Trick,
+    (answered, refused, requests): H2Counters,
+) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncReadExt;
+    const DATA: u8 = 0;
+    const HEADERS: u8 = 1;
+    const RST_STREAM: u8 = 3;
+    const SETTINGS: u8 = 4;
+    const PING: u8 = 6;
+    const GOAWAY: u8 = 7;
+    const END_STREAM: u8 = 1;
+    const ACK: u8 = 1;
+    const END_HEADERS: u8 = 4;
+    const REFUSED_STREAM: u32 = 7;
+    let (mut input, mut output) = tokio::io::split(tls);
+    let mut preface = [0u8; 24];
+    input.read_exact(&mut preface).await?;
+    write_frame(&mut output, SETTINGS, 0, 0, &[]).await?;
+    let mut answered_here = 0;
+    let mut last_answered = 0u32;
+    let mut gone_away = false;
+    loop {
+        let mut head = [0u8; 9];
+        input.read_exact(&mut head).await?;
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0; length];
+        input.read_exact(&mut payload).await?;
+        match kind {
+            SETTINGS if flags & ACK == 0 => write_frame(&mut output, SETTINGS, ACK, 0, &[]).await?,
+            PING if flags & ACK == 0 => write_frame(&mut output, PING, ACK, 0, &payload).await?,
+            DATA | HEADERS if flags & END_STREAM != 0 && !gone_away => {
+                let refuse = match trick {
+                    H2Trick::RefuseEveryOther => requests.fetch_add(1, SeqCst) % 2 == 0,
+                    H2Trick::GoAwayAfter(_) => false,
+                };
+                if refuse {
+                    refused.fetch_add(1, SeqCst);
+                    write_frame(
+                        &mut output,
+                        RST_STREAM,
+                        0,
+                        stream,
+                        &REFUSED_STREAM.to_be_bytes(),
+                    )
+                    .await?;
+                    continue;
+                }
+                if let H2Trick::GoAwayAfter(limit) = trick
+                    && answered_here == limit
+                {
+                    // NO_ERROR, and the stream just received is above the last one named.
+                    let mut goaway = last_answered.to_be_bytes().to_vec();
+                    goaway.extend_from_slice(&0u32.to_be_bytes());
+                    write_frame(&mut output, GOAWAY, 0, 0, &goaway).await?;
+                    gone_away = true;
+                    continue;
+                }
+                // :status 200 (static table 8), then content-type (static name 31) as a
+                // literal without indexing.
+                let mut block = vec![0x88, 0x0f, 0x10, 16];
+                block.extend_from_slice(b"application/json");
+                write_frame(&mut output, HEADERS, END_HEADERS, stream, &block).await?;
+                let body = br#"{"id":"msg_h2","type":"message","role":"assistant","content":[{"type":"text","text":"hello over raw h2"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":3}}"#;
+                write_frame(&mut output, DATA, END_STREAM, stream, body).await?;
+                answered.fetch_add(1, SeqCst);
+                answered_here += 1;
+                last_answered = stream;
+            }
+            _ => {}
+        }
+    }
+}
