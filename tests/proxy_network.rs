@@ -284,6 +284,47 @@ fn a_dead_https_proxy_is_named_as_the_proxy_not_the_upstream() {
 }
 
 #[test]
+fn a_proxy_that_never_answers_the_connect_is_named_within_the_connect_timeout() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    // Takes the connection and the CONNECT, and says nothing: the TCP connect succeeds, so
+    // only the bound over the whole connect (tunnel and TLS included) ends the wait.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let held2 = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            held2.lock().unwrap().push(stream);
+        }
+    });
+    let p = net_box(&up.url("localhost"), &["primary"]);
+    let ca = path_str(&pki.ca_file());
+    let via = format!("http://alice:s3cret-pw@127.0.0.1:{silent_port}");
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let started = Instant::now();
+    let answer = p.send(&token, BODY);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.contains(&format!(
+            "the proxy 127.0.0.1:{silent_port} (from HTTPS_PROXY)"
+        )) && message.contains("did not answer within 10s")
+            && !message.contains("s3cret"),
+        "{message}"
+    );
+    assert_eq!(held.lock().unwrap().len(), 1);
+    assert!(up.requests().is_empty());
+    assert!(!p.proxy_log().contains("s3cret"));
+    assert_nothing_marked(&p);
+}
+
+#[test]
 fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
