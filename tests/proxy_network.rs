@@ -427,6 +427,37 @@ fn a_request_an_http2_upstream_went_away_before_is_sent_on_a_new_connection() {
 }
 
 #[test]
+fn many_requests_at_once_reach_an_http2_upstream_that_allows_one_stream_at_a_time() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http2_one_stream_at_a_time(&pki);
+    let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let base = p.base_url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let statuses: Vec<u16> = runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let request = client
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", &token)
+                .body(BODY);
+            requests.spawn(async move { request.send().await.unwrap().status().as_u16() });
+        }
+        requests.join_all().await
+    });
+    assert_eq!(statuses, vec![200; 16]);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 16);
+    assert!(seen.iter().all(|r| r.version == "HTTP/2.0"), "{seen:?}");
+    assert_nothing_marked(&p);
+}
+
+#[test]
 fn events_stream_through_as_an_http2_upstream_sends_them() {
     let pki = Pki::new();
     let events: Vec<String> = (0..4)

@@ -131,11 +131,25 @@ impl TlsUpstream {
         Self::serving(pki, &["h2", "http/1.1"], Some(Arc::new((events, gap))))
     }
 
+    /// Offers HTTP/2 and allows one stream at a time on a connection.
+    pub fn http2_one_stream_at_a_time(pki: &Pki) -> Self {
+        Self::configured(pki, &["h2", "http/1.1"], None, Some(1))
+    }
+
     fn start(pki: &Pki, alpn: &[&str]) -> Self {
         Self::serving(pki, alpn, None)
     }
 
     fn serving(pki: &Pki, alpn: &[&str], stream: Option<Arc<Stream>>) -> Self {
+        Self::configured(pki, alpn, stream, None)
+    }
+
+    fn configured(
+        pki: &Pki,
+        alpn: &[&str],
+        stream: Option<Arc<Stream>>,
+        max_streams: Option<u32>,
+    ) -> Self {
         let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(alpn)));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -147,7 +161,7 @@ impl TlsUpstream {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(serve_tls(listener, acceptor, seen2, stream));
+            runtime.block_on(serve_tls(listener, acceptor, seen2, stream, max_streams));
         });
         Self { port, seen }
     }
@@ -170,6 +184,7 @@ async fn serve_tls(
     acceptor: TlsAcceptor,
     seen: Arc<Mutex<Vec<Seen>>>,
     stream: Option<Arc<Stream>>,
+    max_streams: Option<u32>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     loop {
@@ -213,9 +228,9 @@ async fn serve_tls(
                     Ok::<_, Infallible>(response)
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server.http2().max_concurrent_streams(max_streams);
+            let _ = server.serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }
