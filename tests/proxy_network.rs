@@ -213,6 +213,34 @@ fn an_https_proxy_that_offers_http2_is_spoken_to_in_http1() {
 }
 
 #[test]
+fn an_https_proxy_with_an_untrusted_certificate_is_named_as_the_proxy() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    // The proxy's certificate comes from a CA the session does not trust; the upstream's does.
+    let proxy = TlsConnectProxy::start(&Pki::new());
+    let p = net_box(&up.url("localhost"), &["primary"]);
+    let ca = path_str(&pki.ca_file());
+    let token = p.get(&[
+        ("NODE_EXTRA_CA_CERTS", &ca),
+        ("HTTPS_PROXY", &proxy.url("127.0.0.1")),
+    ]);
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.contains(&format!(
+            "TLS to the proxy 127.0.0.1:{} (from HTTPS_PROXY) failed",
+            proxy.port
+        )) && message.contains("certificate"),
+        "{message}"
+    );
+    assert_eq!(answer.headers["x-should-retry"], "false");
+    assert!(proxy.targets().is_empty());
+    assert!(up.requests().is_empty());
+    assert_nothing_marked(&p);
+}
+
+#[test]
 fn a_socks_proxy_setting_is_a_named_502_and_nothing_is_sent_to_it() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);

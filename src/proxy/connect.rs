@@ -71,6 +71,23 @@ impl std::fmt::Display for UnsupportedProxy {
 
 impl std::error::Error for UnsupportedProxy {}
 
+/// TLS to an https:// proxy itself failed: its certificate, not the upstream's, is the one to
+/// look at.
+#[derive(Debug)]
+pub struct ProxyTls(BoxError);
+
+impl std::fmt::Display for ProxyTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS to the proxy: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProxyTls {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// Opens upstream connections for the client's pool.
 #[derive(Clone)]
 pub struct Connector {
@@ -127,7 +144,9 @@ impl Connector {
         let host = host_of(&dst)?;
         match peer {
             Peer::Upstream => self.tls.handshake(conn, host).await,
-            Peer::Proxy => self.tls.handshake_proxy(conn, host).await,
+            Peer::Proxy => {
+                (self.tls.handshake_proxy(conn, host).await).map_err(|e| ProxyTls(e).into())
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::connect::{CONNECT_TIMEOUT, Connector, UnsupportedProxy, proxies};
+use super::connect::{CONNECT_TIMEOUT, Connector, ProxyTls, UnsupportedProxy, proxies};
 use super::tls::Tls;
 
 /// Upstream base URLs, parsed once: parsing the whole URL again for each request (host rules
@@ -178,8 +178,16 @@ impl Fault {
             .any(|w| lower.contains(w));
         if error.is_connect() && tls {
             // Through a tunnel TLS is still end to end: the certificate is the upstream's (or
-            // the inspecting proxy's), so the cure is the same.
-            Self::Tls(format!("TLS failed: {}", tls_cause(&lower, &chain)))
+            // the inspecting proxy's), so the cure is the same. An https:// proxy's own
+            // certificate is named as the proxy's: the upstream was never contacted.
+            let cause = tls_cause(&lower, &chain);
+            match proxy_for(uri).filter(|_| find_source::<ProxyTls>(error).is_some()) {
+                Some(proxy) => Self::Tls(format!(
+                    "TLS to the proxy {} (from {}) failed: {cause}",
+                    proxy.address, proxy.setting
+                )),
+                None => Self::Tls(format!("TLS failed: {cause}")),
+            }
         } else if error.is_connect() {
             // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or
             // the user hunts for a fault in an upstream that was never contacted.
