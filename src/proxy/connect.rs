@@ -145,7 +145,8 @@ impl Connector {
         match peer {
             Peer::Upstream => self.tls.handshake(conn, host).await,
             Peer::Proxy => {
-                (self.tls.handshake_proxy(conn, host).await).map_err(|e| ProxyTls(e).into())
+                let tls = self.tls.handshake_proxy(conn, host).await;
+                tls.map_err(|e| ProxyTls(e).into())
             }
         }
     }
