@@ -264,6 +264,8 @@ fn a_socks_proxy_setting_is_a_named_502_and_nothing_is_sent_to_it() {
             && !message.contains("s3cret"),
         "{message}"
     );
+    // Only the user can fix this: Claude Code is told not to retry.
+    assert_eq!(answer.headers["x-should-retry"], "false");
     // An HTTP CONNECT (with the proxy's credentials) would have gone to a SOCKS server.
     assert!(
         socks.accept().is_err(),
@@ -307,6 +309,8 @@ fn a_dead_https_proxy_is_named_as_the_proxy_not_the_upstream() {
         message.contains(&dead.replace("http://", "")) && message.contains("HTTPS_PROXY"),
         "{message}"
     );
+    // A proxy that is down may be back in a moment: Claude Code may retry.
+    assert!(answer.headers.get("x-should-retry").is_none());
     assert!(up.requests().is_empty());
     assert_nothing_marked(&p);
 }
@@ -369,6 +373,8 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
             && message.contains("credentials"),
         "{message}"
     );
+    // Only the user can fix this: Claude Code is told not to retry for minutes.
+    assert_eq!(answer.headers["x-should-retry"], "false");
     assert_eq!(tunnel.targets().len(), 1);
     assert_nothing_marked(&p);
 

@@ -295,9 +295,10 @@ async fn forward(
         let response = match shared.client.send(build).await {
             Ok(response) => response,
             Err(fault) => match fault {
-                // Nothing reached the upstream (down, or a certificate this network does not
-                // trust): a key elsewhere may still answer; if none does, this is named.
-                fault @ (Fault::Unreachable(_) | Fault::Tls(_)) => {
+                // Nothing reached the upstream (down, a certificate this network does not trust,
+                // proxy settings that cannot work for it): a key elsewhere may still answer; if
+                // none does, this is named.
+                fault @ (Fault::Unreachable(_) | Fault::Tls(_) | Fault::Settings(_)) => {
                     shared.note_unreachable(&upstream);
                     network_fault = Some((upstream, fault));
                     continue;
@@ -769,7 +770,8 @@ fn unreachable_reply(upstream: &str, fault: &Fault) -> Response<Body> {
             })
         })
         .unwrap_or_else(|| "the upstream".to_string());
-    let permanent = matches!(fault, Fault::Tls(_));
+    // Claude Code would retry a 502 for minutes; settings only the user can fix are said at once.
+    let permanent = matches!(fault, Fault::Tls(_) | Fault::Settings(_));
     api_error(
         StatusCode::BAD_GATEWAY,
         "api_error",

@@ -163,6 +163,9 @@ pub enum Fault {
     Unreachable(String),
     /// The TLS handshake failed (certificate, protocol): fix the trust settings.
     Tls(String),
+    /// The network's proxy settings cannot work as they are (a SOCKS proxy, credentials the
+    /// proxy wants or refuses): fix them; trying again will not help.
+    Settings(String),
     /// The connection broke after the request went out: it may have been processed.
     Broken(String),
 }
@@ -191,11 +194,19 @@ impl Fault {
         } else if error.is_connect() {
             // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or
             // the user hunts for a fault in an upstream that was never contacted.
-            let cause = match proxy_for(uri) {
-                Some(proxy) => proxy_cause(&proxy, error, &lower, &chain),
-                None => direct_cause(error, &lower, &chain),
-            };
-            Self::Unreachable(cause)
+            match proxy_for(uri) {
+                Some(proxy) => {
+                    let cause = proxy_cause(&proxy, error, &lower, &chain);
+                    let settings = find_source::<UnsupportedProxy>(error).is_some()
+                        || lower.contains("proxy authorization required");
+                    if settings {
+                        Self::Settings(cause)
+                    } else {
+                        Self::Unreachable(cause)
+                    }
+                }
+                None => Self::Unreachable(direct_cause(error, &lower, &chain)),
+            }
         } else {
             Self::Broken(chain)
         }
@@ -203,7 +214,7 @@ impl Fault {
 
     pub fn describe(&self) -> &str {
         match self {
-            Self::Unreachable(s) | Self::Tls(s) | Self::Broken(s) => s,
+            Self::Unreachable(s) | Self::Tls(s) | Self::Settings(s) | Self::Broken(s) => s,
         }
     }
 }
