@@ -319,7 +319,7 @@ async fn forward(
             Verdict::Refused(mark) => {
                 let head = head_of(&response);
                 last_refusal = Some(match read_error_body(response).await {
-                    ErrorBody::Whole(bytes) => rebuild(head, bytes),
+                    ErrorBody::Whole(bytes) => rebuild(head, full(bytes)),
                     // Kept whole while other keys are tried, or not at all: an empty body
                     // under the upstream's status told the user nothing.
                     ErrorBody::Large(_) | ErrorBody::CutOff => api_error(
@@ -348,12 +348,7 @@ async fn forward(
                     }
                     // A billing error is small: a larger answer is the request's own, and its
                     // client gets it as it came.
-                    ErrorBody::Large(body) => {
-                        let mut response = Response::new(body);
-                        *response.status_mut() = head.status;
-                        *response.headers_mut() = head.headers;
-                        return response;
-                    }
+                    ErrorBody::Large(body) => return rebuild(head, body),
                     ErrorBody::CutOff => {
                         return api_error(
                             StatusCode::BAD_GATEWAY,
@@ -386,7 +381,7 @@ async fn forward(
                     .mark(&key.name, &mark, session.clone(), whole_seconds_now());
                 continue;
             }
-            (_, Some((head, bytes))) => return rebuild(head, bytes),
+            (_, Some((head, bytes))) => return rebuild(head, full(bytes)),
             // judge never says ReadBody twice, and PassThrough streamed above.
             (_, None) => continue,
         }
@@ -644,8 +639,9 @@ where
     }
 }
 
-fn rebuild(head: Head, bytes: Bytes) -> Response<Body> {
-    let mut response = Response::new(full(bytes));
+/// An upstream's answer put back together from its head and its body.
+fn rebuild(head: Head, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     response

@@ -35,13 +35,17 @@ impl Bases {
     pub fn join(&self, upstream: &str, path_and_query: &str) -> Option<Uri> {
         let base = {
             let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= MAX_BASES && !cache.contains_key(upstream) {
-                cache.clear();
+            match cache.get(upstream) {
+                Some(base) => base.clone()?,
+                None => {
+                    if cache.len() >= MAX_BASES {
+                        cache.clear();
+                    }
+                    let base = url::Url::parse(upstream).ok();
+                    cache.insert(upstream.to_string(), base.clone());
+                    base?
+                }
             }
-            cache
-                .entry(upstream.to_string())
-                .or_insert_with(|| url::Url::parse(upstream).ok())
-                .clone()?
         };
         let (path, query) = match path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query)),
@@ -314,41 +318,31 @@ fn tls_cause(lower: &str, chain: &str) -> String {
     }
 }
 
+/// `error`'s causes, nearest first (the client's own error says only "client error").
+fn causes(error: &legacy::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(error.source(), |e: &&(dyn std::error::Error + 'static)| {
+        (*e).source()
+    })
+}
+
 /// The first error of type `E` among `error`'s causes.
 fn find_source<E: std::error::Error + 'static>(error: &legacy::Error) -> Option<&E> {
-    let mut source = error.source();
-    while let Some(e) = source {
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        source = e.source();
-    }
-    None
+    causes(error).find_map(|e| e.downcast_ref::<E>())
 }
 
 fn has_io_kind(error: &legacy::Error, kind: std::io::ErrorKind) -> bool {
-    let mut source = error.source();
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == kind
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    causes(error)
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == kind)
 }
 
 /// The error and its causes on one line, without the URL (which the caller names by host).
 fn chain_text(error: &legacy::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.iter().any(|p: &String| p.contains(&text)) {
+    let mut parts: Vec<String> = Vec::new();
+    for text in causes(error).map(|e| e.to_string()) {
+        if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        source = e.source();
     }
     if parts.is_empty() {
         parts.push("request failed".to_string());

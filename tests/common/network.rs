@@ -150,18 +150,10 @@ impl TlsUpstream {
         stream: Option<Arc<Stream>>,
         max_streams: Option<u32>,
     ) -> Self {
-        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(alpn)));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(serve_tls(listener, acceptor, seen2, stream, max_streams));
+        let port = tls_server(pki, alpn, move |tls| {
+            serve_https(tls, seen2.clone(), stream.clone(), max_streams)
         });
         Self { port, seen }
     }
@@ -179,60 +171,84 @@ impl TlsUpstream {
 /// Server-sent events and the pause after each.
 type Stream = (Vec<String>, Duration);
 
-async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
+type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS server on a loopback port, on a thread and runtime of its own, offering `alpn`: each
+/// connection whose handshake completes goes to `handle` on a task of its own (a client that
+/// does not trust the certificate hangs up before: it reaches nothing). Returns the port.
+fn tls_server<H, F>(pki: &Pki, alpn: &[&str], handle: H) -> u16
+where
+    H: Fn(TlsConn) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(alpn)));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, handle) = (acceptor.clone(), handle.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        handle(tls).await;
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+/// One connection to the HTTPS upstream: HTTP/1.1 or HTTP/2, as agreed.
+async fn serve_https(
+    tls: TlsConn,
     seen: Arc<Mutex<Vec<Seen>>>,
     stream: Option<Arc<Stream>>,
     max_streams: Option<u32>,
 ) {
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let (acceptor, seen, stream) = (acceptor.clone(), seen.clone(), stream.clone());
-        tokio::spawn(async move {
-            // A client that does not trust the certificate hangs up here: nothing is recorded.
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let (seen, stream) = (seen.clone(), stream.clone());
-                async move {
-                    let key = request
-                        .headers()
-                        .get("x-api-key")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    seen.lock().unwrap().push(Seen {
-                        version: format!("{:?}", request.version()),
-                        path: request
-                            .uri()
-                            .path_and_query()
-                            .map_or("/".to_string(), |p| p.to_string()),
-                        key: key.clone(),
-                    });
-                    let _ = request.into_body().collect().await;
-                    if let Some(stream) = stream {
-                        return Ok(sse(stream));
-                    }
-                    let body = format!(
-                        r#"{{"id":"msg_tls","type":"message","role":"assistant","content":[{{"type":"text","text":"hello from {key}"}}],"stop_reason":"end_turn","usage":{{"input_tokens":1,"output_tokens":3}}}}"#
-                    );
-                    let response = hyper::Response::builder()
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(body)).boxed())
-                        .unwrap();
-                    Ok::<_, Infallible>(response)
-                }
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        let (seen, stream) = (seen.clone(), stream.clone());
+        async move {
+            let key = request
+                .headers()
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            seen.lock().unwrap().push(Seen {
+                version: format!("{:?}", request.version()),
+                path: request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/".to_string(), |p| p.to_string()),
+                key: key.clone(),
             });
-            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            server.http2().max_concurrent_streams(max_streams);
-            let _ = server.serve_connection(TokioIo::new(tls), service).await;
-        });
-    }
+            let _ = request.into_body().collect().await;
+            if let Some(stream) = stream {
+                return Ok(sse(stream));
+            }
+            let body = format!(
+                r#"{{"id":"msg_tls","type":"message","role":"assistant","content":[{{"type":"text","text":"hello from {key}"}}],"stop_reason":"end_turn","usage":{{"input_tokens":1,"output_tokens":3}}}}"#
+            );
+            let response = hyper::Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)).boxed())
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    server.http2().max_concurrent_streams(max_streams);
+    let _ = server.serve_connection(TokioIo::new(tls), service).await;
 }
 
 fn sse(stream: Arc<Stream>) -> hyper::Response<BoxBody<Bytes, Infallible>> {
@@ -398,43 +414,23 @@ pub struct TlsConnectProxy {
 
 impl TlsConnectProxy {
     pub fn start(pki: &Pki) -> Self {
-        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(&["h2", "http/1.1"])));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let alpn = Arc::new(Mutex::new(Vec::new()));
         let targets = Arc::new(Mutex::new(Vec::new()));
         let (alpn2, targets2) = (alpn.clone(), targets.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, alpn, targets) =
-                        (acceptor.clone(), alpn2.clone(), targets2.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let agreed = tls
-                            .get_ref()
-                            .1
-                            .alpn_protocol()
-                            .map(|p| String::from_utf8_lossy(p).to_string());
-                        alpn.lock().unwrap().push(agreed.clone());
-                        if agreed.as_deref() == Some("h2") {
-                            return;
-                        }
-                        tls_tunnel(tls, &targets).await;
-                    });
+        let port = tls_server(pki, &["h2", "http/1.1"], move |tls| {
+            let (alpn, targets) = (alpn2.clone(), targets2.clone());
+            async move {
+                let agreed = tls
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).to_string());
+                alpn.lock().unwrap().push(agreed.clone());
+                if agreed.as_deref() == Some("h2") {
+                    return;
                 }
-            });
+                tls_tunnel(tls, &targets).await;
+            }
         });
         Self {
             port,
@@ -456,10 +452,7 @@ impl TlsConnectProxy {
     }
 }
 
-async fn tls_tunnel(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    targets: &Mutex<Vec<String>>,
-) {
+async fn tls_tunnel(tls: TlsConn, targets: &Mutex<Vec<String>>) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let mut client = tokio::io::BufReader::new(tls);
     let mut head = Vec::new();
@@ -524,34 +517,15 @@ pub struct RawH2Upstream {
 
 impl RawH2Upstream {
     pub fn start(pki: &Pki, trick: H2Trick) -> Self {
-        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(&["h2"])));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (answered2, refused2) = (answered.clone(), refused.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let acceptor = acceptor.clone();
-                    let counters = (answered2.clone(), refused2.clone(), requests.clone());
-                    tokio::spawn(async move {
-                        if let Ok(tls) = acceptor.accept(tcp).await {
-                            let _ = serve_raw_h2(tls, trick, counters).await;
-                        }
-                    });
-                }
-            });
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counters: H2Counters = (answered.clone(), refused.clone(), requests);
+        let port = tls_server(pki, &["h2"], move |tls| {
+            let counters = counters.clone();
+            async move {
+                let _ = serve_raw_h2(tls, trick, counters).await;
+            }
         });
         Self {
             port,
@@ -596,7 +570,7 @@ async fn write_frame(
 }
 
 async fn serve_raw_h2(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    tls: TlsConn,
     trick: H2Trick,
     (answered, refused, requests): H2Counters,
 ) -> std::io::Result<()> {
