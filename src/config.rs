@@ -12,38 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
 use crate::fileio::{Durability, read_optional, replace_file};
-use crate::timespec::parse_duration;
+use crate::reason::Reason;
+use crate::timespec::{format_duration, parse_duration};
 use crate::validate::check_name;
 
 /// The keychain service name every secret is stored under (the account is the key's name).
 pub const DEFAULT_KEYCHAIN_SERVICE: &str = "keyswitch";
 /// The cooldown when neither the mark, the key nor a per-reason default says otherwise.
 pub const DEFAULT_COOLDOWN: SignedDuration = SignedDuration::from_hours(1);
-
-/// The reasons a key can be marked for by the StopFailure hook: the `error` values Claude Code
-/// sends (claude-code-facts.md). The one list `reason_cooldowns` is checked against.
-pub const REASONS: &[&str] = &[
-    "rate_limit",
-    "overloaded",
-    "authentication_failed",
-    "billing_error",
-    "invalid_request",
-    "model_not_found",
-    "server_error",
-    "unknown",
-];
-
-/// Built-in cooldowns by the reason the StopFailure hook gives, used when neither the key nor
-/// `reason_cooldowns` in the config says otherwise. A rate limit from a budget proxy usually lifts
-/// within the hour; a billing error ("credit balance too low") needs someone to pay, so retrying
-/// every hour would only cost failed turns.
-pub fn builtin_reason_cooldown(reason: &str) -> Option<SignedDuration> {
-    match reason {
-        "rate_limit" => Some(SignedDuration::from_hours(1)),
-        "billing_error" => Some(SignedDuration::from_hours(12)),
-        _ => None,
-    }
-}
 
 /// Which OS keychain holds the secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,119 +56,255 @@ impl StoreKind {
     }
 }
 
+/// A config value as the user spelled it, and what it means: parsed once, when the file is
+/// loaded, and written back as it was spelled (`90m` stays `90m`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spelled<T> {
+    text: String,
+    value: T,
+}
+
+impl<T> Spelled<T> {
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Spelled<SignedDuration> {
+    fn duration(text: &str) -> Result<Self> {
+        Ok(Self {
+            value: parse_duration(text)?,
+            text: text.to_string(),
+        })
+    }
+
+    fn of_duration(value: SignedDuration) -> Self {
+        Self {
+            text: format_duration(value),
+            value,
+        }
+    }
+}
+
+impl Spelled<Endpoint> {
+    fn endpoint(text: &str) -> Result<Self> {
+        Ok(Self {
+            value: Endpoint::parse(text)?,
+            text: text.to_string(),
+        })
+    }
+}
+
 /// One key as the user configured it. The secret itself lives only in the keychain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyConfig {
     pub name: String,
     /// The API base URL this key belongs to; none means the user's own default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    endpoint: Option<Spelled<Endpoint>>,
     /// This key's default cooldown, like "5h".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<String>,
+    cooldown: Option<Spelled<SignedDuration>>,
 }
 
 impl KeyConfig {
-    pub fn endpoint(&self) -> Option<Endpoint> {
-        // Validated on load, so parsing again cannot fail; `ok()` keeps this panic-free.
-        self.endpoint
-            .as_deref()
-            .and_then(|e| Endpoint::parse(e).ok())
+    /// A key with neither an endpoint nor a cooldown of its own.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            endpoint: None,
+            cooldown: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.endpoint.as_ref().map(Spelled::value)
     }
 
     pub fn cooldown(&self) -> Option<SignedDuration> {
-        self.cooldown
-            .as_deref()
-            .and_then(|c| parse_duration(c).ok())
+        self.cooldown.as_ref().map(|c| *c.value())
+    }
+
+    /// The endpoint as the config file spells it.
+    pub fn endpoint_text(&self) -> Option<&str> {
+        self.endpoint.as_ref().map(Spelled::text)
+    }
+
+    /// The cooldown as the config file spells it.
+    pub fn cooldown_text(&self) -> Option<&str> {
+        self.cooldown.as_ref().map(Spelled::text)
+    }
+
+    pub fn set_endpoint(&mut self, endpoint: Endpoint) {
+        self.endpoint = Some(Spelled {
+            text: endpoint.to_string(),
+            value: endpoint,
+        });
+    }
+
+    pub fn set_cooldown(&mut self, cooldown: SignedDuration) {
+        self.cooldown = Some(Spelled::of_duration(cooldown));
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The user's intent, every value parsed: what `load` returns cannot hold a value that does not
+/// mean anything, so no later use can fall back on a default for one that failed to parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     /// Which keychain; the platform's own when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreKind>,
     /// The keychain service name; "keyswitch" when absent. A second name keeps a second,
     /// separate pool (the tests use one each).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keychain_service: Option<String>,
     /// The cooldown used when nothing more specific applies; 1h when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_cooldown: Option<String>,
+    default_cooldown: Option<Spelled<SignedDuration>>,
     /// Default cooldowns by the reason a key was marked (e.g. "rate_limit": "1h").
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub reason_cooldowns: BTreeMap<String, String>,
+    reason_cooldowns: BTreeMap<Reason, Spelled<SignedDuration>>,
     /// The keys, primary first.
-    #[serde(default)]
     pub keys: Vec<KeyConfig>,
 }
 
-impl Config {
-    /// Loads and validates the config; a missing file is an empty config.
-    pub fn load(path: &Path) -> Result<Self> {
-        let Some(bytes) = read_optional(path)? else {
-            return Ok(Self::default());
-        };
-        let config: Self = serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow!(
-                "the config file {} is damaged: {e}; fix it by hand (keyswitch never overwrites it)",
-                path.display()
-            )
-        })?;
-        config.validate().map_err(|e| {
-            anyhow!(
-                "the config file {} is invalid: {e}; fix it by hand (keyswitch never overwrites it)",
-                path.display()
-            )
-        })?;
-        Ok(config)
-    }
+/// The file's form: what serde reads and writes. Only [`Config::load`] and [`Config::save`] see
+/// it; the conversion to [`Config`] is where every value is parsed.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<StoreKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keychain_service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_cooldown: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    reason_cooldowns: BTreeMap<String, String>,
+    #[serde(default)]
+    keys: Vec<KeyFile>,
+}
 
-    fn validate(&self) -> Result<()> {
-        for (index, key) in self.keys.iter().enumerate() {
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cooldown: Option<String>,
+}
+
+impl TryFrom<ConfigFile> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(file: ConfigFile) -> Result<Self> {
+        let mut keys: Vec<KeyConfig> = Vec::with_capacity(file.keys.len());
+        for (index, key) in file.keys.into_iter().enumerate() {
             check_name(&key.name).with_context(|| format!("keys[{index}]"))?;
-            if self.keys[..index]
-                .iter()
-                .any(|k| k.name.eq_ignore_ascii_case(&key.name))
-            {
+            if keys.iter().any(|k| k.name.eq_ignore_ascii_case(&key.name)) {
                 return Err(anyhow!(
                     "keys[{index}]: the name {} appears twice",
                     key.name
                 ));
             }
-            if let Some(endpoint) = &key.endpoint {
-                Endpoint::parse(endpoint)
-                    .with_context(|| format!("keys[{index}] ({}): endpoint", key.name))?;
-            }
-            if let Some(cooldown) = &key.cooldown {
-                parse_duration(cooldown)
-                    .with_context(|| format!("keys[{index}] ({}): cooldown", key.name))?;
-            }
+            let endpoint = key
+                .endpoint
+                .as_deref()
+                .map(Spelled::endpoint)
+                .transpose()
+                .with_context(|| format!("keys[{index}] ({}): endpoint", key.name))?;
+            let cooldown = key
+                .cooldown
+                .as_deref()
+                .map(Spelled::duration)
+                .transpose()
+                .with_context(|| format!("keys[{index}] ({}): cooldown", key.name))?;
+            keys.push(KeyConfig {
+                name: key.name,
+                endpoint,
+                cooldown,
+            });
         }
-        if let Some(text) = &self.default_cooldown {
-            parse_duration(text).context("default_cooldown")?;
+        let default_cooldown = file
+            .default_cooldown
+            .as_deref()
+            .map(Spelled::duration)
+            .transpose()
+            .context("default_cooldown")?;
+        let mut reason_cooldowns = BTreeMap::new();
+        for (word, text) in &file.reason_cooldowns {
+            let reason = Reason::parse(word).ok_or_else(|| {
+                anyhow!(
+                    "reason_cooldowns: {word:?} is not a reason keyswitch knows; use one of {}",
+                    Reason::words()
+                )
+            })?;
+            let cooldown =
+                Spelled::duration(text).with_context(|| format!("reason_cooldowns.{word}"))?;
+            reason_cooldowns.insert(reason, cooldown);
         }
-        for (reason, text) in &self.reason_cooldowns {
-            if !REASONS.contains(&reason.as_str()) {
-                return Err(anyhow!(
-                    "reason_cooldowns: {reason:?} is not a reason keyswitch knows; use one of {}",
-                    REASONS.join(", ")
-                ));
-            }
-            parse_duration(text).with_context(|| format!("reason_cooldowns.{reason}"))?;
-        }
-        if let Some(service) = &self.keychain_service
+        if let Some(service) = &file.keychain_service
             && service.trim().is_empty()
         {
             return Err(anyhow!("keychain_service is empty"));
         }
-        Ok(())
+        Ok(Self {
+            store: file.store,
+            keychain_service: file.keychain_service,
+            default_cooldown,
+            reason_cooldowns,
+            keys,
+        })
+    }
+}
+
+impl From<&Config> for ConfigFile {
+    fn from(config: &Config) -> Self {
+        let text = |s: &Spelled<SignedDuration>| s.text().to_string();
+        Self {
+            store: config.store,
+            keychain_service: config.keychain_service.clone(),
+            default_cooldown: config.default_cooldown.as_ref().map(text),
+            reason_cooldowns: config
+                .reason_cooldowns
+                .iter()
+                .map(|(reason, c)| (reason.as_str().to_string(), text(c)))
+                .collect(),
+            keys: config
+                .keys
+                .iter()
+                .map(|k| KeyFile {
+                    name: k.name.clone(),
+                    endpoint: k.endpoint_text().map(str::to_string),
+                    cooldown: k.cooldown_text().map(str::to_string),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads and parses the config; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Self> {
+        let Some(bytes) = read_optional(path)? else {
+            return Ok(Self::default());
+        };
+        let file: ConfigFile = serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow!(
+                "the config file {} is damaged: {e}; fix it by hand (keyswitch never overwrites it)",
+                path.display()
+            )
+        })?;
+        Self::try_from(file).map_err(|e| {
+            anyhow!(
+                "the config file {} is invalid: {e:#}; fix it by hand (keyswitch never overwrites it)",
+                path.display()
+            )
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(self).context("cannot encode the config")?;
+        let mut bytes = serde_json::to_vec_pretty(&ConfigFile::from(self))
+            .context("cannot encode the config")?;
         bytes.push(b'\n');
         replace_file(path, &bytes, Durability::Synced)
     }
@@ -216,23 +328,21 @@ impl Config {
 
     pub fn default_cooldown(&self) -> SignedDuration {
         self.default_cooldown
-            .as_deref()
-            .and_then(|c| parse_duration(c).ok())
-            .unwrap_or(DEFAULT_COOLDOWN)
+            .as_ref()
+            .map_or(DEFAULT_COOLDOWN, |c| *c.value())
     }
 
-    pub fn reason_cooldown(&self, reason: &str) -> Option<SignedDuration> {
-        self.reason_cooldowns
-            .get(reason)
-            .and_then(|c| parse_duration(c).ok())
+    pub fn reason_cooldown(&self, reason: Reason) -> Option<SignedDuration> {
+        self.reason_cooldowns.get(&reason).map(|c| *c.value())
     }
 
-    /// The default length of a cooldown for `reason` (a StopFailure `error` value): the key's
-    /// own, else `reason_cooldowns`, else the built-in one for the reason, else the default.
-    pub fn cooldown_for(&self, key: &KeyConfig, reason: &str) -> SignedDuration {
+    /// The default length of a cooldown for `reason`: the key's own, else `reason_cooldowns`,
+    /// else the built-in one for the reason, else the default. A manual mark (no reason) takes
+    /// the key's own, else the default.
+    pub fn cooldown_for(&self, key: &KeyConfig, reason: Option<Reason>) -> SignedDuration {
         key.cooldown()
-            .or_else(|| self.reason_cooldown(reason))
-            .or_else(|| builtin_reason_cooldown(reason))
+            .or_else(|| reason.and_then(|r| self.reason_cooldown(r)))
+            .or_else(|| reason.and_then(Reason::builtin_cooldown))
             .unwrap_or_else(|| self.default_cooldown())
     }
 
@@ -295,25 +405,58 @@ mod tests {
         let ok =
             load_text(r#"{"reason_cooldowns":{"rate_limit":"2h","billing_error":"1d"}}"#).unwrap();
         assert_eq!(
-            ok.reason_cooldown("rate_limit"),
+            ok.reason_cooldown(Reason::RateLimit),
             Some(SignedDuration::from_hours(2))
         );
     }
 
     #[test]
     fn round_trips() {
+        let mut key = KeyConfig::new("primary");
+        key.set_endpoint(Endpoint::parse("https://proxy.example.com").unwrap());
+        key.set_cooldown(SignedDuration::from_mins(30));
         let config = Config {
             store: Some(StoreKind::Keyutils),
-            keys: vec![KeyConfig {
-                name: "primary".into(),
-                endpoint: Some("https://proxy.example.com".into()),
-                cooldown: Some("30m".into()),
-            }],
+            keys: vec![key],
             ..Config::default()
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn values_are_written_back_as_they_were_spelled() {
+        let text = r#"{
+  "default_cooldown": "90m",
+  "reason_cooldowns": {
+    "rate_limit": "120m"
+  },
+  "keys": [
+    {
+      "name": "primary",
+      "endpoint": "HTTPS://Proxy.Example.com:443/",
+      "cooldown": "1h30m"
+    }
+  ]
+}
+"#;
+        let config = load_text(text).unwrap();
+        let key = &config.keys[0];
+        assert_eq!(
+            key.endpoint().map(Endpoint::as_str),
+            Some("https://proxy.example.com")
+        );
+        assert_eq!(key.cooldown(), Some(SignedDuration::from_mins(90)));
+        assert_eq!(config.default_cooldown(), SignedDuration::from_mins(90));
+        assert_eq!(
+            config.cooldown_for(&KeyConfig::new("x"), Some(Reason::RateLimit)),
+            SignedDuration::from_hours(2)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        config.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }

@@ -3,6 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::reason::Cause;
 use crate::state::Cooldown;
 
 /// However often a key runs out, an automatic cooldown grows to at most this (or the key's own
@@ -29,7 +30,7 @@ pub enum Length {
 pub fn next_cooldown(
     previous: Option<&Cooldown>,
     length: Length,
-    reason: &str,
+    reason: &Cause,
     now: Timestamp,
 ) -> Cooldown {
     let running = previous.filter(|c| c.until.is_none_or(|until| until > now));
@@ -49,7 +50,7 @@ pub fn next_cooldown(
                 until,
                 since: current.since,
                 reason: if extended {
-                    reason.to_string()
+                    reason.clone()
                 } else {
                     current.reason.clone()
                 },
@@ -58,7 +59,7 @@ pub fn next_cooldown(
         None => Cooldown {
             until: requested_until,
             since: now,
-            reason: reason.to_string(),
+            reason: reason.clone(),
         },
     }
 }
@@ -128,19 +129,21 @@ pub fn is_cooling(cooldown: &Cooldown, now: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use proptest::prelude::*;
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
     const H: i64 = 3_600;
+    const R: Cause = Cause::Proxy(Reason::RateLimit);
 
     #[test]
     fn a_fresh_mark_lasts_the_default() {
         let c = next_cooldown(
             None,
             Length::Default(SignedDuration::from_hours(1)),
-            "manual",
+            &Cause::Manual,
             t(0),
         );
         assert_eq!(c.until, Some(t(H)));
@@ -149,26 +152,31 @@ mod tests {
 
     #[test]
     fn never_shortens_a_running_cooldown() {
-        let first = next_cooldown(None, Length::Explicit(t(5 * H)), "manual", t(0));
-        let second = next_cooldown(Some(&first), Length::Explicit(t(H)), "manual", t(10));
+        let first = next_cooldown(None, Length::Explicit(t(5 * H)), &Cause::Manual, t(0));
+        let second = next_cooldown(Some(&first), Length::Explicit(t(H)), &Cause::Manual, t(10));
         assert_eq!(second.until, Some(t(5 * H)));
         let longer = next_cooldown(
             Some(&first),
             Length::Explicit(t(6 * H)),
-            "hook:rate_limit",
+            &Cause::Hook(Reason::RateLimit),
             t(10),
         );
         assert_eq!(longer.until, Some(t(6 * H)));
-        assert_eq!(longer.reason, "hook:rate_limit");
+        assert_eq!(longer.reason, Cause::Hook(Reason::RateLimit));
     }
 
     #[test]
     fn set_aside_stays_set_aside() {
-        let aside = next_cooldown(None, Length::Indefinite, "hook:authentication_failed", t(0));
+        let aside = next_cooldown(
+            None,
+            Length::Indefinite,
+            &Cause::Hook(Reason::AuthenticationFailed),
+            t(0),
+        );
         let again = next_cooldown(
             Some(&aside),
             Length::Default(SignedDuration::from_hours(1)),
-            "manual",
+            &Cause::Manual,
             t(10),
         );
         assert_eq!(again.until, None);
@@ -177,9 +185,9 @@ mod tests {
     #[test]
     fn running_out_again_soon_doubles_up_to_the_cap() {
         let base = SignedDuration::from_hours(1);
-        let first = next_cooldown(None, Length::Default(base), "r", t(0));
+        let first = next_cooldown(None, Length::Default(base), &R, t(0));
         // Back at 1h, out again 10 minutes later: 2h.
-        let second = next_cooldown(Some(&first), Length::Default(base), "r", t(H + 600));
+        let second = next_cooldown(Some(&first), Length::Default(base), &R, t(H + 600));
         assert_eq!(second.until, Some(t(H + 600 + 2 * H)));
         let mut current = second;
         let mut now = t(H + 600);
@@ -189,7 +197,7 @@ mod tests {
                 .unwrap()
                 .checked_add(SignedDuration::from_secs(60))
                 .unwrap();
-            current = next_cooldown(Some(&current), Length::Default(base), "r", now);
+            current = next_cooldown(Some(&current), Length::Default(base), &R, now);
         }
         assert_eq!(current.until.unwrap().duration_since(now), ESCALATION_CAP);
     }
@@ -197,8 +205,8 @@ mod tests {
     #[test]
     fn running_out_long_after_starts_over() {
         let base = SignedDuration::from_hours(1);
-        let first = next_cooldown(None, Length::Default(base), "r", t(0));
-        let later = next_cooldown(Some(&first), Length::Default(base), "r", t(3 * H));
+        let first = next_cooldown(None, Length::Default(base), &R, t(0));
+        let later = next_cooldown(Some(&first), Length::Default(base), &R, t(3 * H));
         assert_eq!(later.until, Some(t(4 * H)));
     }
 
@@ -209,7 +217,7 @@ mod tests {
         let ahead = next_cooldown(
             None,
             Length::Default(SignedDuration::from_hours(1)),
-            "manual",
+            &Cause::Manual,
             t(year),
         );
         let fixed = as_of_clock(&ahead, t(0));
@@ -221,7 +229,7 @@ mod tests {
         assert!(!clock_was_set_back(&fixed, t(10)));
         // A start a second ahead is a race between commands, not a clock set back.
         assert!(!clock_was_set_back(&fixed, t(-1)));
-        let aside = next_cooldown(None, Length::Indefinite, "r", t(year));
+        let aside = next_cooldown(None, Length::Indefinite, &R, t(year));
         assert_eq!(as_of_clock(&aside, t(0)).until, None);
     }
 
@@ -233,13 +241,13 @@ mod tests {
             gap in 0i64..200_000,
             explicit in any::<bool>(),
         ) {
-            let first = next_cooldown(None, Length::Explicit(t(first_len)), "a", t(0));
+            let first = next_cooldown(None, Length::Explicit(t(first_len)), &Cause::Manual, t(0));
             let length = if explicit {
                 Length::Explicit(t(gap + second_len))
             } else {
                 Length::Default(SignedDuration::from_secs(second_len))
             };
-            let second = next_cooldown(Some(&first), length, "b", t(gap));
+            let second = next_cooldown(Some(&first), length, &R, t(gap));
             let second_until = second.until.unwrap();
             prop_assert!(second_until > t(gap));
             if gap < first_len {

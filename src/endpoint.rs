@@ -3,9 +3,21 @@
 
 use crate::error::refuse;
 
-/// A validated, normalised API base URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint(String);
+/// A validated, normalised API base URL, parsed once: comparing two is comparing text, and
+/// joining a request path onto one parses nothing again.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    normal: String,
+    url: url::Url,
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.normal == other.normal
+    }
+}
+
+impl Eq for Endpoint {}
 
 impl Endpoint {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
@@ -33,17 +45,47 @@ impl Endpoint {
         while normal.ends_with('/') {
             normal.pop();
         }
-        Ok(Self(normal))
+        Ok(Self { normal, url })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.normal
+    }
+
+    /// `host` or `host:port`, for messages that name where a request went.
+    pub fn host_and_port(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// `https://host/prefix` + `/v1/messages?beta=true`: the URL that parsing the two joined as
+    /// text gives, without parsing the endpoint again. `None` only for a path that makes no URI.
+    pub fn join(&self, path_and_query: &str) -> Option<hyper::Uri> {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let mut url = self.url.clone();
+        url.set_path(&format!("{}{path}", self.url.path().trim_end_matches('/')));
+        url.set_query(query);
+        url.as_str().parse().ok()
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        Self::parse(text)
     }
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.normal)
     }
 }
 
@@ -79,7 +121,7 @@ pub const PUBLIC_API: &str = "https://api.anthropic.com";
 pub fn session_endpoint(base_url: Option<&str>) -> String {
     match base_url.map(str::trim).filter(|u| !u.is_empty()) {
         Some(url) => Endpoint::parse(url)
-            .map(|e| e.0)
+            .map(|e| e.normal)
             .unwrap_or_else(|_| url.trim_end_matches('/').to_string()),
         None => PUBLIC_API.to_string(),
     }
@@ -179,6 +221,36 @@ mod tests {
         ] {
             let message = Endpoint::parse(bad).unwrap_err().to_string();
             assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_joined_url_is_the_url_of_the_joined_text() {
+        for upstream in [
+            "https://api.anthropic.com",
+            "https://proxy.corp/anthropic/",
+            "https://proxy.corp/anthropic",
+            "http://127.0.0.1:9",
+            "https://bücher.example:8443/a%20b/",
+        ] {
+            let endpoint = Endpoint::parse(upstream).unwrap();
+            for path_and_query in [
+                "/",
+                "/v1/messages?beta=true",
+                "/v1/messages?",
+                "/v1/messages/count_tokens?beta=true&x=%2F",
+                "/v1/a%20b/c?q=1?2",
+                "/v1/~user/é",
+            ] {
+                let text = format!("{}{path_and_query}", upstream.trim_end_matches('/'));
+                let expected: hyper::Uri =
+                    url::Url::parse(&text).unwrap().as_str().parse().unwrap();
+                assert_eq!(
+                    endpoint.join(path_and_query).as_ref(),
+                    Some(&expected),
+                    "{upstream} + {path_and_query}"
+                );
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::fileio::{Durability, open_for_writing, private_options, read_tail, replace_file};
+use crate::reason::Cause;
 
 /// Past this size the log is cut down to its newest [`KEEP_AFTER_TRIM`] bytes of whole lines.
 const MAX_BYTES: u64 = 256 * 1024;
@@ -20,14 +21,84 @@ const MAX_FIELD_BYTES: usize = 512;
 /// `read` looks at no more than this much of the end of the log (an old, oversized log).
 const MAX_READ_BYTES: u64 = 4 * MAX_BYTES;
 
+/// What happened, as the log's `event` column names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum EventKind {
+    Add,
+    Replace,
+    Remove,
+    Move,
+    /// A key was put on cooldown (or set aside).
+    Mark,
+    /// A mark that changed nothing: the key already cooled down at least as long.
+    AlreadyCooling,
+    Reset,
+    /// The active key changed.
+    Switch,
+    /// The StopFailure hook ran and marked nothing; the detail says why.
+    HookIgnored,
+    /// The clock was set back past a cooldown's start; the cooldown was moved to now.
+    ClockSetBack,
+    /// A word this keyswitch does not write, read from a log another version wrote.
+    Other(String),
+}
+
+impl EventKind {
+    const WORDS: [(EventKind, &'static str); 10] = [
+        (Self::Add, "add"),
+        (Self::Replace, "replace"),
+        (Self::Remove, "remove"),
+        (Self::Move, "move"),
+        (Self::Mark, "mark"),
+        (Self::AlreadyCooling, "already-cooling"),
+        (Self::Reset, "reset"),
+        (Self::Switch, "switch"),
+        (Self::HookIgnored, "hook-ignored"),
+        (Self::ClockSetBack, "clock-set-back"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Other(text) => text,
+            known => Self::WORDS
+                .iter()
+                .find(|(kind, _)| kind == known)
+                .map_or("", |(_, word)| word),
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for EventKind {
+    fn from(text: String) -> Self {
+        Self::WORDS
+            .iter()
+            .find(|(_, word)| *word == text)
+            .map_or(Self::Other(text), |(kind, _)| kind.clone())
+    }
+}
+
+impl From<EventKind> for String {
+    fn from(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Other(text) => text,
+            known => known.as_str().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub time: Timestamp,
-    /// add, replace, remove, move, mark, reset, switch, hook-ignored, ...
-    pub event: String,
+    pub event: EventKind,
     pub key: Option<String>,
-    /// manual, hook:rate_limit, cooldown-ended, ...
-    pub reason: Option<String>,
+    pub reason: Option<Cause>,
     pub session_id: Option<String>,
     /// Anything else worth showing, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,12 +106,17 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(time: Timestamp, event: &str, key: Option<&str>, reason: Option<&str>) -> Self {
+    pub fn new(
+        time: Timestamp,
+        event: EventKind,
+        key: Option<&str>,
+        reason: Option<Cause>,
+    ) -> Self {
         Self {
             time,
-            event: event.to_string(),
+            event,
             key: key.map(str::to_string),
-            reason: reason.map(str::to_string),
+            reason,
             session_id: None,
             detail: None,
         }
@@ -58,15 +134,15 @@ impl Event {
 
     /// The event with every text field cut to [`MAX_FIELD_BYTES`].
     fn bounded(mut self) -> Self {
-        cut(&mut self.event);
-        for text in [
-            &mut self.key,
-            &mut self.reason,
-            &mut self.session_id,
-            &mut self.detail,
-        ]
-        .into_iter()
-        .flatten()
+        if let EventKind::Other(text) = &mut self.event {
+            cut(text);
+        }
+        if let Some(Cause::Other(text)) = &mut self.reason {
+            cut(text);
+        }
+        for text in [&mut self.key, &mut self.session_id, &mut self.detail]
+            .into_iter()
+            .flatten()
         {
             cut(text);
         }
@@ -142,7 +218,12 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
         for i in 0..3_000 {
-            let e = Event::new(now, "mark", Some(&format!("key{i}")), Some("manual"));
+            let e = Event::new(
+                now,
+                EventKind::Mark,
+                Some(&format!("key{i}")),
+                Some(Cause::Manual),
+            );
             append(&path, &[e]).unwrap();
         }
         assert!(std::fs::metadata(&path).unwrap().len() <= MAX_BYTES + 1024);
@@ -159,16 +240,23 @@ mod tests {
         let huge = "é".repeat(50_000);
         let started = std::time::Instant::now();
         for i in 0..200 {
-            let e = Event::new(now, "hook-ignored", Some(&huge), Some(&huge))
-                .with_detail(format!("{i} {huge}"))
-                .with_session(Some(huge.clone()));
+            let e = Event::new(
+                now,
+                EventKind::Other(huge.clone()),
+                Some(&huge),
+                Some(Cause::Other(huge.clone())),
+            )
+            .with_detail(format!("{i} {huge}"))
+            .with_session(Some(huge.clone()));
             append(&path, &[e]).unwrap();
         }
         assert!(std::fs::metadata(&path).unwrap().len() <= MAX_BYTES + 4 * 1024);
         let events = read(&path).unwrap();
         let last = events.last().unwrap();
         assert!(last.detail.as_ref().unwrap().starts_with("199 "));
-        for field in [&last.key, &last.reason, &last.session_id, &last.detail] {
+        let reason = last.reason.as_ref().map(Cause::to_string);
+        let kind = Some(last.event.to_string());
+        for field in [&last.key, &reason, &kind, &last.session_id, &last.detail] {
             let text = field.as_ref().unwrap();
             assert!(text.len() <= MAX_FIELD_BYTES && text.ends_with('…'));
         }
@@ -176,11 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_reads_back_from_its_word() {
+        for (kind, word) in EventKind::WORDS {
+            assert_eq!(String::from(kind.clone()), word);
+            assert_eq!(EventKind::from(word.to_string()), kind);
+        }
+        let other = EventKind::from("frobnicated".to_string());
+        assert_eq!(other, EventKind::Other("frobnicated".into()));
+        assert_eq!(other.to_string(), "frobnicated");
+    }
+
+    #[test]
     fn skips_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
         let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
-        append(&path, &[Event::new(now, "reset", Some("a"), None)]).unwrap();
+        append(&path, &[Event::new(now, EventKind::Reset, Some("a"), None)]).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

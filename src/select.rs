@@ -98,7 +98,7 @@ mod tests {
         let ended = Cooldown {
             until: Some(t(0)),
             since: t(-10),
-            reason: "m".into(),
+            reason: crate::reason::Cause::Manual,
         };
         assert_eq!(Availability::of(Some(&ended), t(0)), Ready);
         assert_eq!(Availability::of(Some(&ended), t(-1)), CoolingUntil(t(0)));
@@ -109,7 +109,7 @@ mod tests {
         let ahead = Cooldown {
             until: Some(t(366 * 86_400 + 3_600)),
             since: t(366 * 86_400),
-            reason: "m".into(),
+            reason: crate::reason::Cause::Manual,
         };
         assert_eq!(Availability::of(Some(&ahead), t(0)), CoolingUntil(t(3_600)));
     }

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::fileio::{Durability, read_optional, replace_file, set_aside};
+use crate::reason::Cause;
 
 /// One key's cooldown. Kept after it ends, so a key exhausted again soon can be given a longer one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +21,7 @@ pub struct Cooldown {
     /// When it started.
     pub since: Timestamp,
     /// Why: `manual`, `hook:rate_limit`, ...
-    pub reason: String,
+    pub reason: Cause,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +32,7 @@ pub struct State {
     /// The key `get` last handed out, to notice switches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active: Option<String>,
-    /// Bumped whenever a secret in the keychain changes (add, replace, remove), so a running
+    /// Bumped whenever a secret in the keychain changes (add, replace), so a running
     /// proxy knows to drop the secrets it holds in memory.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub secrets_epoch: u64,

@@ -2,6 +2,9 @@
 
 use serde::Deserialize;
 
+use crate::failure::Failure;
+use crate::reason::Reason;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct StopFailure {
     #[serde(default)]
@@ -10,17 +13,6 @@ pub struct StopFailure {
     pub hook_event_name: Option<String>,
     /// rate_limit, billing_error, authentication_failed, overloaded, ...
     pub error: String,
-}
-
-/// What a failure means for the key that was in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Out of budget for now: cool down.
-    Exhausted,
-    /// Rejected (revoked, mistyped): set aside until the user acts.
-    Rejected,
-    /// Not about the key (overloaded, server error, ...): leave it alone.
-    NotTheKey,
 }
 
 impl StopFailure {
@@ -36,11 +28,21 @@ impl StopFailure {
         Ok(input)
     }
 
-    pub fn verdict(&self) -> Verdict {
-        match self.error.as_str() {
-            "rate_limit" | "billing_error" => Verdict::Exhausted,
-            "authentication_failed" => Verdict::Rejected,
-            _ => Verdict::NotTheKey,
+    /// What the reported error means for the key: Claude Code's own category decides, and it
+    /// gives no reset time.
+    pub fn failure(&self) -> Failure {
+        match Reason::parse(&self.error) {
+            Some(reason @ (Reason::RateLimit | Reason::BillingError)) => Failure::Spent {
+                reason,
+                until: None,
+                detail: format!("Claude Code reported {reason}"),
+                notable: true,
+            },
+            Some(reason @ Reason::AuthenticationFailed) => Failure::Revoked {
+                reason,
+                detail: "Claude Code reported authentication_failed".to_string(),
+            },
+            _ => Failure::NotTheKey,
         }
     }
 }
@@ -57,7 +59,14 @@ mod tests {
             "last_assistant_message": "API Error: Request rejected (429)"}"#;
         let parsed = StopFailure::parse(input).unwrap();
         assert_eq!(parsed.session_id.as_deref(), Some("abc"));
-        assert_eq!(parsed.verdict(), Verdict::Exhausted);
+        assert!(matches!(
+            parsed.failure(),
+            Failure::Spent {
+                reason: Reason::RateLimit,
+                until: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -69,8 +78,8 @@ mod tests {
             StopFailure::parse(br#"{"hook_event_name": "Stop", "error": "rate_limit"}"#).is_err()
         );
         let other = StopFailure::parse(br#"{"error": "overloaded"}"#).unwrap();
-        assert_eq!(other.verdict(), Verdict::NotTheKey);
+        assert_eq!(other.failure(), Failure::NotTheKey);
         let rejected = StopFailure::parse(br#"{"error": "authentication_failed"}"#).unwrap();
-        assert_eq!(rejected.verdict(), Verdict::Rejected);
+        assert!(matches!(rejected.failure(), Failure::Revoked { .. }));
     }
 }

@@ -99,7 +99,7 @@ pub fn apply_base_url(
     // A value the user put there since keyswitch last wrote it is theirs: their new default.
     record.adopt_user_value(map, slot);
     let desired = if config.uses_endpoints() {
-        active.and_then(|k| k.endpoint.clone())
+        active.and_then(|k| k.endpoint_text().map(str::to_string))
     } else {
         None
     };

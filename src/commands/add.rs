@@ -4,28 +4,54 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context as _, Result};
+use jiff::SignedDuration;
 use zeroize::Zeroizing;
 
 use super::{Context, open_keychain};
 use crate::config::KeyConfig;
 use crate::endpoint::Endpoint;
 use crate::error::refuse;
-use crate::events::Event;
 use crate::fileio::WriteLock;
 use crate::pool::Pool;
-use crate::timespec::{format_duration, parse_duration};
+use crate::timespec::parse_duration;
 use crate::validate::{MAX_SECRET_LEN, check_name, check_secret};
 
-pub fn run(
-    ctx: &Context,
-    name: &str,
-    endpoint: Option<&str>,
-    cooldown: Option<&str>,
-    replace: bool,
-) -> Result<()> {
-    check_name(name)?;
-    let endpoint = endpoint.map(Endpoint::parse).transpose()?;
-    let cooldown = cooldown.map(parse_duration).transpose()?;
+/// What `add` was asked for, every value parsed (see [`Options::parse`]).
+pub struct Options {
+    pub endpoint: Option<Endpoint>,
+    pub cooldown: Option<SignedDuration>,
+    pub replace: bool,
+}
+
+impl Options {
+    /// Parses the command line's values, in the order they are checked: the name first.
+    pub fn parse(
+        name: &str,
+        endpoint: Option<&str>,
+        cooldown: Option<&str>,
+        replace: bool,
+    ) -> Result<Self> {
+        check_name(name)?;
+        Ok(Self {
+            endpoint: endpoint.map(Endpoint::parse).transpose()?,
+            cooldown: cooldown.map(parse_duration).transpose()?,
+            replace,
+        })
+    }
+
+    /// Applies the options given to a key's configuration.
+    fn apply(&self, key: &mut KeyConfig) {
+        if let Some(endpoint) = &self.endpoint {
+            key.set_endpoint(endpoint.clone());
+        }
+        if let Some(cooldown) = self.cooldown {
+            key.set_cooldown(cooldown);
+        }
+    }
+}
+
+pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
+    let replace = options.replace;
     let now = ctx.now.timestamp();
 
     // Refuse a name clash before asking for the secret; checked again below.
@@ -40,57 +66,27 @@ pub fn run(
     let _keychain_lock = WriteLock::acquire(&ctx.dirs.keychain_lock_file())?;
     let before = Pool::read(ctx.dirs.clone(), now)?;
     check_clash(&before, name, replace)?;
-    let keychain = open_keychain(&before.config)?;
-    let existing = before.config.position(name);
+    let keychain = open_keychain(before.config())?;
+    let existing = before.config().position(name);
     let stored_name = existing
-        .map(|i| before.config.keys[i].name.clone())
+        .map(|i| before.key(i).name.clone())
         .unwrap_or_else(|| name.to_string());
     keychain.write(&stored_name, &secret)?;
 
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     check_clash(&pool, name, replace)?;
-    let existing = pool.config.position(name);
-    let key = match existing {
-        Some(i) => &mut pool.config.keys[i],
+    let existing = pool.config().position(name);
+    let position = match existing {
+        Some(index) => {
+            pool.replace_secret(index, |key| options.apply(key), now)?;
+            index + 1
+        }
         None => {
-            pool.config.keys.push(KeyConfig {
-                name: stored_name.clone(),
-                endpoint: None,
-                cooldown: None,
-            });
-            pool.config
-                .keys
-                .last_mut()
-                .context("the key just added is missing")?
+            let mut key = KeyConfig::new(stored_name.clone());
+            options.apply(&mut key);
+            pool.add_key(key, now)?
         }
     };
-    if let Some(endpoint) = &endpoint {
-        key.endpoint = Some(endpoint.to_string());
-    }
-    if let Some(cooldown) = cooldown {
-        key.cooldown = Some(format_duration(cooldown));
-    }
-    pool.save_config()?;
-
-    let position = pool.config.position(&stored_name).map_or(0, |i| i + 1);
-    let event = if existing.is_some() {
-        // A new secret for a key the API had rejected is the way back into rotation.
-        let was_set_aside = pool
-            .state
-            .cooldowns
-            .get(&stored_name)
-            .is_some_and(|c| c.until.is_none());
-        if was_set_aside {
-            pool.state.cooldowns.remove(&stored_name);
-        }
-        Event::new(now, "replace", Some(&stored_name), Some("manual"))
-    } else {
-        Event::new(now, "add", Some(&stored_name), Some("manual"))
-            .with_detail(format!("position {position}"))
-    };
-    pool.log(event);
-    pool.state.secrets_epoch = pool.state.secrets_epoch.wrapping_add(1);
-    pool.note_switch(now, "manual", None);
     let kind = keychain.kind().describe();
     super::settle(&mut pool, now)?;
 
@@ -110,9 +106,9 @@ pub fn run(
 }
 
 fn check_clash(pool: &Pool, name: &str, replace: bool) -> Result<()> {
-    match (pool.config.position(name), replace) {
+    match (pool.config().position(name), replace) {
         (Some(i), false) => {
-            let existing = &pool.config.keys[i].name;
+            let existing = &pool.key(i).name;
             Err(refuse(format!(
                 "a key named {existing} already exists: use `keyswitch add {existing} --replace` to change its secret, or pick another name"
             )))

@@ -174,7 +174,7 @@ fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
 /// RFC 2606 names are reserved for examples.
 fn check_endpoints(r: &mut Report, config: &Config) -> Result<()> {
     for key in &config.keys {
-        let Some(endpoint) = &key.endpoint else {
+        let Some(endpoint) = key.endpoint_text() else {
             continue;
         };
         if is_placeholder_endpoint(endpoint) {

@@ -15,9 +15,12 @@ use jiff::Timestamp;
 use super::{Context, open_keychain};
 use crate::claude::wiring::InstallRecord;
 use crate::claude::{live, sessions};
-use crate::endpoint::{Endpoint, key_belongs, redact_url, session_endpoint};
+use crate::endpoint::{redact_url, session_endpoint};
+use crate::handout::{self, Handout};
+use crate::messages;
 use crate::pool::Pool;
 use crate::proxy::control::{self, ProxySettings};
+use crate::reason::Cause;
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
 use crate::validate::secret_problem;
@@ -28,79 +31,60 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     let now = ctx.now.timestamp();
     let pool = Pool::read(ctx.dirs.clone(), now)?;
-    if pool.config.keys.is_empty() {
-        return Err(anyhow!(
-            "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
-        ));
+    if pool.config().keys.is_empty() {
+        return Err(anyhow!(messages::NO_KEYS_YET));
     }
     let session_url = std::env::var("ANTHROPIC_BASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty());
     // The install record matters only to a session with a base URL of its own, or to keys with
     // endpoints: read once, and only then.
-    let record = if session_url.is_some() || pool.config.uses_endpoints() {
+    let record = if session_url.is_some() || pool.config().uses_endpoints() {
         live::load_record(&ctx.dirs).ok().flatten()
     } else {
         None
     };
-    refuse_proxy_remnant(session_url.as_deref(), record.as_ref(), &pool.config)?;
+    refuse_proxy_remnant(session_url.as_deref(), record.as_ref(), pool.config())?;
     // Computed once: everything below reads these.
     let availability = pool.availability(now);
     let order = candidates(&availability);
     let Some(&desired) = order.first() else {
-        return Err(anyhow!(
-            "every key was rejected by the API and is set aside: give one a new secret with `keyswitch add NAME --replace`, or `keyswitch reset NAME`"
-        ));
+        return Err(anyhow!(messages::ALL_SET_ASIDE));
     };
 
-    // Which keys this session may be given.
-    let allowed: Vec<usize> = if pool.config.uses_endpoints() {
-        let session = session_endpoint(session_url.as_deref());
-        let user_default = live::user_default_base_url(record.as_ref());
-        let endpoints: Vec<Option<Endpoint>> =
-            pool.config.keys.iter().map(|k| k.endpoint()).collect();
-        let managed: Vec<Endpoint> = endpoints.iter().flatten().cloned().collect();
-        let belongs = |i: usize| {
-            key_belongs(
-                endpoints[i].as_ref(),
-                &session,
-                &managed,
-                user_default.as_deref(),
-            )
-        };
-        if belongs(desired) {
-            order.iter().copied().filter(|&i| belongs(i)).collect()
-        } else {
+    let user_default = live::user_default_base_url(record.as_ref());
+    let allowed = match handout::for_session(
+        &pool.config().keys,
+        &availability,
+        &order,
+        session_url.as_deref(),
+        user_default.as_deref(),
+    ) {
+        Handout::Here(keys) => keys,
+        Handout::Elsewhere(usable) => {
             // The session is on another key's endpoint: move the settings to the active key's
             // endpoint, and meanwhile hand out only a key that is usable where the session is.
             move_settings_to_active(ctx, now);
-            let usable: Vec<usize> = order
-                .iter()
-                .copied()
-                .filter(|&i| belongs(i) && availability[i] == Availability::Ready)
-                .collect();
             if usable.is_empty() {
                 return Err(anyhow!(
                     "the active key {} belongs to another endpoint than this session's ({}) and no usable key belongs here; the settings were moved to its endpoint, so Claude Code will ask again there",
-                    pool.config.keys[desired].name,
-                    redact_url(&session)
+                    pool.key(desired).name,
+                    redact_url(&session_endpoint(session_url.as_deref()))
                 ));
             }
             usable
         }
-    } else {
-        order
     };
 
-    let keychain = open_keychain(&pool.config)?;
+    let keychain = open_keychain(pool.config())?;
     let mut unusable = None;
     for index in allowed {
-        let name = &pool.config.keys[index].name;
+        let name = &pool.key(index).name;
         let Some(secret) = keychain.read(name)? else {
-            eprintln!(
-                "keyswitch: warning: {name} has no secret in {}; skipping it (store one with `keyswitch add {name} --replace`)",
+            crate::messages::warn(format_args!(
+                "{name} has no secret in {}; skipping it (store one with `keyswitch add {name} --replace`)",
                 keychain.kind().describe()
-            );
+            ));
             continue;
         };
         // A secret another tool stored may hold a line break: printed, it would be two lines.
@@ -109,23 +93,20 @@ pub fn run(ctx: &Context) -> Result<()> {
                 "the secret of {name} in {} {problem}, so it is not a usable key: store it again with `keyswitch add {name} --replace`",
                 keychain.kind().describe()
             );
-            eprintln!("keyswitch: warning: {message}; skipping it");
+            crate::messages::warn(format_args!("{message}; skipping it"));
             unusable = Some(message);
             continue;
         }
         if let Availability::CoolingUntil(until) = availability[index] {
-            eprintln!(
-                "keyswitch: warning: every key is cooling down; handing out {name}, back at {} ({})",
+            crate::messages::warn(format_args!(
+                "every key is cooling down; handing out {name}, back at {} ({})",
                 local_clock(until, &ctx.now),
                 until_in_words(until, now)
-            );
+            ));
         }
         print_secret(&secret)?;
         if let Err(e) = sessions::remember(&ctx.dirs.sessions(), name, now) {
-            eprintln!(
-                "keyswitch: warning: could not note which session got {name}: {}",
-                crate::error::one_line(&e)
-            );
+            crate::messages::warn_failed(format_args!("note which session got {name}"), &e);
         }
         if index == desired {
             record_switch(ctx, &pool, name, now);
@@ -175,9 +156,7 @@ fn refuse_proxy_remnant(
 fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
     let config = crate::config::Config::load(&ctx.dirs.config_file())?;
     if config.keys.is_empty() {
-        return Err(anyhow!(
-            "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
-        ));
+        return Err(anyhow!(messages::NO_KEYS_YET));
     }
     let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
     if session != session_endpoint(Some(&proxy.base_url())) {
@@ -204,7 +183,7 @@ fn print_secret(secret: &str) -> Result<()> {
 /// a busy lock means another keyswitch is writing, and the next `get` records it instead.
 /// Failures must not cost the user the key already printed: reported, then swallowed.
 fn record_switch(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
-    if pool.state.last_active.as_deref() == Some(name) {
+    if pool.state().last_active.as_deref() == Some(name) {
         return;
     }
     let result = (|| -> Result<()> {
@@ -212,15 +191,15 @@ fn record_switch(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
             return Ok(());
         };
         let previous = locked
-            .state
+            .state()
             .last_active
             .as_deref()
-            .and_then(|p| locked.config.position(p));
-        let reason = match (previous, locked.config.position(name)) {
-            (Some(p), Some(n)) if n < p => "cooldown-ended",
-            _ => "failover",
+            .and_then(|p| locked.config().position(p));
+        let reason = match (previous, locked.config().position(name)) {
+            (Some(p), Some(n)) if n < p => Cause::CooldownEnded,
+            _ => Cause::Failover,
         };
-        if let Some(to) = locked.note_switch(now, reason, None) {
+        if let Some(to) = locked.note_switch(now, &reason, None) {
             crate::notify::notify(
                 &format!("keyswitch: back to {to}"),
                 "Its cooldown ended; new requests use it again.",
@@ -229,10 +208,7 @@ fn record_switch(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
         locked.commit()
     })();
     if let Err(e) = result {
-        eprintln!(
-            "keyswitch: warning: could not record the switch to {name}: {}",
-            crate::error::one_line(&e)
-        );
+        crate::messages::warn_failed(format_args!("record the switch to {name}"), &e);
     }
 }
 
@@ -241,13 +217,10 @@ fn record_switch(ctx: &Context, pool: &Pool, name: &str, now: Timestamp) {
 fn move_settings_to_active(ctx: &Context, now: Timestamp) {
     let result = (|| -> Result<()> {
         let mut locked = Pool::lock(ctx.dirs.clone(), now)?;
-        locked.note_switch(now, "cooldown-ended", None);
+        locked.note_switch(now, &Cause::CooldownEnded, None);
         super::settle_with(&mut locked, now, live::Nudge::IfChanged)
     })();
     if let Err(e) = result {
-        eprintln!(
-            "keyswitch: warning: could not move the settings to the active key: {}",
-            crate::error::one_line(&e)
-        );
+        crate::messages::warn_failed("move the settings to the active key", &e);
     }
 }

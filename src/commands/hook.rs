@@ -8,11 +8,12 @@ use std::io::{IsTerminal, Read};
 use anyhow::Result;
 
 use super::Context;
-use crate::claude::hook_input::{StopFailure, Verdict};
+use crate::claude::hook_input::StopFailure;
 use crate::claude::sessions;
-use crate::cooldown::{Length, is_cooling, next_cooldown};
-use crate::events::Event;
+use crate::events::{Event, EventKind};
+use crate::failure::Failure;
 use crate::pool::Pool;
+use crate::reason::Source;
 use crate::timespec::{local_clock, until_in_words};
 
 /// Hook input larger than this is not what Claude Code sends; it is refused unread.
@@ -40,7 +41,7 @@ fn run(ctx: &Context) -> Result<()> {
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     let ignored = |pool: &mut Pool, why: String, session: Option<String>| -> Result<()> {
         pool.log(
-            Event::new(now, "hook-ignored", None, None)
+            Event::new(now, EventKind::HookIgnored, None, None)
                 .with_detail(why)
                 .with_session(session),
         );
@@ -51,16 +52,14 @@ fn run(ctx: &Context) -> Result<()> {
         Err(why) => return ignored(&mut pool, why, env_session),
     };
     let session = parsed.session_id.clone().or(env_session);
-    let reason = format!("hook:{}", parsed.error);
-    let verdict = parsed.verdict();
-    if verdict == Verdict::NotTheKey {
+    let failure = parsed.failure();
+    if failure == Failure::NotTheKey {
         return ignored(
             &mut pool,
             format!("error {} is not about the key", parsed.error),
             session,
         );
     }
-
     if crate::proxy::control::load_settings(&ctx.dirs)
         .ok()
         .flatten()
@@ -77,10 +76,9 @@ fn run(ctx: &Context) -> Result<()> {
             session,
         );
     }
-
     // The key this session was handed; the active key only when keyswitch has no record.
     let record = claude_pid.and_then(|pid| sessions::handed_to(&ctx.dirs.sessions(), pid));
-    let handed = record.as_ref().and_then(|h| pool.config.position(&h.key));
+    let handed = record.as_ref().and_then(|h| pool.config().position(&h.key));
     if let (Some(record), None) = (&record, handed) {
         // Marking the active key instead would punish a key this session never used.
         let why = format!(
@@ -92,61 +90,32 @@ fn run(ctx: &Context) -> Result<()> {
     let Some(index) = handed.or_else(|| pool.active(now)) else {
         return ignored(&mut pool, "no keys are configured".to_string(), session);
     };
-    let key = pool.config.keys[index].clone();
     let how_found = if handed.is_some() {
         "the key this session was handed"
     } else {
         "no record of this session's key; marked the active key"
     };
-
-    let previous = pool.state.cooldowns.get(&key.name).cloned();
-    let already = previous.as_ref().is_some_and(|c| is_cooling(c, now));
-    let cooldown = if verdict == Verdict::Exhausted && already {
-        // Another session failing on the same key got here first: one mark is enough.
-        pool.log(
-            Event::new(now, "already-cooling", Some(&key.name), Some(&reason))
-                .with_detail(how_found)
-                .with_session(session.clone()),
-        );
-        previous
-    } else {
-        let length = match verdict {
-            Verdict::Rejected => Length::Indefinite,
-            _ => Length::Default(pool.config.cooldown_for(&key, &parsed.error)),
-        };
-        let cooldown = next_cooldown(previous.as_ref(), length, &reason, now);
-        pool.state
-            .cooldowns
-            .insert(key.name.clone(), cooldown.clone());
-        let until = match cooldown.until {
-            Some(until) => format!("until {until}"),
-            None => "set aside until reset or replaced".to_string(),
-        };
-        pool.log(
-            Event::new(now, "mark", Some(&key.name), Some(&reason))
-                .with_detail(format!("{until}; {how_found}"))
-                .with_session(session.clone()),
-        );
-        Some(cooldown)
+    let Some(mark) = failure.mark(Source::Hook, Some(how_found.to_string())) else {
+        return Ok(());
     };
-    let switched_to = pool.note_switch(now, &reason, session.as_deref());
+    let marked = pool.mark(index, &mark, session.as_deref(), now);
     let active = pool.active_name(now);
     super::settle(&mut pool, now)?;
     sessions::prune(&ctx.dirs.sessions(), now);
     drop(pool);
-
     let next = active.unwrap_or_else(|| "no key (all set aside)".to_string());
-    match verdict {
-        Verdict::Rejected => crate::notify::notify(
-            &format!("keyswitch: {} was rejected", key.name),
+    let key = &marked.key;
+    match failure {
+        Failure::Revoked { .. } => crate::notify::notify(
+            &format!("keyswitch: {key} was rejected"),
             &format!(
-                "The API refused it. It is set aside until you replace it (keyswitch add {} --replace) or reset it. Now using {next}: send your message again.",
-                key.name
+                "The API refused it. It is set aside until you replace it (keyswitch add {key} --replace) or reset it. Now using {next}: send your message again."
             ),
         ),
-        _ if switched_to.is_some() => {
-            let back = cooldown
-                .and_then(|c| c.until)
+        _ if marked.switched_to.is_some() => {
+            let back = marked
+                .cooldown
+                .until
                 .map(|u| {
                     format!(
                         " It returns at {} ({}).",
@@ -158,8 +127,8 @@ fn run(ctx: &Context) -> Result<()> {
             crate::notify::notify(
                 &format!("keyswitch: now using {next}"),
                 &format!(
-                    "{} ran out ({}).{back} Send your last message again.",
-                    key.name, parsed.error
+                    "{key} ran out ({}).{back} Send your last message again.",
+                    parsed.error
                 ),
             );
         }

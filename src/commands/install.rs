@@ -89,7 +89,7 @@ pub fn install(
             settings.path.clone(),
             &snapshot.map,
             settings.read_backup().as_ref(),
-            &key_endpoints(&pool.config),
+            &key_endpoints(pool.config()),
         ),
         None => InstallRecord {
             settings: settings.path.clone(),
@@ -150,7 +150,7 @@ pub fn install(
                     rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
                     rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
                 }
-                None => apply_base_url(map, rec, &pool.config, active.as_ref()),
+                None => apply_base_url(map, rec, pool.config(), active.as_ref()),
             }
             Ok(())
         })?;
@@ -239,7 +239,7 @@ fn key_endpoints(config: &crate::config::Config) -> Vec<String> {
     config
         .keys
         .iter()
-        .filter_map(|k| k.endpoint.clone())
+        .filter_map(|k| k.endpoint_text().map(str::to_string))
         .collect()
 }
 
@@ -285,7 +285,7 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
             settings.path.clone(),
             &settings.read()?.map,
             settings.read_backup().as_ref(),
-            &key_endpoints(&pool.config),
+            &key_endpoints(pool.config()),
         ),
     };
 

@@ -19,12 +19,12 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
 
     if json {
         let rows: Vec<_> = pool
-            .config
+            .config()
             .keys
             .iter()
             .enumerate()
             .map(|(i, key)| {
-                let cooldown = pool.state.cooldowns.get(&key.name);
+                let cooldown = pool.state().cooldowns.get(&key.name);
                 let (state, until) = match availability[i] {
                     Availability::Ready => ("ready", None),
                     Availability::CoolingUntil(until) => ("cooling", Some(until.to_string())),
@@ -36,9 +36,9 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
                     "active": active == Some(i),
                     "state": state,
                     "exhausted_until": until,
-                    "reason": cooldown.filter(|_| availability[i] != Availability::Ready).map(|c| c.reason.clone()),
-                    "endpoint": key.endpoint,
-                    "cooldown": key.cooldown,
+                    "reason": cooldown.filter(|_| availability[i] != Availability::Ready).map(|c| c.reason.to_string()),
+                    "endpoint": key.endpoint_text(),
+                    "cooldown": key.cooldown_text(),
                     "secret": hints[i],
                 })
             })
@@ -46,8 +46,8 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
         return out(&serde_json::to_string_pretty(&rows)?);
     }
 
-    if pool.config.keys.is_empty() {
-        eprintln!("keyswitch: no keys yet: add one with `keyswitch add primary`");
+    if pool.config().keys.is_empty() {
+        eprintln!("keyswitch: {}", crate::messages::NO_KEYS_YET);
         return Ok(());
     }
     let mut table = vec![[
@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
         "STATUS".to_string(),
         "ENDPOINT".to_string(),
     ]];
-    for (i, key) in pool.config.keys.iter().enumerate() {
+    for (i, key) in pool.config().keys.iter().enumerate() {
         let status = match availability[i] {
             Availability::Ready if active == Some(i) => "active".to_string(),
             Availability::Ready => "ready".to_string(),
@@ -80,9 +80,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
             key.name.clone(),
             hints[i].clone().unwrap_or_else(|| "?".to_string()),
             status,
-            key.endpoint
-                .clone()
-                .unwrap_or_else(|| "default".to_string()),
+            key.endpoint_text().unwrap_or("default").to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..6)
@@ -108,18 +106,18 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
 /// The masked secret of each key, `missing` when the keychain has none; all `None` (with one
 /// warning) when the keychain cannot be reached, so `list` still shows the order and cooldowns.
 fn secret_hints(pool: &Pool) -> Vec<Option<String>> {
-    let none = vec![None; pool.config.keys.len()];
-    if pool.config.keys.is_empty() {
+    let none = vec![None; pool.config().keys.len()];
+    if pool.config().keys.is_empty() {
         return none;
     }
-    let keychain = match open_keychain(&pool.config) {
+    let keychain = match open_keychain(pool.config()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("keyswitch: warning: {}", crate::error::one_line(&e));
+            crate::messages::warn(crate::error::one_line(&e));
             return none;
         }
     };
-    pool.config
+    pool.config()
         .keys
         .iter()
         .map(|key| match keychain.read(&key.name) {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{Context, out};
 use crate::events::{self, Event};
+use crate::reason::Cause;
 use crate::timespec::ago_in_words;
 
 pub fn run(ctx: &Context, json: bool) -> Result<()> {
@@ -49,9 +50,9 @@ fn lines(events: &[Event], now: &ZonedDateTime) -> Vec<String> {
         .map(|e| {
             [
                 local(e.time, zone),
-                printable(&e.event),
+                printable(e.event.as_str()),
                 printable(e.key.as_deref().unwrap_or("-")),
-                printable(e.reason.as_deref().unwrap_or("-")),
+                printable(&e.reason.as_ref().map_or("-".to_string(), Cause::to_string)),
             ]
         })
         .collect();
@@ -129,9 +130,9 @@ mod tests {
     fn event(event: &str, key: &str, reason: &str) -> Event {
         Event::new(
             "2026-11-25T10:00:00Z".parse().unwrap(),
-            event,
+            event.to_string().into(),
             Some(key),
-            Some(reason),
+            Some(reason.to_string().into()),
         )
     }
 

@@ -5,29 +5,37 @@ use jiff::Timestamp;
 
 use super::Context;
 use crate::claude::live::Nudge;
-use crate::cooldown::{Length, next_cooldown};
 use crate::error::refuse;
-use crate::events::Event;
-use crate::pool::Pool;
+use crate::pool::{Lasting, Mark, Pool};
+use crate::reason::Cause;
 use crate::timespec::{local_clock, parse_duration, parse_future_time, until_in_words};
 
-pub fn run(
-    ctx: &Context,
-    name: Option<&str>,
+/// The end a `--for DURATION` or `--until TIME` asks for; `None` for the configured cooldown.
+/// Parsed before anything is locked: bad input changes nothing.
+pub fn requested_end(
+    now: &jiff::ZonedDateTime,
     for_duration: Option<&str>,
     until: Option<&str>,
-) -> Result<()> {
-    let now = ctx.now.timestamp();
-    // Parse before locking: bad input changes nothing.
-    let explicit = match (for_duration, until) {
-        (Some(d), _) => Some(now.checked_add(parse_duration(d)?).map_err(|_| {
-            refuse(format!(
-                "'{d}' reaches past the end of time: give a shorter duration"
-            ))
-        })?),
-        (None, Some(t)) => Some(parse_future_time(t, &ctx.now)?),
+) -> Result<Option<Timestamp>> {
+    Ok(match (for_duration, until) {
+        (Some(d), _) => Some(
+            now.timestamp()
+                .checked_add(parse_duration(d)?)
+                .map_err(|_| {
+                    refuse(format!(
+                        "'{d}' reaches past the end of time: give a shorter duration"
+                    ))
+                })?,
+        ),
+        (None, Some(t)) => Some(parse_future_time(t, now)?),
         (None, None) => None,
-    };
+    })
+}
+
+/// Marks the key called `name` (the active key when `None`) until `until`, or for its
+/// configured cooldown.
+pub fn run(ctx: &Context, name: Option<&str>, until: Option<Timestamp>) -> Result<()> {
+    let now = ctx.now.timestamp();
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     let index = match name {
         Some(name) => pool.resolve(name)?,
@@ -35,35 +43,20 @@ pub fn run(
             refuse("there is no active key to mark: add one with `keyswitch add NAME`, or name the key to mark")
         })?,
     };
-    let key = pool.config.keys[index].clone();
-    let length = match explicit {
-        Some(until) => Length::Explicit(until),
-        None => Length::Default(
-            key.cooldown()
-                .unwrap_or_else(|| pool.config.default_cooldown()),
-        ),
+    let mark = Mark {
+        lasting: until.map_or(Lasting::Configured, Lasting::Until),
+        cause: Cause::Manual,
+        note: None,
     };
-    let previous = pool.state.cooldowns.get(&key.name).cloned();
-    let cooldown = next_cooldown(previous.as_ref(), length, "manual", now);
-    let unchanged = previous.as_ref() == Some(&cooldown);
-    // A mark that changes nothing is recorded as what it was, the same word the hook uses.
-    let event = if unchanged { "already-cooling" } else { "mark" };
-    pool.state
-        .cooldowns
-        .insert(key.name.clone(), cooldown.clone());
-    pool.log(
-        Event::new(now, event, Some(&key.name), Some("manual"))
-            .with_detail(describe_until(cooldown.until)),
-    );
-    let switched_to = pool.note_switch(now, "manual", None);
+    let marked = pool.mark(index, &mark, None, now);
     let active = pool.active_name(now);
-    if unchanged {
-        super::settle_with(&mut pool, now, Nudge::IfChanged)?;
-    } else {
+    if marked.changed {
         super::settle(&mut pool, now)?;
+    } else {
+        super::settle_with(&mut pool, now, Nudge::IfChanged)?;
     }
-
-    let when = match cooldown.until {
+    let key = &marked.key;
+    let when = match marked.cooldown.until {
         Some(until) => format!(
             "until {} ({})",
             local_clock(until, &ctx.now),
@@ -71,17 +64,14 @@ pub fn run(
         ),
         None => "until you reset or replace it".to_string(),
     };
-    if unchanged {
-        eprintln!(
-            "keyswitch: {} already cools down {when}, longer than asked; left as is",
-            key.name
-        );
+    if marked.changed {
+        eprintln!("keyswitch: {key} cools down {when}");
     } else {
-        eprintln!("keyswitch: {} cools down {when}", key.name);
+        eprintln!("keyswitch: {key} already cools down {when}, longer than asked; left as is");
     }
-    match (switched_to, active) {
+    match (marked.switched_to, active) {
         (Some(to), _) => eprintln!("keyswitch: now handing out {to}"),
-        (None, Some(active)) if active == key.name => {
+        (None, Some(active)) if active == *key => {
             eprintln!(
                 "keyswitch: every key is cooling down; {active} returns first and is still handed out"
             )
@@ -89,11 +79,4 @@ pub fn run(
         _ => {}
     }
     Ok(())
-}
-
-fn describe_until(until: Option<Timestamp>) -> String {
-    match until {
-        Some(until) => format!("until {until}"),
-        None => "set aside until reset".to_string(),
-    }
 }

@@ -48,9 +48,7 @@ pub fn run(command: Command) -> Result<()> {
         } => add::run(
             &ctx,
             &name,
-            endpoint.as_deref(),
-            cooldown.as_deref(),
-            replace,
+            &add::Options::parse(&name, endpoint.as_deref(), cooldown.as_deref(), replace)?,
         ),
         Command::List { json } => list::run(&ctx, json),
         Command::Get => {
@@ -65,8 +63,7 @@ pub fn run(command: Command) -> Result<()> {
         } => mark::run(
             &ctx,
             name.as_deref(),
-            for_duration.as_deref(),
-            until.as_deref(),
+            mark::requested_end(&ctx.now, for_duration.as_deref(), until.as_deref())?,
         ),
         Command::Reset { name } => reset::run(&ctx, name.as_deref()),
         Command::Remove { name } => remove::run(&ctx, &name),
@@ -111,11 +108,8 @@ pub fn settle(pool: &mut Pool, now: jiff::Timestamp) -> Result<()> {
 
 pub fn settle_with(pool: &mut Pool, now: jiff::Timestamp, nudge: Nudge) -> Result<()> {
     pool.commit()?;
-    if let Err(e) = follow_active_key(&pool.dirs, &pool.config, pool.active_key(now), nudge) {
-        eprintln!(
-            "keyswitch: warning: could not update Claude Code's settings: {}",
-            crate::error::one_line(&e)
-        );
+    if let Err(e) = follow_active_key(&pool.dirs, pool.config(), pool.active_key(now), nudge) {
+        crate::messages::warn_failed("update Claude Code's settings", &e);
     }
     Ok(())
 }

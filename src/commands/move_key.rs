@@ -4,24 +4,16 @@ use anyhow::Result;
 
 use super::Context;
 use crate::error::refuse;
-use crate::events::Event;
 use crate::pool::Pool;
 
 pub fn run(ctx: &Context, name: &str, position: &str) -> Result<()> {
     let now = ctx.now.timestamp();
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     let from = pool.resolve(name)?;
-    let count = pool.config.keys.len();
+    let count = pool.config().keys.len();
     let to = parse_position(position, count)?;
-    let key = pool.config.keys.remove(from);
-    let moved = key.name.clone();
-    pool.config.keys.insert(to - 1, key);
-    pool.save_config()?;
-    pool.log(
-        Event::new(now, "move", Some(&moved), Some("manual"))
-            .with_detail(format!("to position {to}")),
-    );
-    let switched_to = pool.note_switch(now, "manual", None);
+    let moved = pool.key(from).name.clone();
+    let switched_to = pool.move_key(from, to, now)?;
     super::settle(&mut pool, now)?;
     eprintln!(
         "keyswitch: {moved} is now key {to}{}",

@@ -13,14 +13,12 @@ use crate::pool::Pool;
 
 pub fn run(ctx: &Context) -> Result<()> {
     let pool = Pool::read(ctx.dirs.clone(), ctx.now.timestamp())?;
-    if pool.config.keys.is_empty() {
-        return Err(anyhow!(
-            "no keys yet: add one with `keyswitch add primary` (the secret is read from stdin or a hidden prompt)"
-        ));
+    if pool.config().keys.is_empty() {
+        return Err(anyhow!(crate::messages::NO_KEYS_YET));
     }
-    let keychain = open_keychain(&pool.config)?;
+    let keychain = open_keychain(pool.config())?;
     let spare = keychain.with_service(&format!("{}.reauthorize", keychain.service()));
-    for key in &pool.config.keys {
+    for key in &pool.config().keys {
         let name = &key.name;
         // The original first; a copy left by an interrupted run when the original is gone.
         let secret = match keychain.read(name)? {
@@ -28,10 +26,10 @@ pub fn run(ctx: &Context) -> Result<()> {
             None => match spare.read(name)? {
                 Some(secret) => secret,
                 None => {
-                    eprintln!(
-                        "keyswitch: warning: {name} has no secret in {}; store one with `keyswitch add {name} --replace`",
+                    crate::messages::warn(format_args!(
+                        "{name} has no secret in {}; store one with `keyswitch add {name} --replace`",
                         keychain.kind().describe()
-                    );
+                    ));
                     continue;
                 }
             },
@@ -56,10 +54,12 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
         // The secret is in its new item: the copy has done its job.
         if let Err(e) = spare.delete(name) {
-            eprintln!(
-                "keyswitch: warning: could not delete the safety copy of {name} (keychain service {}): {}",
-                spare.service(),
-                crate::error::one_line(&e)
+            crate::messages::warn_failed(
+                format_args!(
+                    "delete the safety copy of {name} (keychain service {})",
+                    spare.service()
+                ),
+                &e,
             );
         }
         if let Err(e) = read_back {

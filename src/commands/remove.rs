@@ -4,7 +4,6 @@
 use anyhow::{Result, anyhow};
 
 use super::{Context, open_keychain};
-use crate::events::Event;
 use crate::fileio::WriteLock;
 use crate::pool::Pool;
 
@@ -15,15 +14,11 @@ pub fn run(ctx: &Context, name: &str) -> Result<()> {
     let before = Pool::read(ctx.dirs.clone(), now)?;
     before.resolve(name)?;
     // Reach the keychain before changing anything, so an unreachable one changes nothing.
-    let keychain = open_keychain(&before.config)?;
+    let keychain = open_keychain(before.config())?;
     let key = {
         let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
         let index = pool.resolve(name)?;
-        let key = pool.config.keys.remove(index);
-        pool.save_config()?;
-        pool.state.forget(&key.name);
-        pool.log(Event::new(now, "remove", Some(&key.name), Some("manual")));
-        let switched_to = pool.note_switch(now, "manual", None);
+        let (key, switched_to) = pool.remove_key(index, now)?;
         super::settle(&mut pool, now)?;
         if let Some(to) = switched_to {
             eprintln!("keyswitch: now handing out {to}");

@@ -18,12 +18,12 @@ pub fn run(ctx: &Context) -> Result<()> {
 
 fn line(pool: &Pool, ctx: &Context) -> String {
     let now = ctx.now.timestamp();
-    if pool.config.keys.is_empty() {
+    if pool.config().keys.is_empty() {
         return "keyswitch: no keys (keyswitch add NAME)".to_string();
     }
     let availability = pool.availability(now);
     let active = candidates(&availability).first().copied();
-    let names = |i: usize| pool.config.keys[i].name.as_str();
+    let names = |i: usize| pool.config().keys[i].name.as_str();
     let mut parts = Vec::new();
     match active {
         Some(active) => {
@@ -86,8 +86,8 @@ fn sessions_follow_by(pool: &Pool, active: usize, now: Timestamp) -> Option<Time
     if crate::proxy::control::settings_path(&pool.dirs).exists() {
         return None;
     }
-    let name = &pool.config.keys[active].name;
-    let ended = pool.state.cooldowns.get(name)?.until?;
+    let name = &pool.config().keys[active].name;
+    let ended = pool.state().cooldowns.get(name)?.until?;
     let refresh = SignedDuration::from_millis(HELPER_TTL_MS.parse().ok()?);
     let settled = ended.checked_add(refresh).ok()?;
     (ended <= now && settled > now).then_some(settled)

@@ -3,6 +3,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::failure::Failure;
+use crate::reason::Reason;
 use crate::select::Availability;
 
 /// An upstream reset time further away than this is taken as a month: no budget period is
@@ -13,29 +15,8 @@ pub const SHORT_LIMIT: SignedDuration = SignedDuration::from_secs(60);
 /// 400 bodies are read up to this to recognise "credit balance is too low"; such errors are small.
 pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
-/// How long a key that failed cools down.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MarkLength {
-    /// Until the time the upstream gave (a rate limit's reset).
-    Until(Timestamp),
-    /// The configured cooldown for this hook-style reason (`rate_limit`, `billing_error`):
-    /// the key's own, else `reason_cooldowns`, else the built-in one, doubling when it recurs.
-    ForReason(&'static str),
-    /// Set aside until the user replaces or resets it: the upstream rejected the key itself.
-    SetAside,
-}
-
-/// Why and for how long a key is marked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mark {
-    pub length: MarkLength,
-    /// The event log's reason, e.g. `proxy:rate_limit`.
-    pub reason: &'static str,
-    /// For the log and notifications, in words; never a body.
-    pub detail: String,
-    /// Worth a desktop notification: a spent budget or a rejected key, not a per-minute limit.
-    pub notable: bool,
-}
+/// What an upstream answer means for the key that got it: the verdict the hook shares.
+pub use crate::failure::Failure as Mark;
 
 /// What to do with an upstream response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +26,11 @@ pub enum Verdict {
     /// A 400: read the (small) body, then ask [`billing_verdict`].
     ReadBody,
     /// This key cannot answer now: mark it and send the same request to the next key.
-    Failover(Mark),
+    Failover(Failure),
     /// The upstream refused the key (401/403) — or the request itself, which every key would
     /// meet. Try the next key; the mark holds only if another key then succeeds, so one
     /// request the upstream forbids never sets the whole pool aside.
-    Refused(Mark),
+    Refused(Failure),
 }
 
 /// Judges a response by its status and headers.
@@ -57,11 +38,9 @@ pub fn judge(status: u16, header: &dyn Fn(&str) -> Option<String>, now: Timestam
     match status {
         429 => Verdict::Failover(rate_limit_mark(header, now)),
         400 => Verdict::ReadBody,
-        401 | 403 => Verdict::Refused(Mark {
-            length: MarkLength::SetAside,
-            reason: "proxy:authentication_failed",
+        401 | 403 => Verdict::Refused(Failure::Revoked {
+            reason: Reason::AuthenticationFailed,
             detail: format!("the upstream answered {status}: the key was rejected"),
-            notable: true,
         }),
         _ => Verdict::PassThrough,
     }
@@ -70,9 +49,9 @@ pub fn judge(status: u16, header: &dyn Fn(&str) -> Option<String>, now: Timestam
 /// A 400 fails over only when it says the credit balance is too low (Anthropic's billing error).
 pub fn billing_verdict(body: &[u8]) -> Verdict {
     if is_credit_balance_error(body) {
-        Verdict::Failover(Mark {
-            length: MarkLength::ForReason("billing_error"),
-            reason: "proxy:billing_error",
+        Verdict::Failover(Failure::Spent {
+            reason: Reason::BillingError,
+            until: None,
             detail: "the upstream answered 400: credit balance too low".to_string(),
             notable: true,
         })
@@ -100,14 +79,15 @@ fn is_credit_balance_error(body: &[u8]) -> bool {
         || error("message").is_some_and(|m| CREDIT_BALANCE_PHRASES.iter().any(|p| m.contains(p)))
 }
 
-fn rate_limit_mark(header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> Mark {
+fn rate_limit_mark(header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> Failure {
+    let reason = Reason::RateLimit;
     match reset_time(header, now) {
         Some(until) => {
             let wait = until.duration_since(now);
             let short = wait <= SHORT_LIMIT;
-            Mark {
-                length: MarkLength::Until(until),
-                reason: "proxy:rate_limit",
+            Failure::Spent {
+                reason,
+                until: Some(until),
                 detail: if short {
                     format!(
                         "429, a short limit: back in {}s as the upstream said",
@@ -119,9 +99,9 @@ fn rate_limit_mark(header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> M
                 notable: !short,
             }
         }
-        None => Mark {
-            length: MarkLength::ForReason("rate_limit"),
-            reason: "proxy:rate_limit",
+        None => Failure::Spent {
+            reason,
+            until: None,
             detail: "429 without a reset time: the configured rate_limit cooldown".to_string(),
             notable: true,
         },
@@ -212,12 +192,12 @@ pub fn unavailable(
         None if keys.is_empty() => Unavailable {
             retry_after: None,
             should_retry: false,
-            message: "keyswitch: no keys yet: add one with `keyswitch add primary`".to_string(),
+            message: format!("keyswitch: {}", crate::messages::NO_KEYS_YET),
         },
         None => Unavailable {
             retry_after: None,
             should_retry: false,
-            message: "keyswitch: every key was rejected by the API and is set aside: give one a new secret with `keyswitch add NAME --replace`, or `keyswitch reset NAME`".to_string(),
+            message: format!("keyswitch: {}", crate::messages::ALL_SET_ASIDE),
         },
     }
 }
@@ -242,12 +222,15 @@ mod tests {
     #[test]
     fn a_short_retry_after_cools_for_exactly_that_long() {
         let verdict = judge(429, &headers(&[("retry-after", "17")]), t(0));
-        let Verdict::Failover(mark) = verdict else {
+        let Verdict::Failover(failure) = verdict else {
             panic!("{verdict:?}")
         };
-        assert_eq!(mark.length, MarkLength::Until(t(17)));
-        assert_eq!(mark.reason, "proxy:rate_limit");
-        assert!(!mark.notable);
+        let Failure::Spent { reason, until, .. } = &failure else {
+            panic!("{failure:?}")
+        };
+        assert_eq!(*until, Some(t(17)));
+        assert_eq!(*reason, Reason::RateLimit);
+        assert!(!failure.notable());
     }
 
     #[test]
@@ -260,19 +243,26 @@ mod tests {
             ("anthropic-ratelimit-requests-remaining", "40"),
             ("anthropic-ratelimit-requests-reset", &soon),
         ]);
-        let Verdict::Failover(mark) = judge(429, &h, t(0)) else {
+        let Verdict::Failover(failure) = judge(429, &h, t(0)) else {
             panic!()
         };
-        assert_eq!(mark.length, MarkLength::Until(t(5 * 3600)));
-        assert!(mark.notable);
+        assert!(matches!(failure, Failure::Spent { until: Some(u), .. } if u == t(5 * 3600)));
+        assert!(failure.notable());
     }
 
     #[test]
     fn a_429_without_a_reset_uses_the_configured_rules() {
-        let Verdict::Failover(mark) = judge(429, &headers(&[]), t(0)) else {
+        let Verdict::Failover(failure) = judge(429, &headers(&[]), t(0)) else {
             panic!()
         };
-        assert_eq!(mark.length, MarkLength::ForReason("rate_limit"));
+        assert!(matches!(
+            failure,
+            Failure::Spent {
+                reason: Reason::RateLimit,
+                until: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -299,9 +289,14 @@ mod tests {
     fn only_a_credit_balance_400_fails_over() {
         assert_eq!(judge(400, &headers(&[]), t(0)), Verdict::ReadBody);
         let billing = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
-        assert!(
-            matches!(billing_verdict(billing), Verdict::Failover(m) if m.length == MarkLength::ForReason("billing_error"))
-        );
+        assert!(matches!(
+            billing_verdict(billing),
+            Verdict::Failover(Failure::Spent {
+                reason: Reason::BillingError,
+                until: None,
+                ..
+            })
+        ));
         let wrapped =
             br#"{"error":{"type":"billing_error","message":"Upstream: CREDIT BALANCE TOO LOW"}}"#;
         assert!(matches!(billing_verdict(wrapped), Verdict::Failover(_)));
@@ -320,10 +315,7 @@ mod tests {
         for status in [401, 403] {
             assert!(matches!(
                 judge(status, &headers(&[]), t(0)),
-                Verdict::Refused(Mark {
-                    length: MarkLength::SetAside,
-                    ..
-                })
+                Verdict::Refused(Failure::Revoked { .. })
             ));
         }
         for status in [200, 404, 413, 500, 502, 529] {

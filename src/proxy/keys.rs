@@ -20,13 +20,13 @@ use anyhow::{Result, anyhow};
 use jiff::Timestamp;
 use zeroize::Zeroizing;
 
-use super::decide::{Mark, MarkLength};
 use super::whole_seconds_now;
-use crate::config::{Config, KeyConfig};
-use crate::cooldown::{Length, is_cooling, next_cooldown};
-use crate::events::Event;
+use crate::config::Config;
+use crate::cooldown::is_cooling;
+use crate::failure::Failure;
 use crate::paths::Dirs;
-use crate::pool::Pool;
+use crate::pool::{Mark, Pool};
+use crate::reason::{Cause, Source};
 use crate::select::Availability;
 use crate::state::{Cooldown, State};
 use crate::store::Keychain;
@@ -215,14 +215,17 @@ impl KeyPool {
     }
 
     /// Marks `name` as failed. Returns false when it already is (another request, or the CLI,
-    /// got there first): then nothing more is written.
+    /// got there first), or when the failure is not the key's: then nothing more is written.
     pub fn mark(
         self: &Arc<Self>,
         name: &str,
-        mark: &Mark,
+        failure: &Failure,
         session: Option<String>,
         now: Timestamp,
     ) -> bool {
+        let Some(mark) = failure.mark(Source::Proxy, Some(failure.detail().to_string())) else {
+            return false;
+        };
         let Ok(files) = self.files() else {
             return false;
         };
@@ -238,17 +241,24 @@ impl KeyPool {
             if previous.is_some_and(|c| is_cooling(c, now)) {
                 return false;
             }
-            let length = length_for(&files.config, key, &mark.length);
-            let cooldown = next_cooldown(previous, length, mark.reason, now);
+            let cooldown = mark.cooldown(&files.config, key, previous, now);
             pending.insert(name.to_string(), (cooldown, Instant::now()));
         }
         let this = self.clone();
-        let (name, mark) = (name.to_string(), mark.clone());
-        tokio::task::spawn_blocking(move || this.persist(&name, &mark, session, now));
+        let name = name.to_string();
+        let notable = failure.notable();
+        tokio::task::spawn_blocking(move || this.persist(&name, &mark, notable, session, now));
         true
     }
 
-    fn persist(&self, name: &str, mark: &Mark, session: Option<String>, now: Timestamp) {
+    fn persist(
+        &self,
+        name: &str,
+        mark: &Mark,
+        notable: bool,
+        session: Option<String>,
+        now: Timestamp,
+    ) {
         // A failed write (a lock file in the way, a full disk for a moment) is tried again
         // before the mark is left to memory alone.
         let mut result = self.write_mark(name, mark, session.as_deref(), now);
@@ -259,7 +269,7 @@ impl KeyPool {
             std::thread::sleep(Duration::from_millis(300));
             result = self.write_mark(name, mark, session.as_deref(), now);
         }
-        self.after_write(name, mark, result);
+        self.after_write(name, mark, notable, result);
     }
 
     fn write_mark(
@@ -269,53 +279,35 @@ impl KeyPool {
         session: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<String>> {
-        (|| -> Result<Option<String>> {
-            let mut pool = Pool::lock(self.dirs.clone(), now)?;
-            let Some(index) = pool.config.position(name) else {
-                return Ok(None);
-            };
-            let key = pool.config.keys[index].clone();
-            let previous = pool.state.cooldowns.get(&key.name).cloned();
-            let length = length_for(&pool.config, &key, &mark.length);
-            let cooldown = next_cooldown(previous.as_ref(), length, mark.reason, now);
-            if previous.as_ref() != Some(&cooldown) {
-                let until = match cooldown.until {
-                    Some(until) => format!("until {until}"),
-                    None => "set aside until reset or replaced".to_string(),
-                };
-                pool.state.cooldowns.insert(key.name.clone(), cooldown);
-                pool.log(
-                    Event::new(now, "mark", Some(&key.name), Some(mark.reason))
-                        .with_detail(format!("{until}; {}", mark.detail))
-                        .with_session(session.map(str::to_string)),
-                );
-            }
-            let switched = pool.note_switch(now, mark.reason, session);
-            pool.commit()?;
-            Ok(switched)
-        })()
+        let mut pool = Pool::lock(self.dirs.clone(), now)?;
+        let Some(index) = pool.config().position(name) else {
+            return Ok(None);
+        };
+        let switched = pool.mark(index, mark, session, now).switched_to;
+        pool.commit()?;
+        Ok(switched)
     }
 
-    fn after_write(&self, name: &str, mark: &Mark, result: Result<Option<String>>) {
+    fn after_write(&self, name: &str, mark: &Mark, notable: bool, result: Result<Option<String>>) {
         match result {
             Ok(switched) => {
                 // The state file now holds the mark (or the key is gone): it is the truth again.
                 lock(&self.pending).remove(name);
-                if mark.notable {
+                if notable {
                     let next = switched.unwrap_or_else(|| "the next key".to_string());
                     crate::notify::notify(
                         &format!("keyswitch: {name} is out; answering from {next}"),
                         &format!(
                             "{}. Nothing to resend: the proxy retried the request.",
-                            mark.detail
+                            mark.note.as_deref().unwrap_or_default()
                         ),
                     );
                 }
             }
-            Err(e) => eprintln!(
-                "keyswitch: warning: could not record that {name} ran out (kept in memory): {}",
+            Err(e) => crate::messages::warn(format!(
+                "could not record that {name} ran out (kept in memory): {}",
                 crate::error::one_line(&e)
-            ),
+            )),
         }
     }
 
@@ -334,26 +326,15 @@ impl KeyPool {
                 let Some(mut pool) = Pool::try_lock(this.dirs.clone(), now)? else {
                     return Ok(());
                 };
-                if pool.note_switch(now, "cooldown-ended", None).is_some() {
+                if pool.note_switch(now, &Cause::CooldownEnded, None).is_some() {
                     pool.commit()?;
                 }
                 Ok(())
             })();
             if let Err(e) = result {
-                eprintln!(
-                    "keyswitch: warning: could not record a switch: {}",
-                    crate::error::one_line(&e)
-                );
+                crate::messages::warn_failed("record a switch", &e);
             }
             this.recording_switch.store(false, Ordering::Release);
         });
-    }
-}
-
-fn length_for(config: &Config, key: &KeyConfig, length: &MarkLength) -> Length {
-    match length {
-        MarkLength::Until(until) => Length::Explicit(*until),
-        MarkLength::SetAside => Length::Indefinite,
-        MarkLength::ForReason(reason) => Length::Default(config.cooldown_for(key, reason)),
     }
 }

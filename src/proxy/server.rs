@@ -415,7 +415,7 @@ fn next_key(shared: &Shared, view: &View, tried: &[String]) -> Option<(usize, St
 
 fn upstream_of(shared: &Shared, key: &crate::config::KeyConfig) -> String {
     key.endpoint()
-        .map(|e: Endpoint| e.as_str().to_string())
+        .map(|e: &Endpoint| e.as_str().to_string())
         .unwrap_or_else(|| shared.default_upstream.clone())
 }
 
