@@ -31,8 +31,15 @@ printf '%s' "$secret" >"$work/key.txt"
 [ "$("$bin" get)" = "$secret" ] || { echo "bench: keyswitch get did not return the stored secret" >&2; exit 1; }
 [ "$(secret-tool lookup service keyswitch username bench)" = "$secret" ] || { echo "bench: secret-tool disagrees" >&2; exit 1; }
 
+# KEYSWITCH_BASELINE_BIN: another build of keyswitch (e.g. the previous release), timed in the
+# same run against the same keyring, so a change is judged by a ratio, not by two runs' noise.
+baseline=()
+if [ -n "${KEYSWITCH_BASELINE_BIN:-}" ]; then
+    [ "$("$KEYSWITCH_BASELINE_BIN" get)" = "$secret" ] || { echo "bench: the baseline's get did not return the stored secret" >&2; exit 1; }
+    baseline=(-n "keyswitch get (baseline)" "$KEYSWITCH_BASELINE_BIN get")
+fi
 hyperfine -N --warmup 30 --runs 400 --style basic --export-json "$work/times.json" \
-    -n "keyswitch get" "$bin get" \
+    -n "keyswitch get" "$bin get" "${baseline[@]}" \
     -n "secret-tool lookup" "secret-tool lookup service keyswitch username bench" \
     -n "keyswitch status" "$bin status" \
     -n "cat" "cat $work/key.txt" >"$work/hyperfine.txt"
@@ -57,8 +64,11 @@ def ms(name): return times[name]["median"] * 1000
 get_ratio = ms("keyswitch get") / ms("secret-tool lookup")
 status_ratio = ms("keyswitch status") / ms("cat")
 print("median times (ms):")
-for name in ["keyswitch get", "secret-tool lookup", "keyswitch status", "cat"]:
-    print(f"  {name:<20} {ms(name):7.2f}")
+for name in ["keyswitch get", "keyswitch get (baseline)", "secret-tool lookup", "keyswitch status", "cat"]:
+    if name in times:
+        print(f"  {name:<24} {ms(name):7.2f}")
+if "keyswitch get (baseline)" in times:
+    print(f"  get / baseline get       = {ms('keyswitch get') / ms('keyswitch get (baseline)'):.2f}  (informational)")
 checks = [
     (f"get / secret-tool lookup = {get_ratio:.2f}  (target <= 0.50)", get_ratio <= 0.5),
     (f"status / cat             = {status_ratio:.2f}  (target <= 2.00)", status_ratio <= 2.0),

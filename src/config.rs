@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
 use crate::fileio::{Durability, read_optional, replace_file};
+use crate::gateway::{Rule, RuleFile};
 use crate::reason::Reason;
 use crate::timespec::{format_duration, parse_duration};
 use crate::validate::check_name;
@@ -164,6 +165,8 @@ pub struct Config {
     reason_cooldowns: BTreeMap<Reason, Spelled<SignedDuration>>,
     /// The keys, primary first.
     pub keys: Vec<KeyConfig>,
+    /// The user's rules for gateway answers the built-in table does not know.
+    gateway_rules: Vec<Rule>,
 }
 
 /// The file's form: what serde reads and writes. Only [`Config::load`] and [`Config::save`] see
@@ -181,6 +184,8 @@ struct ConfigFile {
     reason_cooldowns: BTreeMap<String, String>,
     #[serde(default)]
     keys: Vec<KeyFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gateway_rules: Vec<RuleFile>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -247,12 +252,21 @@ impl TryFrom<ConfigFile> for Config {
         {
             return Err(anyhow!("keychain_service is empty"));
         }
+        let gateway_rules = file
+            .gateway_rules
+            .into_iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                Rule::try_from(rule).with_context(|| format!("gateway_rules[{index}]"))
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             store: file.store,
             keychain_service: file.keychain_service,
             default_cooldown,
             reason_cooldowns,
             keys,
+            gateway_rules,
         })
     }
 }
@@ -278,6 +292,7 @@ impl From<&Config> for ConfigFile {
                     cooldown: k.cooldown_text().map(str::to_string),
                 })
                 .collect(),
+            gateway_rules: config.gateway_rules.iter().map(RuleFile::from).collect(),
         }
     }
 }
@@ -346,6 +361,11 @@ impl Config {
             .unwrap_or_else(|| self.default_cooldown())
     }
 
+    /// The user's rules for gateway answers, checked before the built-in ones.
+    pub fn gateway_rules(&self) -> &[Rule] {
+        &self.gateway_rules
+    }
+
     /// True when any key is tied to an endpoint: only then does keyswitch manage
     /// `ANTHROPIC_BASE_URL` at all.
     pub fn uses_endpoints(&self) -> bool {
@@ -391,6 +411,8 @@ mod tests {
             r#"{"stor":"keyutils"}"#,
             r#"{"default_cooldown":"-1h"}"#,
             r#"{"reason_cooldowns":{"rate_limit":"0s"}}"#,
+            r#"{"gateway_rules":[{"status":412,"meaning":"gone"}]}"#,
+            r#"{"gateway_rules":[{"meaning":"spent"}]}"#,
         ] {
             assert!(load_text(bad).is_err(), "{bad}");
         }
@@ -427,6 +449,15 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_gateway_rule_is_named_by_its_place() {
+        let err = load_text(r#"{"gateway_rules":[{"status":412,"meaning":"spent"},{"status":412,"meaning":"gone"}]}"#)
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("gateway_rules[1]"), "{text}");
+        assert!(text.contains("\"gone\" is not one of spent"), "{text}");
+    }
+
+    #[test]
     fn values_are_written_back_as_they_were_spelled() {
         let text = r#"{
   "default_cooldown": "90m",
@@ -438,6 +469,14 @@ mod tests {
       "name": "primary",
       "endpoint": "HTTPS://Proxy.Example.com:443/",
       "cooldown": "1h30m"
+    }
+  ],
+  "gateway_rules": [
+    {
+      "status": 412,
+      "body_contains": "Budget",
+      "meaning": "spent",
+      "cooldown": "90m"
     }
   ]
 }

@@ -22,6 +22,9 @@ pub enum Failure {
     /// The key itself was refused (revoked, mistyped): set aside until the user replaces or
     /// resets it.
     Revoked { reason: Reason, detail: String },
+    /// This request is forbidden to the key (one model or resource), not the key itself: the
+    /// next key may answer it, and nothing is marked.
+    ThisRequestOnly { detail: String },
     /// Not about the key (overloaded, a bad request, a server error): leave it alone.
     NotTheKey,
 }
@@ -37,7 +40,7 @@ impl Failure {
             } => (Lasting::Until(*until), *reason),
             Self::Spent { reason, .. } => (Lasting::Configured, *reason),
             Self::Revoked { reason, .. } => (Lasting::SetAside, *reason),
-            Self::NotTheKey => return None,
+            Self::ThisRequestOnly { .. } | Self::NotTheKey => return None,
         };
         Some(Mark {
             lasting,
@@ -49,7 +52,9 @@ impl Failure {
     /// The failure in words; empty when it is not the key's.
     pub fn detail(&self) -> &str {
         match self {
-            Self::Spent { detail, .. } | Self::Revoked { detail, .. } => detail,
+            Self::Spent { detail, .. }
+            | Self::Revoked { detail, .. }
+            | Self::ThisRequestOnly { detail } => detail,
             Self::NotTheKey => "",
         }
     }
@@ -59,7 +64,7 @@ impl Failure {
         match self {
             Self::Spent { notable, .. } => *notable,
             Self::Revoked { .. } => true,
-            Self::NotTheKey => false,
+            Self::ThisRequestOnly { .. } | Self::NotTheKey => false,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod failure;
 pub mod fileio;
+pub mod gateway;
 pub mod handout;
 pub mod messages;
 pub mod notify;

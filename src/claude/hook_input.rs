@@ -2,7 +2,10 @@
 
 use serde::Deserialize;
 
+use jiff::Timestamp;
+
 use crate::failure::Failure;
+use crate::gateway::{Answer, ErrorFields, Rule, classify};
 use crate::reason::Reason;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -13,6 +16,10 @@ pub struct StopFailure {
     pub hook_event_name: Option<String>,
     /// rate_limit, billing_error, authentication_failed, overloaded, ...
     pub error: String,
+    /// What Claude Code showed, e.g. `API Error: 422 LiteLLM Virtual Key: …, exceeded budget…`
+    /// or `API Error: Request rejected (429) · <the upstream's message>`.
+    #[serde(default)]
+    pub last_assistant_message: Option<String>,
 }
 
 impl StopFailure {
@@ -28,28 +35,206 @@ impl StopFailure {
         Ok(input)
     }
 
-    /// What the reported error means for the key: Claude Code's own category decides, and it
-    /// gives no reset time.
-    pub fn failure(&self) -> Failure {
+    /// What the reported error means for the key. Where Claude Code itself calls it a rate
+    /// limit, a billing error or a rejected key, its word decides, and the message may add when
+    /// the key returns. Any other word (`unknown` for LiteLLM's 422 budget answer,
+    /// `invalid_request` for a 400) is judged from the message, as the proxy judges an answer.
+    pub fn failure(&self, rules: &[Rule], now: Timestamp) -> Failure {
+        let message = self.last_assistant_message.as_deref().unwrap_or_default();
+        let shown = ShownError::parse(message);
+        let judged = shown
+            .as_ref()
+            .map(|shown| shown.judge(rules, now))
+            .unwrap_or(Failure::NotTheKey);
         match Reason::parse(&self.error) {
-            Some(reason @ (Reason::RateLimit | Reason::BillingError)) => Failure::Spent {
-                reason,
-                until: None,
-                detail: format!("Claude Code reported {reason}"),
-                notable: true,
-            },
+            Some(reason @ (Reason::RateLimit | Reason::BillingError)) => {
+                let until = match &judged {
+                    Failure::Spent { until, .. } => *until,
+                    _ => None,
+                };
+                Failure::Spent {
+                    reason,
+                    until,
+                    detail: match (&judged, until) {
+                        (Failure::Spent { detail, .. }, Some(_)) => {
+                            format!("Claude Code reported {reason}: {detail}")
+                        }
+                        _ => format!("Claude Code reported {reason}"),
+                    },
+                    notable: true,
+                }
+            }
             Some(reason @ Reason::AuthenticationFailed) => Failure::Revoked {
                 reason,
                 detail: "Claude Code reported authentication_failed".to_string(),
             },
-            _ => Failure::NotTheKey,
+            _ => match judged {
+                Failure::Spent {
+                    reason,
+                    until,
+                    detail,
+                    notable,
+                } => Failure::Spent {
+                    reason,
+                    until,
+                    detail: format!("Claude Code reported {}: {detail}", self.error),
+                    notable,
+                },
+                // A 401 is authentication_failed to Claude Code; anything else it calls by
+                // another word is not enough to set a key aside for good.
+                _ => Failure::NotTheKey,
+            },
         }
+    }
+}
+
+/// An API error as Claude Code shows it: its status and the upstream's message (or body).
+struct ShownError<'a> {
+    status: u16,
+    message: &'a str,
+}
+
+impl<'a> ShownError<'a> {
+    /// `API Error: 422 <message>`, `API Error: Request rejected (429) · <message>`,
+    /// `API Error: 400 {"type":"error",…}`.
+    fn parse(text: &'a str) -> Option<Self> {
+        let rest = text.trim().strip_prefix("API Error:")?.trim_start();
+        if let Some(after) = rest.strip_prefix("Request rejected (") {
+            let (status, tail) = after.split_once(')')?;
+            let message = tail.trim_start().trim_start_matches('·').trim_start();
+            return Some(Self {
+                status: status.trim().parse().ok()?,
+                message,
+            });
+        }
+        let (status, message) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        Some(Self {
+            status: status.parse().ok()?,
+            message: message.trim(),
+        })
+    }
+
+    fn judge(&self, rules: &[Rule], now: Timestamp) -> Failure {
+        // A message that is the upstream's JSON body is read as one; words are words.
+        let fields = if self.message.starts_with('{') {
+            ErrorFields::parse(self.message.as_bytes())
+        } else {
+            ErrorFields::from_message(self.message)
+        };
+        let no_headers = |_: &str| None;
+        classify(
+            &Answer {
+                status: self.status,
+                header: &no_headers,
+                fields: &fields,
+                body: self.message,
+            },
+            rules,
+            now,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn now() -> Timestamp {
+        "2026-12-01T19:00:00Z".parse().unwrap()
+    }
+
+    fn hook(error: &str, message: &str) -> Failure {
+        let input = serde_json::json!({"error": error, "last_assistant_message": message});
+        StopFailure::parse(input.to_string().as_bytes())
+            .unwrap()
+            .failure(&[], now())
+    }
+
+    #[test]
+    fn litellms_budget_answer_is_spent_though_claude_code_calls_it_unknown() {
+        let failure = hook(
+            "unknown",
+            "API Error: 422 LiteLLM Virtual Key: 9b1c, key_alias: budget, exceeded budget for model=claude-sonnet-4-5",
+        );
+        assert!(
+            matches!(
+                failure,
+                Failure::Spent {
+                    reason: Reason::BillingError,
+                    until: None,
+                    ..
+                }
+            ),
+            "{failure:?}"
+        );
+        let json = hook(
+            "invalid_request",
+            r#"API Error: 400 {"error":{"message":"m","type":"budget_exceeded","param":null,"code":"400"}}"#,
+        );
+        assert!(matches!(json, Failure::Spent { .. }), "{json:?}");
+    }
+
+    #[test]
+    fn a_rate_limit_cools_until_the_time_its_message_gives() {
+        let failure = hook(
+            "rate_limit",
+            "API Error: Request rejected (429) · Rate limit exceeded for api_key: 3f2a. Limit resets at: 2026-12-01 19:01:52 UTC",
+        );
+        let until: Timestamp = "2026-12-01T19:01:52Z".parse().unwrap();
+        assert!(
+            matches!(failure, Failure::Spent { reason: Reason::RateLimit, until: Some(u), .. } if u == until),
+            "{failure:?}"
+        );
+        // Without a time, Claude Code's word alone: the configured cooldown.
+        let plain = hook(
+            "rate_limit",
+            "API Error: Request rejected (429) · Budget exhausted for this key",
+        );
+        assert!(
+            matches!(
+                plain,
+                Failure::Spent {
+                    reason: Reason::RateLimit,
+                    until: None,
+                    ..
+                }
+            ),
+            "{plain:?}"
+        );
+    }
+
+    #[test]
+    fn other_failures_mark_nothing() {
+        for (error, message) in [
+            ("unknown", "API Error: 500 Internal server error"),
+            (
+                "invalid_request",
+                "API Error: 400 prompt is too long: 210000 tokens > 200000 maximum",
+            ),
+            (
+                "unknown",
+                "API Error: 422 [{'type': 'missing', 'loc': ('body', 'messages')}]",
+            ),
+            (
+                "unknown",
+                "API Error: 403 Your API key does not have permission to use the specified resource.",
+            ),
+            ("unknown", "API Error: 401 invalid x-api-key"),
+            (
+                "overloaded",
+                "API Error: Request rejected (529) · Overloaded",
+            ),
+            ("unknown", "Something else entirely"),
+            ("unknown", "API Error: nonsense"),
+            ("unknown", ""),
+        ] {
+            assert_eq!(
+                hook(error, message),
+                Failure::NotTheKey,
+                "{error}: {message}"
+            );
+        }
+    }
 
     #[test]
     fn reads_the_measured_input() {
@@ -60,7 +245,7 @@ mod tests {
         let parsed = StopFailure::parse(input).unwrap();
         assert_eq!(parsed.session_id.as_deref(), Some("abc"));
         assert!(matches!(
-            parsed.failure(),
+            parsed.failure(&[], now()),
             Failure::Spent {
                 reason: Reason::RateLimit,
                 until: None,
@@ -78,8 +263,11 @@ mod tests {
             StopFailure::parse(br#"{"hook_event_name": "Stop", "error": "rate_limit"}"#).is_err()
         );
         let other = StopFailure::parse(br#"{"error": "overloaded"}"#).unwrap();
-        assert_eq!(other.failure(), Failure::NotTheKey);
+        assert_eq!(other.failure(&[], now()), Failure::NotTheKey);
         let rejected = StopFailure::parse(br#"{"error": "authentication_failed"}"#).unwrap();
-        assert!(matches!(rejected.failure(), Failure::Revoked { .. }));
+        assert!(matches!(
+            rejected.failure(&[], now()),
+            Failure::Revoked { .. }
+        ));
     }
 }

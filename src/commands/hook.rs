@@ -52,7 +52,7 @@ fn run(ctx: &Context) -> Result<()> {
         Err(why) => return ignored(&mut pool, why, env_session),
     };
     let session = parsed.session_id.clone().or(env_session);
-    let failure = parsed.failure();
+    let failure = parsed.failure(pool.config().gateway_rules(), now);
     if failure == Failure::NotTheKey {
         return ignored(
             &mut pool,

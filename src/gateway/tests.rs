@@ -1,0 +1,314 @@
+//! The classifier over what real gateways answer: the table of docs/facts/gateway-facts.md, row by
+//! row, and the answers that are not about the key.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::failure::Failure;
+
+fn now() -> Timestamp {
+    "2026-12-01T19:00:00Z".parse().unwrap()
+}
+
+fn judge(status: u16, headers: &[(&str, &str)], body: &str) -> Failure {
+    judge_with(status, headers, body, &[])
+}
+
+fn judge_with(status: u16, headers: &[(&str, &str)], body: &str, rules: &[Rule]) -> Failure {
+    let map: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let header = move |name: &str| map.get(name).cloned();
+    let fields = ErrorFields::parse(body.as_bytes());
+    classify(
+        &Answer {
+            status,
+            header: &header,
+            fields: &fields,
+            body,
+        },
+        rules,
+        now(),
+    )
+}
+
+/// What the classifier said, in the words of the fixtures: the meaning, and the reset if any.
+fn meaning(failure: &Failure) -> (&'static str, Option<Timestamp>) {
+    match failure {
+        Failure::Spent {
+            reason: Reason::RateLimit,
+            until,
+            ..
+        } => ("rate_limited", *until),
+        Failure::Spent { until, .. } => ("spent", *until),
+        Failure::Revoked { .. } => ("revoked", None),
+        Failure::ThisRequestOnly { .. } => ("this_request_only", None),
+        Failure::NotTheKey => ("not_the_key", None),
+    }
+}
+
+fn at(text: &str) -> Option<Timestamp> {
+    Some(text.parse().unwrap())
+}
+
+#[test]
+fn every_real_budget_answer_is_spent() {
+    let litellm = |code: &str| {
+        format!(
+            r#"{{"error":{{"message":"LiteLLM Virtual Key: 9b1c, key_alias: budget, exceeded budget for model=claude-sonnet-4-5","type":"budget_exceeded","param":null,"code":"{code}"}}}}"#
+        )
+    };
+    for (status, headers, body, expected) in [
+        // LiteLLM >= 1.104 (422), 1.85-1.103 (429), <= 1.84 (400): the same body.
+        (422, vec![], litellm("422"), ("spent", None)),
+        (429, vec![], litellm("429"), ("spent", None)),
+        (400, vec![], litellm("400"), ("spent", None)),
+        (
+            400,
+            vec![],
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified workspace API usage limits. You will regain access on 2027-01-01 at 00:00 UTC."}}"#.to_string(),
+            ("spent", at("2027-01-01T00:00:00Z")),
+        ),
+        (
+            429,
+            vec![],
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"You have reached your API usage limits: $100.00. You will regain access on 2026-12-15 at 00:00 UTC.","details":{"error_code":"enforced_spend_limit_reached"}}}"#.to_string(),
+            ("spent", at("2026-12-15T00:00:00Z")),
+        ),
+        (
+            400,
+            vec![],
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#.to_string(),
+            ("spent", None),
+        ),
+        (
+            402,
+            vec![],
+            r#"{"type":"error","error":{"type":"billing_error","message":"There is an issue with your payment method."}}"#.to_string(),
+            ("spent", None),
+        ),
+        (
+            402,
+            vec![],
+            r#"{"error":{"code":402,"message":"Insufficient credits. Add more using https://openrouter.ai/credits","metadata":{"limit_source":"openrouter_credits"}}}"#.to_string(),
+            ("spent", None),
+        ),
+        (
+            403,
+            vec![],
+            r#"{"error":{"code":403,"message":"Workspace monthly budget of $500.00 exceeded. Contact your workspace admin."}}"#.to_string(),
+            ("spent", None),
+        ),
+        (
+            403,
+            vec![],
+            r#"{"error":{"code":403,"message":"Key limit exceeded. Manage it using https://openrouter.ai/settings/keys"}}"#.to_string(),
+            ("spent", None),
+        ),
+        (
+            412,
+            vec![],
+            r#"{"status":"failure","message":"Budget limit exceeded for this API key"}"#.to_string(),
+            ("spent", None),
+        ),
+        (
+            403,
+            vec![("Retry-After", "3600")],
+            r#"{"statusCode":403,"message":"Token quota exceeded. Try again in 1 hour."}"#.to_string(),
+            ("spent", at("2026-12-01T20:00:00Z")),
+        ),
+    ] {
+        let failure = judge(status, &headers, &body);
+        assert_eq!(meaning(&failure), expected, "{status} {body}");
+        assert!(failure.mark(crate::reason::Source::Proxy, None).is_some());
+    }
+}
+
+#[test]
+fn rate_limits_cool_until_the_reset_wherever_it_is_said() {
+    for (headers, body, until) in [
+        // LiteLLM's rpm limit on /v1/messages: the reset only in the message.
+        (
+            vec![],
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Rate limit exceeded for api_key: 3f2a. Limit type: requests. Current limit: 2, Remaining: 0. Limit resets at: 2026-12-01 19:01:52 UTC"}}"#,
+            at("2026-12-01T19:01:52Z"),
+        ),
+        // The same on /v1/chat/completions: retry-after and reset_at.
+        (
+            vec![
+                ("retry-after", "60"),
+                ("reset_at", "2026-12-01 19:01:00 UTC"),
+            ],
+            r#"{"error":{"message":"Rate limit exceeded","type":"throttling_error","param":null,"code":"429"}}"#,
+            at("2026-12-01T19:01:00Z"),
+        ),
+        (
+            vec![("retry-after", "17")],
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+            at("2026-12-01T19:00:17Z"),
+        ),
+        (
+            vec![
+                ("X-AI-RateLimit-Retry-After", "9"),
+                ("X-AI-RateLimit-Reset", "9"),
+            ],
+            r#"{"message":"AI token rate limit exceeded for provider(s): anthropic"}"#,
+            at("2026-12-01T19:00:09Z"),
+        ),
+        (
+            vec![("x-ratelimit-reset", "30")],
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"token budget exhausted"}}"#,
+            at("2026-12-01T19:00:30Z"),
+        ),
+        (vec![], "", None),
+    ] {
+        let failure = judge(429, &headers, body);
+        assert_eq!(
+            meaning(&failure),
+            ("rate_limited", until),
+            "{headers:?} {body}"
+        );
+    }
+}
+
+#[test]
+fn a_short_limit_is_not_notable_and_a_long_one_is() {
+    let short = judge(429, &[("retry-after", "17")], "");
+    assert!(!short.notable());
+    assert!(short.detail().contains("retry-after"), "{}", short.detail());
+    let long = judge(429, &[("retry-after", "7200")], "");
+    assert!(long.notable());
+}
+
+#[test]
+fn a_refused_key_is_revoked_and_a_forbidden_model_is_this_request_only() {
+    assert_eq!(meaning(&judge(401, &[], "")).0, "revoked");
+    assert_eq!(
+        meaning(&judge(
+            403,
+            &[],
+            r#"{"type":"error","error":{"type":"forbidden","message":"Request not allowed"}}"#
+        ))
+        .0,
+        "revoked"
+    );
+    let permission = judge(
+        403,
+        &[],
+        r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#,
+    );
+    assert_eq!(meaning(&permission).0, "this_request_only");
+    assert_eq!(permission.mark(crate::reason::Source::Proxy, None), None);
+}
+
+#[test]
+fn answers_about_the_request_are_not_the_keys() {
+    for (status, body) in [
+        (
+            422,
+            r#"{"error":{"message":"[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]","type":"None","param":"None","code":"422"}}"#,
+        ),
+        (
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+        ),
+        (
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"messages.0: 'why is my credit balance low?' exceeds the limit"}}"#,
+        ),
+        (
+            413,
+            r#"{"type":"error","error":{"type":"request_too_large","message":"Request exceeds the maximum allowed number of bytes."}}"#,
+        ),
+        (
+            404,
+            r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-nope"}}"#,
+        ),
+        (
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ),
+        (
+            500,
+            r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#,
+        ),
+        (400, "not json"),
+        (200, ""),
+    ] {
+        assert_eq!(
+            judge(status, &[], body),
+            Failure::NotTheKey,
+            "{status} {body}"
+        );
+    }
+}
+
+#[test]
+fn only_error_statuses_that_say_it_in_words_are_read() {
+    for status in [400, 402, 403, 412, 422, 429] {
+        assert!(needs_body(status, &[]), "{status}");
+    }
+    for status in [200, 401, 404, 413, 500, 529] {
+        assert!(!needs_body(status, &[]), "{status}");
+    }
+}
+
+fn rule(json: &str) -> Result<Rule, anyhow::Error> {
+    Rule::try_from(serde_json::from_str::<rules::RuleFile>(json).unwrap())
+}
+
+#[test]
+fn the_users_rules_come_first() {
+    let rules = [
+        rule(r#"{"status": 500, "body_contains": "QUOTA", "meaning": "spent", "cooldown": "2h"}"#)
+            .unwrap(),
+        rule(r#"{"error_type": "budget_exceeded", "meaning": "not_the_key"}"#).unwrap(),
+    ];
+    assert!(needs_body(500, &rules));
+    let quota = judge_with(500, &[], r#"{"message":"daily quota used up"}"#, &rules);
+    assert_eq!(meaning(&quota), ("spent", at("2026-12-01T21:00:00Z")));
+    // A reset the gateway states wins over the rule's cooldown.
+    let stated = judge_with(
+        500,
+        &[("retry-after", "60")],
+        r#"{"message":"quota"}"#,
+        &rules,
+    );
+    assert_eq!(meaning(&stated), ("spent", at("2026-12-01T19:01:00Z")));
+    let overridden = judge_with(
+        422,
+        &[],
+        r#"{"error":{"type":"budget_exceeded","message":"m"}}"#,
+        &rules,
+    );
+    assert_eq!(overridden, Failure::NotTheKey);
+    assert_eq!(judge_with(500, &[], "other", &rules), Failure::NotTheKey);
+}
+
+#[test]
+fn bad_rules_are_refused_with_what_is_wrong() {
+    for (json, says) in [
+        (r#"{"status": 418, "meaning": "spnt"}"#, "is not one of"),
+        (
+            r#"{"status": 200, "meaning": "spent"}"#,
+            "not an error status",
+        ),
+        (r#"{"meaning": "spent"}"#, "matches every answer"),
+        (
+            r#"{"body_contains": " ", "meaning": "spent"}"#,
+            "body_contains is empty",
+        ),
+        (
+            r#"{"status": 403, "meaning": "revoked", "cooldown": "1h"}"#,
+            "only for a rule meaning",
+        ),
+        (
+            r#"{"status": 403, "meaning": "spent", "cooldown": "0s"}"#,
+            "0s",
+        ),
+    ] {
+        let error = format!("{:#}", rule(json).unwrap_err());
+        assert!(error.contains(says), "{json}: {error}");
+    }
+}
