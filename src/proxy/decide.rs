@@ -1,151 +1,85 @@
-//! The failover decision: what an upstream answer means for the key that got it, and what the
-//! proxy answers when no key can. Pure functions of status, headers, body and the clock.
+//! The failover decision: what the proxy does with an upstream answer, from what the gateway
+//! classifier (`crate::gateway`) says it means for the key, and what the proxy answers when no
+//! key can. Pure functions of status, headers, body and the clock.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use crate::failure::Failure;
-use crate::reason::Reason;
+use crate::gateway::{self, Answer, ErrorFields, Rule};
 use crate::select::Availability;
 
-/// An upstream reset time further away than this is taken as a month: no budget period is
-/// longer, and an absurd header must not set a key aside for years.
-const LONGEST_RESET: SignedDuration = SignedDuration::from_hours(31 * 24);
-/// Rate limits that lift within this are per-minute limits, not a spent budget.
-pub const SHORT_LIMIT: SignedDuration = SignedDuration::from_secs(60);
-/// 400 bodies are read up to this to recognise "credit balance is too low"; such errors are small.
-pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
-/// What an upstream answer means for the key that got it: the verdict the hook shares.
-pub use crate::failure::Failure as Mark;
+pub use crate::gateway::{ERROR_BODY_LIMIT, SHORT_LIMIT};
 
 /// What to do with an upstream response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Hand it to the client untouched.
     PassThrough,
-    /// A 400: read the (small) body, then ask [`billing_verdict`].
+    /// An error whose words decide: read the (small) body, then ask [`judge_body`].
     ReadBody,
     /// This key cannot answer now: mark it and send the same request to the next key.
     Failover(Failure),
-    /// The upstream refused the key (401/403) — or the request itself, which every key would
-    /// meet. Try the next key; the mark holds only if another key then succeeds, so one
-    /// request the upstream forbids never sets the whole pool aside.
+    /// The upstream refused the key (401/403) — or this request for this key (a model it may
+    /// not use), which the next key may still answer. Try the next key; a rejected key's mark
+    /// holds only if another key then succeeds, so one request the upstream forbids never sets
+    /// the whole pool aside.
     Refused(Failure),
 }
 
-/// Judges a response by its status and headers.
-pub fn judge(status: u16, header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> Verdict {
-    match status {
-        429 => Verdict::Failover(rate_limit_mark(header, now)),
-        400 => Verdict::ReadBody,
-        401 | 403 => Verdict::Refused(Failure::Revoked {
-            reason: Reason::AuthenticationFailed,
-            detail: format!("the upstream answered {status}: the key was rejected"),
-        }),
-        _ => Verdict::PassThrough,
-    }
-}
-
-/// A 400 fails over only when it says the credit balance is too low (Anthropic's billing error).
-pub fn billing_verdict(body: &[u8]) -> Verdict {
-    if is_credit_balance_error(body) {
-        Verdict::Failover(Failure::Spent {
-            reason: Reason::BillingError,
-            until: None,
-            detail: "the upstream answered 400: credit balance too low".to_string(),
-            notable: true,
-        })
-    } else {
-        Verdict::PassThrough
-    }
-}
-
-/// How Anthropic words it ("Your credit balance is too low to access the Anthropic API…"),
-/// and the shorter form a gateway may use. The phrase, not the two words anywhere: a 400 that
-/// echoes a prompt's text must not send every key into the long billing cooldown.
-const CREDIT_BALANCE_PHRASES: [&str; 2] = ["credit balance is too low", "credit balance too low"];
-
-fn is_credit_balance_error(body: &[u8]) -> bool {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    let error = |field: &str| {
-        value
-            .pointer(&format!("/error/{field}"))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_ascii_lowercase)
-    };
-    error("type").as_deref() == Some("billing_error")
-        || error("message").is_some_and(|m| CREDIT_BALANCE_PHRASES.iter().any(|p| m.contains(p)))
-}
-
-fn rate_limit_mark(header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> Failure {
-    let reason = Reason::RateLimit;
-    match reset_time(header, now) {
-        Some(until) => {
-            let wait = until.duration_since(now);
-            let short = wait <= SHORT_LIMIT;
-            Failure::Spent {
-                reason,
-                until: Some(until),
-                detail: if short {
-                    format!(
-                        "429, a short limit: back in {}s as the upstream said",
-                        wait.as_secs()
-                    )
-                } else {
-                    format!("429, spent until {until} as the upstream said")
-                },
-                notable: !short,
-            }
+impl Verdict {
+    fn of(failure: Failure) -> Self {
+        match failure {
+            Failure::Spent { .. } => Self::Failover(failure),
+            Failure::Revoked { .. } | Failure::ThisRequestOnly { .. } => Self::Refused(failure),
+            Failure::NotTheKey => Self::PassThrough,
         }
-        None => Failure::Spent {
-            reason,
-            until: None,
-            detail: "429 without a reset time: the configured rate_limit cooldown".to_string(),
-            notable: true,
-        },
     }
 }
 
-/// When the upstream says the key may be used again: `retry-after` (seconds or an HTTP date)
-/// first; else the `anthropic-ratelimit-*-reset` of a limit whose remaining count is 0, else the
-/// latest of them. Never before one second from now, never past [`LONGEST_RESET`].
-pub fn reset_time(header: &dyn Fn(&str) -> Option<String>, now: Timestamp) -> Option<Timestamp> {
-    let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
-    let at = retry_after.or_else(|| {
-        let limits = ["requests", "tokens", "input-tokens", "output-tokens"];
-        let resets: Vec<(bool, Timestamp)> = limits
-            .iter()
-            .filter_map(|l| {
-                let reset = header(&format!("anthropic-ratelimit-{l}-reset"))?;
-                let reset: Timestamp = reset.trim().parse().ok()?;
-                let spent = header(&format!("anthropic-ratelimit-{l}-remaining"))
-                    .is_some_and(|r| r.trim() == "0");
-                Some((spent, reset))
-            })
-            .collect();
-        let spent = resets.iter().filter(|(s, _)| *s).map(|(_, t)| *t).max();
-        spent.or_else(|| resets.iter().map(|(_, t)| *t).max())
-    })?;
-    let earliest = now.checked_add(SignedDuration::from_secs(1)).ok()?;
-    let latest = now.checked_add(LONGEST_RESET).ok()?;
-    Some(at.clamp(earliest, latest))
+/// Judges a response by its status and headers; [`Verdict::ReadBody`] when its body must be read
+/// first. Success never costs more than a comparison.
+pub fn judge(
+    status: u16,
+    header: &dyn Fn(&str) -> Option<String>,
+    rules: &[Rule],
+    now: Timestamp,
+) -> Verdict {
+    if status < 400 {
+        return Verdict::PassThrough;
+    }
+    if gateway::needs_body(status, rules) {
+        return Verdict::ReadBody;
+    }
+    judge_with(status, header, b"", rules, now)
 }
 
-fn parse_retry_after(value: &str, now: Timestamp) -> Option<Timestamp> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        if !seconds.is_finite() || seconds < 0.0 {
-            return None;
-        }
-        let seconds = seconds.ceil().min(LONGEST_RESET.as_secs() as f64) as i64;
-        return now.checked_add(SignedDuration::from_secs(seconds)).ok();
-    }
-    // An HTTP date: `Wed, 21 Oct 2026 07:28:00 GMT`.
-    jiff::fmt::rfc2822::parse(value)
-        .ok()
-        .map(|zoned| zoned.timestamp())
+/// Judges an error response whose body was read whole.
+pub fn judge_body(
+    status: u16,
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
+    rules: &[Rule],
+    now: Timestamp,
+) -> Verdict {
+    judge_with(status, header, body, rules, now)
+}
+
+fn judge_with(
+    status: u16,
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
+    rules: &[Rule],
+    now: Timestamp,
+) -> Verdict {
+    let fields = ErrorFields::parse(body);
+    let text = String::from_utf8_lossy(body);
+    let answer = Answer {
+        status,
+        header,
+        fields: &fields,
+        body: &text,
+    };
+    Verdict::of(gateway::classify(&answer, rules, now))
 }
 
 /// The proxy's own answer when no key can take the request.
@@ -205,6 +139,7 @@ pub fn unavailable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::Reason;
     use std::collections::HashMap;
 
     fn t(secs: i64) -> Timestamp {
@@ -219,9 +154,16 @@ mod tests {
         move |name: &str| map.get(name).cloned()
     }
 
+    fn judged(status: u16, pairs: &[(&str, &str)], body: &str) -> Verdict {
+        match judge(status, &headers(pairs), &[], t(0)) {
+            Verdict::ReadBody => judge_body(status, &headers(pairs), body.as_bytes(), &[], t(0)),
+            other => other,
+        }
+    }
+
     #[test]
     fn a_short_retry_after_cools_for_exactly_that_long() {
-        let verdict = judge(429, &headers(&[("retry-after", "17")]), t(0));
+        let verdict = judged(429, &[("retry-after", "17")], "");
         let Verdict::Failover(failure) = verdict else {
             panic!("{verdict:?}")
         };
@@ -237,13 +179,13 @@ mod tests {
     fn a_spent_budget_cools_until_the_reset_the_upstream_gave() {
         let reset = t(5 * 3600).to_string();
         let soon = t(30).to_string();
-        let h = headers(&[
+        let h = [
             ("anthropic-ratelimit-tokens-remaining", "0"),
-            ("anthropic-ratelimit-tokens-reset", &reset),
+            ("anthropic-ratelimit-tokens-reset", reset.as_str()),
             ("anthropic-ratelimit-requests-remaining", "40"),
-            ("anthropic-ratelimit-requests-reset", &soon),
-        ]);
-        let Verdict::Failover(failure) = judge(429, &h, t(0)) else {
+            ("anthropic-ratelimit-requests-reset", soon.as_str()),
+        ];
+        let Verdict::Failover(failure) = judged(429, &h, "") else {
             panic!()
         };
         assert!(matches!(failure, Failure::Spent { until: Some(u), .. } if u == t(5 * 3600)));
@@ -252,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_429_without_a_reset_uses_the_configured_rules() {
-        let Verdict::Failover(failure) = judge(429, &headers(&[]), t(0)) else {
+        let Verdict::Failover(failure) = judged(429, &[], "") else {
             panic!()
         };
         assert!(matches!(
@@ -266,60 +208,58 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_as_an_http_date() {
-        let h = headers(&[("retry-after", "Fri, 15 Jan 2027 08:00:00 GMT")]);
-        let now: Timestamp = "2027-01-15T07:00:00Z".parse().unwrap();
-        assert_eq!(
-            reset_time(&h, now),
-            Some("2027-01-15T08:00:00Z".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn absurd_or_past_resets_are_clamped() {
-        let far = reset_time(&headers(&[("retry-after", "1e30")]), t(0)).unwrap();
-        assert_eq!(far, t(0).checked_add(LONGEST_RESET).unwrap());
-        let past = reset_time(&headers(&[("retry-after", "0")]), t(0)).unwrap();
-        assert_eq!(past, t(1));
-        assert_eq!(reset_time(&headers(&[("retry-after", "-5")]), t(0)), None);
-        assert_eq!(reset_time(&headers(&[("retry-after", "soon")]), t(0)), None);
-    }
-
-    #[test]
     fn only_a_credit_balance_400_fails_over() {
-        assert_eq!(judge(400, &headers(&[]), t(0)), Verdict::ReadBody);
-        let billing = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
+        assert_eq!(judge(400, &headers(&[]), &[], t(0)), Verdict::ReadBody);
+        let billing = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
         assert!(matches!(
-            billing_verdict(billing),
+            judged(400, &[], billing),
             Verdict::Failover(Failure::Spent {
                 reason: Reason::BillingError,
                 until: None,
                 ..
             })
         ));
-        let wrapped =
-            br#"{"error":{"type":"billing_error","message":"Upstream: CREDIT BALANCE TOO LOW"}}"#;
-        assert!(matches!(billing_verdict(wrapped), Verdict::Failover(_)));
-        let typed = br#"{"error":{"type":"billing_error","message":"Add funds."}}"#;
-        assert!(matches!(billing_verdict(typed), Verdict::Failover(_)));
-        let other = br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#;
-        assert_eq!(billing_verdict(other), Verdict::PassThrough);
+        let wrapped = r#"{"error":{"type":"billing_error","message":"Upstream: CREDIT BALANCE TOO LOW"}}"#;
+        assert!(matches!(judged(400, &[], wrapped), Verdict::Failover(_)));
+        let typed = r#"{"error":{"type":"billing_error","message":"Add funds."}}"#;
+        assert!(matches!(judged(400, &[], typed), Verdict::Failover(_)));
+        let other = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#;
+        assert_eq!(judged(400, &[], other), Verdict::PassThrough);
         // The words alone, as in a message that quotes the request, are not the billing error.
-        let echo = br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages.0: 'why is my credit balance low?' exceeds the limit"}}"#;
-        assert_eq!(billing_verdict(echo), Verdict::PassThrough);
-        assert_eq!(billing_verdict(b"not json"), Verdict::PassThrough);
+        let echo = r#"{"type":"error","error":{"type":"invalid_request_error","message":"messages.0: 'why is my credit balance low?' exceeds the limit"}}"#;
+        assert_eq!(judged(400, &[], echo), Verdict::PassThrough);
+        assert_eq!(judged(400, &[], "not json"), Verdict::PassThrough);
+    }
+
+    #[test]
+    fn litellms_budget_answer_fails_over_on_every_status_it_has_used() {
+        for status in [400, 422, 429] {
+            let body = format!(
+                r#"{{"error":{{"message":"Budget has been exceeded!","type":"budget_exceeded","param":null,"code":"{status}"}}}}"#
+            );
+            assert!(
+                matches!(judged(status, &[], &body), Verdict::Failover(Failure::Spent { reason: Reason::BillingError, .. })),
+                "{status}"
+            );
+        }
     }
 
     #[test]
     fn rejected_keys_are_set_aside_and_other_errors_pass() {
-        for status in [401, 403] {
-            assert!(matches!(
-                judge(status, &headers(&[]), t(0)),
-                Verdict::Refused(Failure::Revoked { .. })
-            ));
-        }
+        assert!(matches!(
+            judged(401, &[], ""),
+            Verdict::Refused(Failure::Revoked { .. })
+        ));
+        assert!(matches!(
+            judged(403, &[], r#"{"error":{"type":"forbidden","message":"no"}}"#),
+            Verdict::Refused(Failure::Revoked { .. })
+        ));
+        assert!(matches!(
+            judged(403, &[], r#"{"type":"error","error":{"type":"permission_error","message":"not this model"}}"#),
+            Verdict::Refused(Failure::ThisRequestOnly { .. })
+        ));
         for status in [200, 404, 413, 500, 502, 529] {
-            assert_eq!(judge(status, &headers(&[]), t(0)), Verdict::PassThrough);
+            assert_eq!(judge(status, &headers(&[]), &[], t(0)), Verdict::PassThrough);
         }
     }
 

@@ -222,7 +222,7 @@ async fn forward(
     let mut network_fault: Option<(String, Fault)> = None;
     // Keys the upstream refused during this request, marked only once another key succeeds,
     // and the last refusal, passed through if none does.
-    let mut refused: Vec<(String, decide::Mark)> = Vec::new();
+    let mut refused: Vec<(String, crate::failure::Failure)> = Vec::new();
     let mut last_refusal: Option<Response<Body>> = None;
     loop {
         let now = whole_seconds_now();
@@ -314,7 +314,8 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let verdict = decide::judge(status, &lookup, whole_seconds_now());
+        let rules = view.files.config.gateway_rules();
+        let verdict = decide::judge(status, &lookup, rules, whole_seconds_now());
         let (verdict, buffered) = match verdict {
             Verdict::Refused(mark) => {
                 let head = head_of(&response);
@@ -344,7 +345,21 @@ async fn forward(
                 let head = head_of(&response);
                 match read_error_body(response).await {
                     ErrorBody::Whole(bytes) => {
-                        (decide::billing_verdict(&bytes), Some((head, bytes)))
+                        (
+                            decide::judge_body(
+                                head.status.as_u16(),
+                                &|name: &str| {
+                                    head.headers
+                                        .get(name)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(str::to_string)
+                                },
+                                &bytes,
+                                rules,
+                                whole_seconds_now(),
+                            ),
+                            Some((head, bytes)),
+                        )
                     }
                     // A billing error is small: a larger answer is the request's own, and its
                     // client gets it as it came.
@@ -379,6 +394,11 @@ async fn forward(
                 shared
                     .keys
                     .mark(&key.name, &mark, session.clone(), whole_seconds_now());
+                continue;
+            }
+            (Verdict::Refused(failure), Some((head, bytes))) => {
+                last_refusal = Some(rebuild(head, full(bytes)));
+                refused.push((key.name.clone(), failure));
                 continue;
             }
             (_, Some((head, bytes))) => return rebuild(head, full(bytes)),
