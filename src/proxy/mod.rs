@@ -8,7 +8,9 @@
 mod connect;
 pub mod control;
 pub mod decide;
+mod io;
 mod keys;
+mod network;
 mod server;
 mod tls;
 mod upstream;

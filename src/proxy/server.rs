@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -17,7 +16,7 @@ use jiff::Timestamp;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::control::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
+use super::control::{BACKGROUND_MARK, HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 use super::decide::{self, ERROR_BODY_LIMIT, Verdict};
 use super::keys::{KeyPool, View};
 use super::upstream::{Bases, Client, Fault};
@@ -25,8 +24,7 @@ use super::whole_seconds_now;
 use crate::endpoint::Endpoint;
 use crate::select::{Availability, candidates};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type Body = BoxBody<Bytes, BoxError>;
+pub use super::io::{Body, BoxError};
 
 /// The Messages API refuses requests over 32 MB; the proxy keeps a request's body up to that to
 /// re-send it, and refuses larger ones itself.
@@ -707,7 +705,10 @@ fn health(shared: &Shared) -> Response<Body> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         listen: shared.listen.to_string(),
-        network: super::upstream::advertised_network(&shared.token),
+        network: super::network::advertised_network(
+            &shared.token,
+            std::env::var_os(BACKGROUND_MARK).is_some(),
+        ),
         upstream: shared.default_upstream.clone(),
     };
     let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
