@@ -126,7 +126,7 @@ impl Connector {
             // Plain HTTP goes to the proxy, which is asked for the whole URL.
             Some(proxy) => {
                 let conn = self.direct(proxy.uri().clone(), Peer::Proxy).await?;
-                Ok(conn.to_plain_http_proxy())
+                Ok(conn.through_plain_http_proxy())
             }
             None => self.direct(dst, Peer::Upstream).await,
         }

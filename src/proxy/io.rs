@@ -36,7 +36,7 @@ impl Conn {
     }
 
     /// The connection is to a plain-HTTP proxy: requests on it name the whole URL.
-    pub fn to_plain_http_proxy(mut self) -> Self {
+    pub fn through_plain_http_proxy(mut self) -> Self {
         self.proxied = true;
         self
     }
