@@ -296,3 +296,258 @@ async fn judge<U>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::proxy::io::BoxError;
+    use crate::proxy::shared::SKIP_UNREACHABLE;
+    use crate::proxy::testing::{Fixture, Seen, collect, key, messages_request, reply, with_pool};
+    use Availability::{CoolingUntil, Ready, SetAside};
+
+    const BODY: &[u8] = br#"{"model":"claude","messages":[]}"#;
+
+    async fn send(fx: &Fixture) -> (hyper::StatusCode, HeaderMap, String) {
+        collect(forward(&fx.shared, messages_request(), Bytes::from_static(BODY)).await).await
+    }
+
+    fn cooling_for(availability: Availability) -> SignedDuration {
+        match availability {
+            CoolingUntil(until) => until.duration_since(whole_seconds_now()),
+            other => panic!("not cooling: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_with_a_reset_fails_over_and_the_key_cools_until_then() {
+        let script = |s: &Seen| match s.key.as_str() {
+            "a" => reply(429, &[("retry-after", "3600")], "{}"),
+            _ => reply(200, &[], "from b"),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!((status.as_u16(), body.as_str()), (200, "from b"));
+            assert_eq!(fx.seen(), ["a", "b"]);
+            let left = cooling_for(fx.availability()[0]);
+            assert!((3598..=3600).contains(&left.as_secs()), "{left:?}");
+            assert_eq!(fx.availability()[1], Ready);
+        });
+    }
+
+    #[test]
+    fn a_rate_limit_without_a_reset_fails_over_and_the_key_cools_by_its_reason() {
+        let script = |s: &Seen| match s.key.as_str() {
+            "a" => reply(429, &[], ""),
+            _ => reply(200, &[], "from b"),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            assert_eq!(send(&fx).await.2, "from b");
+            assert_eq!(fx.seen(), ["a", "b"]);
+            assert!(cooling_for(fx.availability()[0]).is_positive());
+        });
+    }
+
+    #[test]
+    fn a_spent_credit_balance_fails_over() {
+        let billing = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
+        let script = move |s: &Seen| match s.key.as_str() {
+            "a" => reply(400, &[], billing),
+            _ => reply(200, &[], "from b"),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            assert_eq!(send(&fx).await.2, "from b");
+            assert_eq!(fx.seen(), ["a", "b"]);
+            assert!(cooling_for(fx.availability()[0]).is_positive());
+        });
+    }
+
+    #[test]
+    fn any_other_bad_request_is_passed_through_with_its_body_and_marks_nothing() {
+        let bad = r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#;
+        let script = move |_: &Seen| {
+            reply(
+                400,
+                &[("request-id", "req_1"), ("connection", "close")],
+                bad,
+            )
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, headers, body) = send(&fx).await;
+            assert_eq!((status.as_u16(), body.as_str()), (400, bad));
+            assert_eq!(headers["request-id"], "req_1");
+            assert!(headers.get("connection").is_none());
+            assert_eq!(fx.seen(), ["a"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
+        });
+    }
+
+    #[test]
+    fn a_refused_key_is_set_aside_once_the_next_key_succeeds() {
+        for refusal in [401, 403] {
+            let script = move |s: &Seen| match s.key.as_str() {
+                "a" => reply(refusal, &[], "refused"),
+                _ => reply(200, &[], "from b"),
+            };
+            with_pool(&[key("a"), key("b")], script, async |fx| {
+                assert_eq!(send(&fx).await.2, "from b");
+                assert_eq!(fx.seen(), ["a", "b"]);
+                assert_eq!(fx.availability(), [SetAside, Ready]);
+            });
+        }
+    }
+
+    #[test]
+    fn a_request_every_key_is_refused_gets_the_last_refusal_and_marks_nothing() {
+        let script = |s: &Seen| reply(401, &[], &format!("{} refused", s.key));
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!((status.as_u16(), body.as_str()), (401, "b refused"));
+            assert_eq!(fx.seen(), ["a", "b"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
+        });
+    }
+
+    #[test]
+    fn an_unreachable_upstream_is_passed_over_for_30_s() {
+        let script = |s: &Seen| match s.host.as_str() {
+            "down.example" => Err(Fault::Unreachable("connection refused".to_string())),
+            _ => reply(200, &[], &format!("from {}", s.key)),
+        };
+        let keys = [
+            key("a").at("https://down.example"),
+            key("b").at("https://up.example"),
+        ];
+        with_pool(&keys, script, async |fx| {
+            assert_eq!(send(&fx).await.2, "from b");
+            assert_eq!(fx.seen(), ["a", "b"]);
+            // Within the 30 s, a is not tried; nor is it marked: the key is not at fault.
+            tokio::time::advance(SKIP_UNREACHABLE - Duration::from_secs(1)).await;
+            assert_eq!(send(&fx).await.2, "from b");
+            assert_eq!(fx.seen(), ["a", "b", "b"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
+            tokio::time::advance(Duration::from_secs(1)).await;
+            send(&fx).await;
+            assert_eq!(fx.seen(), ["a", "b", "b", "a", "b"]);
+        });
+    }
+
+    #[test]
+    fn with_every_upstream_down_the_first_key_is_tried_once_anyway_and_named() {
+        let script = |_: &Seen| Err(Fault::Unreachable("connection refused".to_string()));
+        let keys = [
+            key("a").at("https://down.example:8443"),
+            key("b").at("https://down.example:8443"),
+        ];
+        with_pool(&keys, script, async |fx| {
+            for round in 1..=2 {
+                let (status, headers, body) = send(&fx).await;
+                assert_eq!(status.as_u16(), 502);
+                assert!(
+                    body.contains("cannot reach down.example:8443: connection refused"),
+                    "{body}"
+                );
+                // Down now is not down for good: Claude Code may try again.
+                assert!(headers.get("x-should-retry").is_none());
+                assert_eq!(fx.seen(), ["a"].repeat(round));
+            }
+        });
+    }
+
+    #[test]
+    fn settings_only_the_user_can_fix_are_a_502_not_to_be_retried() {
+        for fault in [
+            Fault::Tls("TLS failed: the certificate has expired".to_string()),
+            Fault::Settings("the proxy wants credentials (407)".to_string()),
+        ] {
+            let script = move |_: &Seen| Err(fault.clone());
+            with_pool(&[key("a")], script, async |fx| {
+                let (status, headers, _) = send(&fx).await;
+                assert_eq!(status.as_u16(), 502);
+                assert_eq!(headers["x-should-retry"], "false");
+            });
+        }
+    }
+
+    #[test]
+    fn a_connection_broken_under_the_request_is_named_and_no_other_key_is_tried() {
+        // The request may have been processed: sent again, it could be done twice.
+        let script = |_: &Seen| Err(Fault::Broken("connection reset".to_string()));
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!(status.as_u16(), 502);
+            assert!(body.contains("connection reset"), "{body}");
+            assert_eq!(fx.seen(), ["a"]);
+        });
+    }
+
+    #[test]
+    fn with_every_key_cooling_the_proxy_answers_429_with_when_one_returns() {
+        let script = |_: &Seen| reply(429, &[("retry-after", "600")], "");
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, headers, body) = send(&fx).await;
+            assert_eq!(status.as_u16(), 429);
+            assert_eq!(fx.seen(), ["a", "b"]);
+            let retry_after: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((598..=600).contains(&retry_after), "{retry_after}");
+            assert!(headers.contains_key("x-should-retry"));
+            assert!(body.contains("rate_limit_error"), "{body}");
+            // The next request is answered at once, with nothing sent.
+            assert_eq!(send(&fx).await.0.as_u16(), 429);
+            assert_eq!(fx.seen(), ["a", "b"]);
+        });
+    }
+
+    #[test]
+    fn a_key_without_a_secret_is_skipped() {
+        let script = |s: &Seen| reply(200, &[], &format!("from {}", s.key));
+        with_pool(&[key("a").without_secret(), key("b")], script, async |fx| {
+            assert_eq!(send(&fx).await.2, "from b");
+            assert_eq!(fx.seen(), ["b"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
+        });
+    }
+
+    #[test]
+    fn a_server_error_is_passed_through_and_marks_nothing() {
+        let script = |_: &Seen| reply(529, &[], "overloaded");
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!((status.as_u16(), body.as_str()), (529, "overloaded"));
+            assert_eq!(fx.seen(), ["a"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
+        });
+    }
+
+    #[test]
+    fn an_answer_streams_through_piece_by_piece() {
+        use http_body_util::BodyExt;
+        let script = |_: &Seen| {
+            let (mut sender, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
+            tokio::spawn(async move {
+                for event in ["event: one\n\n", "event: two\n\n"] {
+                    sender.send_data(Bytes::from(event)).await.unwrap();
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            });
+            let mut response = Response::new(body.boxed());
+            response
+                .headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            Ok(response)
+        };
+        with_pool(&[key("a")], script, async |fx| {
+            let response = forward(&fx.shared, messages_request(), Bytes::from_static(BODY)).await;
+            assert_eq!(response.headers()["content-type"], "text/event-stream");
+            let mut body = response.into_body();
+            // The first event arrives while the upstream still holds back the second.
+            let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(first, "event: one\n\n");
+            let rest = body.collect().await.unwrap().to_bytes();
+            assert_eq!(rest, "event: two\n\n");
+        });
+    }
+}

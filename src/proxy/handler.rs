@@ -115,7 +115,70 @@ fn dot_segment(segment: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use http_body_util::channel::Channel;
+    use tokio::time::{Instant, sleep};
+
     use super::*;
+    use crate::proxy::body::BODY_IDLE;
+    use crate::proxy::testing::{TOKEN, collect, key, reply, with_pool};
+
+    fn post(body: Channel<Bytes, Infallible>) -> Request<Channel<Bytes, Infallible>> {
+        Request::post("/v1/messages")
+            .header("x-api-key", TOKEN)
+            .body(body)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_request_body_that_stops_arriving_is_given_up_and_a_slow_steady_one_is_not() {
+        const BODY: &[u8] = br#"{"model":"claude","messages":[{"role":"user","content":"hi"}]}"#;
+        with_pool(
+            &[key("a")],
+            |_| reply(200, &[], "ok"),
+            async |fx| {
+                // Pieces further apart than a test would wait, never as far apart as the idle time.
+                let (mut sender, body) = Channel::new(1);
+                let (answer, ()) = tokio::join!(handle(fx.shared.clone(), post(body)), async {
+                    for piece in BODY.chunks(BODY.len() / 4 + 1) {
+                        sleep(BODY_IDLE - Duration::from_secs(1)).await;
+                        sender
+                            .send_data(Bytes::copy_from_slice(piece))
+                            .await
+                            .unwrap();
+                    }
+                    drop(sender);
+                });
+                assert_eq!(collect(answer).await.0, StatusCode::OK);
+                let bodies = || fx.hosts().into_iter().map(|s| s.body).collect::<Vec<_>>();
+                assert_eq!(bodies(), [BODY]);
+
+                // Ten bytes, then nothing: a 408 after the idle time, the connection closed, and
+                // nothing forwarded.
+                let (mut sender, body) = Channel::new(1);
+                let started = Instant::now();
+                let answered = async {
+                    let answer = handle(fx.shared.clone(), post(body)).await;
+                    (answer, started.elapsed())
+                };
+                let ((answer, after), ()) = tokio::join!(answered, async {
+                    sender
+                        .send_data(Bytes::copy_from_slice(&BODY[..10]))
+                        .await
+                        .unwrap();
+                    sleep(10 * BODY_IDLE).await;
+                });
+                assert_eq!(after.as_secs(), BODY_IDLE.as_secs());
+                let (status, headers, text) = collect(answer).await;
+                assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+                assert_eq!(headers["connection"], "close");
+                assert!(text.contains("stopped arriving"), "{text}");
+                assert_eq!(bodies().len(), 1);
+            },
+        );
+    }
 
     #[test]
     fn only_plain_paths_are_forwarded() {

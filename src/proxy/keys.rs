@@ -357,3 +357,13 @@ fn length_for(config: &Config, key: &KeyConfig, length: &MarkLength) -> Length {
         MarkLength::ForReason(reason) => Length::Default(config.cooldown_for(key, reason)),
     }
 }
+
+#[cfg(test)]
+impl KeyPool {
+    /// A pool whose secrets come from `keychain` (a test's mock store), not the config's.
+    pub fn with_keychain(dirs: Dirs, keychain: Keychain) -> Arc<Self> {
+        let pool = Self::new(dirs);
+        *lock(&pool.keychain) = Some(Arc::new(keychain));
+        pool
+    }
+}

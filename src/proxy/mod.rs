@@ -19,6 +19,8 @@ mod keys;
 mod network;
 mod replies;
 mod shared;
+#[cfg(test)]
+mod testing;
 mod tls;
 mod upstream;
 #[cfg(windows)]
