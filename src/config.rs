@@ -324,6 +324,14 @@ impl Config {
         replace_file(path, &bytes, Durability::Synced)
     }
 
+    /// A config of these keys and nothing else.
+    pub fn with_keys(keys: Vec<KeyConfig>) -> Self {
+        Self {
+            keys,
+            ..Self::default()
+        }
+    }
+
     /// The index of the key called `name`, compared without regard to case.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.keys

@@ -37,8 +37,10 @@ impl StopFailure {
 
     /// What the reported error means for the key. Where Claude Code itself calls it a rate
     /// limit, a billing error or a rejected key, its word decides, and the message may add when
-    /// the key returns. Any other word (`unknown` for LiteLLM's 422 budget answer,
-    /// `invalid_request` for a 400) is judged from the message, as the proxy judges an answer.
+    /// the key returns; so does its word for what is not the key's (an overload, a server
+    /// error, a missing model). The words that say nothing (`unknown` for LiteLLM's 422 budget
+    /// answer, `invalid_request` for a 400) are judged from the message, as the proxy judges an
+    /// answer.
     pub fn failure(&self, rules: &[Rule], now: Timestamp) -> Failure {
         let message = self.last_assistant_message.as_deref().unwrap_or_default();
         let shown = ShownError::parse(message);
@@ -68,6 +70,11 @@ impl StopFailure {
                 reason,
                 detail: "Claude Code reported authentication_failed".to_string(),
             },
+            // Claude Code's word settles what it names for sure: an overload, a server error, a
+            // missing model are not the key's.
+            Some(Reason::Overloaded | Reason::ServerError | Reason::ModelNotFound) => {
+                Failure::NotTheKey
+            }
             _ => match judged {
                 Failure::Spent {
                     reason,

@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use hyper::Uri;
 use hyper::http::uri::Scheme;
-use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
 use tower_service::Service;
 
+use super::io::{BoxError, Conn};
 use super::tls::Tls;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connecting = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
 
 /// How long a connection (TCP, the proxy's tunnel and TLS together) may take before the
@@ -126,9 +125,8 @@ impl Connector {
             }
             // Plain HTTP goes to the proxy, which is asked for the whole URL.
             Some(proxy) => {
-                let mut conn = self.direct(proxy.uri().clone(), Peer::Proxy).await?;
-                conn.proxied = true;
-                Ok(conn)
+                let conn = self.direct(proxy.uri().clone(), Peer::Proxy).await?;
+                Ok(conn.through_plain_http_proxy())
             }
             None => self.direct(dst, Peer::Upstream).await,
         }
@@ -206,81 +204,6 @@ impl Service<Uri> for Direct {
 fn host_of(dst: &Uri) -> Result<&str, BoxError> {
     let host = dst.host().ok_or("the URL names no host")?;
     Ok(host.trim_start_matches('[').trim_end_matches(']'))
-}
-
-/// The stream types a connection can be (TCP, TLS over TCP, TLS through a tunnel) as one.
-pub trait Io: Read + Write + Send + Unpin {}
-impl<T: Read + Write + Send + Unpin> Io for T {}
-
-/// An open upstream connection.
-pub struct Conn {
-    io: Box<dyn Io>,
-    /// TLS agreed on HTTP/2.
-    h2: bool,
-    /// A plain-HTTP proxy: requests name the whole URL.
-    proxied: bool,
-}
-
-impl Conn {
-    pub fn new(io: impl Io + 'static, h2: bool) -> Self {
-        Self {
-            io: Box::new(io),
-            h2,
-            proxied: false,
-        }
-    }
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        let connected = Connected::new().proxy(self.proxied);
-        if self.h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
-    }
-}
-
-impl Read for Conn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.io).poll_read(cx, buf)
-    }
-}
-
-impl Write for Conn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.io).poll_shutdown(cx)
-    }
-
-    // A request's head and body go out in one system call where the stream allows.
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.io).poll_write_vectored(cx, bufs)
-    }
 }
 
 #[cfg(test)]

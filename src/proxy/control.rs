@@ -189,7 +189,7 @@ pub struct Health {
     pub pid: u32,
     pub listen: String,
     /// A keyed digest of the network settings the proxy took from its environment
-    /// (`upstream::network_fingerprint`), from a proxy keyswitch started in the background.
+    /// (`network::network_fingerprint`), from a proxy keyswitch started in the background.
     /// Empty from one the user runs (`proxy run` under a service manager): its settings are the
     /// user's choice, never overridden by a session's.
     #[serde(default)]
@@ -292,7 +292,7 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     // one started from a terminal without the session's settings is replaced, or every request
     // fails on a network only the session's settings can cross.
     let token = ensure_token(dirs)?;
-    let network = super::upstream::network_fingerprint(&token);
+    let network = super::network::network_fingerprint(&token);
     // As the proxy reports it: normalised.
     let upstream = crate::endpoint::Endpoint::parse(&settings.upstream)
         .map(|e| e.as_str().to_string())

@@ -15,8 +15,6 @@ pub use crate::gateway::{ERROR_BODY_LIMIT, SHORT_LIMIT};
 pub enum Verdict {
     /// Hand it to the client untouched.
     PassThrough,
-    /// An error whose words decide: read the (small) body, then ask [`judge_body`].
-    ReadBody,
     /// This key cannot answer now: mark it and send the same request to the next key.
     Failover(Failure),
     /// The upstream refused the key (401/403) — or this request for this key (a model it may
@@ -36,41 +34,24 @@ impl Verdict {
     }
 }
 
-/// Judges a response by its status and headers; [`Verdict::ReadBody`] when its body must be read
-/// first. Success never costs more than a comparison.
+/// Whether an answer with `status` is to be judged by its words too: its body (small, bounded
+/// by [`ERROR_BODY_LIMIT`]) is read first. Never for a success.
+pub fn must_read_body(status: u16, rules: &[Rule]) -> bool {
+    status >= 400 && gateway::needs_body(status, rules)
+}
+
+/// Judges a response by its status, headers and `body` (empty when it was not read, or too
+/// large to judge by its words). A success costs a comparison.
 pub fn judge(
     status: u16,
     header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
     rules: &[Rule],
     now: Timestamp,
 ) -> Verdict {
     if status < 400 {
         return Verdict::PassThrough;
     }
-    if gateway::needs_body(status, rules) {
-        return Verdict::ReadBody;
-    }
-    judge_with(status, header, b"", rules, now)
-}
-
-/// Judges an error response whose body was read whole.
-pub fn judge_body(
-    status: u16,
-    header: &dyn Fn(&str) -> Option<String>,
-    body: &[u8],
-    rules: &[Rule],
-    now: Timestamp,
-) -> Verdict {
-    judge_with(status, header, body, rules, now)
-}
-
-fn judge_with(
-    status: u16,
-    header: &dyn Fn(&str) -> Option<String>,
-    body: &[u8],
-    rules: &[Rule],
-    now: Timestamp,
-) -> Verdict {
     let fields = ErrorFields::parse(body);
     let text = String::from_utf8_lossy(body);
     let answer = Answer {
@@ -155,10 +136,12 @@ mod tests {
     }
 
     fn judged(status: u16, pairs: &[(&str, &str)], body: &str) -> Verdict {
-        match judge(status, &headers(pairs), &[], t(0)) {
-            Verdict::ReadBody => judge_body(status, &headers(pairs), body.as_bytes(), &[], t(0)),
-            other => other,
-        }
+        let body = if must_read_body(status, &[]) {
+            body
+        } else {
+            ""
+        };
+        judge(status, &headers(pairs), body.as_bytes(), &[], t(0))
     }
 
     #[test]
@@ -209,7 +192,7 @@ mod tests {
 
     #[test]
     fn only_a_credit_balance_400_fails_over() {
-        assert_eq!(judge(400, &headers(&[]), &[], t(0)), Verdict::ReadBody);
+        assert!(must_read_body(400, &[]));
         let billing = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
         assert!(matches!(
             judged(400, &[], billing),
@@ -219,7 +202,8 @@ mod tests {
                 ..
             })
         ));
-        let wrapped = r#"{"error":{"type":"billing_error","message":"Upstream: CREDIT BALANCE TOO LOW"}}"#;
+        let wrapped =
+            r#"{"error":{"type":"billing_error","message":"Upstream: CREDIT BALANCE TOO LOW"}}"#;
         assert!(matches!(judged(400, &[], wrapped), Verdict::Failover(_)));
         let typed = r#"{"error":{"type":"billing_error","message":"Add funds."}}"#;
         assert!(matches!(judged(400, &[], typed), Verdict::Failover(_)));
@@ -238,7 +222,13 @@ mod tests {
                 r#"{{"error":{{"message":"Budget has been exceeded!","type":"budget_exceeded","param":null,"code":"{status}"}}}}"#
             );
             assert!(
-                matches!(judged(status, &[], &body), Verdict::Failover(Failure::Spent { reason: Reason::BillingError, .. })),
+                matches!(
+                    judged(status, &[], &body),
+                    Verdict::Failover(Failure::Spent {
+                        reason: Reason::BillingError,
+                        ..
+                    })
+                ),
                 "{status}"
             );
         }
@@ -255,11 +245,16 @@ mod tests {
             Verdict::Refused(Failure::Revoked { .. })
         ));
         assert!(matches!(
-            judged(403, &[], r#"{"type":"error","error":{"type":"permission_error","message":"not this model"}}"#),
+            judged(
+                403,
+                &[],
+                r#"{"type":"error","error":{"type":"permission_error","message":"not this model"}}"#
+            ),
             Verdict::Refused(Failure::ThisRequestOnly { .. })
         ));
         for status in [200, 404, 413, 500, 502, 529] {
-            assert_eq!(judge(status, &headers(&[]), &[], t(0)), Verdict::PassThrough);
+            assert!(!must_read_body(status, &[]), "{status}");
+            assert_eq!(judged(status, &[], ""), Verdict::PassThrough);
         }
     }
 

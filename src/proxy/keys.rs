@@ -338,3 +338,18 @@ impl KeyPool {
         });
     }
 }
+
+#[cfg(test)]
+impl KeyPool {
+    /// The config file this pool reads, for a test to change.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// A pool whose secrets come from `keychain` (a test's mock store), not the config's.
+    pub fn with_keychain(dirs: Dirs, keychain: Keychain) -> Arc<Self> {
+        let pool = Self::new(dirs);
+        *lock(&pool.keychain) = Some(Arc::new(keychain));
+        pool
+    }
+}

@@ -5,11 +5,22 @@
 //!
 //! `control` is what `get` and the CLI use (std only, fast); the rest runs inside the proxy.
 
+mod accept;
+mod body;
 mod connect;
 pub mod control;
 pub mod decide;
+mod fault;
+mod forward;
+mod handler;
+mod headers;
+mod io;
 mod keys;
-mod server;
+mod network;
+mod replies;
+mod shared;
+#[cfg(test)]
+mod testing;
 mod tls;
 mod upstream;
 #[cfg(windows)]
@@ -20,9 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 use crate::endpoint::Endpoint;
 use crate::paths::Dirs;
@@ -33,18 +41,6 @@ pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
     let now = jiff::Timestamp::now();
     jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
-
-/// At most this many client connections at once.
-const MAX_CONNECTIONS: usize = 512;
-/// File descriptors kept back from client connections: the listener, the runtime's own, the
-/// log, the config and state files being read, the keychain's connection.
-#[cfg(unix)]
-const RESERVED_FDS: u64 = 32;
-/// A request's head must arrive within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// In-flight requests (streams included) get this long to finish when the proxy stops.
-const DRAIN: Duration = Duration::from_secs(600);
 
 /// Runs the proxy in the foreground until `keyswitch proxy stop`, SIGTERM or Ctrl-C.
 pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
@@ -67,7 +63,6 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     })?;
     listener.set_nonblocking(true)?;
     let default_upstream = Endpoint::parse(&settings.upstream)
-        .map(|e| e.as_str().to_string())
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
     // One thread: a request's work is ~0.1 ms of CPU, so one core serves thousands a second,
     // and it never hops between workers (measured: p99 at 32 concurrent requests 2.8 ms against
@@ -79,12 +74,13 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         .build()
         .context("cannot start the proxy's runtime")?;
     runtime.block_on(async move {
-        let shared = Arc::new(server::Shared::new(
+        let shared = Arc::new(shared::Shared::new(
             token,
             keys::KeyPool::new(dirs),
             upstream::Client::new().context("cannot set up the HTTP client")?,
             default_upstream,
             settings.listen,
+            body_idle(),
         ));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
@@ -94,198 +90,21 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             std::process::id(),
             shared.default_upstream
         );
-        serve(listener, shared, connection_limit()).await;
+        accept::serve(listener, shared, accept::connection_limit()).await;
         eprintln!("keyswitch: proxy on {} stopped", settings.listen);
         Ok(())
     })
 }
 
-/// [`MAX_CONNECTIONS`], or fewer where the process may not open two file descriptors for each
-/// (the client's and its upstream's) and some to spare. Slots are what make room by closing a
-/// connection without the token; with more slots than descriptors (macOS gives a program 256),
-/// idle connections took every descriptor first and sessions were never let in. The soft limit
-/// is raised toward the hard one as far as the proxy needs.
-fn connection_limit() -> usize {
-    #[cfg(unix)]
+/// [`body::BODY_IDLE`]; with the `test-hooks` feature, `KEYSWITCH_TEST_BODY_IDLE_MS` instead, so
+/// an integration test of a stalled body need not wait a minute.
+fn body_idle() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var("KEYSWITCH_TEST_BODY_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
     {
-        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-        let wanted = 2 * MAX_CONNECTIONS as u64 + RESERVED_FDS;
-        let limit = getrlimit(Resource::Nofile);
-        let mut soft = limit.current;
-        if let Some(current) = soft
-            && current < wanted
-        {
-            let raised = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
-            let new = Rlimit {
-                current: Some(raised),
-                maximum: limit.maximum,
-            };
-            if raised > current && setrlimit(Resource::Nofile, new).is_ok() {
-                soft = Some(raised);
-            }
-        }
-        soft.map_or(MAX_CONNECTIONS, |n| {
-            usize::try_from(n.saturating_sub(RESERVED_FDS) / 2)
-                .unwrap_or(MAX_CONNECTIONS)
-                .clamp(8, MAX_CONNECTIONS)
-        })
+        return Duration::from_millis(ms);
     }
-    #[cfg(not(unix))]
-    MAX_CONNECTIONS
-}
-
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<server::Shared>, limit: usize) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Claude Code keeps a handful of connections; a program opening thousands must not exhaust
-    // the proxy's file descriptors: past this, a connection that never carried the token is
-    // closed to make room, and with none such, the next one waits (and those after it, in the
-    // kernel's queue).
-    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
-    let clients = Clients::default();
-    let mut last_complaint: Option<std::time::Instant> = None;
-    // Made once and polled in every wait below: a stop asked for (or a SIGTERM) while the loop
-    // waits for a free slot is seen there too, and none falls between two waits.
-    let stop = async {
-        tokio::select! {
-            () = shared.stop.notified() => {}
-            () = terminated() => {}
-        }
-    };
-    tokio::pin!(stop);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like (the whole system's, too): make
-                    // room as when every slot is taken, wait a moment, keep serving, and say
-                    // so at most once a minute.
-                    clients.close_oldest_untrusted();
-                    if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                        eprintln!("keyswitch: proxy: accept failed: {e}");
-                        last_complaint = Some(std::time::Instant::now());
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        // A slot once a connection waits for one, not before: making room closes a connection,
-        // and only one waiting makes that worth it (nor is the newest one, still sending its
-        // first request, taken for a connection without the token).
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(tokio::sync::TryAcquireError::Closed) => break,
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                // Any local program may connect: one that holds connections open without the
-                // token must not lock the sessions out, so it is the one that makes room.
-                clients.close_oldest_untrusted();
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                    () = &mut stop => break,
-                }
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let client = clients.add();
-        let on_request = client.clone();
-        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let shared = shared.clone();
-            on_request.note(&shared, request.headers());
-            async move { Ok::<_, std::convert::Infallible>(server::handle(shared, request).await) }
-        });
-        // A client that sends no complete request head in time is disconnected.
-        let connection = http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = connection => {}
-                () = client.close.notified() => {}
-            }
-            drop(slot);
-        });
-    }
-    // Stop listening at once (a new proxy may take the port); let requests in flight finish.
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
-}
-
-/// One client connection, as the accept loop sees it when every slot is taken.
-#[derive(Default)]
-struct Client {
-    /// Set once a request on it carried the access token: Claude Code's do at once.
-    trusted: std::sync::atomic::AtomicBool,
-    close: tokio::sync::Notify,
-}
-
-impl Client {
-    fn note(&self, shared: &server::Shared, headers: &hyper::HeaderMap) {
-        use std::sync::atomic::Ordering;
-        if !self.trusted.load(Ordering::Relaxed) && server::authorized(&shared.token, headers) {
-            self.trusted.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The open connections, oldest first.
-#[derive(Default)]
-struct Clients(std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Client>>>);
-
-impl Clients {
-    fn add(&self) -> Arc<Client> {
-        let client = Arc::new(Client::default());
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if list.len() >= 2 * MAX_CONNECTIONS {
-            list.retain(|c| c.strong_count() > 0);
-        }
-        list.push_back(Arc::downgrade(&client));
-        client
-    }
-
-    /// Closes the oldest open connection that never carried the token, if there is one.
-    fn close_oldest_untrusted(&self) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|c| c.strong_count() > 0);
-        let oldest = list.iter().position(|c| {
-            c.upgrade()
-                .is_some_and(|c| !c.trusted.load(std::sync::atomic::Ordering::Relaxed))
-        });
-        if let Some(client) = oldest
-            .and_then(|i| list.remove(i))
-            .and_then(|c| c.upgrade())
-        {
-            client.close.notify_one();
-        }
-    }
-}
-
-/// Resolves on Ctrl-C, or SIGTERM (what systemd and launchd send to stop a service).
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    body::BODY_IDLE
 }

@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::connect::{BoxError, Conn};
+use super::io::{BoxError, Conn};
 
 /// The protocols offered to an upstream, in order of preference.
 const ALPN: [&str; 2] = ["h2", "http/1.1"];

@@ -1,0 +1,166 @@
+//! Bodies: a client's request read whole (bounded, and given up when it stalls) so it can be
+//! sent to the next key; an upstream's error answer read while it is small enough to judge; and
+//! an answer passed back, streamed or put back together.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+
+use super::decide::ERROR_BODY_LIMIT;
+use super::headers::strip_hop_by_hop;
+use super::io::{Body, BoxError};
+
+/// The Messages API refuses requests over 32 MB; the proxy keeps a request's body up to that to
+/// re-send it, and refuses larger ones itself.
+pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+/// A request body that stops arriving for this long is given up: its client is gone or stuck,
+/// and must not hold a connection slot, nor up to [`MAX_REQUEST_BODY`] of memory, for ever.
+/// Claude Code writes a whole body at once over loopback.
+pub const BODY_IDLE: Duration = Duration::from_secs(60);
+
+pub enum BodyFault {
+    TooLarge,
+    /// Nothing more arrived for the idle time.
+    Stalled,
+    Broken,
+}
+
+/// The whole request body, kept to be re-sent to the next key. A body that arrives in one
+/// piece (as a loopback client's usually does) is kept as it is, not copied.
+pub async fn read_body<B>(body: B, idle: Duration) -> Result<Bytes, BodyFault>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut body = Limited::new(body, MAX_REQUEST_BODY);
+    let mut pieces: Vec<Bytes> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyFault::Stalled),
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyFault::TooLarge);
+            }
+            Ok(Some(Err(_))) => return Err(BodyFault::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers are not forwarded (the Messages API has none).
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            pieces.push(data);
+        }
+    }
+    Ok(match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().unwrap_or_default(),
+        _ => pieces.concat().into(),
+    })
+}
+
+/// Streams an upstream response back as it arrives: SSE events reach the client as soon as
+/// the upstream sends them. Dropping it (the client went away) drops the upstream request.
+pub fn stream_back(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// An upstream answer's status and headers, kept while its body is read.
+pub struct Head {
+    pub status: StatusCode,
+    headers: HeaderMap,
+}
+
+impl Head {
+    /// A header's value as text, by its lower-case name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_text(&self.headers, name)
+    }
+}
+
+/// A header's value as text; `None` when absent or not text.
+pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+pub enum ErrorBody {
+    Whole(Bytes),
+    /// Past [`ERROR_BODY_LIMIT`]: what was read, then the rest as it arrives.
+    Large(Body),
+    CutOff,
+}
+
+/// An error answer's head, and its body read whole while it stays small enough to judge.
+pub async fn read_error_body(response: Response<Body>) -> (Head, ErrorBody) {
+    let (mut parts, mut body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let head = Head {
+        status: parts.status,
+        headers: parts.headers,
+    };
+    let mut read = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return (head, ErrorBody::Whole(Bytes::from(read))),
+            Some(Err(_)) => return (head, ErrorBody::CutOff),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+            }
+        }
+        if read.len() > ERROR_BODY_LIMIT {
+            let read = Full::new(Bytes::from(read)).map_err(|never: Infallible| match never {});
+            return (head, ErrorBody::Large(Prefixed(Some(read), body).boxed()));
+        }
+    }
+}
+
+/// One body, then another: the part of an answer already read, then the rest.
+struct Prefixed<A, B>(Option<A>, B);
+
+impl<A, B> hyper::body::Body for Prefixed<A, B>
+where
+    A: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        if let Some(first) = self.0.as_mut() {
+            match std::pin::Pin::new(first).poll_frame(cx) {
+                Poll::Ready(None) => self.0 = None,
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut self.1).poll_frame(cx)
+    }
+}
+
+/// An upstream's answer put back together from its head and its body.
+pub fn rebuild(head: Head, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+}
+
+/// A body the proxy holds whole.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}

@@ -1,0 +1,175 @@
+//! The answers the proxy writes itself: plain text for its own paths, and errors in the
+//! Messages API's shape (so Claude Code shows their message) for a wrong token, a request it
+//! will not forward, no key to answer, or an upstream it cannot reach.
+
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use jiff::Timestamp;
+
+use super::body::full;
+use super::control::{BACKGROUND_MARK, Health, SERVICE};
+use super::decide::{self, ERROR_BODY_LIMIT};
+use super::fault::Fault;
+use super::io::Body;
+use super::keys::View;
+use super::network::advertised_network;
+use super::shared::Shared;
+use crate::endpoint::Endpoint;
+use crate::select::Availability;
+
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An error in the Messages API's own shape, so Claude Code shows its message.
+pub fn api_error(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> Response<Body> {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message},
+    });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+pub fn refuse_token() -> Response<Body> {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        "keyswitch proxy: missing or wrong access token; Claude Code gets it from `keyswitch get` (its apiKeyHelper)",
+        &[],
+    )
+}
+
+pub fn health<U>(shared: &Shared<U>) -> Response<Body> {
+    let health = Health {
+        service: SERVICE.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        listen: shared.listen.to_string(),
+        network: advertised_network(&shared.token, std::env::var_os(BACKGROUND_MARK).is_some()),
+        upstream: shared.default_upstream.to_string(),
+    };
+    let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub fn all_unavailable(view: &View, now: Timestamp) -> Response<Body> {
+    let keys: Vec<(&str, Availability)> = view
+        .files
+        .config
+        .keys
+        .iter()
+        .zip(&view.availability)
+        .map(|(k, a)| (k.name.as_str(), *a))
+        .collect();
+    let zone = crate::timespec::local_zone();
+    let local_now = now.to_zoned_datetime(zone);
+    let describe = |until: Timestamp| {
+        format!(
+            "{} ({})",
+            crate::timespec::local_clock(until, &local_now),
+            crate::timespec::until_in_words(until, now)
+        )
+    };
+    let answer = decide::unavailable(&keys, now, &describe);
+    let retry_after = answer.retry_after.map(|s| s.to_string());
+    let mut extra = vec![(
+        "x-should-retry",
+        if answer.should_retry { "true" } else { "false" },
+    )];
+    if let Some(seconds) = &retry_after {
+        extra.push(("retry-after", seconds.as_str()));
+    }
+    api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        &answer.message,
+        &extra,
+    )
+}
+
+/// A 502 that names the upstream's host and what went wrong — never a bare 503.
+pub fn unreachable_reply(upstream: &Endpoint, fault: &Fault) -> Response<Body> {
+    let host = upstream.host_and_port();
+    // Claude Code would retry a 502 for minutes; settings only the user can fix are said at once.
+    let permanent = fault.is_permanent();
+    api_error(
+        StatusCode::BAD_GATEWAY,
+        "api_error",
+        &format!("keyswitch proxy: cannot reach {host}: {}", fault.describe()),
+        if permanent {
+            &[("x-should-retry", "false")]
+        } else {
+            &[]
+        },
+    )
+}
+
+/// keyswitch's own trouble (its files, the keychain), in words; `extra` headers as
+/// [`api_error`] takes them.
+pub fn internal_error(error: &anyhow::Error, extra: &[(&str, &str)]) -> Response<Body> {
+    api_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "api_error",
+        &format!("keyswitch: {}", crate::error::one_line(error)),
+        extra,
+    )
+}
+
+/// A refusal (401/403) whose body could not be kept whole while other keys were tried: an
+/// empty body under the upstream's status would tell the user nothing.
+pub fn refusal_not_shown(status: StatusCode) -> Response<Body> {
+    api_error(
+        status,
+        if status == StatusCode::UNAUTHORIZED {
+            "authentication_error"
+        } else {
+            "permission_error"
+        },
+        &format!(
+            "keyswitch proxy: every key was refused (HTTP {}); the upstream's answer was cut off or larger than {} KB and is not shown",
+            status.as_u16(),
+            ERROR_BODY_LIMIT / 1024
+        ),
+        &[],
+    )
+}
+
+/// A 400 whose body broke off before it could be judged.
+pub fn error_answer_cut_off() -> Response<Body> {
+    api_error(
+        StatusCode::BAD_GATEWAY,
+        "api_error",
+        "keyswitch: the upstream's error answer was cut off or too large",
+        &[],
+    )
+}

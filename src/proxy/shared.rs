@@ -1,0 +1,73 @@
+//! What every request shares: the access token, the key pool, the upstream client, and which
+//! upstreams were found down lately.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::keys::KeyPool;
+use super::upstream::Client;
+use crate::endpoint::Endpoint;
+
+/// An upstream that could not be reached is passed over for this long.
+pub const SKIP_UNREACHABLE: Duration = Duration::from_secs(30);
+
+/// `U` is how requests reach an upstream: the real client, or a test's stand-in.
+pub struct Shared<U = Client> {
+    pub token: Zeroizing<String>,
+    pub keys: Arc<KeyPool>,
+    pub client: U,
+    /// Where keys without an endpoint of their own go.
+    pub default_upstream: Endpoint,
+    pub listen: SocketAddr,
+    pub stop: tokio::sync::Notify,
+    /// How long a request body may stop arriving before it is given up.
+    pub body_idle: Duration,
+    /// When each upstream was found down; by tokio's clock, so tests can move it on.
+    unreachable: Mutex<HashMap<String, Instant>>,
+}
+
+impl<U> Shared<U> {
+    pub fn new(
+        token: Zeroizing<String>,
+        keys: Arc<KeyPool>,
+        client: U,
+        default_upstream: Endpoint,
+        listen: SocketAddr,
+        body_idle: Duration,
+    ) -> Self {
+        Self {
+            token,
+            keys,
+            client,
+            default_upstream,
+            listen,
+            stop: tokio::sync::Notify::new(),
+            body_idle,
+            unreachable: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_unreachable(&self, upstream: &Endpoint) -> bool {
+        let mut map = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(upstream.as_str()) {
+            Some(since) if since.elapsed() < SKIP_UNREACHABLE => true,
+            Some(_) => {
+                map.remove(upstream.as_str());
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn note_unreachable(&self, upstream: &Endpoint) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(upstream.as_str().to_string(), Instant::now());
+    }
+}
