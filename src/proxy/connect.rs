@@ -55,7 +55,7 @@ pub fn configure_tcp<R>(tcp: &mut HttpConnector<R>) {
     // Requests and answers are written whole; nothing is gained by waiting to coalesce.
     tcp.set_nodelay(true);
     // Shared among a host's addresses: one that never answers leaves time for the next
-    // (without it the first address took the whole of CONNECT_TIMEOUT).
+    // (without it the first address would take the whole of CONNECT_TIMEOUT).
     tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
     tcp.set_keepalive(Some(KEEPALIVE_IDLE));
     tcp.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
@@ -354,6 +354,67 @@ mod tests {
         // Fills the queue; it is never accepted.
         let filler = std::net::TcpStream::connect(address).unwrap();
         (socket, filler)
+    }
+
+    /// An error with a message and a cause, as the client's and hyper-util's are.
+    #[derive(Debug)]
+    struct Outer(&'static str, Option<BoxError>);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused")
+    }
+
+    #[test]
+    fn a_stage_s_wrapper_keeps_its_cause_s_words_and_is_found_by_type() {
+        use crate::proxy::fault::{chain_text, find_source};
+        let tunnel = |cause: BoxError| {
+            Outer(
+                "client error (Connect)",
+                Some(Box::new(Outer(
+                    "tunnel error: failed to create underlying connection",
+                    Some(cause),
+                ))),
+            )
+        };
+        let bare = tunnel(Box::new(Outer("tcp connect error", Some(refused().into()))));
+        let tcp = TcpFailed(Box::new(Outer("tcp connect error", Some(refused().into()))));
+        let wrapped = Outer(
+            "client error (Connect)",
+            Some(Box::new(TunnelFailed::new(Outer(
+                "tunnel error: failed to create underlying connection",
+                Some(Box::new(tcp)),
+            )))),
+        );
+        assert_eq!(chain_text(&wrapped), chain_text(&bare));
+        assert_eq!(
+            chain_text(&wrapped),
+            "tunnel error: failed to create underlying connection: tcp connect error: Connection refused"
+        );
+        assert!(find_source::<TcpFailed>(&wrapped).is_some());
+        assert_eq!(find_source::<TunnelFailed>(&wrapped).unwrap().refused, None);
+
+        let said = |text| TunnelFailed::new(Outer(text, None)).refused;
+        assert_eq!(
+            said("tunnel error: proxy authorization required"),
+            Some(TunnelRefused::ProxyAuthRequired)
+        );
+        assert_eq!(
+            said("tunnel error: unsuccessful"),
+            Some(TunnelRefused::Other)
+        );
+        assert_eq!(said("tunnel error: unexpected end of file"), None);
     }
 
     #[test]

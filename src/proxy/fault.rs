@@ -198,7 +198,7 @@ fn causes<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn
 }
 
 /// The first error of type `E` among `error`'s causes: what the stage that failed wrapped.
-pub fn find_source<E: Error + 'static>(error: &legacy::Error) -> Option<&E> {
+pub fn find_source<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a E> {
     causes(error).find_map(|e| e.downcast_ref::<E>())
 }
 
@@ -209,7 +209,7 @@ fn has_io_kind(error: &legacy::Error, kind: std::io::ErrorKind) -> bool {
 }
 
 /// The error and its causes on one line, without the URL (which the caller names by host).
-fn chain_text(error: &legacy::Error) -> String {
+pub fn chain_text(error: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     for text in causes(error).map(|e| e.to_string()) {
         if !parts.iter().any(|p| p.contains(&text)) {
