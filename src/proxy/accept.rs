@@ -28,8 +28,8 @@ const DRAIN: Duration = Duration::from_secs(600);
 /// [`MAX_CONNECTIONS`], or fewer where the process may not open two file descriptors for each
 /// (the client's and its upstream's) and some to spare. Slots are what make room by closing a
 /// connection without the token; with more slots than descriptors (macOS gives a program 256),
-/// idle connections took every descriptor first and sessions were never let in. The soft limit
-/// is raised toward the hard one as far as the proxy needs.
+/// idle connections would take every descriptor first and sessions would never be let in. The
+/// soft limit is raised toward the hard one as far as the proxy needs.
 pub fn connection_limit() -> usize {
     #[cfg(unix)]
     {

@@ -1,6 +1,11 @@
 //! Opening a connection to an upstream: TCP, through the network's proxy where its settings
 //! say so (a CONNECT tunnel for HTTPS, the proxy itself for plain HTTP), then TLS for HTTPS.
 //! The whole of it within [`CONNECT_TIMEOUT`]. hyper-util's client pools what this opens.
+//!
+//! Each stage wraps its failure in its own type ([`DnsFailed`], [`TcpFailed`],
+//! [`TunnelFailed`], [`ProxyTls`], [`UnsupportedProxy`], and [`super::tls::TlsFailed`]), so
+//! [`super::fault`] tells them apart by type. The wrappers show their cause's own words: the
+//! text of a fault is what it was before it was wrapped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,10 +16,12 @@ use std::time::Duration;
 use hyper::Uri;
 use hyper::http::uri::Scheme;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiAddrs, GaiResolver, Name};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::proxy::matcher::Matcher;
 use tower_service::Service;
 
+use super::clues::{Clue, clue};
 use super::io::{BoxError, Conn};
 use super::tls::Tls;
 
@@ -32,11 +39,11 @@ pub fn proxies() -> &'static Matcher {
     MATCHER.get_or_init(Matcher::from_system)
 }
 
-/// TCP keep-alive probes on every connection, as reqwest (the client before this one) sent
-/// them: an upstream or proxy that vanished without a word (a NAT or firewall dropping an idle
-/// flow, a laptop changing networks) is found out in about a minute instead of never, so an
-/// answer being streamed ends with an error instead of hanging the turn, and a dead pooled
-/// connection leaves the pool instead of swallowing the next request.
+/// TCP keep-alive probes on every connection: an upstream or proxy that vanished without a
+/// word (a NAT or firewall dropping an idle flow, a laptop changing networks) is found out in
+/// about a minute instead of never, so an answer being streamed ends with an error instead of
+/// hanging the turn, and a dead pooled connection leaves the pool instead of swallowing the
+/// next request.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_RETRIES: u32 = 3;
@@ -48,7 +55,7 @@ pub fn configure_tcp<R>(tcp: &mut HttpConnector<R>) {
     // Requests and answers are written whole; nothing is gained by waiting to coalesce.
     tcp.set_nodelay(true);
     // Shared among a host's addresses: one that never answers leaves time for the next
-    // (without it the first address took the whole of CONNECT_TIMEOUT).
+    // (without it the first address would take the whole of CONNECT_TIMEOUT).
     tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
     tcp.set_keepalive(Some(KEEPALIVE_IDLE));
     tcp.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
@@ -87,16 +94,110 @@ impl std::error::Error for ProxyTls {
     }
 }
 
+/// The host name of an upstream or proxy could not be resolved.
+#[derive(Debug)]
+pub struct DnsFailed(std::io::Error);
+
+impl std::fmt::Display for DnsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DnsFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The system's resolver, its failures marked as DNS failures.
+#[derive(Clone)]
+pub struct Resolver(GaiResolver);
+
+impl Service<Name> for Resolver {
+    type Response = GaiAddrs;
+    type Error = DnsFailed;
+    type Future = Pin<Box<dyn Future<Output = Result<GaiAddrs, DnsFailed>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), DnsFailed>> {
+        self.0.poll_ready(cx).map_err(DnsFailed)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.0.call(name);
+        Box::pin(async move { resolving.await.map_err(DnsFailed) })
+    }
+}
+
+/// The TCP connection (its host name resolved, then each address tried) failed.
+#[derive(Debug)]
+pub struct TcpFailed(BoxError);
+
+impl std::fmt::Display for TcpFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TcpFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// How a proxy answered a CONNECT it would not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelRefused {
+    /// 407: it wants credentials, or refused the ones given.
+    ProxyAuthRequired,
+    /// Any other answer that is not a success.
+    Other,
+}
+
+/// The tunnel through the network's proxy could not be opened: reaching the proxy failed (the
+/// cause says how), or the proxy refused the CONNECT.
+#[derive(Debug)]
+pub struct TunnelFailed {
+    pub refused: Option<TunnelRefused>,
+    source: BoxError,
+}
+
+impl TunnelFailed {
+    /// hyper-util's tunnel error is of a private type: what the proxy answered is read from its
+    /// words, in [`clue`] and nowhere else.
+    fn new(error: impl Into<BoxError>) -> Self {
+        let source = error.into();
+        let refused = match clue(&source.to_string()) {
+            Some(Clue::ProxyAuthRequired) => Some(TunnelRefused::ProxyAuthRequired),
+            Some(Clue::TunnelRefused) => Some(TunnelRefused::Other),
+            _ => None,
+        };
+        Self { refused, source }
+    }
+}
+
+impl std::fmt::Display for TunnelFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for TunnelFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 /// Opens upstream connections for the client's pool.
 #[derive(Clone)]
 pub struct Connector {
-    tcp: HttpConnector,
+    tcp: HttpConnector<Resolver>,
     tls: Tls,
 }
 
 impl Connector {
     pub fn new(tls: Tls) -> Self {
-        let mut tcp = HttpConnector::new();
+        let mut tcp = HttpConnector::new_with_resolver(Resolver(GaiResolver::new()));
         configure_tcp(&mut tcp);
         Self { tcp, tls }
     }
@@ -120,7 +221,7 @@ impl Connector {
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                let tunneled = tunnel.call(dst.clone()).await?;
+                let tunneled = tunnel.call(dst.clone()).await.map_err(TunnelFailed::new)?;
                 self.tls.handshake(tunneled, host_of(&dst)?).await
             }
             // Plain HTTP goes to the proxy, which is asked for the whole URL.
@@ -134,7 +235,8 @@ impl Connector {
 
     /// Straight to `dst` (an upstream, or a proxy): TCP, and TLS when it is https.
     async fn direct(&self, dst: Uri, peer: Peer) -> Result<Conn, BoxError> {
-        let tcp = self.tcp.clone().call(dst.clone()).await?;
+        let tcp = self.tcp.clone().call(dst.clone()).await;
+        let tcp = tcp.map_err(|e| TcpFailed(e.into()))?;
         let conn = Conn::new(tcp, false);
         if dst.scheme() != Some(&Scheme::HTTPS) {
             return Ok(conn);
@@ -252,6 +354,67 @@ mod tests {
         // Fills the queue; it is never accepted.
         let filler = std::net::TcpStream::connect(address).unwrap();
         (socket, filler)
+    }
+
+    /// An error with a message and a cause, as the client's and hyper-util's are.
+    #[derive(Debug)]
+    struct Outer(&'static str, Option<BoxError>);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused")
+    }
+
+    #[test]
+    fn a_stage_s_wrapper_keeps_its_cause_s_words_and_is_found_by_type() {
+        use crate::proxy::fault::{chain_text, find_source};
+        let tunnel = |cause: BoxError| {
+            Outer(
+                "client error (Connect)",
+                Some(Box::new(Outer(
+                    "tunnel error: failed to create underlying connection",
+                    Some(cause),
+                ))),
+            )
+        };
+        let bare = tunnel(Box::new(Outer("tcp connect error", Some(refused().into()))));
+        let tcp = TcpFailed(Box::new(Outer("tcp connect error", Some(refused().into()))));
+        let wrapped = Outer(
+            "client error (Connect)",
+            Some(Box::new(TunnelFailed::new(Outer(
+                "tunnel error: failed to create underlying connection",
+                Some(Box::new(tcp)),
+            )))),
+        );
+        assert_eq!(chain_text(&wrapped), chain_text(&bare));
+        assert_eq!(
+            chain_text(&wrapped),
+            "tunnel error: failed to create underlying connection: tcp connect error: Connection refused"
+        );
+        assert!(find_source::<TcpFailed>(&wrapped).is_some());
+        assert_eq!(find_source::<TunnelFailed>(&wrapped).unwrap().refused, None);
+
+        let said = |text| TunnelFailed::new(Outer(text, None)).refused;
+        assert_eq!(
+            said("tunnel error: proxy authorization required"),
+            Some(TunnelRefused::ProxyAuthRequired)
+        );
+        assert_eq!(
+            said("tunnel error: unsuccessful"),
+            Some(TunnelRefused::Other)
+        );
+        assert_eq!(said("tunnel error: unexpected end of file"), None);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Why an upstream could not be used, told apart so the caller knows whether another upstream
 //! may help, and said in words that name what to fix.
 
-use std::error::Error as _;
+use std::error::Error;
 
 use hyper::Uri;
 use hyper::http::uri::Scheme;
 use hyper_util::client::legacy;
 
-use super::connect::{CONNECT_TIMEOUT, ProxyTls, UnsupportedProxy, proxies};
+use super::connect::{
+    CONNECT_TIMEOUT, DnsFailed, ProxyTls, TcpFailed, TunnelFailed, TunnelRefused, UnsupportedProxy,
+    proxies,
+};
+use super::tls::{CertProblem, TlsFailed};
 
 /// Why an upstream could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,43 +29,40 @@ pub enum Fault {
 
 impl Fault {
     /// Why sending to `uri` failed: errors while connecting (TCP, the network's proxy, TLS)
-    /// reached nothing; any other means the connection broke with the request under way.
+    /// reached nothing; any other means the connection broke with the request under way. Told
+    /// by the type each connecting stage wrapped its failure in ([`super::connect`]).
     pub fn classify(error: &legacy::Error, uri: &Uri) -> Self {
         let chain = chain_text(error);
-        let lower = chain.to_ascii_lowercase();
-        let tls = ["certificate", "tls", "handshake", "unknownissuer", "ssl"]
-            .iter()
-            .any(|w| lower.contains(w));
-        if error.is_connect() && tls {
+        if !error.is_connect() {
+            return Self::Broken(chain);
+        }
+        let tls = find_source::<TlsFailed>(error);
+        let proxy_tls = find_source::<ProxyTls>(error).is_some();
+        if tls.is_some() || proxy_tls {
             // Through a tunnel TLS is still end to end: the certificate is the upstream's (or
             // the inspecting proxy's), so the cure is the same. An https:// proxy's own
             // certificate is named as the proxy's: the upstream was never contacted.
-            let cause = tls_cause(&lower, &chain);
-            match proxy_for(uri).filter(|_| find_source::<ProxyTls>(error).is_some()) {
+            let cause = tls_cause(tls.and_then(|t| t.certificate), &chain);
+            return match proxy_for(uri).filter(|_| proxy_tls) {
                 Some(proxy) => Self::Tls(format!(
                     "TLS to the proxy {} (from {}) failed: {cause}",
                     proxy.address, proxy.setting
                 )),
                 None => Self::Tls(format!("TLS failed: {cause}")),
-            }
-        } else if error.is_connect() {
-            // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or
-            // the user hunts for a fault in an upstream that was never contacted.
-            match proxy_for(uri) {
-                Some(proxy) => {
-                    let cause = proxy_cause(&proxy, error, &lower, &chain);
-                    let settings = find_source::<UnsupportedProxy>(error).is_some()
-                        || lower.contains("proxy authorization required");
-                    if settings {
-                        Self::Settings(cause)
-                    } else {
-                        Self::Unreachable(cause)
-                    }
-                }
-                None => Self::Unreachable(direct_cause(error, &lower, &chain)),
-            }
+            };
+        }
+        // Behind a proxy, everything up to the tunnel is the proxy's doing: name it, or the
+        // user hunts for a fault in an upstream that was never contacted.
+        let Some(proxy) = proxy_for(uri) else {
+            return Self::Unreachable(direct_cause(error, &chain));
+        };
+        let cause = proxy_cause(&proxy, error, &chain);
+        let settings = find_source::<UnsupportedProxy>(error).is_some()
+            || tunnel_refusal(error) == Some(TunnelRefused::ProxyAuthRequired);
+        if settings {
+            Self::Settings(cause)
         } else {
-            Self::Broken(chain)
+            Self::Unreachable(cause)
         }
     }
 
@@ -85,16 +86,30 @@ impl Fault {
     }
 }
 
-fn direct_cause(error: &legacy::Error, lower: &str, chain: &str) -> String {
-    if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
+fn direct_cause(error: &legacy::Error, chain: &str) -> String {
+    if refused(error) {
         "connection refused".to_string()
-    } else if lower.contains("dns") || lower.contains("lookup") {
+    } else if find_source::<DnsFailed>(error).is_some() {
         "DNS lookup failed (no such host, or no DNS server answered)".to_string()
-    } else if has_io_kind(error, std::io::ErrorKind::TimedOut) || lower.contains("timed out") {
+    } else if has_io_kind(error, std::io::ErrorKind::TimedOut) {
         format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
     } else {
         chain.to_string()
     }
+}
+
+/// Whether the TCP connection was refused (nothing listens there).
+fn refused(error: &legacy::Error) -> bool {
+    find_source::<TcpFailed>(error).is_some_and(|tcp| {
+        causes(tcp)
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
+/// How the proxy refused the tunnel, if it did.
+fn tunnel_refusal(error: &legacy::Error) -> Option<TunnelRefused> {
+    find_source::<TunnelFailed>(error).and_then(|t| t.refused)
 }
 
 /// The proxy a request goes through, as the connector picks it.
@@ -130,7 +145,7 @@ fn proxy_for(uri: &Uri) -> Option<ProxyUse> {
     })
 }
 
-fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, lower: &str, chain: &str) -> String {
+fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, chain: &str) -> String {
     let ProxyUse {
         address,
         setting,
@@ -138,57 +153,52 @@ fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, lower: &str, chain: &str
     } = proxy;
     let which = format!("the proxy {address} (from {setting})");
     if let Some(unsupported) = find_source::<UnsupportedProxy>(error) {
-        format!(
+        return format!(
             "{which} is a {}:// proxy, and keyswitch speaks only to HTTP proxies: set {setting} to an http:// or https:// proxy, or add this host to NO_PROXY",
             unsupported.scheme
-        )
-    } else if lower.contains("proxy authorization required") && *with_credentials {
-        format!(
+        );
+    }
+    match tunnel_refusal(error) {
+        Some(TunnelRefused::ProxyAuthRequired) if *with_credentials => format!(
             "{which} refused the credentials in {setting} (407): check the user name and password there"
-        )
-    } else if lower.contains("proxy authorization required") {
-        format!(
+        ),
+        Some(TunnelRefused::ProxyAuthRequired) => format!(
             "{which} wants credentials (407): put them in {setting} as http://USER:PASSWORD@{address}"
-        )
-    } else if lower.contains("tunnel error: unsuccessful") {
-        format!(
+        ),
+        Some(TunnelRefused::Other) => format!(
             "{which} would not open a tunnel to it; if this host is to be reached directly, add it to NO_PROXY"
-        )
-    } else if has_io_kind(error, std::io::ErrorKind::ConnectionRefused) {
-        format!("{which} refused the connection: is it running, and is {setting} right?")
-    } else if lower.contains("dns") || lower.contains("lookup") {
-        format!("{which}: its host name was not found (DNS): is {setting} right?")
-    } else if has_io_kind(error, std::io::ErrorKind::TimedOut) || lower.contains("timed out") {
-        format!(
+        ),
+        None if refused(error) => {
+            format!("{which} refused the connection: is it running, and is {setting} right?")
+        }
+        None if find_source::<DnsFailed>(error).is_some() => {
+            format!("{which}: its host name was not found (DNS): is {setting} right?")
+        }
+        None if has_io_kind(error, std::io::ErrorKind::TimedOut) => format!(
             "{which} did not answer within {}s",
             CONNECT_TIMEOUT.as_secs()
-        )
-    } else {
-        format!("through {which}: {chain}")
+        ),
+        None => format!("through {which}: {chain}"),
     }
 }
 
-fn tls_cause(lower: &str, chain: &str) -> String {
-    if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-        "the certificate is signed by an unknown authority (set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS to your company's CA file)".to_string()
-    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-        "the certificate is not valid for this host name".to_string()
-    } else if lower.contains("expired") {
-        "the certificate has expired".to_string()
-    } else {
-        chain.to_string()
+fn tls_cause(certificate: Option<CertProblem>, chain: &str) -> String {
+    match certificate {
+        Some(CertProblem::UnknownIssuer) => "the certificate is signed by an unknown authority (set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS to your company's CA file)".to_string(),
+        Some(CertProblem::NotValidForName) => "the certificate is not valid for this host name".to_string(),
+        Some(CertProblem::Expired) => "the certificate has expired".to_string(),
+        None => chain.to_string(),
     }
 }
 
-/// `error`'s causes, nearest first (the client's own error says only "client error").
-fn causes(error: &legacy::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    std::iter::successors(error.source(), |e: &&(dyn std::error::Error + 'static)| {
-        (*e).source()
-    })
+/// `error`'s causes, nearest first, without `error` itself (the client's own error says only
+/// "client error").
+fn causes<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(error.source(), |e: &&(dyn Error + 'static)| (*e).source())
 }
 
-/// The first error of type `E` among `error`'s causes.
-pub fn find_source<E: std::error::Error + 'static>(error: &legacy::Error) -> Option<&E> {
+/// The first error of type `E` among `error`'s causes: what the stage that failed wrapped.
+pub fn find_source<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a E> {
     causes(error).find_map(|e| e.downcast_ref::<E>())
 }
 
@@ -199,7 +209,7 @@ fn has_io_kind(error: &legacy::Error, kind: std::io::ErrorKind) -> bool {
 }
 
 /// The error and its causes on one line, without the URL (which the caller names by host).
-fn chain_text(error: &legacy::Error) -> String {
+pub fn chain_text(error: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     for text in causes(error).map(|e| e.to_string()) {
         if !parts.iter().any(|p| p.contains(&text)) {

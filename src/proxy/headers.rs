@@ -82,7 +82,7 @@ pub fn forwarded_headers(client: &HeaderMap) -> HeaderMap {
     headers.remove(header::AUTHORIZATION);
     // A 400 is read to tell a spent balance from a bad request, and the proxy decodes no
     // compression: asked for gzip (Claude Code asks for it, and for br and zstd), an upstream
-    // that compressed its credit-balance error sent the turn down on the spent key. Answers
+    // that compressed its credit-balance error would send the turn down on the spent key. Answers
     // (output tokens) are small beside the requests, so little is lost on the upstream's link.
     headers.insert(
         header::ACCEPT_ENCODING,

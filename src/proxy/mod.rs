@@ -7,6 +7,7 @@
 
 mod accept;
 mod body;
+mod clues;
 mod connect;
 pub mod control;
 pub mod decide;

@@ -1,8 +1,9 @@
-//! TLS to upstreams with the platform's library: rustls (ring) and the OS trust store on
-//! Linux, native-tls (Security.framework, SChannel, so the user's keychain and certificate store
-//! settings) on macOS and Windows. Everywhere plus the CA files Claude Code users behind a
-//! TLS-inspecting proxy already set: `SSL_CERT_FILE` and `NODE_EXTRA_CA_CERTS`. ALPN offers
-//! HTTP/2, then HTTP/1.1.
+//! TLS to upstreams with the platform's library: native-tls (Security.framework, SChannel, so
+//! the user's keychain and certificate store settings) on macOS and Windows, rustls (ring) and
+//! the OS trust store everywhere else (Linux, the BSDs). Everywhere plus the CA files Claude
+//! Code users behind a TLS-inspecting proxy already set: `SSL_CERT_FILE` and
+//! `NODE_EXTRA_CA_CERTS`. ALPN offers HTTP/2, then HTTP/1.1. A failed handshake is a
+//! [`TlsFailed`], with what was wrong with the certificate where the library says.
 
 use std::path::PathBuf;
 
@@ -13,11 +14,40 @@ use rustls_pki_types::pem::PemObject;
 
 use super::io::{BoxError, Conn};
 
+/// What was wrong with the peer's certificate, as the TLS library put it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProblem {
+    /// Signed by an authority the trust store does not hold.
+    UnknownIssuer,
+    NotValidForName,
+    Expired,
+}
+
+/// The TLS handshake failed: the TLS library refused the peer (its certificate, its protocol),
+/// or the peer hung up during the handshake.
+#[derive(Debug)]
+pub struct TlsFailed {
+    pub certificate: Option<CertProblem>,
+    source: BoxError,
+}
+
+impl std::fmt::Display for TlsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for TlsFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 /// The protocols offered to an upstream, in order of preference.
 const ALPN: [&str; 2] = ["h2", "http/1.1"];
 /// To an https:// proxy, none: the CONNECT (or plain-HTTP request) sent through it is
 /// HTTP/1.1, and a proxy that was offered h2 and took it would read that as a broken HTTP/2
-/// connection. No ALPN at all is what reqwest sent and what curl sends.
+/// connection. No ALPN at all, as curl sends to a proxy.
 const PROXY_ALPN: [&str; 0] = [];
 
 /// One certificate from a CA file named by the environment.
@@ -84,7 +114,7 @@ fn extra_roots() -> Vec<ExtraRoot> {
     roots
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(not(any(target_os = "macos", windows)))]
 mod platform {
     use std::sync::Arc;
 
@@ -137,13 +167,44 @@ mod platform {
 
     async fn connect(tls: &TlsConnector, io: Conn, host: &str) -> Result<Conn, BoxError> {
         let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
-        let stream = tls.connect(name, TokioIo::new(io)).await?;
+        let stream = tls.connect(name, TokioIo::new(io)).await;
+        let stream = stream.map_err(handshake_error)?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok(Conn::new(TokioIo::new(stream), h2))
     }
+
+    /// rustls's refusal (inside the I/O error tokio-rustls makes of it) or a peer that hung up
+    /// mid-handshake is a [`TlsFailed`]; any other I/O error is the network's.
+    fn handshake_error(error: std::io::Error) -> BoxError {
+        let certificate = match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::InvalidCertificate(problem)) => cert_problem(problem),
+            Some(_) => None,
+            None if error.kind() == std::io::ErrorKind::UnexpectedEof => None,
+            None => return error.into(),
+        };
+        Box::new(TlsFailed {
+            certificate,
+            source: error.into(),
+        })
+    }
+
+    fn cert_problem(problem: &rustls::CertificateError) -> Option<CertProblem> {
+        use rustls::CertificateError as E;
+        match problem {
+            E::UnknownIssuer => Some(CertProblem::UnknownIssuer),
+            E::NotValidForName | E::NotValidForNameContext { .. } => {
+                Some(CertProblem::NotValidForName)
+            }
+            E::Expired | E::ExpiredContext { .. } => Some(CertProblem::Expired),
+            _ => None,
+        }
+    }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(target_os = "macos", windows))]
 mod platform {
     use super::*;
 
@@ -206,9 +267,26 @@ mod platform {
         io: Conn,
         host: &str,
     ) -> Result<Conn, BoxError> {
-        let stream = tls.connect(host, TokioIo::new(io)).await?;
+        let stream = tls.connect(host, TokioIo::new(io)).await;
+        let stream = stream.map_err(handshake_error)?;
         let h2 = matches!(stream.get_ref().negotiated_alpn(), Ok(Some(p)) if p == b"h2");
         Ok(Conn::new(TokioIo::new(stream), h2))
+    }
+
+    /// native-tls's errors are one type for every case: what was wrong with the certificate
+    /// is read from the platform's words.
+    fn handshake_error(error: native_tls::Error) -> BoxError {
+        use super::super::clues::{Clue, clue};
+        let certificate = match clue(&error.to_string()) {
+            Some(Clue::UnknownIssuer) => Some(CertProblem::UnknownIssuer),
+            Some(Clue::NotValidForName) => Some(CertProblem::NotValidForName),
+            Some(Clue::Expired) => Some(CertProblem::Expired),
+            _ => None,
+        };
+        Box::new(TlsFailed {
+            certificate,
+            source: error.into(),
+        })
     }
 }
 

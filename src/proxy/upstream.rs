@@ -82,7 +82,7 @@ const UNPROCESSED_RETRIES: usize = 2;
 /// (even a POST) cannot do it twice (RFC 9113 8.7): its stream was refused (REFUSED_STREAM: a
 /// server at its stream limit, or shedding load), or it was above the last stream a server
 /// going away gracefully (GOAWAY, NO_ERROR: connections being recycled) will answer. hyper's
-/// pool then hands out another connection; without this the turn failed with a 502.
+/// pool then hands out another connection; without this the turn would fail with a 502.
 fn unprocessed(error: &legacy::Error) -> bool {
     find_source::<h2::Error>(error).is_some_and(|e| {
         e.is_remote()
