@@ -132,7 +132,7 @@ pub fn follow_active_key(
     let Some(record) = load_record(dirs)? else {
         return Ok(());
     };
-    if crate::proxy::control::load_settings(dirs)?.is_some() {
+    if crate::mode::Mode::load(dirs)?.is_proxy() {
         // Proxy mode: the proxy picks the key per request, and ANTHROPIC_BASE_URL stays on the
         // proxy (moving it would send the token to an endpoint).
         return Ok(());

@@ -15,6 +15,7 @@ use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, Slot, TTL_VAR, has_hook, is_our_helper,
 };
 use crate::config::Config;
+use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};
 use crate::proxy::control::{self, Probe};
 use crate::select::Availability;
@@ -50,8 +51,9 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
     };
     check_keys(&mut r, ctx, &config)?;
-    check_settings(&mut r, ctx)?;
-    check_proxy(&mut r, ctx)?;
+    let mode = Mode::load(&ctx.dirs);
+    check_settings(&mut r, ctx, proxy_chosen(&mode))?;
+    check_proxy(&mut r, ctx, mode)?;
     check_project_overrides(&mut r)?;
     check_claude_version(&mut r)?;
     finish(r)
@@ -206,7 +208,7 @@ fn is_placeholder_endpoint(endpoint: &str) -> bool {
         || host.ends_with(".invalid")
 }
 
-fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
+fn check_settings(r: &mut Report, ctx: &Context, proxy_mode: bool) -> Result<()> {
     let record = load_record(&ctx.dirs)?;
     let settings = match &record {
         Some(rec) => SettingsFile {
@@ -232,7 +234,6 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
             "run keyswitch install",
         )?,
     }
-    let proxy_mode = control::settings_path(&ctx.dirs).exists();
     if has_hook(&map) && proxy_mode {
         r.ok("the StopFailure hook is in place (in proxy mode it only logs: the proxy switches keys within the request)")?;
     } else if has_hook(&map) {
@@ -272,10 +273,12 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
 
 /// Proxy mode: the settings point at the proxy, and the port is the proxy's (or free, for `get`
 /// to start it on).
-fn check_proxy(r: &mut Report, ctx: &Context) -> Result<()> {
-    let proxy = match control::load_settings(&ctx.dirs) {
-        Ok(Some(proxy)) => proxy,
-        Ok(None) => return r.info("helper mode (keyswitch install --proxy turns on proxy mode)"),
+fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> {
+    let proxy = match mode {
+        Ok(Mode::Proxy(proxy)) => proxy,
+        Ok(Mode::Helper) => {
+            return r.info("helper mode (keyswitch install --proxy turns on proxy mode)");
+        }
         Err(e) => {
             return r.fix("the proxy settings", &crate::error::one_line(&e));
         }

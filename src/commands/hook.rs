@@ -61,11 +61,7 @@ fn run(ctx: &Context) -> Result<()> {
         );
     }
 
-    if crate::proxy::control::load_settings(&ctx.dirs)
-        .ok()
-        .flatten()
-        .is_some()
-    {
+    if crate::mode::Mode::load(&ctx.dirs)?.is_proxy() {
         // The session holds a token, not a key, and the proxy already marked whatever failed:
         // an error that reaches Claude Code was the proxy's own answer.
         return ignored(

@@ -17,23 +17,26 @@ use crate::claude::wiring::{
 use crate::endpoint::{Endpoint, PUBLIC_API};
 use crate::error::refuse;
 use crate::fileio::set_aside;
+use crate::mode::Mode;
 use crate::pool::Pool;
-use crate::proxy::control::{self, Probe, ProxySettings};
+use crate::proxy::control::{self, Probe};
+use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
 
-/// Helper mode (the session gets a key) or proxy mode (the session gets a token for the proxy).
+/// The mode asked for: helper mode (the session gets a key) or proxy mode (the session gets a
+/// token for the proxy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum Wanted {
     Helper,
     /// On the address given, else the one proxy mode already uses, else the default port.
     Proxy(Option<SocketAddr>),
 }
 
-impl Mode {
+impl Wanted {
     pub fn from_flags(proxy: bool, listen: Option<&str>) -> Result<Self> {
         Ok(match (proxy, listen) {
             (false, _) => Self::Helper,
             (true, None) => Self::Proxy(None),
-            (true, Some(text)) => Self::Proxy(Some(control::parse_listen(text)?)),
+            (true, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
         })
     }
 }
@@ -43,7 +46,7 @@ pub fn install(
     settings: Option<&Path>,
     force: bool,
     max_retries: Option<u32>,
-    mode: Mode,
+    wanted: Wanted,
 ) -> Result<()> {
     let settings = SettingsFile::locate(settings)?;
     let (helper, hook) = our_commands()?;
@@ -99,14 +102,15 @@ pub fn install(
 
     // Proxy mode: the port must be free (or ours) before anything changes, and the upstream is
     // where the user's requests went until now.
-    // The proxy running now (if any) started with the settings in force until now.
-    let previous_proxy = control::load_settings(&ctx.dirs).ok().flatten();
-    let proxy = match mode {
-        Mode::Helper => None,
-        Mode::Proxy(listen) => {
+    // The proxy running now (if any) started with the settings in force until now; a damaged
+    // proxy.json is what this install replaces.
+    let previous_proxy = Mode::load(&ctx.dirs).ok().and_then(Mode::proxy);
+    let proxy = match wanted {
+        Wanted::Helper => None,
+        Wanted::Proxy(listen) => {
             let listen = listen
                 .or(previous_proxy.as_ref().map(|p| p.listen))
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], control::DEFAULT_PORT)));
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
             check_port_usable(listen)?;
             let proxy_url = format!("http://{listen}");
             let upstream = prior_base_url(&ctx.dirs, &base, &snapshot.map, &proxy_url)?;
@@ -129,7 +133,7 @@ pub fn install(
     // Written before the settings point at the proxy: a session must never send a real key to
     // a loopback port because proxy mode is half on.
     if let Some(proxy) = &proxy {
-        control::save_settings(&ctx.dirs, proxy)?;
+        proxy_settings::save(&ctx.dirs, proxy)?;
     }
 
     let target = settings.target()?;
@@ -170,7 +174,7 @@ pub fn install(
             ),
         },
         None => {
-            control::remove_settings(&ctx.dirs)?;
+            proxy_settings::remove(&ctx.dirs)?;
             if had_proxy {
                 eprintln!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
             }
@@ -321,12 +325,13 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         _ => {}
     }
     // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
-    if let Ok(Some(current)) = control::load_settings(&ctx.dirs)
+    // A damaged proxy.json names no proxy to stop; it goes all the same.
+    if let Ok(Mode::Proxy(current)) = Mode::load(&ctx.dirs)
         && stop_proxy(&ctx.dirs, &current)
     {
         eprintln!("keyswitch: stopped the proxy");
     }
-    control::remove_settings(&ctx.dirs)?;
+    proxy_settings::remove(&ctx.dirs)?;
     // A settings file that keyswitch itself created, and that holds nothing else, goes too.
     if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
         let _ = std::fs::remove_file(settings.target()?);
@@ -437,9 +442,9 @@ fn prior_base_url(
                 .filter(|u| !u.trim().is_empty() && u != proxy_url)
         })
         .or_else(|| {
-            control::load_settings(dirs)
+            Mode::load(dirs)
                 .ok()
-                .flatten()
+                .and_then(Mode::proxy)
                 .map(|p| p.upstream)
         })
         .unwrap_or_else(|| PUBLIC_API.to_string());

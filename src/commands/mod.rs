@@ -84,7 +84,7 @@ pub fn run(command: Command) -> Result<()> {
             settings.as_deref(),
             force,
             max_retries,
-            install::Mode::from_flags(proxy, listen.as_deref())?,
+            install::Wanted::from_flags(proxy, listen.as_deref())?,
         ),
         Command::Proxy(action) => proxy::run(&ctx, action),
         Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),

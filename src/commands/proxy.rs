@@ -5,10 +5,11 @@ use anyhow::Result;
 use super::{Context, out};
 use crate::cli::ProxyAction;
 use crate::error::refuse;
+use crate::mode::Mode;
 use crate::proxy::control::{self, Probe};
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
-    let Some(settings) = control::load_settings(&ctx.dirs)? else {
+    let Mode::Proxy(settings) = Mode::load(&ctx.dirs)? else {
         // Helper mode: nothing runs, so status says so and stop has nothing to do.
         return match action {
             ProxyAction::Status { json: true } => out(

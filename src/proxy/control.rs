@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +14,10 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::error::refuse;
-use crate::fileio::{Durability, WriteLock, private_options, read_optional, replace_file};
+use crate::fileio::{WriteLock, private_options, read_optional};
 use crate::paths::{Dirs, ensure_private_dir};
+use crate::proxy_settings::ProxySettings;
 
-/// The port `keyswitch install --proxy` uses unless `--listen` says otherwise.
-/// Below every OS's range of ports for outgoing connections (Linux 32768–60999, macOS and
-/// Windows 49152–65535), so a random outgoing connection never holds it.
-pub const DEFAULT_PORT: u16 = 27329;
 /// What the proxy's health answer calls itself, to tell it from another program on the port.
 pub const SERVICE: &str = "keyswitch-proxy";
 pub const HEALTH_PATH: &str = "/_keyswitch/health";
@@ -37,100 +33,10 @@ const START_DEADLINE: Duration = Duration::from_secs(5);
 /// must not hang Claude Code's helper.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// Proxy mode's settings, written by `keyswitch install --proxy`; absent in helper mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxySettings {
-    /// The loopback address the proxy listens on.
-    pub listen: SocketAddr,
-    /// Where requests go for keys without an endpoint of their own: the base URL the user had
-    /// before installing.
-    pub upstream: String,
-}
-
-impl ProxySettings {
-    /// The `ANTHROPIC_BASE_URL` Claude Code is given.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.listen)
-    }
-}
-
-pub fn settings_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("proxy.json")
-}
-
-/// The proxy settings when proxy mode is on.
-pub fn load_settings(dirs: &Dirs) -> Result<Option<ProxySettings>> {
-    let path = settings_path(dirs);
-    let bytes = match read_optional(&path) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
-        // A file where the state folder should be holds no proxy settings; `get` carries on
-        // as with any unreadable state.
-        Err(e)
-            if e.root_cause()
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotADirectory) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        anyhow!(
-            "{} is damaged ({e}): run `keyswitch install --proxy` again",
-            path.display()
-        )
-    })
-}
-
-pub fn save_settings(dirs: &Dirs, settings: &ProxySettings) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(settings).context("cannot encode proxy settings")?;
-    bytes.push(b'\n');
-    replace_file(&settings_path(dirs), &bytes, Durability::Synced)
-}
-
-pub fn remove_settings(dirs: &Dirs) -> Result<()> {
-    match std::fs::remove_file(settings_path(dirs)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", settings_path(dirs).display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Parses `--listen`: a loopback `IP:PORT` (or a bare port); anything reachable from another
-/// machine is refused, since the token is the only thing between it and the keys.
-pub fn parse_listen(text: &str) -> Result<SocketAddr> {
-    let text = text.trim();
-    let how = "give a loopback address like 127.0.0.1:27329";
-    let addr: SocketAddr = match text.parse::<u16>() {
-        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
-        Err(_) => text
-            .parse()
-            .map_err(|_| refuse(format!("--listen '{text}' is not IP:PORT: {how}")))?,
-    };
-    if !addr.ip().is_loopback() {
-        return Err(refuse(format!(
-            "--listen {addr} is not a loopback address: the proxy only listens on this machine; {how}"
-        )));
-    }
-    if addr.port() == 0 {
-        return Err(refuse(format!(
-            "--listen {addr} has no port: Claude Code needs a fixed one; {how}"
-        )));
-    }
-    Ok(addr)
-}
-
-fn token_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("proxy-token")
-}
-
 /// The local access token, created on first use: 256 random bits, in a file only the user can
 /// read. Two processes creating it at once agree on one (the first `create_new` wins).
 pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
-    let path = token_path(dirs);
+    let path = dirs.proxy_token_file();
     if let Some(token) = read_token(&path)? {
         return Ok(token);
     }
@@ -309,7 +215,7 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
         return Ok(health);
     }
     // One starter at a time; the others find its proxy running when they get the lock.
-    let _starting = WriteLock::acquire(&dirs.state.join("proxy-start.lock"))?;
+    let _starting = WriteLock::acquire(&dirs.proxy_start_lock())?;
     match probe(settings.listen) {
         Probe::Ours(health) if current(&health) => return Ok(health),
         Probe::Ours(old) => {
@@ -335,7 +241,7 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
 
 fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     let exe = std::env::current_exe().context("cannot tell where the keyswitch binary is")?;
-    let log = log_path(dirs);
+    let log = dirs.proxy_log();
     let log_file = private_options()
         .create(true)
         .append(true)
@@ -396,12 +302,6 @@ fn detach(command: &mut Command) {
     }
 }
 
-/// Where a background proxy's stderr goes: start-up failures and one line per start and stop.
-/// Never a request, a body, a token or a secret.
-pub fn log_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("proxy.log")
-}
-
 fn last_log_line(path: &Path, from: u64) -> Option<String> {
     let bytes = read_optional(path).ok()??;
     let fresh = bytes.get(from as usize..)?;
@@ -440,28 +340,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listen_is_loopback_only() {
-        assert_eq!(
-            parse_listen("127.0.0.1:9000").unwrap(),
-            "127.0.0.1:9000".parse().unwrap()
-        );
-        assert_eq!(
-            parse_listen("9000").unwrap(),
-            "127.0.0.1:9000".parse().unwrap()
-        );
-        assert!(parse_listen("[::1]:9000").is_ok());
-        for bad in [
-            "0.0.0.0:9000",
-            "192.168.1.2:80",
-            "127.0.0.1:0",
-            "x",
-            "127.0.0.1",
-        ] {
-            assert!(parse_listen(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn the_token_is_created_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = Dirs {
@@ -475,7 +353,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(token_path(&dirs))
+            let mode = std::fs::metadata(dirs.proxy_token_file())
                 .unwrap()
                 .permissions()
                 .mode();

@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::endpoint::Endpoint;
 use crate::paths::Dirs;
-use control::ProxySettings;
+use crate::proxy_settings::ProxySettings;
 
 /// Now, in whole seconds: what the state file and the event log keep, as everywhere else.
 pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
