@@ -17,7 +17,8 @@ use crate::claude::wiring::{
 use crate::config::Config;
 use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};
-use crate::proxy::control::{self, Probe};
+use crate::proxy_client::{Probe, probe};
+use crate::proxy_protocol::VERSION;
 use crate::select::Availability;
 
 /// StopFailure hooks exist since this Claude Code version (claude-code-facts.md).
@@ -310,8 +311,8 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
             "run keyswitch install --proxy",
         )?;
     }
-    match control::probe(proxy.listen) {
-        Probe::Ours(health) if health.version == env!("CARGO_PKG_VERSION") => r.ok(&format!(
+    match probe(proxy.listen) {
+        Probe::Ours(health) if health.version == VERSION => r.ok(&format!(
             "the proxy runs on {} (pid {})",
             health.listen, health.pid
         )),

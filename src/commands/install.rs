@@ -19,7 +19,8 @@ use crate::error::refuse;
 use crate::fileio::set_aside;
 use crate::mode::Mode;
 use crate::pool::Pool;
-use crate::proxy::control::{self, Probe};
+use crate::proxy::control;
+use crate::proxy_client::{Probe, probe};
 use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
 
 /// The mode asked for: helper mode (the session gets a key) or proxy mode (the session gets a
@@ -367,7 +368,8 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
 /// Stops the proxy running with `current` settings; true when one did. Best effort: a proxy
 /// that does not stop is reported, and its settings go anyway.
 fn stop_proxy(dirs: &crate::paths::Dirs, current: &ProxySettings) -> bool {
-    let stopped = control::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
+    let stopped =
+        crate::proxy_token::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
     match stopped {
         Ok(stopped) => stopped,
         Err(e) => {
@@ -388,7 +390,7 @@ fn check_port_usable(listen: SocketAddr) -> Result<()> {
             "port {listen} is taken ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
         ))
     };
-    match control::probe(listen) {
+    match probe(listen) {
         Probe::Ours(_) => Ok(()),
         Probe::Foreign(what) => Err(taken(&what)),
         // Nothing answers, but a socket in the way (an outgoing connection's, one closing)

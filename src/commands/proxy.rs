@@ -6,7 +6,9 @@ use super::{Context, out};
 use crate::cli::ProxyAction;
 use crate::error::refuse;
 use crate::mode::Mode;
-use crate::proxy::control::{self, Probe};
+use crate::proxy::control;
+use crate::proxy_client::{Probe, probe};
+use crate::proxy_token::ensure_token;
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
     let Mode::Proxy(settings) = Mode::load(&ctx.dirs)? else {
@@ -39,7 +41,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Stop => {
-            let token = control::ensure_token(&ctx.dirs)?;
+            let token = ensure_token(&ctx.dirs)?;
             if control::stop_at(settings.listen, &token)? {
                 eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
             } else {
@@ -48,14 +50,14 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Status { json } => {
-            let probe = control::probe(settings.listen);
-            if let Probe::Foreign(what) = &probe {
+            let answer = probe(settings.listen);
+            if let Probe::Foreign(what) = &answer {
                 eprintln!(
                     "keyswitch: warning: another program holds {} ({what}): choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
                     settings.listen
                 );
             }
-            let health = match probe {
+            let health = match answer {
                 Probe::Ours(health) => Some(health),
                 _ => None,
             };

@@ -17,12 +17,12 @@ use jiff::Timestamp;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::control::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 use super::decide::{self, ERROR_BODY_LIMIT, Verdict};
 use super::keys::{KeyPool, View};
 use super::upstream::{Bases, Client, Fault};
 use super::whole_seconds_now;
 use crate::endpoint::Endpoint;
+use crate::proxy_protocol::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 use crate::select::{Availability, candidates};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
