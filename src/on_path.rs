@@ -42,7 +42,7 @@ pub fn command_name() -> String {
     }
     this_binary()
         .ok()
-        .and_then(|p| p.to_str().map(crate::claude::wiring::shell_quote))
+        .and_then(|p| p.to_str().map(crate::claude::command_path::shell_quote))
         .unwrap_or_else(|| "keyswitch".to_owned())
 }
 

@@ -9,11 +9,11 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{Context, open_keychain, out};
-use crate::claude::live::load_record;
+use crate::claude::hook_entry::has_hook;
+use crate::claude::install_record::load_record;
 use crate::claude::settings_file::SettingsFile;
-use crate::claude::wiring::{
-    BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, Slot, TTL_VAR, has_hook, is_our_helper,
-};
+use crate::claude::slot::Slot;
+use crate::claude::wiring::{BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper};
 use crate::config::Config;
 use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};

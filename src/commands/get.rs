@@ -13,7 +13,7 @@ use anyhow::{Result, anyhow};
 use jiff::Timestamp;
 
 use super::{Context, open_keychain};
-use crate::claude::wiring::InstallRecord;
+use crate::claude::install_record::InstallRecord;
 use crate::claude::{live, sessions};
 use crate::endpoint::{Endpoint, key_belongs, redact_url, session_endpoint};
 use crate::mode::Mode;

@@ -8,11 +8,15 @@ use anyhow::{Context as _, Result, anyhow};
 use serde_json::{Map, Value, json};
 
 use super::Context;
-use crate::claude::live::{self, apply_base_url, load_record};
+use crate::claude::command_path::shell_quote;
+use crate::claude::hook_entry::{ensure_hook, has_hook, remove_hook};
+use crate::claude::install_record::{InstallRecord, load_record, note_created};
+use crate::claude::live::apply_base_url;
+use crate::claude::settings_change::change_settings;
 use crate::claude::settings_file::{SettingsFile, backup_path};
+use crate::claude::slot::Slot;
 use crate::claude::wiring::{
-    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR,
-    ensure_hook, has_hook, is_our_helper, note_created, recovered_record, remove_hook, shell_quote,
+    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, TTL_VAR, is_our_helper, recovered_record,
 };
 use crate::endpoint::{Endpoint, PUBLIC_API};
 use crate::error::refuse;
@@ -139,26 +143,25 @@ pub fn install(
 
     let target = settings.target()?;
     let active = pool.active_key(now).cloned();
-    let (written, _) =
-        live::change_settings(&ctx.dirs, &settings, saved.as_ref(), &base, |map, rec| {
-            if !target.exists() {
-                note_created(&mut rec.created, "file");
+    let (written, _) = change_settings(&ctx.dirs, &settings, saved.as_ref(), &base, |map, rec| {
+        if !target.exists() {
+            note_created(&mut rec.created, "file");
+        }
+        rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
+        ensure_hook(map, rec, &hook);
+        rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
+        if let Some(n) = max_retries {
+            rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
+        }
+        match &proxy {
+            Some(proxy) => {
+                rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
+                rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
             }
-            rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
-            ensure_hook(map, rec, &hook);
-            rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
-            if let Some(n) = max_retries {
-                rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
-            }
-            match &proxy {
-                Some(proxy) => {
-                    rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
-                    rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
-                }
-                None => apply_base_url(map, rec, &pool.config, active.as_ref()),
-            }
-            Ok(())
-        })?;
+            None => apply_base_url(map, rec, &pool.config, active.as_ref()),
+        }
+        Ok(())
+    })?;
     drop(pool);
     // A running proxy keeps the listen address and upstream it started with: stop it, and in
     // proxy mode start the new one now, so a problem shows here rather than in Claude Code.
@@ -259,7 +262,7 @@ fn is_wired(map: &Map<String, Value>) -> bool {
 pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let record_file = live::record_path(&ctx.dirs);
+    let record_file = ctx.dirs.install_record();
     let (record, damaged) = match load_record(&ctx.dirs) {
         Ok(record) => (record, None),
         // A way out that loses nothing: keep the damaged record aside and fall back on what is
@@ -298,13 +301,9 @@ pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         |map| {
             let mut notes = Vec::new();
             let mut rec = record.clone();
-            let ids: Vec<String> = rec.entries.keys().cloned().collect();
+            let ids: Vec<_> = rec.entries.keys().cloned().collect();
             for id in &ids {
-                let slot = match id.strip_prefix("env.") {
-                    Some(var) => Slot::Env(var),
-                    None => Slot::Top(id),
-                };
-                notes.extend(rec.restore(map, slot));
+                notes.extend(rec.restore(map, id.slot()));
             }
             // Whatever the record says, keyswitch's own helper does not stay behind.
             if map
@@ -426,7 +425,7 @@ fn prior_base_url(
 ) -> Result<String> {
     let slot = Slot::Env(BASE_URL_VAR);
     let current = slot.get(settings).and_then(Value::as_str);
-    let recorded = record.entries.get("env.ANTHROPIC_BASE_URL");
+    let recorded = record.entries.get(&slot.id());
     let from_settings = match recorded {
         // keyswitch set the value: what it replaced is the user's (unless they changed it since).
         Some(entry) if current == entry.ours.as_str() => entry
