@@ -9,6 +9,7 @@ pub mod cooldown;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+mod failpoints;
 pub mod fileio;
 pub mod mode;
 pub mod notify;

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::settings_file::fail_point;
 use super::slot::{Slot, SlotId};
+use crate::failpoints::fail_point;
 use crate::fileio::{Durability, read_optional, replace_file};
 use crate::paths::Dirs;
 

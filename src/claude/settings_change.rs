@@ -5,7 +5,8 @@ use anyhow::Result;
 use serde_json::{Map, Value};
 
 use super::install_record::{InstallRecord, note_created, save_record};
-use super::settings_file::{SettingsFile, crash_point};
+use super::settings_file::SettingsFile;
+use crate::failpoints::crash_point;
 use crate::paths::Dirs;
 
 /// Changes the settings so that a failure or a kill at any instant leaves something

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::json_doc::{self, Node};
 use super::wiring::wrong_type;
+use crate::failpoints::crash_point;
 use crate::fileio::{
     Durability, TEMP_PREFIX, persist_retrying, read_optional, replace_file, temp_file_holding,
 };
@@ -313,31 +314,6 @@ fn sweep_stale_temp_files(dir: &Path) {
             let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-/// Test builds only: `KEYSWITCH_TEST_CRASH_AT=<name>` aborts the process at the named point,
-/// as a `kill -9` there would, so tests can check every step leaves something recoverable.
-/// Release builds compile this to nothing.
-pub fn crash_point(name: &str) {
-    #[cfg(debug_assertions)]
-    if std::env::var_os("KEYSWITCH_TEST_CRASH_AT").is_some_and(|v| v == name) {
-        std::process::abort();
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-}
-
-/// Test builds only: `KEYSWITCH_TEST_FAIL_AT=<name>` makes the named step fail as a full disk
-/// would (root, which the tests run as, cannot be stopped by permissions). Release builds
-/// compile this to nothing.
-pub fn fail_point(name: &str) -> Result<()> {
-    #[cfg(debug_assertions)]
-    if std::env::var_os("KEYSWITCH_TEST_FAIL_AT").is_some_and(|v| v == name) {
-        bail!("{name} failed (KEYSWITCH_TEST_FAIL_AT)");
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-    Ok(())
 }
 
 #[cfg(unix)]
