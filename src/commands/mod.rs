@@ -14,6 +14,7 @@ mod reauthorize;
 mod remove;
 mod reset;
 mod status;
+mod uninstall;
 
 use anyhow::Result;
 use jiff::ZonedDateTime;
@@ -87,7 +88,7 @@ pub fn run(command: Command) -> Result<()> {
             install::Wanted::from_flags(proxy, listen.as_deref())?,
         ),
         Command::Proxy(action) => proxy::run(&ctx, action),
-        Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),
+        Command::Uninstall { settings } => uninstall::run(&ctx, settings.as_deref()),
         Command::Hook(HookEvent::StopFailure) => {
             crate::store::forbid_dialogs();
             hook::stop_failure(&ctx);
