@@ -1,6 +1,6 @@
 //! Claude Code's user settings file as a file: where it is, reading it strictly, replacing it
 //! atomically without losing a concurrent edit, and touching it so running sessions re-run
-//! the helper (claude-code-facts.md: any change, even only the mtime, does that).
+//! the helper (docs/facts/claude-code-facts.md: any change, even only the mtime, does that).
 
 use std::fs;
 use std::io::ErrorKind;
@@ -155,7 +155,7 @@ impl SettingsFile {
     /// that before the file is touched, so it can be made durable first.
     ///
     /// Another writer (Claude Code itself, when the user allows a tool) does not lock, so the
-    /// file is replaced compare-and-swap style (see [`swap_in`]); when someone else wrote it
+    /// file is replaced compare-and-swap style (see `swap_in`); when someone else wrote it
     /// meanwhile, the plan is applied afresh to their version, so their edit is not lost.
     /// Returns whether the file was written, and the plan's result for the version written.
     pub fn update<T>(

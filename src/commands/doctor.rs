@@ -22,7 +22,7 @@ use crate::proxy_protocol::VERSION;
 use crate::select::Availability;
 use crate::store::Keychain;
 
-/// StopFailure hooks exist since this Claude Code version (claude-code-facts.md).
+/// StopFailure hooks exist since this Claude Code version (docs/facts/claude-code-facts.md).
 const MIN_CLAUDE: (u64, u64, u64) = (2, 1, 78);
 
 struct Report {
