@@ -46,6 +46,10 @@ pub fn command_name() -> String {
         .unwrap_or_else(|| "keyswitch".to_owned())
 }
 
+/// Hand-written rather than the `which` crate (doctor's lookup of `claude`): `which` skips a
+/// file without the executable bit, and a `keyswitch` that is not executable is still one the
+/// user meant to run, so doctor names it (this module's tests pin that) instead of saying
+/// none is on PATH.
 fn classify(path: Option<OsString>, me: Option<&Path>, launcher: Option<&Path>) -> OnPath {
     let name = format!("keyswitch{}", std::env::consts::EXE_SUFFIX);
     let Some(found) = path.and_then(|path| {

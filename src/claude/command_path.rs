@@ -3,6 +3,9 @@
 
 /// Writes a path so the shell Claude Code runs the command through reads it as that path:
 /// `/bin/sh` on Linux and macOS, quoted when it needs it; see [`windows_command_path`].
+/// Hand-written rather than `shlex::try_quote`: shlex writes `/it's` as `"/it's"` where the
+/// tests pin `'/it'\''s'`, and quotes `,` and `=`, which sh reads literally; the helper entry
+/// of an existing install would change on the next one.
 pub fn shell_quote(path: &str) -> String {
     if cfg!(windows) {
         windows_command_path(path)

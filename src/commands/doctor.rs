@@ -91,11 +91,10 @@ fn check_binary(r: &mut Report) -> Result<()> {
     }
 }
 
+/// The program a shell would run for `name`: on Windows with PATHEXT's extensions, since npm
+/// installs Claude Code there as `claude.cmd`.
 fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    which::which(name).ok()
 }
 
 fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
