@@ -40,12 +40,12 @@ if ! "$claude_bin" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; the
 fi
 export KEYSWITCH_CLAUDE_BIN="$PWD/$claude_bin"
 
-# --- Windows (issue 8) -------------------------------------------------------------------------
-# The Windows build under Wine against the real Credential Manager (scripts/test-windows.sh).
+# The Windows build under Wine against the real Credential Manager (scripts/test-windows.sh):
+# the keychain and process-tree code differ per OS, and Linux tests cannot reach Windows'.
 # Skipped for a filtered run (arguments given) or with KEYSWITCH_SKIP_WINDOWS=1.
 if [ $# -eq 0 ] && [ "${KEYSWITCH_SKIP_WINDOWS:-}" != 1 ]; then
     scripts/test-windows.sh
 fi
-# --- end Windows -------------------------------------------------------------------------------
 
+# Plain `cargo test`: it builds the test seams in (the `failpoints` feature, see Cargo.toml).
 exec scripts/with-private-keyring.sh cargo test "$@"

@@ -7,9 +7,16 @@
 use std::process::ExitCode;
 
 /// Input keyswitch refuses to act on. The message names the problem and the way out.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
+#[derive(Debug)]
 pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Shorthand for returning a [`Refused`] as an `anyhow::Error`.
 pub fn refuse(message: impl Into<String>) -> anyhow::Error {

@@ -42,10 +42,14 @@ pub fn command_name() -> String {
     }
     this_binary()
         .ok()
-        .and_then(|p| p.to_str().map(crate::claude::wiring::shell_quote))
+        .and_then(|p| p.to_str().map(crate::claude::command_path::shell_quote))
         .unwrap_or_else(|| "keyswitch".to_owned())
 }
 
+/// Hand-written rather than the `which` crate (doctor's lookup of `claude`): `which` skips a
+/// file without the executable bit, and a `keyswitch` that is not executable is still one the
+/// user meant to run, so doctor names it (this module's tests pin that) instead of saying
+/// none is on PATH.
 fn classify(path: Option<OsString>, me: Option<&Path>, launcher: Option<&Path>) -> OnPath {
     let name = format!("keyswitch{}", std::env::consts::EXE_SUFFIX);
     let Some(found) = path.and_then(|path| {

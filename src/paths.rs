@@ -70,6 +70,32 @@ impl Dirs {
     pub fn sessions(&self) -> PathBuf {
         self.state.join("sessions")
     }
+
+    /// Proxy mode's settings, written by `keyswitch install --proxy`; absent in helper mode.
+    pub fn proxy_settings_file(&self) -> PathBuf {
+        self.state.join("proxy.json")
+    }
+
+    /// The local access token sessions present to the proxy in proxy mode.
+    pub fn proxy_token_file(&self) -> PathBuf {
+        self.state.join("proxy-token")
+    }
+
+    /// Where a background proxy's stderr goes: start-up failures and one line per start and
+    /// stop. Never a request, a body, a token or a secret.
+    pub fn proxy_log(&self) -> PathBuf {
+        self.state.join("proxy.log")
+    }
+
+    /// Held while a background proxy is being started, so many `get`s at once start one.
+    pub fn proxy_start_lock(&self) -> PathBuf {
+        self.state.join("proxy-start.lock")
+    }
+
+    /// What `keyswitch install` changed in Claude Code's settings, to take exactly that out.
+    pub fn install_record(&self) -> PathBuf {
+        self.state.join("claude-install.json")
+    }
 }
 
 fn env_dir(var: &str) -> Option<PathBuf> {

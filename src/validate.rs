@@ -4,7 +4,7 @@
 use crate::error::refuse;
 
 pub const MAX_NAME_LEN: usize = 64;
-/// Claude Code rejects helper output longer than this (claude-code-facts.md).
+/// Claude Code rejects helper output longer than this (docs/facts/claude-code-facts.md).
 pub const MAX_SECRET_LEN: usize = 16_384;
 
 /// 1–64 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.

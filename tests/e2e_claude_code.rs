@@ -355,8 +355,8 @@ fn a_running_session_fails_over_on_429_and_returns_to_the_primary() {
     assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], own.url());
 
     // Turn 2, same process: the fallback, on the user's own endpoint. Claude Code notices the
-    // settings change within about 3 s (claude-code-facts.md) and re-runs the helper before
-    // its next request.
+    // settings change within about 3 s (docs/facts/claude-code-facts.md) and re-runs the helper
+    // before its next request.
     std::thread::sleep(Duration::from_millis(5_000));
     let second = session.turn("second");
     assert_eq!(second["is_error"], false, "{second}");

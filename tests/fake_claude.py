@@ -1,4 +1,4 @@
-"""Plays Claude Code's part for keyswitch's integration tests, as claude-code-facts.md measured it:
+"""Plays Claude Code's part for keyswitch's integration tests, as docs/facts/claude-code-facts.md measured it:
 the helper and the hook run through `/bin/sh -c` from this process (so this process is P), the
 hook with its JSON on stdin and CLAUDE_PID=P in its environment.
 

@@ -346,4 +346,195 @@ mod tests {
         let err = Node::parse("{\n  \"a\": 1,\n}").unwrap_err();
         assert_eq!(err.line(), 3);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+
+        /// Whitespace as people and tools write it between tokens.
+        fn ws() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "", " ", "  ", "\n", "\n  ", "\n    ", "\t", "\r\n", " \n\t ",
+            ])
+        }
+
+        /// A scalar's source text, including what serde_json cannot hold (`1e400`, a lone
+        /// surrogate) and spellings it would write otherwise (`1.50`, `\u00e9`).
+        fn scalar() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "null",
+                    "true",
+                    "false",
+                    "0",
+                    "-0.0",
+                    "1.50",
+                    "1e5",
+                    "2E-3",
+                    "1e400",
+                    "123456789012345678901234567890",
+                    r#""caf\u00e9""#,
+                    r#""\ud800""#,
+                    r#""a\nb""#,
+                    r#""\"q\"""#,
+                    r#""\/""#,
+                    r#""""#,
+                ])
+                .prop_map(str::to_string),
+                any::<i64>().prop_map(|n| n.to_string()),
+                "[a-zA-Z0-9 _./:-]{0,10}".prop_map(|t| serde_json::to_string(&t).unwrap()),
+            ]
+        }
+
+        /// A JSON value's text with varied whitespace; object keys are unique.
+        fn value_text() -> impl Strategy<Value = String> {
+            scalar().prop_recursive(4, 48, 5, |inner| {
+                let member = ("[a-zA-Z_]{1,6}", ws(), ws(), inner.clone(), ws());
+                prop_oneof![
+                    (ws(), prop::collection::vec(member, 0..5)).prop_map(|(open, members)| {
+                        let mut seen = HashSet::new();
+                        let body: Vec<String> = members
+                            .into_iter()
+                            .filter(|(k, ..)| seen.insert(k.clone()))
+                            .map(|(k, a, b, v, c)| format!("{a}\"{k}\"{b}:{c}{v}{a}"))
+                            .collect();
+                        format!("{{{open}{}}}", body.join(","))
+                    }),
+                    (ws(), prop::collection::vec((ws(), inner, ws()), 0..5)).prop_map(
+                        |(open, items)| {
+                            let body: Vec<String> = items
+                                .into_iter()
+                                .map(|(a, v, b)| format!("{a}{v}{b}"))
+                                .collect();
+                            format!("[{open}{}]", body.join(","))
+                        }
+                    ),
+                ]
+            })
+        }
+
+        /// A settings-like document: an object at the top.
+        fn document() -> impl Strategy<Value = String> {
+            (
+                prop::collection::vec(("[a-zA-Z_]{1,6}", ws(), value_text(), ws()), 0..6),
+                ws(),
+            )
+                .prop_map(|(members, open)| {
+                    let mut seen = HashSet::new();
+                    let body: Vec<String> = members
+                        .into_iter()
+                        .filter(|(k, ..)| seen.insert(k.clone()))
+                        .map(|(k, a, v, b)| format!("{a}\"{k}\":{b}{v}{a}"))
+                        .collect();
+                    format!("{{{open}{}}}", body.join(","))
+                })
+        }
+
+        /// A value keyswitch could write.
+        fn new_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i32>().prop_map(Value::from),
+                "[a-z /.-]{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec(("[a-z]{1,4}", inner), 0..4)
+                        .prop_map(|members| Value::Object(members.into_iter().collect())),
+                ]
+            })
+        }
+
+        #[derive(Debug, Clone)]
+        enum Edit {
+            /// Sets a member, at the top or in the first object-valued member.
+            Set {
+                key: String,
+                value: Value,
+                nested: bool,
+            },
+            Remove {
+                index: usize,
+                nested: bool,
+            },
+            /// Appends to the first array-valued member.
+            Push(Value),
+        }
+
+        fn edit() -> impl Strategy<Value = Edit> {
+            prop_oneof![
+                ("[a-zA-Z_]{1,6}", new_value(), any::<bool>())
+                    .prop_map(|(key, value, nested)| Edit::Set { key, value, nested }),
+                (any::<usize>(), any::<bool>())
+                    .prop_map(|(index, nested)| Edit::Remove { index, nested }),
+                new_value().prop_map(Edit::Push),
+            ]
+        }
+
+        fn target(root: &mut Map<String, Value>, nested: bool) -> &mut Map<String, Value> {
+            let first_object = root.values().position(Value::is_object);
+            match first_object {
+                Some(i) if nested => root
+                    .values_mut()
+                    .nth(i)
+                    .and_then(Value::as_object_mut)
+                    .unwrap(),
+                _ => root,
+            }
+        }
+
+        fn apply(value: &mut Value, edit: Edit) {
+            let root = value.as_object_mut().unwrap();
+            match edit {
+                Edit::Set { key, value, nested } => {
+                    target(root, nested).insert(key, value);
+                }
+                Edit::Remove { index, nested } => {
+                    let map = target(root, nested);
+                    if let Some(key) = map.keys().nth(index % map.len().max(1)).cloned() {
+                        map.shift_remove(&key);
+                    }
+                }
+                Edit::Push(value) => {
+                    if let Some(items) = root.values_mut().find_map(Value::as_array_mut) {
+                        items.push(value);
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn an_untouched_document_renders_as_written(text in document()) {
+                let node = Node::parse(&text).unwrap();
+                let view = node.view();
+                prop_assert_eq!(node.render_edit(&view, &view, 0), text);
+            }
+
+            #[test]
+            fn an_edit_then_a_parse_gives_the_edit(
+                text in document(),
+                edits in prop::collection::vec(edit(), 1..4),
+            ) {
+                let node = Node::parse(&text).unwrap();
+                let old = node.view();
+                let mut new = old.clone();
+                for e in edits {
+                    apply(&mut new, e);
+                }
+                let rendered = node.render_edit(&old, &new, 0);
+                let again = Node::parse(&rendered)
+                    .unwrap_or_else(|e| panic!("{e}: not JSON:\n{rendered}"))
+                    .view();
+                // Order too: `Map`'s equality ignores it.
+                prop_assert_eq!(
+                    serde_json::to_string(&again).unwrap(),
+                    serde_json::to_string(&new).unwrap()
+                );
+            }
+        }
+    }
 }

@@ -3,90 +3,19 @@
 //! one), and any change — or, when nothing needs changing, a touch — makes every running
 //! session run the helper again before its next request.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use super::settings_file::{SettingsFile, crash_point, fail_point};
-use super::wiring::{BASE_URL_VAR, InstallRecord, Slot, note_created};
+use super::install_record::InstallRecord;
+use super::settings_change::change_settings;
+use super::settings_file::SettingsFile;
+use super::slot::Slot;
+use super::wiring::BASE_URL_VAR;
 use crate::config::{Config, KeyConfig};
-use crate::fileio::{Durability, read_optional, replace_file};
 use crate::paths::Dirs;
 
-pub fn record_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("claude-install.json")
-}
-
-/// What `keyswitch install` changed, if it ran.
-pub fn load_record(dirs: &Dirs) -> Result<Option<InstallRecord>> {
-    let path = record_path(dirs);
-    let Some(bytes) = read_optional(&path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        anyhow!(
-            "{} is damaged ({e}): run `keyswitch uninstall`, which sets it aside, takes out what is recognisably keyswitch's and puts back replaced values from the settings backup; then `keyswitch install`",
-            path.display()
-        )
-    })
-}
-
-pub fn save_record(dirs: &Dirs, record: &InstallRecord) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(record).context("cannot encode the install record")?;
-    fail_point("record-save")?;
-    replace_file(&record_path(dirs), &bytes, Durability::Synced)
-}
-
-/// Changes the settings so that a failure or a kill at any instant leaves something
-/// `uninstall` can undo: **record intent** (the install record, with the values about to be
-/// replaced, is saved before the settings are touched) → **write the settings** (re-planned
-/// and re-recorded if someone else wrote them meanwhile) → **finalize** (the record saved
-/// as what the settings now hold). `saved` is the record as it is on disk now (`None`: none).
-/// `plan` edits the settings and the record from `saved`. Returns whether the settings were
-/// written, and the record as saved.
-pub fn change_settings(
-    dirs: &Dirs,
-    settings: &SettingsFile,
-    saved: Option<&InstallRecord>,
-    base: &InstallRecord,
-    mut plan: impl FnMut(&mut Map<String, Value>, &mut InstallRecord) -> Result<()>,
-) -> Result<(bool, InstallRecord)> {
-    let mut on_disk = saved.cloned();
-    let (written, mut record) = settings.update(
-        |map| {
-            let mut record = base.clone();
-            plan(map, &mut record)?;
-            Ok(record)
-        },
-        |planned| {
-            // Until the settings are written they may still hold what the plan takes out:
-            // the intent keeps remembering it (finalize forgets it).
-            let mut intent = planned.clone();
-            for (id, entry) in &base.entries {
-                intent
-                    .entries
-                    .entry(id.clone())
-                    .or_insert_with(|| entry.clone());
-            }
-            for created in &base.created {
-                note_created(&mut intent.created, created);
-            }
-            if on_disk.as_ref() != Some(&intent) {
-                save_record(dirs, &intent)?;
-                on_disk = Some(intent);
-                crash_point("record-intent-saved");
-            }
-            Ok(())
-        },
-    )?;
-    crash_point("settings-written");
-    record.finalize();
-    if on_disk.as_ref() != Some(&record) {
-        save_record(dirs, &record)?;
-    }
-    Ok((written, record))
-}
+// `get` reads the record through here, for the base URL a session had before keyswitch.
+pub use super::install_record::load_record;
 
 /// Points `env.ANTHROPIC_BASE_URL` where `active` belongs, in the settings record's changes.
 pub fn apply_base_url(
@@ -132,7 +61,7 @@ pub fn follow_active_key(
     let Some(record) = load_record(dirs)? else {
         return Ok(());
     };
-    if crate::proxy::control::load_settings(dirs)?.is_some() {
+    if crate::mode::Mode::load(dirs)?.is_proxy() {
         // Proxy mode: the proxy picks the key per request, and ANTHROPIC_BASE_URL stays on the
         // proxy (moving it would send the token to an endpoint).
         return Ok(());

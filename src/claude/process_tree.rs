@@ -54,12 +54,12 @@ fn is_shell(name: &str) -> bool {
 pub struct Ancestry {
     pub claude: u32,
     pub claude_start: Option<u64>,
-    /// `me`'s ancestors, nearest first (at most [`CHAIN_DEPTH`]), for a hook whose `CLAUDE_PID`
+    /// `me`'s ancestors, nearest first (at most `CHAIN_DEPTH`), for a hook whose `CLAUDE_PID`
     /// is not `claude`.
     pub chain: Vec<u32>,
 }
 
-/// Walks up from `me`. Stops at the top of the tree, after [`CHAIN_DEPTH`] ancestors, or at a
+/// Walks up from `me`. Stops at the top of the tree, after `CHAIN_DEPTH` ancestors, or at a
 /// recorded parent that started after its child (its pid was reused: the real parent is gone).
 pub fn find_claude_in(table: &impl ProcessTable, me: u32) -> Option<Ancestry> {
     let mut chain = Vec::new();

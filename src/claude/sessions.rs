@@ -2,10 +2,10 @@
 //! *that session* was using, not whatever is active by then.
 //!
 //! Claude Code runs the helper through a shell (`/bin/sh -c`, or `cmd /c` on Windows) and gives
-//! hooks `CLAUDE_PID=P` (claude-code-facts.md). `get` walks up past shells to find P
-//! (process_tree.rs) and writes
-//! `sessions/<P>.json` — atomically but without fsync: losing it in a power cut only makes the
-//! hook fall back to the active key, while an fsync would cost every `get`.
+//! hooks `CLAUDE_PID=P` (docs/facts/claude-code-facts.md). `get` walks up past shells to find
+//! P (process_tree.rs) and writes `sessions/<P>.json` — atomically but without fsync: losing
+//! it in a power cut only makes the hook fall back to the active key, while an fsync would
+//! cost every `get`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -124,7 +124,7 @@ fn has_ended(record: &HandOut, now: Timestamp, namespace: Option<u64>) -> bool {
 }
 
 /// Drops records of Claude Code processes that are gone, then the oldest past
-/// [`MAX_RECORDS`], and temporary files a killed `get` left (only old ones: a `get` running
+/// `MAX_RECORDS`, and temporary files a killed `get` left (only old ones: a `get` running
 /// now may own a fresh one).
 pub fn prune(dir: &Path, now: Timestamp) {
     let Ok(entries) = fs::read_dir(dir) else {

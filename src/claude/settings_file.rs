@@ -1,6 +1,6 @@
 //! Claude Code's user settings file as a file: where it is, reading it strictly, replacing it
 //! atomically without losing a concurrent edit, and touching it so running sessions re-run
-//! the helper (claude-code-facts.md: any change, even only the mtime, does that).
+//! the helper (docs/facts/claude-code-facts.md: any change, even only the mtime, does that).
 
 use std::fs;
 use std::io::ErrorKind;
@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::json_doc::{self, Node};
 use super::wiring::wrong_type;
+use crate::failpoints::crash_point;
 use crate::fileio::{
     Durability, TEMP_PREFIX, persist_retrying, read_optional, replace_file, temp_file_holding,
 };
@@ -154,7 +155,7 @@ impl SettingsFile {
     /// that before the file is touched, so it can be made durable first.
     ///
     /// Another writer (Claude Code itself, when the user allows a tool) does not lock, so the
-    /// file is replaced compare-and-swap style (see [`swap_in`]); when someone else wrote it
+    /// file is replaced compare-and-swap style (see `swap_in`); when someone else wrote it
     /// meanwhile, the plan is applied afresh to their version, so their edit is not lost.
     /// Returns whether the file was written, and the plan's result for the version written.
     pub fn update<T>(
@@ -313,31 +314,6 @@ fn sweep_stale_temp_files(dir: &Path) {
             let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-/// Test builds only: `KEYSWITCH_TEST_CRASH_AT=<name>` aborts the process at the named point,
-/// as a `kill -9` there would, so tests can check every step leaves something recoverable.
-/// Release builds compile this to nothing.
-pub fn crash_point(name: &str) {
-    #[cfg(debug_assertions)]
-    if std::env::var_os("KEYSWITCH_TEST_CRASH_AT").is_some_and(|v| v == name) {
-        std::process::abort();
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-}
-
-/// Test builds only: `KEYSWITCH_TEST_FAIL_AT=<name>` makes the named step fail as a full disk
-/// would (root, which the tests run as, cannot be stopped by permissions). Release builds
-/// compile this to nothing.
-pub fn fail_point(name: &str) -> Result<()> {
-    #[cfg(debug_assertions)]
-    if std::env::var_os("KEYSWITCH_TEST_FAIL_AT").is_some_and(|v| v == name) {
-        bail!("{name} failed (KEYSWITCH_TEST_FAIL_AT)");
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-    Ok(())
 }
 
 #[cfg(unix)]

@@ -6,20 +6,23 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Context, open_keychain, out};
-use crate::claude::live::load_record;
+use crate::claude::hook_entry::has_hook;
+use crate::claude::install_record::load_record;
 use crate::claude::settings_file::SettingsFile;
-use crate::claude::wiring::{
-    BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, Slot, TTL_VAR, has_hook, is_our_helper,
-};
+use crate::claude::slot::Slot;
+use crate::claude::wiring::{BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper};
 use crate::config::Config;
+use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};
-use crate::proxy::control::{self, Probe};
+use crate::proxy_client::{Probe, probe};
+use crate::proxy_protocol::VERSION;
 use crate::select::Availability;
+use crate::store::Keychain;
 
-/// StopFailure hooks exist since this Claude Code version (claude-code-facts.md).
+/// StopFailure hooks exist since this Claude Code version (docs/facts/claude-code-facts.md).
 const MIN_CLAUDE: (u64, u64, u64) = (2, 1, 78);
 
 struct Report {
@@ -50,8 +53,9 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
     };
     check_keys(&mut r, ctx, &config)?;
-    check_settings(&mut r, ctx)?;
-    check_proxy(&mut r, ctx)?;
+    let mode = Mode::load(&ctx.dirs);
+    check_settings(&mut r, ctx, proxy_chosen(&mode))?;
+    check_proxy(&mut r, ctx, mode)?;
     check_project_overrides(&mut r)?;
     check_claude_version(&mut r)?;
     finish(r)
@@ -87,11 +91,10 @@ fn check_binary(r: &mut Report) -> Result<()> {
     }
 }
 
+/// The program a shell would run for `name`: on Windows with PATHEXT's extensions, since npm
+/// installs Claude Code there as `claude.cmd`.
 fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    which::which(name).ok()
 }
 
 fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
@@ -120,7 +123,12 @@ fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
             Err(e) => r.fix("the keychain", &crate::error::one_line(&e)),
         };
     }
-    let mut readable = true;
+    check_secrets(r, &keychain, config)?;
+    check_set_aside(r, ctx, config)
+}
+
+/// Every key has a secret in the keychain, and the keychain lets it be read.
+fn check_secrets(r: &mut Report, keychain: &Keychain, config: &Config) -> Result<()> {
     for key in &config.keys {
         match keychain.read(&key.name) {
             Ok(Some(_)) => {}
@@ -135,22 +143,22 @@ fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
                 )?;
             }
             Err(e) => {
-                readable = false;
-                r.fix(
+                return r.fix(
                     &format!("cannot read {}", key.name),
                     &crate::error::one_line(&e),
-                )?;
-                break;
+                );
             }
         }
     }
-    if readable {
-        r.ok(&format!(
-            "{} reachable and unlocked; {} key(s)",
-            keychain.kind().describe(),
-            config.keys.len()
-        ))?;
-    }
+    r.ok(&format!(
+        "{} reachable and unlocked; {} key(s)",
+        keychain.kind().describe(),
+        config.keys.len()
+    ))
+}
+
+/// Keys the API rejected stay aside until given a valid secret.
+fn check_set_aside(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
     let now = ctx.now.timestamp();
     let (state, _) = crate::state::State::load(&ctx.dirs.state_file(), now, false)?;
     for key in &config.keys {
@@ -206,7 +214,7 @@ fn is_placeholder_endpoint(endpoint: &str) -> bool {
         || host.ends_with(".invalid")
 }
 
-fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
+fn check_settings(r: &mut Report, ctx: &Context, proxy_mode: bool) -> Result<()> {
     let record = load_record(&ctx.dirs)?;
     let settings = match &record {
         Some(rec) => SettingsFile {
@@ -218,7 +226,21 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
         Ok(s) => s.map,
         Err(e) => return r.fix("Claude Code's settings", &crate::error::one_line(&e)),
     };
-    let path = settings.path.display();
+    check_helper_and_hook(r, &settings.path, &map, proxy_mode)?;
+    check_refresh_and_retries(r, &map, proxy_mode)?;
+    for warning in super::install::overriding_credentials(&map) {
+        r.fix("a credential overrides the helper", &warning)?;
+    }
+    Ok(())
+}
+
+fn check_helper_and_hook(
+    r: &mut Report,
+    path: &Path,
+    map: &Map<String, Value>,
+    proxy_mode: bool,
+) -> Result<()> {
+    let path = path.display();
     match map.get(HELPER_KEY).and_then(Value::as_str) {
         Some(helper) if is_our_helper(helper) => {
             r.ok(&format!("apiKeyHelper runs keyswitch ({path})"))?
@@ -232,10 +254,9 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
             "run keyswitch install",
         )?,
     }
-    let proxy_mode = control::settings_path(&ctx.dirs).exists();
-    if has_hook(&map) && proxy_mode {
+    if has_hook(map) && proxy_mode {
         r.ok("the StopFailure hook is in place (in proxy mode it only logs: the proxy switches keys within the request)")?;
-    } else if has_hook(&map) {
+    } else if has_hook(map) {
         r.ok("the StopFailure hook marks exhausted keys")?;
     } else {
         r.fix(
@@ -243,7 +264,17 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
             "run keyswitch install",
         )?;
     }
-    match Slot::Env(TTL_VAR).get(&map).and_then(Value::as_str) {
+    Ok(())
+}
+
+/// The helper's refresh interval, and Claude Code's retries before a failed request reaches
+/// the hook.
+fn check_refresh_and_retries(
+    r: &mut Report,
+    map: &Map<String, Value>,
+    proxy_mode: bool,
+) -> Result<()> {
+    match Slot::Env(TTL_VAR).get(map).and_then(Value::as_str) {
         Some(ttl) => r.ok(&format!("helper refresh interval {TTL_VAR}={ttl} ms"))?,
         None => r.fix(
             "no helper refresh interval: sessions return to the primary only every 5 minutes",
@@ -251,31 +282,29 @@ fn check_settings(r: &mut Report, ctx: &Context) -> Result<()> {
         )?,
     }
     let retries = Slot::Env(RETRIES_VAR)
-        .get(&map)
+        .get(map)
         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
         .or_else(|| std::env::var(RETRIES_VAR).ok());
     match retries {
         Some(n) => r.ok(&format!(
             "Claude Code retries a failed request {n} time(s) ({RETRIES_VAR}={n}), so an exhausted key fails over sooner"
-        ))?,
+        )),
         // In proxy mode a 429 reaches Claude Code only when no key is left.
-        None if proxy_mode => {}
+        None if proxy_mode => Ok(()),
         None => r.info(&format!(
             "{RETRIES_VAR} not set: Claude Code retries a 429 for about 3 minutes before the hook switches keys (keyswitch install --max-retries 2 shortens that; see README)"
-        ))?,
+        )),
     }
-    for warning in super::install::overriding_credentials(&map) {
-        r.fix("a credential overrides the helper", &warning)?;
-    }
-    Ok(())
 }
 
 /// Proxy mode: the settings point at the proxy, and the port is the proxy's (or free, for `get`
 /// to start it on).
-fn check_proxy(r: &mut Report, ctx: &Context) -> Result<()> {
-    let proxy = match control::load_settings(&ctx.dirs) {
-        Ok(Some(proxy)) => proxy,
-        Ok(None) => return r.info("helper mode (keyswitch install --proxy turns on proxy mode)"),
+fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> {
+    let proxy = match mode {
+        Ok(Mode::Proxy(proxy)) => proxy,
+        Ok(Mode::Helper) => {
+            return r.info("helper mode (keyswitch install --proxy turns on proxy mode)");
+        }
         Err(e) => {
             return r.fix("the proxy settings", &crate::error::one_line(&e));
         }
@@ -307,8 +336,8 @@ fn check_proxy(r: &mut Report, ctx: &Context) -> Result<()> {
             "run keyswitch install --proxy",
         )?;
     }
-    match control::probe(proxy.listen) {
-        Probe::Ours(health) if health.version == env!("CARGO_PKG_VERSION") => r.ok(&format!(
+    match probe(proxy.listen) {
+        Probe::Ours(health) if health.version == VERSION => r.ok(&format!(
             "the proxy runs on {} (pid {})",
             health.listen, health.pid
         )),

@@ -13,20 +13,22 @@ use anyhow::{Result, anyhow};
 use jiff::Timestamp;
 
 use super::{Context, open_keychain};
-use crate::claude::wiring::InstallRecord;
+use crate::claude::install_record::InstallRecord;
 use crate::claude::{live, sessions};
 use crate::endpoint::{redact_url, session_endpoint};
 use crate::handout::{self, Handout};
 use crate::messages;
+use crate::mode::Mode;
 use crate::pool::Pool;
-use crate::proxy::control::{self, ProxySettings};
+use crate::proxy::control;
+use crate::proxy_settings::ProxySettings;
 use crate::reason::Cause;
 use crate::select::{Availability, candidates};
 use crate::timespec::{local_clock, until_in_words};
 use crate::validate::secret_problem;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    if let Some(proxy) = control::load_settings(&ctx.dirs)? {
+    if let Mode::Proxy(proxy) = Mode::load(&ctx.dirs)? {
         return hand_out_token(ctx, &proxy);
     }
     let now = ctx.now.timestamp();

@@ -1,39 +1,48 @@
-//! `keyswitch install` and `keyswitch uninstall`: wiring keyswitch into Claude Code's user
-//! settings, and taking out exactly that again.
+//! `keyswitch install`: wiring keyswitch into Claude Code's user settings (and turning proxy
+//! mode on or off), recording what it replaced so `uninstall` can take out exactly that.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use serde_json::{Map, Value, json};
 
 use super::Context;
-use crate::claude::live::{self, apply_base_url, load_record};
-use crate::claude::settings_file::{SettingsFile, backup_path};
+use crate::claude::command_path::shell_quote;
+use crate::claude::hook_entry::{ensure_hook, has_hook};
+use crate::claude::install_record::{InstallRecord, load_record, note_created};
+use crate::claude::live::apply_base_url;
+use crate::claude::settings_change::change_settings;
+use crate::claude::settings_file::{SettingsFile, Snapshot};
+use crate::claude::slot::Slot;
 use crate::claude::wiring::{
-    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, InstallRecord, RETRIES_VAR, Slot, TTL_VAR,
-    ensure_hook, has_hook, is_our_helper, note_created, recovered_record, remove_hook, shell_quote,
+    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, TTL_VAR, is_our_helper, recovered_record,
 };
+use crate::config::Config;
 use crate::endpoint::{Endpoint, PUBLIC_API};
 use crate::error::refuse;
-use crate::fileio::set_aside;
+use crate::mode::Mode;
+use crate::paths::Dirs;
 use crate::pool::Pool;
-use crate::proxy::control::{self, Probe, ProxySettings};
+use crate::proxy::control;
+use crate::proxy_client::{Probe, probe};
+use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
 
-/// Helper mode (the session gets a key) or proxy mode (the session gets a token for the proxy).
+/// The mode asked for: helper mode (the session gets a key) or proxy mode (the session gets a
+/// token for the proxy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum Wanted {
     Helper,
     /// On the address given, else the one proxy mode already uses, else the default port.
     Proxy(Option<SocketAddr>),
 }
 
-impl Mode {
+impl Wanted {
     pub fn from_flags(proxy: bool, listen: Option<&str>) -> Result<Self> {
         Ok(match (proxy, listen) {
             (false, _) => Self::Helper,
             (true, None) => Self::Proxy(None),
-            (true, Some(text)) => Self::Proxy(Some(control::parse_listen(text)?)),
+            (true, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
         })
     }
 }
@@ -43,27 +52,67 @@ pub fn install(
     settings: Option<&Path>,
     force: bool,
     max_retries: Option<u32>,
-    mode: Mode,
+    wanted: Wanted,
 ) -> Result<()> {
     let settings = SettingsFile::locate(settings)?;
     let (helper, hook) = our_commands()?;
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let saved = match load_record(&ctx.dirs).map_err(|e| refuse(format!("{e:#}")))? {
-        Some(r) if r.settings != settings.path => {
-            return Err(refuse(format!(
-                "keyswitch is already installed in {}: run `keyswitch uninstall --settings {}` first",
-                r.settings.display(),
-                r.settings.display()
-            )));
-        }
-        saved => saved,
-    };
-
+    let saved = saved_record_for(&ctx.dirs, &settings)?;
     // Checked before anything is written: invalid JSON, entries of the wrong type and a
     // foreign helper stop here.
     let snapshot = settings.read()?;
-    if let Some(existing) = snapshot.map.get(HELPER_KEY)
+    refuse_foreign_helper(&settings, &snapshot.map, force)?;
+    let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
+    let base = starting_record(&settings, &snapshot.map, saved.as_ref(), pool.config());
+    // The proxy running now (if any) started with the settings in force until now; a damaged
+    // proxy.json is what this install replaces.
+    let previous_proxy = Mode::load(&ctx.dirs).ok().and_then(Mode::proxy);
+    let proxy = plan_proxy(
+        &ctx.dirs,
+        wanted,
+        previous_proxy.as_ref(),
+        &base,
+        &snapshot.map,
+    )?;
+    // Written before the settings point at the proxy: a session must never send a real key to
+    // a loopback port because proxy mode is half on.
+    if let Some(proxy) = &proxy {
+        proxy_settings::save(&ctx.dirs, proxy)?;
+    }
+    let wiring = Wiring {
+        helper,
+        hook,
+        max_retries,
+        proxy: proxy.as_ref(),
+    };
+    let written = wire(ctx, &settings, &pool, saved.as_ref(), &base, &wiring)?;
+    drop(pool);
+    switch_proxy(&ctx.dirs, previous_proxy, proxy.as_ref())?;
+    report_wired(&settings, written, &wiring, backup.as_deref())?;
+    print_next_steps(ctx)
+}
+
+/// The record of an earlier install into these settings; refused when keyswitch is installed
+/// in another settings file, or the record is damaged (`uninstall` is the way out of both).
+fn saved_record_for(dirs: &Dirs, settings: &SettingsFile) -> Result<Option<InstallRecord>> {
+    match load_record(dirs).map_err(|e| refuse(format!("{e:#}")))? {
+        Some(r) if r.settings != settings.path => Err(refuse(format!(
+            "keyswitch is already installed in {}: run `keyswitch uninstall --settings {}` first",
+            r.settings.display(),
+            r.settings.display()
+        ))),
+        saved => Ok(saved),
+    }
+}
+
+/// An apiKeyHelper of the user's own is replaced only with `--force`.
+fn refuse_foreign_helper(
+    settings: &SettingsFile,
+    map: &Map<String, Value>,
+    force: bool,
+) -> Result<()> {
+    if let Some(existing) = map.get(HELPER_KEY)
         && !existing.as_str().is_some_and(is_our_helper)
         && !force
     {
@@ -72,94 +121,134 @@ pub fn install(
             settings.path.display()
         )));
     }
-    // The file as it was before keyswitch first changed it — never a wired one.
-    let backup = match &snapshot.bytes {
-        Some(bytes) if saved.is_none() && !is_wired(&snapshot.map) => {
-            settings.backup_original(bytes)?
-        }
-        _ => None,
-    };
+    Ok(())
+}
 
-    // Record intent → write settings → finalize (see `change_settings`).
-    let base = match &saved {
+/// A copy of the file as it was before keyswitch first changed it — never of a wired one.
+fn back_up_original(
+    settings: &SettingsFile,
+    snapshot: &Snapshot,
+    saved: Option<&InstallRecord>,
+) -> Result<Option<PathBuf>> {
+    match &snapshot.bytes {
+        Some(bytes) if saved.is_none() && !is_wired(&snapshot.map) => {
+            settings.backup_original(bytes)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The record this install starts from: the saved one; else, for settings wired without a
+/// record (the state folder wiped), one recovered from what is recognisably keyswitch's and
+/// the backup — never taking keyswitch's own helper for the user's; else an empty one.
+fn starting_record(
+    settings: &SettingsFile,
+    map: &Map<String, Value>,
+    saved: Option<&InstallRecord>,
+    config: &Config,
+) -> InstallRecord {
+    match saved {
         Some(record) => record.clone(),
-        // Wired, but the record is gone (state folder wiped): what keyswitch replaced is in
-        // the backup, never keyswitch's own helper.
-        None if is_wired(&snapshot.map) => recovered_record(
+        None if is_wired(map) => recovered_record(
             settings.path.clone(),
-            &snapshot.map,
+            map,
             settings.read_backup().as_ref(),
-            &key_endpoints(pool.config()),
+            &key_endpoints(config),
         ),
         None => InstallRecord {
             settings: settings.path.clone(),
             ..InstallRecord::default()
         },
-    };
+    }
+}
 
-    // Proxy mode: the port must be free (or ours) before anything changes, and the upstream is
-    // where the user's requests went until now.
-    // The proxy running now (if any) started with the settings in force until now.
-    let previous_proxy = control::load_settings(&ctx.dirs).ok().flatten();
-    let proxy = match mode {
-        Mode::Helper => None,
-        Mode::Proxy(listen) => {
-            let listen = listen
-                .or(previous_proxy.as_ref().map(|p| p.listen))
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], control::DEFAULT_PORT)));
-            check_port_usable(listen)?;
-            let proxy_url = format!("http://{listen}");
-            let upstream = prior_base_url(&ctx.dirs, &base, &snapshot.map, &proxy_url)?;
-            if points_at(&upstream, listen) {
-                return Err(refuse(format!(
-                    "the API base URL to forward to, {upstream}, is the proxy's own address: set ANTHROPIC_BASE_URL to the real API (or your company's gateway) and run `keyswitch install --proxy` again"
-                )));
-            }
-            Some(ProxySettings { listen, upstream })
-        }
+/// Proxy mode's settings, if wanted: the port must be free (or ours) before anything changes,
+/// and the upstream is where the user's requests went until now.
+fn plan_proxy(
+    dirs: &Dirs,
+    wanted: Wanted,
+    previous: Option<&ProxySettings>,
+    base: &InstallRecord,
+    map: &Map<String, Value>,
+) -> Result<Option<ProxySettings>> {
+    let Wanted::Proxy(listen) = wanted else {
+        return Ok(None);
     };
-    if let (Some(old), Some(new)) = (&previous_proxy, &proxy)
-        && old.upstream != new.upstream
+    let listen = listen
+        .or(previous.map(|p| p.listen))
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+    check_port_usable(listen)?;
+    let proxy_url = format!("http://{listen}");
+    let upstream = prior_base_url(dirs, base, map, &proxy_url)?;
+    if points_at(&upstream, listen) {
+        return Err(refuse(format!(
+            "the API base URL to forward to, {upstream}, is the proxy's own address: set ANTHROPIC_BASE_URL to the real API (or your company's gateway) and run `keyswitch install --proxy` again"
+        )));
+    }
+    if let Some(old) = previous
+        && old.upstream != upstream
     {
         eprintln!(
-            "keyswitch: the proxy now forwards to {} (it forwarded to {})",
-            new.upstream, old.upstream
+            "keyswitch: the proxy now forwards to {upstream} (it forwarded to {})",
+            old.upstream
         );
     }
-    // Written before the settings point at the proxy: a session must never send a real key to
-    // a loopback port because proxy mode is half on.
-    if let Some(proxy) = &proxy {
-        control::save_settings(&ctx.dirs, proxy)?;
-    }
+    Ok(Some(ProxySettings { listen, upstream }))
+}
 
+/// What `install` puts into the settings.
+struct Wiring<'a> {
+    helper: String,
+    hook: String,
+    max_retries: Option<u32>,
+    /// Proxy mode's settings; `None` in helper mode.
+    proxy: Option<&'a ProxySettings>,
+}
+
+/// Writes the wiring into the settings (record intent → write settings → finalize, see
+/// `change_settings`); returns whether the file changed.
+fn wire(
+    ctx: &Context,
+    settings: &SettingsFile,
+    pool: &Pool,
+    saved: Option<&InstallRecord>,
+    base: &InstallRecord,
+    wiring: &Wiring<'_>,
+) -> Result<bool> {
     let target = settings.target()?;
-    let active = pool.active_key(now).cloned();
-    let (written, _) =
-        live::change_settings(&ctx.dirs, &settings, saved.as_ref(), &base, |map, rec| {
-            if !target.exists() {
-                note_created(&mut rec.created, "file");
+    let active = pool.active_key(ctx.now.timestamp()).cloned();
+    let (written, _) = change_settings(&ctx.dirs, settings, saved, base, |map, rec| {
+        if !target.exists() {
+            note_created(&mut rec.created, "file");
+        }
+        rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
+        ensure_hook(map, rec, &wiring.hook);
+        rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
+        if let Some(n) = wiring.max_retries {
+            rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
+        }
+        match wiring.proxy {
+            Some(proxy) => {
+                rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
+                rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
             }
-            rec.set(map, Slot::Top(HELPER_KEY), json!(helper));
-            ensure_hook(map, rec, &hook);
-            rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
-            if let Some(n) = max_retries {
-                rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
-            }
-            match &proxy {
-                Some(proxy) => {
-                    rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
-                    rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
-                }
-                None => apply_base_url(map, rec, pool.config(), active.as_ref()),
-            }
-            Ok(())
-        })?;
-    drop(pool);
-    // A running proxy keeps the listen address and upstream it started with: stop it, and in
-    // proxy mode start the new one now, so a problem shows here rather than in Claude Code.
-    let had_proxy = previous_proxy.is_some_and(|p| stop_proxy(&ctx.dirs, &p));
-    match &proxy {
-        Some(proxy) => match control::ensure_running(&ctx.dirs, proxy) {
+            None => apply_base_url(map, rec, pool.config(), active.as_ref()),
+        }
+        Ok(())
+    })?;
+    Ok(written)
+}
+
+/// A running proxy keeps the listen address and upstream it started with: stop it, and in
+/// proxy mode start the new one now, so a problem shows here rather than in Claude Code.
+fn switch_proxy(
+    dirs: &Dirs,
+    previous: Option<ProxySettings>,
+    proxy: Option<&ProxySettings>,
+) -> Result<()> {
+    let had_proxy = previous.is_some_and(|p| stop_proxy(dirs, &p));
+    match proxy {
+        Some(proxy) => match control::ensure_running(dirs, proxy) {
             Ok(health) => eprintln!(
                 "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}",
                 health.listen, health.pid, proxy.upstream
@@ -170,13 +259,23 @@ pub fn install(
             ),
         },
         None => {
-            control::remove_settings(&ctx.dirs)?;
+            proxy_settings::remove(dirs)?;
             if had_proxy {
                 eprintln!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
             }
         }
     }
+    Ok(())
+}
 
+/// What changed, the retry setting the confirmation includes, where the backup is, and any
+/// credential that would make Claude Code ignore keyswitch.
+fn report_wired(
+    settings: &SettingsFile,
+    written: bool,
+    wiring: &Wiring<'_>,
+    backup: Option<&Path>,
+) -> Result<()> {
     let path = settings.path.display();
     if written {
         eprintln!(
@@ -186,8 +285,7 @@ pub fn install(
     } else {
         eprintln!("keyswitch: {path} is already wired; nothing changed");
     }
-    // The retry setting is part of the confirmation (issue 7, item 19).
-    match (max_retries, &proxy) {
+    match (wiring.max_retries, wiring.proxy) {
         (Some(n), _) => eprintln!(
             "keyswitch: Claude Code retries a failed request at most {n} time(s) ({RETRIES_VAR}={n})"
         ),
@@ -206,9 +304,13 @@ pub fn install(
     for warning in overriding_credentials(&settings.read()?.map) {
         eprintln!("keyswitch: warning: {warning}");
     }
-    let config = crate::config::Config::load(&ctx.dirs.config_file())?;
-    // The one set of next steps (install.sh prints none of its own), with a command that works
-    // as printed: the full path when `keyswitch` on PATH is not this binary.
+    Ok(())
+}
+
+/// The one set of next steps (install.sh prints none of its own), with a command that works
+/// as printed: the full path when `keyswitch` on PATH is not this binary.
+fn print_next_steps(ctx: &Context) -> Result<()> {
+    let config = Config::load(&ctx.dirs.config_file())?;
     let ks = crate::on_path::command_name();
     if config.keys.is_empty() {
         eprintln!(
@@ -235,7 +337,7 @@ fn our_commands() -> Result<(String, String)> {
     ))
 }
 
-fn key_endpoints(config: &crate::config::Config) -> Vec<String> {
+pub(super) fn key_endpoints(config: &Config) -> Vec<String> {
     config
         .keys
         .iter()
@@ -251,118 +353,11 @@ fn is_wired(map: &Map<String, Value>) -> bool {
         || has_hook(map)
 }
 
-pub fn uninstall(ctx: &Context, settings: Option<&Path>) -> Result<()> {
-    let now = ctx.now.timestamp();
-    let pool = Pool::lock(ctx.dirs.clone(), now)?;
-    let record_file = live::record_path(&ctx.dirs);
-    let (record, damaged) = match load_record(&ctx.dirs) {
-        Ok(record) => (record, None),
-        // A way out that loses nothing: keep the damaged record aside and fall back on what is
-        // recognisably keyswitch's and on the backup.
-        Err(_) => (None, Some(set_aside(&record_file, now)?)),
-    };
-    let settings = match (settings, &record) {
-        (Some(path), Some(r)) => {
-            let named = SettingsFile::locate(Some(path))?;
-            if named.path != r.settings {
-                return Err(refuse(format!(
-                    "keyswitch was installed in {}, not {}: run `keyswitch uninstall --settings {}`",
-                    r.settings.display(),
-                    named.path.display(),
-                    r.settings.display()
-                )));
-            }
-            named
-        }
-        (None, Some(r)) => SettingsFile {
-            path: r.settings.clone(),
-        },
-        (path, None) => SettingsFile::locate(path)?,
-    };
-    let record = match record {
-        Some(record) => record,
-        None => recovered_record(
-            settings.path.clone(),
-            &settings.read()?.map,
-            settings.read_backup().as_ref(),
-            &key_endpoints(pool.config()),
-        ),
-    };
-
-    let (written, notes) = settings.update(
-        |map| {
-            let mut notes = Vec::new();
-            let mut rec = record.clone();
-            let ids: Vec<String> = rec.entries.keys().cloned().collect();
-            for id in &ids {
-                let slot = match id.strip_prefix("env.") {
-                    Some(var) => Slot::Env(var),
-                    None => Slot::Top(id),
-                };
-                notes.extend(rec.restore(map, slot));
-            }
-            // Whatever the record says, keyswitch's own helper does not stay behind.
-            if map
-                .get(HELPER_KEY)
-                .and_then(Value::as_str)
-                .is_some_and(is_our_helper)
-            {
-                map.shift_remove(HELPER_KEY);
-            }
-            remove_hook(map, &mut rec);
-            Ok(notes)
-        },
-        |_| Ok(()),
-    )?;
-    match std::fs::remove_file(&record_file) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot remove {}", record_file.display()));
-        }
-        _ => {}
-    }
-    // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
-    if let Ok(Some(current)) = control::load_settings(&ctx.dirs)
-        && stop_proxy(&ctx.dirs, &current)
-    {
-        eprintln!("keyswitch: stopped the proxy");
-    }
-    control::remove_settings(&ctx.dirs)?;
-    // A settings file that keyswitch itself created, and that holds nothing else, goes too.
-    if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
-        let _ = std::fs::remove_file(settings.target()?);
-    }
-    drop(pool);
-
-    let path = settings.path.display();
-    if let Some(aside) = damaged {
-        eprintln!(
-            "keyswitch: the install record was damaged (kept at {}): took out what is recognisably keyswitch's and put back replaced values from the backup",
-            aside.display()
-        );
-    }
-    if written {
-        eprintln!("keyswitch: took keyswitch out of {path}");
-    } else {
-        eprintln!("keyswitch: {path} holds nothing of keyswitch's; nothing changed");
-    }
-    for note in notes {
-        eprintln!("keyswitch: {note}");
-    }
-    let backup = settings.target().map(|t| backup_path(&t))?;
-    if backup.exists() {
-        eprintln!(
-            "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
-            backup.display()
-        );
-    }
-    eprintln!("keyswitch: your keys stay in the keychain; `keyswitch remove NAME` deletes one");
-    Ok(())
-}
-
 /// Stops the proxy running with `current` settings; true when one did. Best effort: a proxy
 /// that does not stop is reported, and its settings go anyway.
-fn stop_proxy(dirs: &crate::paths::Dirs, current: &ProxySettings) -> bool {
-    let stopped = control::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
+pub(super) fn stop_proxy(dirs: &Dirs, current: &ProxySettings) -> bool {
+    let stopped =
+        crate::proxy_token::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
     match stopped {
         Ok(stopped) => stopped,
         Err(e) => {
@@ -383,7 +378,7 @@ fn check_port_usable(listen: SocketAddr) -> Result<()> {
             "port {listen} is taken ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
         ))
     };
-    match control::probe(listen) {
+    match probe(listen) {
         Probe::Ours(_) => Ok(()),
         Probe::Foreign(what) => Err(taken(&what)),
         // Nothing answers, but a socket in the way (an outgoing connection's, one closing)
@@ -412,14 +407,14 @@ fn points_at(upstream: &str, listen: SocketAddr) -> bool {
 /// The API base URL the user's requests went to before proxy mode: what keyswitch replaced in
 /// the settings, else the settings' own value, else the environment's, else the public API.
 fn prior_base_url(
-    dirs: &crate::paths::Dirs,
+    dirs: &Dirs,
     record: &InstallRecord,
     settings: &Map<String, Value>,
     proxy_url: &str,
 ) -> Result<String> {
     let slot = Slot::Env(BASE_URL_VAR);
     let current = slot.get(settings).and_then(Value::as_str);
-    let recorded = record.entries.get("env.ANTHROPIC_BASE_URL");
+    let recorded = record.entries.get(&slot.id());
     let from_settings = match recorded {
         // keyswitch set the value: what it replaced is the user's (unless they changed it since).
         Some(entry) if current == entry.ours.as_str() => entry
@@ -437,9 +432,9 @@ fn prior_base_url(
                 .filter(|u| !u.trim().is_empty() && u != proxy_url)
         })
         .or_else(|| {
-            control::load_settings(dirs)
+            Mode::load(dirs)
                 .ok()
-                .flatten()
+                .and_then(Mode::proxy)
                 .map(|p| p.upstream)
         })
         .unwrap_or_else(|| PUBLIC_API.to_string());

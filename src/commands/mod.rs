@@ -14,6 +14,7 @@ mod reauthorize;
 mod remove;
 mod reset;
 mod status;
+mod uninstall;
 
 use anyhow::Result;
 use jiff::ZonedDateTime;
@@ -81,10 +82,10 @@ pub fn run(command: Command) -> Result<()> {
             settings.as_deref(),
             force,
             max_retries,
-            install::Mode::from_flags(proxy, listen.as_deref())?,
+            install::Wanted::from_flags(proxy, listen.as_deref())?,
         ),
         Command::Proxy(action) => proxy::run(&ctx, action),
-        Command::Uninstall { settings } => install::uninstall(&ctx, settings.as_deref()),
+        Command::Uninstall { settings } => uninstall::run(&ctx, settings.as_deref()),
         Command::Hook(HookEvent::StopFailure) => {
             crate::store::forbid_dialogs();
             hook::stop_failure(&ctx);

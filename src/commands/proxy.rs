@@ -5,10 +5,13 @@ use anyhow::Result;
 use super::{Context, out};
 use crate::cli::ProxyAction;
 use crate::error::refuse;
-use crate::proxy::control::{self, Probe};
+use crate::mode::Mode;
+use crate::proxy::control;
+use crate::proxy_client::{Probe, probe};
+use crate::proxy_token::ensure_token;
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
-    let Some(settings) = control::load_settings(&ctx.dirs)? else {
+    let Mode::Proxy(settings) = Mode::load(&ctx.dirs)? else {
         // Helper mode: nothing runs, so status says so and stop has nothing to do.
         return match action {
             ProxyAction::Status { json: true } => out(
@@ -38,7 +41,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Stop => {
-            let token = control::ensure_token(&ctx.dirs)?;
+            let token = ensure_token(&ctx.dirs)?;
             if control::stop_at(settings.listen, &token)? {
                 eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
             } else {
@@ -47,14 +50,14 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Status { json } => {
-            let probe = control::probe(settings.listen);
-            if let Probe::Foreign(what) = &probe {
+            let answer = probe(settings.listen);
+            if let Probe::Foreign(what) = &answer {
                 eprintln!(
                     "keyswitch: warning: another program holds {} ({what}): choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
                     settings.listen
                 );
             }
-            let health = match probe {
+            let health = match answer {
                 Probe::Ours(health) => Some(health),
                 _ => None,
             };

@@ -83,7 +83,7 @@ fn line(pool: &Pool, ctx: &Context) -> String {
 /// their cached key expires (`get` is asked again only then).
 /// In proxy mode there is no such delay: the proxy picks the key per request.
 fn sessions_follow_by(pool: &Pool, active: usize, now: Timestamp) -> Option<Timestamp> {
-    if crate::proxy::control::settings_path(&pool.dirs).exists() {
+    if crate::mode::proxy_chosen(&crate::mode::Mode::load(&pool.dirs)) {
         return None;
     }
     let name = &pool.config().keys[active].name;

@@ -1,281 +1,30 @@
-//! The proxy seen from outside: whether proxy mode is on (and where it listens), the local
-//! access token, and finding, starting, replacing and stopping the background proxy.
+//! The background proxy's lifecycle, as `get`, `install` and `keyswitch proxy` drive it:
+//! making sure this keyswitch's proxy answers (starting it detached, replacing one of another
+//! version or with other settings), and stopping it.
 //!
-//! Plain std networking, no async runtime: `keyswitch get` runs this on every Claude Code start
-//! and refresh, and a probe of a running proxy costs one loopback round trip.
+//! It lives inside `proxy` because a proxy is replaced when its network settings differ from
+//! the session's, and only the proxy's upstream code can compute their fingerprint. The files
+//! and the protocol both sides share are outside: [`crate::proxy_settings`],
+//! [`crate::proxy_token`], [`crate::proxy_protocol`] and [`crate::proxy_client`].
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
-use crate::error::refuse;
-use crate::fileio::{Durability, WriteLock, private_options, read_optional, replace_file};
-use crate::paths::{Dirs, ensure_private_dir};
+use crate::fileio::{WriteLock, private_options, read_optional};
+use crate::paths::Dirs;
+use crate::proxy_protocol::{Health, VERSION};
+use crate::proxy_settings::ProxySettings;
+// The proxy's own start-up and the `get` of helper and proxy mode reach these through here.
+pub use crate::proxy_client::{Probe, probe};
+pub use crate::proxy_protocol::BACKGROUND_MARK;
+pub use crate::proxy_token::ensure_token;
 
-/// The port `keyswitch install --proxy` uses unless `--listen` says otherwise.
-/// Below every OS's range of ports for outgoing connections (Linux 32768–60999, macOS and
-/// Windows 49152–65535), so a random outgoing connection never holds it.
-pub const DEFAULT_PORT: u16 = 27329;
-/// What the proxy's health answer calls itself, to tell it from another program on the port.
-pub const SERVICE: &str = "keyswitch-proxy";
-pub const HEALTH_PATH: &str = "/_keyswitch/health";
-pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
-/// Every access token starts with this: never mistaken for an API key, easy to grep for.
-pub const TOKEN_PREFIX: &str = "ksp-";
-/// Set in the environment of a proxy `get` starts in the background: only such a proxy is
-/// replaced when a session's network settings differ from its own.
-pub const BACKGROUND_MARK: &str = "KEYSWITCH_PROXY_BACKGROUND";
-/// How long `get` waits for a proxy it started to listen.
+/// How long `get` waits for a proxy it started to listen, and `stop_at` for one to stop.
 const START_DEADLINE: Duration = Duration::from_secs(5);
-/// A health probe of loopback gives up after this: a program that accepts and never answers
-/// must not hang Claude Code's helper.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
-
-/// Proxy mode's settings, written by `keyswitch install --proxy`; absent in helper mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxySettings {
-    /// The loopback address the proxy listens on.
-    pub listen: SocketAddr,
-    /// Where requests go for keys without an endpoint of their own: the base URL the user had
-    /// before installing.
-    pub upstream: String,
-}
-
-impl ProxySettings {
-    /// The `ANTHROPIC_BASE_URL` Claude Code is given.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.listen)
-    }
-}
-
-pub fn settings_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("proxy.json")
-}
-
-/// The proxy settings when proxy mode is on.
-pub fn load_settings(dirs: &Dirs) -> Result<Option<ProxySettings>> {
-    let path = settings_path(dirs);
-    let bytes = match read_optional(&path) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
-        // A file where the state folder should be holds no proxy settings; `get` carries on
-        // as with any unreadable state.
-        Err(e)
-            if e.root_cause()
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotADirectory) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        anyhow!(
-            "{} is damaged ({e}): run `keyswitch install --proxy` again",
-            path.display()
-        )
-    })
-}
-
-pub fn save_settings(dirs: &Dirs, settings: &ProxySettings) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(settings).context("cannot encode proxy settings")?;
-    bytes.push(b'\n');
-    replace_file(&settings_path(dirs), &bytes, Durability::Synced)
-}
-
-pub fn remove_settings(dirs: &Dirs) -> Result<()> {
-    match std::fs::remove_file(settings_path(dirs)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", settings_path(dirs).display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Parses `--listen`: a loopback `IP:PORT` (or a bare port); anything reachable from another
-/// machine is refused, since the token is the only thing between it and the keys.
-pub fn parse_listen(text: &str) -> Result<SocketAddr> {
-    let text = text.trim();
-    let how = "give a loopback address like 127.0.0.1:27329";
-    let addr: SocketAddr = match text.parse::<u16>() {
-        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
-        Err(_) => text
-            .parse()
-            .map_err(|_| refuse(format!("--listen '{text}' is not IP:PORT: {how}")))?,
-    };
-    if !addr.ip().is_loopback() {
-        return Err(refuse(format!(
-            "--listen {addr} is not a loopback address: the proxy only listens on this machine; {how}"
-        )));
-    }
-    if addr.port() == 0 {
-        return Err(refuse(format!(
-            "--listen {addr} has no port: Claude Code needs a fixed one; {how}"
-        )));
-    }
-    Ok(addr)
-}
-
-fn token_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("proxy-token")
-}
-
-/// The local access token, created on first use: 256 random bits, in a file only the user can
-/// read. Two processes creating it at once agree on one (the first `create_new` wins).
-pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
-    let path = token_path(dirs);
-    if let Some(token) = read_token(&path)? {
-        return Ok(token);
-    }
-    ensure_private_dir(&dirs.state)?;
-    let mut raw = Zeroizing::new([0u8; 32]);
-    getrandom::fill(raw.as_mut()).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
-    let mut token = Zeroizing::new(String::from(TOKEN_PREFIX));
-    for byte in raw.iter() {
-        token.push_str(&format!("{byte:02x}"));
-    }
-    // Written whole to a temp file, then linked into place without replacing: a concurrent
-    // creator's token is never overwritten, and nobody reads a half-written one.
-    // Not under the writer lock, so not named like the temp files that writers sweep.
-    let temp = dirs
-        .state
-        .join(format!(".proxy-token-{}.new", std::process::id()));
-    let _ = std::fs::remove_file(&temp);
-    let mut file = private_options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-    file.write_all(token.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    let linked = std::fs::hard_link(&temp, &path);
-    let _ = std::fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(token),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
-            .ok_or_else(|| anyhow!("{} is empty: delete it and try again", path.display())),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-fn read_token(path: &Path) -> Result<Option<Zeroizing<String>>> {
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    let bytes = Zeroizing::new(bytes);
-    let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
-    if !text.starts_with(TOKEN_PREFIX) || text.len() != TOKEN_PREFIX.len() + 64 {
-        return Err(anyhow!(
-            "the proxy token file {} is damaged: delete it; keyswitch makes a new one",
-            path.display()
-        ));
-    }
-    Ok(Some(Zeroizing::new(text.to_string())))
-}
-
-/// What the proxy says about itself at [`HEALTH_PATH`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    pub service: String,
-    pub version: String,
-    pub pid: u32,
-    pub listen: String,
-    /// A keyed digest of the network settings the proxy took from its environment
-    /// (`network::network_fingerprint`), from a proxy keyswitch started in the background.
-    /// Empty from one the user runs (`proxy run` under a service manager): its settings are the
-    /// user's choice, never overridden by a session's.
-    #[serde(default)]
-    pub network: String,
-    /// Where it forwards keys without an endpoint: a proxy started with other proxy settings
-    /// (a damaged proxy.json that a re-install replaced) is replaced too.
-    #[serde(default)]
-    pub upstream: String,
-}
-
-/// What answers on the proxy's address.
-#[derive(Debug)]
-pub enum Probe {
-    Ours(Health),
-    Nothing,
-    /// Something else holds the port (or a keyswitch proxy that does not answer in time).
-    Foreign(String),
-}
-
-pub fn probe(addr: SocketAddr) -> Probe {
-    let mut stream = match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Nothing,
-        Err(e) => return Probe::Foreign(format!("connecting failed: {e}")),
-    };
-    match exchange(&mut stream, "GET", HEALTH_PATH, None) {
-        Ok((200, body)) => match serde_json::from_slice::<Health>(&body) {
-            Ok(h) if h.service == SERVICE => Probe::Ours(h),
-            _ => Probe::Foreign("it answers, but not as a keyswitch proxy".to_string()),
-        },
-        Ok((status, _)) => Probe::Foreign(format!("it answers HTTP {status}")),
-        Err(e) => Probe::Foreign(format!(
-            "it gives no HTTP answer in time ({e}): a stopped or hung proxy, or another program"
-        )),
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
-fn exchange(
-    stream: &mut TcpStream,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> std::io::Result<(u16, Vec<u8>)> {
-    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let auth = token
-        .map(|t| format!("x-api-key: {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: keyswitch\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    // One deadline for the whole answer: a program that trickles bytes must not hold `get`.
-    let deadline = Instant::now() + PROBE_TIMEOUT;
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || response.len() > 64 * 1024 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no complete answer in time",
-            ));
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut buffer)? {
-            0 => break,
-            n => response.extend_from_slice(&buffer[..n]),
-        }
-    }
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
-    let status = response
-        .strip_prefix(b"HTTP/1.")
-        .and_then(|rest| rest.get(2..))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| std::str::from_utf8(code).ok())
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(bad)?;
-    let body_at = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?
-        + 4;
-    Ok((status, response[body_at..].to_vec()))
-}
 
 /// The error for a port that something other than this keyswitch's proxy holds.
 fn port_taken(addr: SocketAddr, what: &str) -> anyhow::Error {
@@ -298,7 +47,7 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
         .map(|e| e.as_str().to_string())
         .unwrap_or_else(|_| settings.upstream.clone());
     let current = |h: &Health| {
-        h.version == env!("CARGO_PKG_VERSION")
+        h.version == VERSION
             && (h.network.is_empty() || h.network == network.as_str())
             && h.upstream == upstream
             && h.listen == settings.listen.to_string()
@@ -309,12 +58,12 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
         return Ok(health);
     }
     // One starter at a time; the others find its proxy running when they get the lock.
-    let _starting = WriteLock::acquire(&dirs.state.join("proxy-start.lock"))?;
+    let _starting = WriteLock::acquire(&dirs.proxy_start_lock())?;
     match probe(settings.listen) {
         Probe::Ours(health) if current(&health) => return Ok(health),
         Probe::Ours(old) => {
             stop_at(settings.listen, &token).with_context(|| {
-                let which = if old.version != env!("CARGO_PKG_VERSION") {
+                let which = if old.version != VERSION {
                     format!("of version {}", old.version)
                 } else if old.upstream != upstream {
                     format!("forwarding to {}", old.upstream)
@@ -335,7 +84,7 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
 
 fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     let exe = std::env::current_exe().context("cannot tell where the keyswitch binary is")?;
-    let log = log_path(dirs);
+    let log = dirs.proxy_log();
     let log_file = private_options()
         .create(true)
         .append(true)
@@ -396,12 +145,6 @@ fn detach(command: &mut Command) {
     }
 }
 
-/// Where a background proxy's stderr goes: start-up failures and one line per start and stop.
-/// Never a request, a body, a token or a secret.
-pub fn log_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.join("proxy.log")
-}
-
 fn last_log_line(path: &Path, from: u64) -> Option<String> {
     let bytes = read_optional(path).ok()??;
     let fresh = bytes.get(from as usize..)?;
@@ -417,8 +160,7 @@ pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
     let Probe::Ours(_) = probe(addr) else {
         return Ok(false);
     };
-    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
-    let (status, _) = exchange(&mut stream, "POST", SHUTDOWN_PATH, Some(token))?;
+    let status = crate::proxy_client::request_shutdown(addr, token)?;
     if status != 200 {
         return Err(anyhow!("it refused to stop (HTTP {status})"));
     }
@@ -433,74 +175,4 @@ pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
         "it still listens after {}s",
         START_DEADLINE.as_secs()
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_is_loopback_only() {
-        assert_eq!(
-            parse_listen("127.0.0.1:9000").unwrap(),
-            "127.0.0.1:9000".parse().unwrap()
-        );
-        assert_eq!(
-            parse_listen("9000").unwrap(),
-            "127.0.0.1:9000".parse().unwrap()
-        );
-        assert!(parse_listen("[::1]:9000").is_ok());
-        for bad in [
-            "0.0.0.0:9000",
-            "192.168.1.2:80",
-            "127.0.0.1:0",
-            "x",
-            "127.0.0.1",
-        ] {
-            assert!(parse_listen(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_token_is_created_once_and_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let dirs = Dirs {
-            config: dir.path().join("c"),
-            state: dir.path().join("s"),
-        };
-        let first = ensure_token(&dirs).unwrap();
-        let second = ensure_token(&dirs).unwrap();
-        assert_eq!(*first, *second);
-        assert!(first.starts_with(TOKEN_PREFIX) && first.len() == TOKEN_PREFIX.len() + 64);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(token_path(&dirs))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o077, 0);
-        }
-        let other = Dirs {
-            config: dir.path().join("c2"),
-            state: dir.path().join("s2"),
-        };
-        assert_ne!(*ensure_token(&other).unwrap(), *first);
-    }
-
-    #[test]
-    fn nothing_listening_is_told_from_a_foreign_program() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
-                .unwrap();
-        });
-        assert!(matches!(probe(addr), Probe::Foreign(_)));
-        server.join().unwrap();
-        assert!(matches!(probe(addr), Probe::Nothing));
-    }
 }

@@ -8,13 +8,13 @@ use bytes::Bytes;
 use hyper::{Request, Response, StatusCode};
 
 use super::body::{BodyFault, MAX_REQUEST_BODY, read_body};
-use super::control::{HEALTH_PATH, SHUTDOWN_PATH};
 use super::forward::forward;
 use super::headers::authorized;
 use super::io::{Body, BoxError};
 use super::replies::{api_error, health, plain, refuse_token};
 use super::shared::Shared;
 use super::upstream::Upstream;
+use crate::proxy_protocol::{HEALTH_PATH, SHUTDOWN_PATH};
 
 /// Answers one client request: the proxy's own paths, refusals, or the request forwarded.
 pub async fn handle<U, B>(shared: Arc<Shared<U>>, request: Request<B>) -> Response<Body>

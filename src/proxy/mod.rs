@@ -35,7 +35,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::endpoint::Endpoint;
 use crate::paths::Dirs;
-use control::ProxySettings;
+use crate::proxy_settings::ProxySettings;
 
 /// Now, in whole seconds: what the state file and the event log keep, as everywhere else.
 pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
@@ -97,15 +97,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     })
 }
 
-/// [`body::BODY_IDLE`]; with the `test-hooks` feature, `KEYSWITCH_TEST_BODY_IDLE_MS` instead, so
-/// an integration test of a stalled body need not wait a minute.
+/// [`body::BODY_IDLE`], unless a test says otherwise (see [`crate::failpoints::body_idle`]).
 fn body_idle() -> Duration {
-    #[cfg(feature = "test-hooks")]
-    if let Some(ms) = std::env::var("KEYSWITCH_TEST_BODY_IDLE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return Duration::from_millis(ms);
-    }
-    body::BODY_IDLE
+    crate::failpoints::body_idle(body::BODY_IDLE)
 }

@@ -7,7 +7,6 @@ use hyper::{Response, StatusCode};
 use jiff::Timestamp;
 
 use super::body::full;
-use super::control::{BACKGROUND_MARK, Health, SERVICE};
 use super::decide::{self, ERROR_BODY_LIMIT};
 use super::fault::Fault;
 use super::io::Body;
@@ -15,6 +14,7 @@ use super::keys::View;
 use super::network::advertised_network;
 use super::shared::Shared;
 use crate::endpoint::Endpoint;
+use crate::proxy_protocol::{BACKGROUND_MARK, Health, SERVICE};
 use crate::select::Availability;
 
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

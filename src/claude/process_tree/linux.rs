@@ -1,4 +1,4 @@
-//! Linux: each process's facts from /proc/<pid>/stat.
+//! Linux: each process's facts from `/proc/<pid>/stat`.
 
 use super::{Proc, ProcessTable};
 

@@ -1,0 +1,162 @@
+//! `keyswitch uninstall`: taking out of Claude Code's settings exactly what `install` put
+//! there (by the install record, or by what is recognisably keyswitch's when it is lost), and
+//! leaving proxy mode.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::Context;
+use super::install::{key_endpoints, stop_proxy};
+use crate::claude::hook_entry::remove_hook;
+use crate::claude::install_record::{InstallRecord, load_record};
+use crate::claude::settings_file::{SettingsFile, backup_path};
+use crate::claude::wiring::{HELPER_KEY, is_our_helper, recovered_record};
+use crate::error::refuse;
+use crate::fileio::set_aside;
+use crate::mode::Mode;
+use crate::paths::Dirs;
+use crate::pool::Pool;
+use crate::proxy_settings;
+
+pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
+    let now = ctx.now.timestamp();
+    let pool = Pool::lock(ctx.dirs.clone(), now)?;
+    let (record, damaged) = load_or_set_aside(&ctx.dirs, now)?;
+    let settings = settings_to_clean(settings, record.as_ref())?;
+    let record = match record {
+        Some(record) => record,
+        None => recovered_record(
+            settings.path.clone(),
+            &settings.read()?.map,
+            settings.read_backup().as_ref(),
+            &key_endpoints(pool.config()),
+        ),
+    };
+    let (written, notes) = take_out(&settings, &record)?;
+    remove_record_file(&ctx.dirs)?;
+    // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
+    leave_proxy_mode(&ctx.dirs)?;
+    // A settings file that keyswitch itself created, and that holds nothing else, goes too.
+    if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
+        let _ = std::fs::remove_file(settings.target()?);
+    }
+    drop(pool);
+    report(&settings, damaged.as_deref(), written, &notes)
+}
+
+/// The install record; a damaged one is set aside (its new path returned) rather than refused:
+/// a way out that loses nothing, falling back on what is recognisably keyswitch's and on the
+/// backup.
+fn load_or_set_aside(
+    dirs: &Dirs,
+    now: Timestamp,
+) -> Result<(Option<InstallRecord>, Option<PathBuf>)> {
+    match load_record(dirs) {
+        Ok(record) => Ok((record, None)),
+        Err(_) => Ok((None, Some(set_aside(&dirs.install_record(), now)?))),
+    }
+}
+
+/// The settings file keyswitch was installed in; one named on the command line must be it.
+fn settings_to_clean(named: Option<&Path>, record: Option<&InstallRecord>) -> Result<SettingsFile> {
+    Ok(match (named, record) {
+        (Some(path), Some(r)) => {
+            let named = SettingsFile::locate(Some(path))?;
+            if named.path != r.settings {
+                return Err(refuse(format!(
+                    "keyswitch was installed in {}, not {}: run `keyswitch uninstall --settings {}`",
+                    r.settings.display(),
+                    named.path.display(),
+                    r.settings.display()
+                )));
+            }
+            named
+        }
+        (None, Some(r)) => SettingsFile {
+            path: r.settings.clone(),
+        },
+        (path, None) => SettingsFile::locate(path)?,
+    })
+}
+
+/// Puts back what the record replaced, and takes out keyswitch's helper and hook. Returns
+/// whether the file changed, and a note for each entry the user changed since (left alone).
+fn take_out(settings: &SettingsFile, record: &InstallRecord) -> Result<(bool, Vec<String>)> {
+    settings.update(
+        |map| {
+            let mut notes = Vec::new();
+            let mut rec = record.clone();
+            let ids: Vec<_> = rec.entries.keys().cloned().collect();
+            for id in &ids {
+                notes.extend(rec.restore(map, id.slot()));
+            }
+            // Whatever the record says, keyswitch's own helper does not stay behind.
+            if map
+                .get(HELPER_KEY)
+                .and_then(Value::as_str)
+                .is_some_and(is_our_helper)
+            {
+                map.shift_remove(HELPER_KEY);
+            }
+            remove_hook(map, &mut rec);
+            Ok(notes)
+        },
+        |_| Ok(()),
+    )
+}
+
+fn remove_record_file(dirs: &Dirs) -> Result<()> {
+    let record_file = dirs.install_record();
+    match std::fs::remove_file(&record_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", record_file.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Stops the proxy and removes its settings. A damaged proxy.json names no proxy to stop; it
+/// goes all the same.
+fn leave_proxy_mode(dirs: &Dirs) -> Result<()> {
+    if let Ok(Mode::Proxy(current)) = Mode::load(dirs)
+        && stop_proxy(dirs, &current)
+    {
+        eprintln!("keyswitch: stopped the proxy");
+    }
+    proxy_settings::remove(dirs)
+}
+
+fn report(
+    settings: &SettingsFile,
+    damaged: Option<&Path>,
+    written: bool,
+    notes: &[String],
+) -> Result<()> {
+    let path = settings.path.display();
+    if let Some(aside) = damaged {
+        eprintln!(
+            "keyswitch: the install record was damaged (kept at {}): took out what is recognisably keyswitch's and put back replaced values from the backup",
+            aside.display()
+        );
+    }
+    if written {
+        eprintln!("keyswitch: took keyswitch out of {path}");
+    } else {
+        eprintln!("keyswitch: {path} holds nothing of keyswitch's; nothing changed");
+    }
+    for note in notes {
+        eprintln!("keyswitch: {note}");
+    }
+    let backup = settings.target().map(|t| backup_path(&t))?;
+    if backup.exists() {
+        eprintln!(
+            "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
+            backup.display()
+        );
+    }
+    eprintln!("keyswitch: your keys stay in the keychain; `keyswitch remove NAME` deletes one");
+    Ok(())
+}

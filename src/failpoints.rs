@@ -1,0 +1,57 @@
+//! Test seams: named points where a test makes keyswitch fail, or die as a `kill -9` there
+//! would, to check that every step of a settings change leaves something `uninstall` can undo.
+//!
+//! Live only with the `failpoints` feature, which `cargo test` turns on (see Cargo.toml);
+//! every other build, the shipped ones included, compiles both functions to nothing and reads
+//! no environment variable.
+//!
+//! Not the `fail` crate: its actions panic where these tests need the process to die with no
+//! unwinding (as a kill would), it is configured through `FAILPOINTS` set up in `main`, and it
+//! brings `rand` 0.8, `log` and `once_cell` for two functions.
+
+use anyhow::Result;
+
+/// `KEYSWITCH_TEST_CRASH_AT=<name>` aborts the process at the point of that name.
+#[cfg(feature = "failpoints")]
+pub fn crash_point(name: &str) {
+    if std::env::var_os("KEYSWITCH_TEST_CRASH_AT").is_some_and(|v| v == name) {
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn crash_point(_name: &str) {}
+
+/// `KEYSWITCH_TEST_FAIL_AT=<name>` makes the step of that name fail as a full disk would
+/// (root, which the tests run as, cannot be stopped by permissions).
+#[cfg(feature = "failpoints")]
+pub fn fail_point(name: &str) -> Result<()> {
+    if std::env::var_os("KEYSWITCH_TEST_FAIL_AT").is_some_and(|v| v == name) {
+        anyhow::bail!("{name} failed (KEYSWITCH_TEST_FAIL_AT)");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn fail_point(_name: &str) -> Result<()> {
+    Ok(())
+}
+
+/// `KEYSWITCH_TEST_BODY_IDLE_MS=<ms>`: how long the proxy waits for a request body that stopped
+/// arriving, instead of `default`, so an integration test of a stalled body need not wait a
+/// minute.
+#[cfg(feature = "failpoints")]
+pub fn body_idle(default: std::time::Duration) -> std::time::Duration {
+    std::env::var("KEYSWITCH_TEST_BODY_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(default, std::time::Duration::from_millis)
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn body_idle(default: std::time::Duration) -> std::time::Duration {
+    default
+}

@@ -1,0 +1,113 @@
+//! Which mode keyswitch is in, answered in one place: helper mode (`get` prints a key) or proxy
+//! mode (`get` prints a token for the local proxy, which puts the key on each request). Proxy
+//! mode is on while proxy.json ([`crate::proxy_settings`]) exists.
+//!
+//! **A damaged proxy.json** (one keyswitch cannot parse) is an error from [`Mode::load`] naming
+//! the file and the fix, `keyswitch install --proxy`. Neither mode is a safe guess: helper mode
+//! would hand a real key to a session pointed at the proxy's address, proxy mode has no address
+//! to use. So every command that hands out or acts on a key stops there: `get`, the StopFailure
+//! hook, `keyswitch proxy`, and keeping the settings in step with the active key. The rest read
+//! the same answer and do what their job needs with it:
+//! - `install` and `uninstall` are the way out: they go on as if no proxy ran under the
+//!   damaged file, and replace or remove it (pinned by tests/proxy.rs
+//!   `a_reinstall_after_damaged_proxy_settings_forwards_to_the_new_upstream`);
+//! - `doctor` reports the error as a problem, with its fix;
+//! - `status` and doctor's description of the wiring only describe: to them a damaged file is
+//!   still the mode the user last chose, proxy mode ([`proxy_chosen`]).
+
+use anyhow::{Result, anyhow};
+
+use crate::paths::Dirs;
+use crate::proxy_settings::{self, ProxySettings, Stored};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `get` prints the active key; Claude Code talks to the API (or the key's endpoint).
+    Helper,
+    /// `get` prints the local token; Claude Code talks to the proxy these settings describe.
+    Proxy(ProxySettings),
+}
+
+impl Mode {
+    /// The mode proxy.json says; an error when it is damaged (see the module doc).
+    pub fn load(dirs: &Dirs) -> Result<Self> {
+        match proxy_settings::read(dirs)? {
+            Stored::Absent => Ok(Self::Helper),
+            Stored::Settings(settings) => Ok(Self::Proxy(settings)),
+            Stored::Damaged(e) => Err(anyhow!(
+                "{} is damaged ({e}): run `keyswitch install --proxy` again",
+                dirs.proxy_settings_file().display()
+            )),
+        }
+    }
+
+    pub fn is_proxy(&self) -> bool {
+        matches!(self, Self::Proxy(_))
+    }
+
+    /// The proxy settings in proxy mode.
+    pub fn proxy(self) -> Option<ProxySettings> {
+        match self {
+            Self::Helper => None,
+            Self::Proxy(settings) => Some(settings),
+        }
+    }
+}
+
+/// For what only describes the setup: proxy mode, or a damaged proxy.json, which is what
+/// `keyswitch install --proxy` left before it was damaged.
+pub fn proxy_chosen(loaded: &Result<Mode>) -> bool {
+    !matches!(loaded, Ok(Mode::Helper))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(dir: &tempfile::TempDir) -> Dirs {
+        Dirs {
+            config: dir.path().join("config"),
+            state: dir.path().join("state"),
+        }
+    }
+
+    #[test]
+    fn no_file_is_helper_mode_and_settings_are_proxy_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = dirs(&dir);
+        assert_eq!(Mode::load(&dirs).unwrap(), Mode::Helper);
+        let settings = ProxySettings {
+            listen: "127.0.0.1:9000".parse().unwrap(),
+            upstream: "https://api.anthropic.com".to_string(),
+        };
+        std::fs::create_dir_all(&dirs.state).unwrap();
+        proxy_settings::save(&dirs, &settings).unwrap();
+        assert_eq!(Mode::load(&dirs).unwrap(), Mode::Proxy(settings));
+        proxy_settings::remove(&dirs).unwrap();
+        assert_eq!(Mode::load(&dirs).unwrap(), Mode::Helper);
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_naming_it_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = dirs(&dir);
+        std::fs::create_dir_all(&dirs.state).unwrap();
+        std::fs::write(dirs.proxy_settings_file(), "{\"listen\":").unwrap();
+        let loaded = Mode::load(&dirs);
+        let e = loaded.as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("proxy.json") && e.contains("install --proxy"),
+            "{e}"
+        );
+        assert!(proxy_chosen(&loaded));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_in_place_of_the_state_folder_is_helper_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = dirs(&dir);
+        std::fs::write(&dirs.state, "").unwrap();
+        assert_eq!(Mode::load(&dirs).unwrap(), Mode::Helper);
+    }
+}

@@ -1,0 +1,36 @@
+//! What the CLI side (`get`, `install`, `doctor`, `proxy start|stop|status`) and the proxy
+//! server agree on: the control paths, the health answer, and the mark of a background proxy.
+//! Both sides import this; neither imports the other.
+
+use serde::{Deserialize, Serialize};
+
+/// What the proxy's health answer calls itself, to tell it from another program on the port.
+pub const SERVICE: &str = "keyswitch-proxy";
+/// This build's version: a proxy of another version is replaced by `get`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `GET` answers [`Health`]; open to anyone who can reach loopback (it names no secret).
+pub const HEALTH_PATH: &str = "/_keyswitch/health";
+/// `POST` with the access token stops the proxy.
+pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
+/// Set in the environment of a proxy `get` starts in the background: only such a proxy is
+/// replaced when a session's network settings differ from its own.
+pub const BACKGROUND_MARK: &str = "KEYSWITCH_PROXY_BACKGROUND";
+
+/// What the proxy says about itself at [`HEALTH_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub service: String,
+    pub version: String,
+    pub pid: u32,
+    pub listen: String,
+    /// A keyed digest of the network settings the proxy took from its environment
+    /// (`upstream::network_fingerprint`), from a proxy keyswitch started in the background.
+    /// Empty from one the user runs (`proxy run` under a service manager): its settings are the
+    /// user's choice, never overridden by a session's.
+    #[serde(default)]
+    pub network: String,
+    /// Where it forwards keys without an endpoint: a proxy started with other proxy settings
+    /// (a damaged proxy.json that a re-install replaced) is replaced too.
+    #[serde(default)]
+    pub upstream: String,
+}

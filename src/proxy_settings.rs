@@ -1,0 +1,134 @@
+//! proxy.json: proxy mode's settings (where the proxy listens, where it forwards), written by
+//! `keyswitch install --proxy` and absent in helper mode. Read through [`crate::mode`], which
+//! owns what a missing or damaged file means; the proxy reads the same type.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::refuse;
+use crate::fileio::{Durability, read_optional, replace_file};
+use crate::paths::Dirs;
+
+/// The port `keyswitch install --proxy` uses unless `--listen` says otherwise.
+/// Below every OS's range of ports for outgoing connections (Linux 32768–60999, macOS and
+/// Windows 49152–65535), so a random outgoing connection never holds it.
+pub const DEFAULT_PORT: u16 = 27329;
+
+/// Proxy mode's settings, written by `keyswitch install --proxy`; absent in helper mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// The loopback address the proxy listens on.
+    pub listen: SocketAddr,
+    /// Where requests go for keys without an endpoint of their own: the base URL the user had
+    /// before installing.
+    pub upstream: String,
+}
+
+impl ProxySettings {
+    /// The `ANTHROPIC_BASE_URL` Claude Code is given.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+/// What proxy.json holds.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    Absent,
+    Settings(ProxySettings),
+    /// Not settings keyswitch wrote: why not.
+    Damaged(serde_json::Error),
+}
+
+/// Reads proxy.json as it is; an I/O failure is an error, a file keyswitch cannot parse is
+/// [`Stored::Damaged`] for [`crate::mode`] to judge.
+pub(crate) fn read(dirs: &Dirs) -> Result<Stored> {
+    let bytes = match read_optional(&dirs.proxy_settings_file()) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(Stored::Absent),
+        // A file where the state folder should be holds no proxy settings; `get` carries on
+        // as with any unreadable state.
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotADirectory) =>
+        {
+            return Ok(Stored::Absent);
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match serde_json::from_slice(&bytes) {
+        Ok(settings) => Stored::Settings(settings),
+        Err(e) => Stored::Damaged(e),
+    })
+}
+
+pub fn save(dirs: &Dirs, settings: &ProxySettings) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(settings).context("cannot encode proxy settings")?;
+    bytes.push(b'\n');
+    replace_file(&dirs.proxy_settings_file(), &bytes, Durability::Synced)
+}
+
+pub fn remove(dirs: &Dirs) -> Result<()> {
+    let path = dirs.proxy_settings_file();
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Parses `--listen`: a loopback `IP:PORT` (or a bare port); anything reachable from another
+/// machine is refused, since the token is the only thing between it and the keys.
+pub fn parse_listen(text: &str) -> Result<SocketAddr> {
+    let text = text.trim();
+    let how = "give a loopback address like 127.0.0.1:27329";
+    let addr: SocketAddr = match text.parse::<u16>() {
+        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => text
+            .parse()
+            .map_err(|_| refuse(format!("--listen '{text}' is not IP:PORT: {how}")))?,
+    };
+    if !addr.ip().is_loopback() {
+        return Err(refuse(format!(
+            "--listen {addr} is not a loopback address: the proxy only listens on this machine; {how}"
+        )));
+    }
+    if addr.port() == 0 {
+        return Err(refuse(format!(
+            "--listen {addr} has no port: Claude Code needs a fixed one; {how}"
+        )));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_is_loopback_only() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert!(parse_listen("[::1]:9000").is_ok());
+        for bad in [
+            "0.0.0.0:9000",
+            "192.168.1.2:80",
+            "127.0.0.1:0",
+            "x",
+            "127.0.0.1",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The local access token of proxy mode: what `get` prints instead of a key, and the only
+//! thing the proxy accepts in its place. One per user, in a file only the user can read.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use zeroize::Zeroizing;
+
+use crate::fileio::{private_options, read_optional};
+use crate::paths::{Dirs, ensure_private_dir};
+
+/// Every access token starts with this: never mistaken for an API key, easy to grep for.
+pub const TOKEN_PREFIX: &str = "ksp-";
+
+/// The local access token, created on first use: 256 random bits, in a file only the user can
+/// read. Two processes creating it at once agree on one (the first `create_new` wins).
+pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
+    let path = dirs.proxy_token_file();
+    if let Some(token) = read_token(&path)? {
+        return Ok(token);
+    }
+    ensure_private_dir(&dirs.state)?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
+    let mut token = Zeroizing::new(String::from(TOKEN_PREFIX));
+    for byte in raw.iter() {
+        token.push_str(&format!("{byte:02x}"));
+    }
+    // Written whole to a temp file, then linked into place without replacing: a concurrent
+    // creator's token is never overwritten, and nobody reads a half-written one.
+    // Not under the writer lock, so not named like the temp files that writers sweep.
+    let temp = dirs
+        .state
+        .join(format!(".proxy-token-{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let mut file = private_options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(token),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
+            .ok_or_else(|| anyhow!("{} is empty: delete it and try again", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+fn read_token(path: &Path) -> Result<Option<Zeroizing<String>>> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    let bytes = Zeroizing::new(bytes);
+    let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
+    if !text.starts_with(TOKEN_PREFIX) || text.len() != TOKEN_PREFIX.len() + 64 {
+        return Err(anyhow!(
+            "the proxy token file {} is damaged: delete it; keyswitch makes a new one",
+            path.display()
+        ));
+    }
+    Ok(Some(Zeroizing::new(text.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            config: dir.path().join("c"),
+            state: dir.path().join("s"),
+        };
+        let first = ensure_token(&dirs).unwrap();
+        let second = ensure_token(&dirs).unwrap();
+        assert_eq!(*first, *second);
+        assert!(first.starts_with(TOKEN_PREFIX) && first.len() == TOKEN_PREFIX.len() + 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dirs.proxy_token_file())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0);
+        }
+        let other = Dirs {
+            config: dir.path().join("c2"),
+            state: dir.path().join("s2"),
+        };
+        assert_ne!(*ensure_token(&other).unwrap(), *first);
+    }
+}
