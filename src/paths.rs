@@ -96,6 +96,11 @@ impl Dirs {
     pub fn install_record(&self) -> PathBuf {
         self.state.join("claude-install.json")
     }
+
+    /// Which gateway the proxy found at each endpoint (its name and version), for `doctor`.
+    pub fn gateways_seen(&self) -> PathBuf {
+        self.state.join("gateways.json")
+    }
 }
 
 fn env_dir(var: &str) -> Option<PathBuf> {

@@ -68,7 +68,7 @@ fn install_wires_helper_hook_and_ttl_and_keeps_everything_else() {
     assert_eq!(ours.len(), 1);
     assert_eq!(
         ours[0]["matcher"],
-        "rate_limit|billing_error|authentication_failed"
+        "rate_limit|billing_error|authentication_failed|invalid_request|unknown"
     );
     assert_eq!(after["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"], "60000");
     // Everything else, in meaning and in key order.
@@ -1040,4 +1040,85 @@ fn an_edit_made_while_keyswitch_rewrites_the_settings_is_never_lost() {
     eprintln!("{added} entries written alongside {cycles} mark/reset cycles: {kept} kept");
     assert!(cycles >= 20, "only {cycles} cycles");
     assert_eq!(kept, added, "{} lost", added - kept);
+}
+
+#[test]
+fn doctor_flags_a_hook_from_an_older_keyswitch_and_install_updates_it() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.cmd().arg("install").assert().success();
+    // The matcher an older keyswitch wrote: it never fires on LiteLLM's 422 (`unknown`).
+    let mut settings = s.settings();
+    settings["hooks"]["StopFailure"][0]["matcher"] =
+        json!("rate_limit|billing_error|authentication_failed");
+    std::fs::write(s.settings_file(), settings.to_string()).unwrap();
+    s.cmd()
+        .arg("doctor")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "FIX   the StopFailure hook is an older keyswitch's",
+        ));
+    s.cmd().arg("install").assert().success();
+    assert_eq!(
+        s.settings()["hooks"]["StopFailure"][0]["matcher"],
+        "rate_limit|billing_error|authentication_failed|invalid_request|unknown"
+    );
+    s.cmd()
+        .arg("doctor")
+        .assert()
+        .stdout(predicate::str::contains("FIX   the StopFailure hook").not());
+}
+
+#[test]
+fn doctor_names_the_gateway_the_proxy_saw_and_the_users_rules() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(s.config_file()).unwrap()).unwrap();
+    config["gateway_rules"] = json!([{"status": 412, "meaning": "spent", "cooldown": "1d"}]);
+    std::fs::write(s.config_file(), config.to_string()).unwrap();
+    std::fs::write(
+        s.state_dir().join("gateways.json"),
+        r#"{"http://127.0.0.1:4000": {"name": "LiteLLM", "version": "1.108.7", "seen": "2026-12-01T19:00:00Z"}}"#,
+    )
+    .unwrap();
+    s.cmd()
+        .arg("doctor")
+        .assert()
+        .stdout(predicate::str::contains(
+            "ok    http://127.0.0.1:4000 is LiteLLM 1.108.7: its budget and rate-limit answers are recognised",
+        ))
+        .stdout(predicate::str::contains(
+            "info  gateway_rules[0]: status 412 → spent, cooling 1d",
+        ));
+}
+
+#[test]
+fn in_helper_mode_litellms_budget_answer_marks_the_key_though_claude_code_calls_it_unknown() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    let mut claude = FakeClaude::start(&s, &[]);
+    claude.helper(&[]);
+    let input = json!({
+        "session_id": "s", "hook_event_name": "StopFailure", "error": "unknown",
+        "last_assistant_message": "API Error: 422 LiteLLM Virtual Key: 9b1c, key_alias: budget, exceeded budget for model=claude-sonnet-4-5"
+    });
+    let ran = claude.hook_raw(&input.to_string(), "s");
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, ""));
+    let marks = s.events("mark");
+    assert_eq!(marks.len(), 1, "{:?}", s.log_json());
+    assert_eq!(marks[0]["key"], "primary");
+    assert_eq!(marks[0]["reason"], "hook:billing_error");
+    // The billing cooldown, not a rate limit's hour.
+    assert!(s.seconds_left(0) > 11 * 3600, "{}", s.seconds_left(0));
+    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    // A 422 about the request marks nothing.
+    let invalid = json!({
+        "session_id": "s", "hook_event_name": "StopFailure", "error": "unknown",
+        "last_assistant_message": "API Error: 422 [{'type': 'missing', 'loc': ('body', 'messages')}]"
+    });
+    claude.hook_raw(&invalid.to_string(), "s");
+    assert_eq!(s.events("mark").len(), 1);
 }

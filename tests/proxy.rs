@@ -1236,3 +1236,32 @@ fn a_large_refusal_every_key_gets_is_not_passed_on_empty() {
     );
     assert_eq!(up.keys(), vec![fake_key("primary"), fake_key("fallback")]);
 }
+
+#[test]
+fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
+    // LiteLLM's default since 1.104: 422 budget_exceeded, in the OpenAI shape, no retry-after.
+    let budget = r#"{"error":{"message":"Budget has been exceeded! Current cost: 0.006, Max budget: 0.005","type":"budget_exceeded","param":null,"code":"422"}}"#;
+    let up = stand_in(move || Reply::json(422, budget).with_header("x-litellm-version", "1.108.7"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(String::from_utf8_lossy(&answer.body).contains(&fake_key("fallback")));
+    wait_for("the mark", || !mark_events(&p.s).is_empty());
+    let mark = &mark_events(&p.s)[0];
+    assert_eq!(mark["key"], "primary");
+    assert_eq!(mark["reason"], "proxy:billing_error");
+    wait_for("the gateway note", || {
+        p.s.state_dir().join("gateways.json").exists()
+    });
+    let seen: Value =
+        serde_json::from_slice(&std::fs::read(p.s.state_dir().join("gateways.json")).unwrap())
+            .unwrap();
+    let noted: Vec<&Value> = seen.as_object().unwrap().values().collect();
+    assert_eq!(noted[0]["name"], "LiteLLM");
+    assert_eq!(noted[0]["version"], "1.108.7");
+}

@@ -7,8 +7,11 @@ use super::install_record::{InstallRecord, note_created};
 use super::wiring::is_ours;
 
 pub const HOOK_EVENT: &str = "StopFailure";
-/// The StopFailure `error` values that mean "this key": out of budget, or rejected.
-pub const HOOK_MATCHER: &str = "rate_limit|billing_error|authentication_failed";
+/// The StopFailure `error` values that may mean "this key": out of budget, rejected, and the
+/// two words Claude Code gives a gateway's budget answer it does not know (LiteLLM's 422 is
+/// `unknown`, a 400 `invalid_request`), which the hook then judges from the message.
+pub const HOOK_MATCHER: &str =
+    "rate_limit|billing_error|authentication_failed|invalid_request|unknown";
 
 pub fn is_our_hook(command: &str) -> bool {
     is_ours(command, " hook stop-failure")

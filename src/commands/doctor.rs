@@ -53,6 +53,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
     };
     check_keys(&mut r, ctx, &config)?;
+    check_gateways(&mut r, ctx, &config)?;
     let mode = Mode::load(&ctx.dirs);
     check_settings(&mut r, ctx, proxy_chosen(&mode))?;
     check_proxy(&mut r, ctx, mode)?;
@@ -256,6 +257,11 @@ fn check_helper_and_hook(
     }
     if has_hook(map) && proxy_mode {
         r.ok("the StopFailure hook is in place (in proxy mode it only logs: the proxy switches keys within the request)")?;
+    } else if has_hook(map) && !hook_matches_current(map) {
+        r.fix(
+            "the StopFailure hook is an older keyswitch's: it does not fire on a gateway's budget answer that Claude Code calls unknown or invalid_request (LiteLLM's 422)",
+            "run keyswitch install",
+        )?;
     } else if has_hook(map) {
         r.ok("the StopFailure hook marks exhausted keys")?;
     } else {
@@ -263,6 +269,42 @@ fn check_helper_and_hook(
             "no StopFailure hook: an exhausted key is not switched automatically",
             "run keyswitch install",
         )?;
+    }
+    Ok(())
+}
+
+/// Whether keyswitch's hook fires on every error word this keyswitch judges.
+fn hook_matches_current(map: &Map<String, Value>) -> bool {
+    map.get("hooks")
+        .and_then(|h| h.get(crate::claude::hook_entry::HOOK_EVENT))
+        .and_then(Value::as_array)
+        .is_some_and(|groups| {
+            groups.iter().any(|g| {
+                g.get("matcher").and_then(Value::as_str)
+                    == Some(crate::claude::hook_entry::HOOK_MATCHER)
+            })
+        })
+}
+
+/// The gateways the proxy has seen answer, and the user's rules for the ones keyswitch does
+/// not know.
+fn check_gateways(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
+    for (endpoint, gateway) in crate::gateway::seen::load(&ctx.dirs.gateways_seen()) {
+        let endpoint = crate::endpoint::redact_url(&endpoint);
+        if gateway.budget_answers_known() {
+            r.ok(&format!(
+                "{endpoint} is {}: its budget and rate-limit answers are recognised",
+                gateway.describe()
+            ))?;
+        } else {
+            r.info(&format!(
+                "{endpoint} is {}: if its budget answers are not recognised, add gateway_rules to the config (see docs/gateways.md)",
+                gateway.describe()
+            ))?;
+        }
+    }
+    for (index, rule) in config.gateway_rules().iter().enumerate() {
+        r.info(&format!("gateway_rules[{index}]: {}", rule.describe()))?;
     }
     Ok(())
 }

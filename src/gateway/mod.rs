@@ -23,6 +23,7 @@
 mod error_body;
 pub mod reset;
 mod rules;
+pub mod seen;
 
 use jiff::Timestamp;
 

@@ -230,6 +230,9 @@ async fn attempt<U: Upstream>(
         }
         Err(fault) => return Step::Answer(unreachable_reply(&choice.upstream, &fault)),
     };
+    shared.keys.note_gateway(&choice.upstream, &|name| {
+        header_text(response.headers(), name)
+    });
     let rules = view.files.config.gateway_rules();
     judge(
         shared,

@@ -24,6 +24,7 @@ use super::whole_seconds_now;
 use crate::config::Config;
 use crate::cooldown::is_cooling;
 use crate::failure::Failure;
+use crate::gateway::seen::Gateway;
 use crate::paths::Dirs;
 use crate::pool::{Mark, Pool};
 use crate::reason::{Cause, Source};
@@ -87,6 +88,8 @@ pub struct KeyPool {
     secrets: Mutex<Secrets>,
     keychain: Mutex<Option<Arc<Keychain>>>,
     recording_switch: AtomicBool,
+    /// The gateway last noted at each endpoint, so the note is written only when it changes.
+    gateways: Mutex<HashMap<String, String>>,
 }
 
 /// A poisoned lock only means another request panicked; the data (a cache) is still usable.
@@ -105,6 +108,7 @@ impl KeyPool {
             secrets: Mutex::new(Secrets::default()),
             keychain: Mutex::new(None),
             recording_switch: AtomicBool::new(false),
+            gateways: Mutex::new(HashMap::new()),
         })
     }
 
@@ -309,6 +313,33 @@ impl KeyPool {
                 crate::error::one_line(&e)
             )),
         }
+    }
+
+    /// Notes the gateway an answer from `endpoint` names (see [`crate::gateway::seen`]), in the
+    /// background and only when it is new.
+    pub fn note_gateway(
+        self: &Arc<Self>,
+        endpoint: &crate::endpoint::Endpoint,
+        header: &dyn Fn(&str) -> Option<String>,
+    ) {
+        let Some(gateway) = Gateway::named_in(header, whole_seconds_now()) else {
+            return;
+        };
+        let described = gateway.describe();
+        {
+            let mut known = lock(&self.gateways);
+            if known.get(endpoint.as_str()) == Some(&described) {
+                return;
+            }
+            known.insert(endpoint.as_str().to_string(), described);
+        }
+        let path = self.dirs.gateways_seen();
+        let endpoint = endpoint.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::gateway::seen::note(&path, &endpoint, gateway) {
+                crate::messages::warn_failed("note which gateway answered", &e);
+            }
+        });
     }
 
     /// Records a change of active key the proxy noticed (a cooldown that ended), in the
