@@ -325,6 +325,7 @@ impl Config {
     }
 
     /// A config of these keys and nothing else.
+    #[cfg(test)]
     pub fn with_keys(keys: Vec<KeyConfig>) -> Self {
         Self {
             keys,

@@ -1,36 +1,44 @@
 //! keyswitch: an ordered pool of keychain-held API keys with cooldowns, for Claude Code's
 //! `apiKeyHelper`. `main_entry` is the whole program; the binary only calls it.
 
-pub mod claude;
-pub mod cli;
+mod claude;
+mod cli;
 mod commands;
-pub mod config;
-pub mod cooldown;
-pub mod endpoint;
-pub mod error;
-pub mod events;
+mod config;
+mod cooldown;
+mod endpoint;
+mod error;
+mod events;
 mod failpoints;
-pub mod failure;
-pub mod fileio;
-pub mod gateway;
-pub mod handout;
-pub mod messages;
-pub mod mode;
-pub mod notify;
-pub mod on_path;
-pub mod paths;
-pub mod pool;
-pub mod proxy;
-pub mod proxy_client;
-pub mod proxy_protocol;
-pub mod proxy_settings;
-pub mod proxy_token;
-pub mod reason;
-pub mod select;
-pub mod state;
-pub mod store;
-pub mod timespec;
-pub mod validate;
+mod failure;
+mod fileio;
+mod gateway;
+mod handout;
+mod messages;
+mod mode;
+mod notify;
+mod on_path;
+mod paths;
+mod pool;
+mod proxy;
+mod proxy_client;
+mod proxy_protocol;
+mod proxy_settings;
+mod proxy_token;
+mod reason;
+mod select;
+mod state;
+mod store;
+mod timespec;
+mod validate;
+
+/// For the store benchmark (bench/store-compare) only: the keychain as keyswitch opens it. Not
+/// an API; nothing else of the crate is public.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::config::StoreKind;
+    pub use crate::store::Keychain;
+}
 
 use std::process::ExitCode;
 

@@ -204,10 +204,6 @@ impl Pool {
         &self.config.keys[index]
     }
 
-    pub fn cooldown(&self, name: &str) -> Option<&Cooldown> {
-        self.state.cooldowns.get(name)
-    }
-
     pub fn availability(&self, now: Timestamp) -> Vec<Availability> {
         self.config
             .keys

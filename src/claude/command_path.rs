@@ -1,5 +1,5 @@
 //! Writing this binary's path into the commands Claude Code runs (the apiKeyHelper and the
-//! hook), so the shell that runs them reads it as that path.
+//! hook), so the shell that runs them reads it as that path; and knowing those commands again.
 
 /// Writes a path so the shell Claude Code runs the command through reads it as that path:
 /// `/bin/sh` on Linux and macOS, quoted when it needs it; see [`windows_command_path`].
@@ -37,6 +37,11 @@ pub fn windows_command_path(path: &str) -> String {
     } else {
         format!("\"{path}\"")
     }
+}
+
+/// True for a hook or helper command that runs some keyswitch binary.
+pub(crate) fn is_ours(command: &str, tail: &str) -> bool {
+    command.contains("keyswitch") && command.trim_end().ends_with(tail)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::command_path::is_ours;
 use super::install_record::{InstallRecord, note_created};
-use super::wiring::is_ours;
 
 pub const HOOK_EVENT: &str = "StopFailure";
 /// The StopFailure `error` values that may mean "this key": out of budget, rejected, and the

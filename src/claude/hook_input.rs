@@ -1,4 +1,4 @@
-//! The JSON Claude Code gives the StopFailure hook on stdin (claude-code-facts.md).
+//! The JSON Claude Code gives the StopFailure hook on stdin (docs/facts/claude-code-facts.md).
 
 use serde::Deserialize;
 

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::slot::note_created;
 use super::slot::{Slot, SlotId};
 use crate::failpoints::fail_point;
 use crate::fileio::{Durability, read_optional, replace_file};
@@ -111,12 +112,6 @@ impl InstallRecord {
         {
             self.entries.remove(&slot.id());
         }
-    }
-}
-
-pub fn note_created(created: &mut Vec<String>, what: &str) {
-    if !created.iter().any(|c| c == what) {
-        created.push(what.to_string());
     }
 }
 

@@ -6,8 +6,6 @@ use std::borrow::Borrow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::install_record::note_created;
-
 /// Where an entry lives: top level, or inside `env`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot<'a> {
@@ -104,6 +102,14 @@ impl std::fmt::Display for SlotId {
 impl Borrow<str> for SlotId {
     fn borrow(&self) -> &str {
         &self.0
+    }
+}
+
+/// Notes that install created `what` (a settings file, an `env` object, a hooks list), so
+/// uninstall removes it again only if it is still keyswitch's and empty.
+pub fn note_created(created: &mut Vec<String>, what: &str) {
+    if !created.iter().any(|c| c == what) {
+        created.push(what.to_string());
     }
 }
 

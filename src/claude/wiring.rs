@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use super::command_path::is_ours;
 use super::hook_entry::HOOK_EVENT;
 use super::install_record::{InstallRecord, Replaced, note_created};
 use super::json_doc::RAW_MARK;
@@ -19,11 +20,6 @@ pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
 /// after its cooldown ends (and notices a change made outside the settings file). `get` costs
 /// about 3 ms, so a refresh a minute is nothing; Claude Code's default is 5 minutes.
 pub const HELPER_TTL_MS: &str = "60000";
-
-/// True for a hook or helper command that runs some keyswitch binary.
-pub(crate) fn is_ours(command: &str, tail: &str) -> bool {
-    command.contains("keyswitch") && command.trim_end().ends_with(tail)
-}
 
 pub fn is_our_helper(command: &str) -> bool {
     is_ours(command, " get")

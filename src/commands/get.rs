@@ -78,9 +78,22 @@ pub fn run(ctx: &Context) -> Result<()> {
         }
     };
 
+    hand_out_key(ctx, &pool, &allowed, &availability, desired)
+}
+
+/// Prints the secret of the first of `allowed` that has a usable one, notes which session got
+/// it, and records a switch when it is the active key (`desired`).
+fn hand_out_key(
+    ctx: &Context,
+    pool: &Pool,
+    allowed: &[usize],
+    availability: &[Availability],
+    desired: usize,
+) -> Result<()> {
+    let now = ctx.now.timestamp();
     let keychain = open_keychain(pool.config())?;
     let mut unusable = None;
-    for index in allowed {
+    for &index in allowed {
         let name = &pool.key(index).name;
         let Some(secret) = keychain.read(name)? else {
             crate::messages::warn(format_args!(
@@ -111,7 +124,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             crate::messages::warn_failed(format_args!("note which session got {name}"), &e);
         }
         if index == desired {
-            record_switch(ctx, &pool, name, now);
+            record_switch(ctx, pool, name, now);
         }
         return Ok(());
     }

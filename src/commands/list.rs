@@ -13,43 +13,61 @@ use crate::validate::mask_secret;
 pub fn run(ctx: &Context, json: bool) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::read(ctx.dirs.clone(), now)?;
-    let availability = pool.availability(now);
-    let active = pool.active(now);
     let hints = secret_hints(&pool);
-
     if json {
-        let rows: Vec<_> = pool
-            .config()
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| {
-                let cooldown = pool.state().cooldowns.get(&key.name);
-                let (state, until) = match availability[i] {
-                    Availability::Ready => ("ready", None),
-                    Availability::CoolingUntil(until) => ("cooling", Some(until.to_string())),
-                    Availability::SetAside => ("rejected", None),
-                };
-                json!({
-                    "name": key.name,
-                    "position": i + 1,
-                    "active": active == Some(i),
-                    "state": state,
-                    "exhausted_until": until,
-                    "reason": cooldown.filter(|_| availability[i] != Availability::Ready).map(|c| c.reason.to_string()),
-                    "endpoint": key.endpoint_text(),
-                    "cooldown": key.cooldown_text(),
-                    "secret": hints[i],
-                })
-            })
-            .collect();
-        return out(&serde_json::to_string_pretty(&rows)?);
+        return out(&serde_json::to_string_pretty(&json_rows(
+            &pool, &hints, now,
+        ))?);
     }
-
     if pool.config().keys.is_empty() {
         eprintln!("keyswitch: {}", crate::messages::NO_KEYS_YET);
         return Ok(());
     }
+    for line in table(&pool, &hints, ctx) {
+        out(&line)?;
+    }
+    Ok(())
+}
+
+/// One JSON object a key, for `--json`.
+fn json_rows(
+    pool: &Pool,
+    hints: &[Option<String>],
+    now: jiff::Timestamp,
+) -> Vec<serde_json::Value> {
+    let availability = pool.availability(now);
+    let active = pool.active(now);
+    pool.config()
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let cooldown = pool.state().cooldowns.get(&key.name);
+            let (state, until) = match availability[i] {
+                Availability::Ready => ("ready", None),
+                Availability::CoolingUntil(until) => ("cooling", Some(until.to_string())),
+                Availability::SetAside => ("rejected", None),
+            };
+            json!({
+                "name": key.name,
+                "position": i + 1,
+                "active": active == Some(i),
+                "state": state,
+                "exhausted_until": until,
+                "reason": cooldown.filter(|_| availability[i] != Availability::Ready).map(|c| c.reason.to_string()),
+                "endpoint": key.endpoint_text(),
+                "cooldown": key.cooldown_text(),
+                "secret": hints[i],
+            })
+        })
+        .collect()
+}
+
+/// The keys as aligned text lines, a header first.
+fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
+    let now = ctx.now.timestamp();
+    let availability = pool.availability(now);
+    let active = pool.active(now);
     let mut table = vec![[
         "".to_string(),
         "#".to_string(),
@@ -92,15 +110,17 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
                 .unwrap_or(0)
         })
         .collect();
-    for row in &table {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out(cells.join("  ").trim_end())?;
-    }
-    Ok(())
+    table
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
 }
 
 /// The masked secret of each key, `missing` when the keychain has none; all `None` (with one

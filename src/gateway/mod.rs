@@ -29,7 +29,7 @@ use jiff::Timestamp;
 
 pub use error_body::ErrorFields;
 use reset::{Reset, reset_time};
-pub use rules::{Meaning, Rule, RuleFile};
+pub use rules::{Rule, RuleFile};
 
 use crate::failure::Failure;
 use crate::reason::Reason;

@@ -16,8 +16,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let length = match store.as_str() {
-        "keyswitch" => keyswitch::store::Keychain::open(
-            keyswitch::config::StoreKind::SecretService,
+        "keyswitch" => keyswitch::bench::Keychain::open(
+            keyswitch::bench::StoreKind::SecretService,
             service,
         )
         .and_then(|k| k.read(user))
