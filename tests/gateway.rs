@@ -493,8 +493,9 @@ fn with_claude_code_in_proxy_mode_no_turn_fails_when_the_litellm_budget_runs_out
         assert_eq!(
             result["is_error"],
             false,
-            "turn {turn} of {turns} failed (LiteLLM asked with {:?}): {result}",
-            gw.keys_asked(tag)
+            "turn {turn} of {turns} failed (LiteLLM asked with {:?}; it served {:?}): {result}",
+            gw.keys_asked(tag),
+            gw.access_log()
         );
         assert_eq!(result["result"], "hello from the stand-in", "{result}");
     }
@@ -553,9 +554,10 @@ fn with_claude_code_in_helper_mode_the_turn_after_the_litellm_budget_ran_out_use
         next["is_error"],
         false,
         "the turn after the budget ran out failed too (the one before {}: {refused}); LiteLLM \
-         was asked with {:?}; marks {:?}; log {:?}",
+         was asked with {:?} and served {:?}; marks {:?}; log {:?}",
         if failed { "failed" } else { "succeeded" },
         gw.keys_asked(tag),
+        gw.access_log(),
         s.events("mark"),
         s.log_json()
     );

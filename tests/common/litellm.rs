@@ -215,6 +215,16 @@ impl LiteLlm {
         std::fs::read_to_string(self.dir.path().join("litellm.log")).unwrap_or_default()
     }
 
+    /// The requests LiteLLM served, as its access log has them (`"POST /v1/messages?beta=true
+    /// HTTP/1.1" 200 OK`), health checks left out.
+    pub fn access_log(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" HTTP/1.1\" ") && !l.contains("/health/"))
+            .map(|l| l.split_once(" - ").map_or(l, |(_, r)| r).trim().to_string())
+            .collect()
+    }
+
     /// The kinds (`budget`, `rpm`, `fallback`, ...) of the keys tagged `tag` that LiteLLM was
     /// asked with, in order, as tests/gateway/custom_auth.py recorded them: one per request it
     /// authenticated, refused ones included.
