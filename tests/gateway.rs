@@ -235,8 +235,86 @@ fn a_litellm_validation_error_passes_through_untouched_and_marks_nothing() {
     );
 }
 
-/// The captured fixtures are what this LiteLLM answers: the same status, the same header names,
-/// and the same body once the parts that differ per run (the key's hash, the times) are blanked.
+/// POST `path` straight to LiteLLM (no keyswitch) with `key`.
+fn direct(gw: &LiteLlm, path: &str, key: &str, body: &[u8]) -> Answer {
+    block(async {
+        let response = client()
+            .post(format!("{}{path}", gw.url()))
+            .header("x-api-key", key)
+            .header("authorization", format!("Bearer {key}"))
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.bytes().await.unwrap().to_vec(),
+        }
+    })
+}
+
+/// `a` is what the captured fixture `name` says: the same status, the same header names and
+/// values (but those that differ per run), and the same body once [`blank`]ed.
+fn answers_as_captured(name: &str, a: &Answer) {
+    let f = fixture(name);
+    assert_eq!(f["source"], "captured from litellm 1.108.7", "{name}");
+    assert_eq!(
+        a.status,
+        f["status"].as_u64().unwrap() as u16,
+        "{name}: {}",
+        a.text()
+    );
+    assert_eq!(
+        blank(&a.text()),
+        blank(f["body"].as_str().unwrap()),
+        "{name}"
+    );
+    let mut got: Vec<String> = a.headers.keys().map(|k| k.as_str().to_string()).collect();
+    let mut want: Vec<String> = f["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{name}: header names");
+    for (k, v) in f["headers"].as_object().unwrap() {
+        let varies = ["date", "x-litellm-call-id", "reset_at", "content-length"];
+        if !varies.contains(&k.to_ascii_lowercase().as_str()) {
+            assert_eq!(
+                a.headers[k.as_str()].to_str().unwrap(),
+                v.as_str().unwrap(),
+                "{name}: {k}"
+            );
+        }
+    }
+}
+
+const MESSAGES: &str = "/v1/messages?beta=true";
+const CHAT: &str = "/v1/chat/completions";
+
+/// Spends the budget of `key` on `gw`, then checks LiteLLM's refusal on both routes.
+fn budget_refusals_as_captured(gw: &LiteLlm, key: &str, messages: &str, chat: &str) {
+    for _ in 0..BUDGET_REQUESTS {
+        assert_eq!(direct(gw, MESSAGES, key, &body()).status, 200);
+    }
+    answers_as_captured(messages, &direct(gw, MESSAGES, key, &body()));
+    answers_as_captured(chat, &direct(gw, CHAT, key, &body()));
+}
+
+fn streamed() -> Vec<u8> {
+    json!({"model": MODEL, "max_tokens": 10, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The captured fixtures are what this LiteLLM answers (all but the per-deployment budget's,
+/// which needs a router deployment with a budget of its own).
 #[test]
 fn litellm_answers_as_its_captured_fixtures_say() {
     let Some(gw) = shared(BudgetStatus::Default) else {
@@ -244,91 +322,88 @@ fn litellm_answers_as_its_captured_fixtures_say() {
     };
     let tag = "fixtures";
     let (budget, rpm, fallback) = (budget_key(tag), rpm_key(tag), fallback_key(tag));
-    let direct = |path: &str, key: &str, body: &[u8]| -> Answer {
-        block(async {
-            let response = client()
-                .post(format!("{}{path}", gw.url()))
-                .header("x-api-key", key)
-                .header("authorization", format!("Bearer {key}"))
-                .header("anthropic-version", "2023-06-01")
-                .header("content-type", "application/json")
-                .body(body.to_vec())
-                .send()
-                .await
-                .unwrap();
-            Answer {
-                status: response.status().as_u16(),
-                headers: response.headers().clone(),
-                body: response.bytes().await.unwrap().to_vec(),
-            }
-        })
-    };
-    let check = |name: &str, a: &Answer| {
-        let f = fixture(name);
-        assert_eq!(f["source"], "captured from litellm 1.108.7", "{name}");
-        assert_eq!(
-            a.status,
-            f["status"].as_u64().unwrap() as u16,
-            "{name}: {}",
-            a.text()
-        );
-        assert_eq!(
-            blank(&a.text()),
-            blank(f["body"].as_str().unwrap()),
-            "{name}"
-        );
-        let mut got: Vec<String> = a.headers.keys().map(|k| k.as_str().to_string()).collect();
-        let mut want: Vec<String> = f["headers"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.to_ascii_lowercase())
-            .collect();
-        got.sort();
-        want.sort();
-        assert_eq!(got, want, "{name}: header names");
-        for (k, v) in f["headers"].as_object().unwrap() {
-            let varies = ["date", "x-litellm-call-id", "reset_at", "content-length"];
-            if !varies.contains(&k.to_ascii_lowercase().as_str()) {
-                assert_eq!(
-                    a.headers[k.as_str()].to_str().unwrap(),
-                    v.as_str().unwrap(),
-                    "{name}: {k}"
-                );
-            }
-        }
-    };
-    let messages = "/v1/messages?beta=true";
-    for _ in 0..BUDGET_REQUESTS {
-        assert_eq!(direct(messages, &budget, &body()).status, 200);
-    }
-    check(
+    budget_refusals_as_captured(
+        gw,
+        &budget,
         "litellm-budget-422-messages",
-        &direct(messages, &budget, &body()),
-    );
-    check(
         "litellm-budget-422-chat-completions",
-        &direct("/v1/chat/completions", &budget, &body()),
+    );
+    answers_as_captured(
+        "litellm-budget-422-messages-stream",
+        &direct(gw, MESSAGES, &budget, &streamed()),
     );
     for _ in 0..2 {
-        assert_eq!(direct(messages, &rpm, &body()).status, 200);
+        assert_eq!(direct(gw, MESSAGES, &rpm, &body()).status, 200);
     }
-    let limited = direct(messages, &rpm, &body());
-    check("litellm-rpm-429-messages", &limited);
+    let limited = direct(gw, MESSAGES, &rpm, &body());
+    answers_as_captured("litellm-rpm-429-messages", &limited);
     // On /v1/messages the reset is only in the message: no retry-after.
     assert!(limited.headers.get("retry-after").is_none());
-    check(
+    answers_as_captured(
+        "litellm-rpm-429-messages-stream",
+        &direct(gw, MESSAGES, &rpm, &streamed()),
+    );
+    answers_as_captured(
         "litellm-rpm-429-chat-completions",
-        &direct("/v1/chat/completions", &rpm, &body()),
+        &direct(gw, CHAT, &rpm, &body()),
     );
-    check(
+    answers_as_captured(
         "litellm-validation-422-token-counter",
-        &direct("/utils/token_counter", &fallback, br#"{"messages":5}"#),
+        &direct(gw, "/utils/token_counter", &fallback, br#"{"messages":5}"#),
     );
-    check(
+    answers_as_captured(
+        "litellm-invalid-json-400-messages",
+        &direct(
+            gw,
+            MESSAGES,
+            &fallback,
+            br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":"#,
+        ),
+    );
+    answers_as_captured(
+        "litellm-missing-messages-400",
+        &direct(
+            gw,
+            MESSAGES,
+            &fallback,
+            br#"{"model":"claude-sonnet-4-5","max_tokens":"ten"}"#,
+        ),
+    );
+    answers_as_captured(
+        "litellm-unknown-model-400-messages",
+        &direct(
+            gw,
+            MESSAGES,
+            &fallback,
+            br#"{"model":"claude-nonexistent","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    );
+    answers_as_captured(
         "litellm-invalid-key-401",
-        &direct(messages, "sk-litellm-revoked", &body()),
+        &direct(gw, MESSAGES, "sk-litellm-revoked", &body()),
     );
+}
+
+/// The same for LiteLLM's older budget status codes, on the LiteLLMs the tests above share.
+#[test]
+fn litellm_with_the_older_budget_status_codes_answers_as_captured() {
+    let tag = "fixtures";
+    if let Some(gw) = shared(BudgetStatus::Older429) {
+        budget_refusals_as_captured(
+            gw,
+            &budget_key(tag),
+            "litellm-budget-429-messages",
+            "litellm-budget-429-chat-completions",
+        );
+    }
+    if let Some(gw) = shared(BudgetStatus::Older400) {
+        budget_refusals_as_captured(
+            gw,
+            &budget_key(tag),
+            "litellm-budget-400-messages",
+            "litellm-budget-400-chat-completions",
+        );
+    }
 }
 
 /// The text with what differs per run blanked: 64-hex-digit hashes and `YYYY-MM-DD HH:MM:SS`.
