@@ -3,6 +3,8 @@
 //! starts. Tests refuse to run outside it, so they can never touch a person's own keychain.
 #![allow(dead_code)]
 
+pub mod claude_code;
+pub mod litellm;
 pub mod proxy_box;
 pub mod upstream;
 

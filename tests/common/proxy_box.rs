@@ -29,9 +29,27 @@ impl ProxyBox {
     /// Adds the keys (with their `add` flags), then runs `install --proxy` with `upstream` as
     /// the user's own base URL and `env` in its environment; the proxy it starts keeps running.
     pub fn installed(upstream: &str, keys: &[(&str, &[&str])], env: &[(&str, &str)]) -> Self {
+        let keys: Vec<(&str, String, &[&str])> = keys
+            .iter()
+            .map(|(name, extra)| (*name, fake_key(name), *extra))
+            .collect();
+        let keys: Vec<(&str, &str, &[&str])> = keys
+            .iter()
+            .map(|(name, secret, extra)| (*name, secret.as_str(), *extra))
+            .collect();
+        Self::installed_with_secrets(upstream, &keys, env)
+    }
+
+    /// As [`ProxyBox::installed`], with each key's secret given (name, secret, `add` flags):
+    /// for an upstream that only knows its own keys, such as a real gateway.
+    pub fn installed_with_secrets(
+        upstream: &str,
+        keys: &[(&str, &str, &[&str])],
+        env: &[(&str, &str)],
+    ) -> Self {
         let s = Sandbox::new();
-        for (name, extra) in keys {
-            s.add(name, &fake_key(name), extra);
+        for (name, secret, extra) in keys {
+            s.add(name, secret, extra);
         }
         let port = free_port();
         let out = s
