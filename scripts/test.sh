@@ -40,6 +40,12 @@ if ! "$claude_bin" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; the
 fi
 export KEYSWITCH_CLAUDE_BIN="$PWD/$claude_bin"
 
+# A real LiteLLM gateway for tests/gateway.rs, on loopback only: pinned in
+# scripts/install-litellm.sh, installed into .cache/litellm-venv (python3-venv via apt-get when
+# missing).
+KEYSWITCH_LITELLM_BIN=$(scripts/install-litellm.sh)
+export KEYSWITCH_LITELLM_BIN
+
 # The Windows build under Wine against the real Credential Manager (scripts/test-windows.sh):
 # the keychain and process-tree code differ per OS, and Linux tests cannot reach Windows'.
 # Skipped for a filtered run (arguments given) or with KEYSWITCH_SKIP_WINDOWS=1.

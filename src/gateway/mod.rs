@@ -11,7 +11,7 @@
 //!
 //! The built-in table, from what real gateways answer (docs/facts/gateway-facts.md):
 //! - spent (a budget, credits or a quota; the reason `billing_error`): LiteLLM's
-//!   `budget_exceeded` on any status; Anthropic's `billing_error`, "credit balance is too low",
+//!   `budget_exceeded` and budget words on any status (a deployment's budget is a 429); Anthropic's `billing_error`, "credit balance is too low",
 //!   its workspace and tier spend limits (`enforced_spend_limit_reached`, "API usage limits");
 //!   any 402 (Anthropic, OpenRouter); Portkey's 412; a 403 whose message is about a budget, a
 //!   quota, credits or a key limit (OpenRouter, Azure API Management);
@@ -98,9 +98,10 @@ fn revoked(status: u16) -> Failure {
     }
 }
 
-/// A spent budget, said in the answer's own terms: structured fields on any status, the words
-/// of a message only where the status allows it. A 429's words never make it a spent budget
-/// (a per-minute limit says "limit" too): it stays a rate limit, which the reset time bounds.
+/// A spent budget, said in the answer's own terms: structured fields and LiteLLM's budget words
+/// on any status, other words only where the status allows it. Beyond those, a 429's words
+/// never make it a spent budget (a per-minute limit says "limit" too): it stays a rate limit,
+/// which the reset time bounds.
 fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str> {
     if fields.is("budget_exceeded") {
         return Some("budget exceeded");
@@ -116,12 +117,18 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
     {
         return Some("spend limit reached");
     }
+    let message = fields.message_lower();
+    // LiteLLM's budget words, whatever status it sends them with (a deployment's budget comes as
+    // a 429 `rate_limit_error`): "exceeded budget", "crossed budget", "budget has been exceeded".
+    const BUDGET: [&str; 3] = ["exceeded budget", "crossed budget", "budget has been exceeded"];
+    if BUDGET.iter().any(|phrase| message.contains(phrase)) {
+        return Some("budget exceeded");
+    }
     if status == 429 {
         return None;
     }
-    let message = fields.message_lower();
     // Phrases, not words anywhere: a 400 that quotes the request must not pass for a budget.
-    const SPENT: [(&str, &str); 7] = [
+    const SPENT: [(&str, &str); 5] = [
         ("credit balance is too low", "credit balance too low"),
         ("credit balance too low", "credit balance too low"),
         (
@@ -133,8 +140,6 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
             "spend limit reached",
         ),
         ("reached your api usage limits", "usage limit reached"),
-        ("exceeded budget", "budget exceeded"),
-        ("budget has been exceeded", "budget exceeded"),
     ];
     if let Some((_, what)) = SPENT.iter().find(|(phrase, _)| message.contains(phrase)) {
         return Some(what);

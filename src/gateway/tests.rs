@@ -312,3 +312,60 @@ fn bad_rules_are_refused_with_what_is_wrong() {
         assert!(error.contains(says), "{json}: {error}");
     }
 }
+
+/// One answer of tests/fixtures/gateways: what a gateway said, byte for byte, and what it means.
+#[derive(serde::Deserialize)]
+struct Fixture {
+    situation: String,
+    now: Timestamp,
+    status: u16,
+    headers: serde_json::Map<String, serde_json::Value>,
+    body: String,
+    expect: String,
+    reset: Option<Timestamp>,
+}
+
+#[test]
+fn every_recorded_gateway_answer_means_what_its_fixture_says() {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gateways");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let fixture: Fixture = serde_json::from_slice(&std::fs::read(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let headers: HashMap<String, String> = fixture
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let header = move |name: &str| headers.get(name).cloned();
+        let fields = ErrorFields::parse(fixture.body.as_bytes());
+        let failure = classify(
+            &Answer {
+                status: fixture.status,
+                header: &header,
+                fields: &fields,
+                body: &fixture.body,
+            },
+            &[],
+            fixture.now,
+        );
+        let (meaning, until) = meaning(&failure);
+        if meaning != fixture.expect || until != fixture.reset {
+            wrong.push(format!(
+                "{}: {} — expected {} until {:?}, got {meaning} until {until:?}",
+                path.file_name().unwrap().to_string_lossy(),
+                fixture.situation,
+                fixture.expect,
+                fixture.reset
+            ));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} fixtures found in {folder}");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
