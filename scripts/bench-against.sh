@@ -9,17 +9,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:-HEAD~1}
-work=$(mktemp -d)
+commit=$(git rev-parse --short "$rev")
+# The baseline's build is kept in .cache (gitignored), so a second run against the same
+# revision measures at once.
+cache="$PWD/.cache/bench-against/$commit"
+tree=$(mktemp -d)
 cleanup() {
-    git worktree remove --force "$work/tree" >/dev/null 2>&1 || true
-    rm -rf "$work"
+    git worktree remove --force "$tree" >/dev/null 2>&1 || true
+    rm -rf "$tree"
 }
 trap cleanup EXIT
 
-echo "== building $rev ($(git rev-parse --short "$rev")) and this checkout" >&2
-git worktree add --quiet --detach "$work/tree" "$rev"
-(cd "$work/tree" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --quiet)
-baseline="$work/target/release/keyswitch"
+baseline="$cache/target/release/keyswitch"
+if [ ! -x "$baseline" ]; then
+    echo "== building $rev ($commit)" >&2
+    rmdir "$tree"
+    git worktree add --quiet --detach "$tree" "$rev"
+    mkdir -p "$cache"
+    (cd "$tree" && CARGO_TARGET_DIR="$cache/target" cargo build --release --quiet)
+fi
+echo "== building this checkout" >&2
 cargo build --release --quiet
 current="$PWD/target/release/keyswitch"
 

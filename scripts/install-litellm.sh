@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the pinned LiteLLM proxy that tests/gateway.rs runs in front of a loopback stand-in
-# (issue 15), into a virtualenv under .cache (gitignored). Idempotent: does nothing when the
+# into a virtualenv under .cache (gitignored). Idempotent: does nothing when the
 # pinned version is already there. Prints the path of the `litellm` executable on stdout; all
 # else goes to stderr. Installs Debian's python3-venv with apt-get (as root or via sudo) when the
 # `venv` module is missing.

@@ -1,4 +1,4 @@
-//! keyswitch in front of a real LiteLLM proxy (issue 15): LiteLLM 1.108.7 (`litellm[proxy]`,
+//! keyswitch in front of a real LiteLLM proxy: LiteLLM 1.108.7 (`litellm[proxy]`,
 //! installed by scripts/install-litellm.sh, found through `KEYSWITCH_LITELLM_BIN`) on loopback,
 //! its keys checked by its own budget and rate limit code through tests/gateway/custom_auth.py,
 //! in front of a loopback stand-in that prices every reply (tests/common/litellm.rs).

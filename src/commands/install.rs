@@ -253,10 +253,10 @@ fn switch_proxy(
                 "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}",
                 health.listen, health.pid, proxy.upstream
             ),
-            Err(e) => eprintln!(
-                "keyswitch: warning: the proxy did not start: {}; `keyswitch get` tries again",
+            Err(e) => crate::messages::warn(format_args!(
+                "the proxy did not start: {}; `keyswitch get` tries again",
                 crate::error::one_line(&e)
-            ),
+            )),
         },
         None => {
             proxy_settings::remove(dirs)?;
@@ -302,7 +302,7 @@ fn report_wired(
         );
     }
     for warning in overriding_credentials(&settings.read()?.map) {
-        eprintln!("keyswitch: warning: {warning}");
+        crate::messages::warn(format_args!("{warning}"));
     }
     Ok(())
 }
@@ -361,11 +361,11 @@ pub(super) fn stop_proxy(dirs: &Dirs, current: &ProxySettings) -> bool {
     match stopped {
         Ok(stopped) => stopped,
         Err(e) => {
-            eprintln!(
-                "keyswitch: warning: could not stop the proxy on {}: {}",
+            crate::messages::warn(format_args!(
+                "could not stop the proxy on {}: {}",
                 current.listen,
                 crate::error::one_line(&e)
-            );
+            ));
             false
         }
     }

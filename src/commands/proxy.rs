@@ -52,10 +52,10 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
         ProxyAction::Status { json } => {
             let answer = probe(settings.listen);
             if let Probe::Foreign(what) = &answer {
-                eprintln!(
-                    "keyswitch: warning: another program holds {} ({what}): choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                crate::messages::warn(format_args!(
+                    "another program holds {} ({what}): choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
                     settings.listen
-                );
+                ));
             }
             let health = match answer {
                 Probe::Ours(health) => Some(health),

@@ -250,16 +250,16 @@ async fn attempt<U: Upstream>(
 async fn usable_secret<U>(shared: &Shared<U>, name: &str) -> anyhow::Result<Option<Secret>> {
     match shared.keys.secret(name).await? {
         Some(secret) if crate::validate::secret_problem(&secret).is_some() => {
-            eprintln!(
-                "keyswitch: warning: the secret of {name} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {name} --replace`)"
-            );
+            crate::messages::warn(format_args!(
+                "the secret of {name} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {name} --replace`)"
+            ));
             Ok(None)
         }
         Some(secret) => Ok(Some(secret)),
         None => {
-            eprintln!(
-                "keyswitch: warning: {name} has no secret in the keychain; skipping it (store one with `keyswitch add {name} --replace`)"
-            );
+            crate::messages::warn(format_args!(
+                "{name} has no secret in the keychain; skipping it (store one with `keyswitch add {name} --replace`)"
+            ));
             Ok(None)
         }
     }

@@ -63,13 +63,13 @@ impl ExtraRoot {
     /// One certificate the TLS library cannot use (a corporate bundle may hold an odd one) must
     /// not cost the user the others, nor the proxy: it is skipped, and said so.
     fn warn_unusable(&self, why: &dyn std::fmt::Display) {
-        eprintln!(
-            "keyswitch: warning: certificate {} in {}={} cannot be used ({}); skipping it",
+        crate::messages::warn(format_args!(
+            "certificate {} in {}={} cannot be used ({}); skipping it",
             self.position,
             self.var,
             self.path.display(),
             one_line(&why.to_string())
-        );
+        ));
     }
 }
 
@@ -88,10 +88,10 @@ fn extra_roots() -> Vec<ExtraRoot> {
         let pem = match std::fs::read(&path) {
             Ok(pem) => pem,
             Err(e) => {
-                eprintln!(
-                    "keyswitch: warning: {var}={} cannot be used ({e}); carrying on without it",
+                crate::messages::warn(format_args!(
+                    "{var}={} cannot be used ({e}); carrying on without it",
                     path.display()
-                );
+                ));
                 continue;
             }
         };
@@ -103,11 +103,11 @@ fn extra_roots() -> Vec<ExtraRoot> {
                     position: i + 1,
                     der,
                 }),
-                Err(e) => eprintln!(
-                    "keyswitch: warning: certificate {} in {var}={} is not readable PEM ({e:?}); skipping it and what follows",
+                Err(e) => crate::messages::warn(format_args!(
+                    "certificate {} in {var}={} is not readable PEM ({e:?}); skipping it and what follows",
                     i + 1,
                     path.display()
-                ),
+                )),
             }
         }
     }
