@@ -1091,7 +1091,11 @@ fn doctor_names_the_gateway_the_proxy_saw_and_the_users_rules() {
         ))
         .stdout(predicate::str::contains(
             "info  gateway_rules[0]: status 412 → spent, cooling 1d",
-        ));
+        ))
+        .stdout(predicate::str::contains(format!(
+            "info  the config file is {}",
+            s.config_file().display()
+        )));
 }
 
 #[test]
@@ -1111,6 +1115,11 @@ fn in_helper_mode_litellms_budget_answer_marks_the_key_though_claude_code_calls_
     assert_eq!(marks.len(), 1, "{:?}", s.log_json());
     assert_eq!(marks[0]["key"], "primary");
     assert_eq!(marks[0]["reason"], "hook:billing_error");
+    let detail = marks[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("budget exceeded") && detail.contains("the key this session was handed"),
+        "{detail}"
+    );
     // The billing cooldown, not a rate limit's hour.
     assert!(s.seconds_left(0) > 11 * 3600, "{}", s.seconds_left(0));
     assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));

@@ -99,6 +99,10 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn check_keys(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
+    r.info(&format!(
+        "the config file is {}",
+        ctx.dirs.config_file().display()
+    ))?;
     check_endpoints(r, config)?;
     // The keychain even with no keys yet: a missing keychain is what `add` would run into.
     let keychain = match open_keychain(config) {

@@ -132,8 +132,12 @@ fn find(
     } else {
         "no record of this session's key; marked the active key"
     };
+    let note = match failure.detail() {
+        "" => how_found.to_string(),
+        detail => format!("{detail}; {how_found}"),
+    };
     let mark = failure
-        .mark(Source::Hook, Some(how_found.to_string()))
+        .mark(Source::Hook, Some(note))
         .ok_or_else(|| ignored(format!("error {} is not about the key", parsed.error)))?;
     Ok(Found {
         index,
