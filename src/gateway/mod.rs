@@ -120,7 +120,11 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
     let message = fields.message_lower();
     // LiteLLM's budget words, whatever status it sends them with (a deployment's budget comes as
     // a 429 `rate_limit_error`): "exceeded budget", "crossed budget", "budget has been exceeded".
-    const BUDGET: [&str; 3] = ["exceeded budget", "crossed budget", "budget has been exceeded"];
+    const BUDGET: [&str; 3] = [
+        "exceeded budget",
+        "crossed budget",
+        "budget has been exceeded",
+    ];
     if BUDGET.iter().any(|phrase| message.contains(phrase)) {
         return Some("budget exceeded");
     }

@@ -340,7 +340,12 @@ fn every_recorded_gateway_answer_means_what_its_fixture_says() {
         let headers: HashMap<String, String> = fixture
             .headers
             .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_string()))
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    v.as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let header = move |name: &str| headers.get(name).cloned();
         let fields = ErrorFields::parse(fixture.body.as_bytes());

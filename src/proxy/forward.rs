@@ -280,7 +280,7 @@ async fn judge<U>(
         return Step::Answer(stream_back(response));
     }
     let answer = if decide::must_read_body(status, rules) {
-        match read_error_body(response).await {
+        match read_error_body(response, shared.body_idle).await {
             (head, ErrorBody::Whole(bytes)) => Kept::Whole(head, bytes),
             (head, ErrorBody::Large(body)) => Kept::Large(head, body),
             (_, ErrorBody::CutOff) => return Step::Answer(error_answer_cut_off()),
@@ -296,7 +296,7 @@ async fn judge<U>(
             Step::TryNext
         }
         Verdict::Refused(failure) => {
-            attempts.refused(name, failure, answer.refusal().await);
+            attempts.refused(name, failure, answer.refusal(shared.body_idle).await);
             Step::TryNext
         }
     }
@@ -340,9 +340,9 @@ impl Kept {
 
     /// The refusal kept while other keys are tried: whole, or not at all — an empty body under
     /// the upstream's status told the user nothing.
-    async fn refusal(self) -> Response<Body> {
+    async fn refusal(self, deadline: std::time::Duration) -> Response<Body> {
         match self {
-            Self::Unread(response) => match read_error_body(response).await {
+            Self::Unread(response) => match read_error_body(response, deadline).await {
                 (head, ErrorBody::Whole(bytes)) => rebuild(head, full(bytes)),
                 (head, ErrorBody::Large(_) | ErrorBody::CutOff) => refusal_not_shown(head.status),
             },
@@ -731,5 +731,36 @@ mod tests {
             let left = cooling_for(fx.availability()[0]).as_secs();
             assert!((7190..=7200).contains(&left), "{left}");
         });
+    }
+    /// An error answer whose head came and whose body trickles for ever (a slowloris upstream,
+    /// a gateway stuck mid-answer): the request must not hang on it.
+    #[test]
+    fn an_error_body_that_never_ends_does_not_hold_the_request_for_ever() {
+        use http_body_util::BodyExt;
+        for status in [429, 401] {
+            let script = move |_: &Seen| {
+                let (mut sender, body) =
+                    http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
+                tokio::spawn(async move {
+                    let _ = sender.send_data(Bytes::from_static(b"{\"error\":")).await;
+                    // Never another byte, never the end.
+                    tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+                    drop(sender);
+                });
+                let mut response = Response::new(body.boxed());
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                Ok(response)
+            };
+            with_pool(&[key("a")], script, async |fx| {
+                let started = tokio::time::Instant::now();
+                let answered = tokio::time::timeout(
+                    Duration::from_secs(3600),
+                    forward(&fx.shared, messages_request(), Bytes::from_static(BODY)),
+                )
+                .await;
+                assert!(answered.is_ok(), "{status}: still waiting after an hour");
+                assert!(started.elapsed() <= fx.shared.body_idle * 2, "{status}");
+            });
+        }
     }
 }
