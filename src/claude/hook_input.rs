@@ -66,6 +66,9 @@ impl StopFailure {
                     notable: true,
                 }
             }
+            // A 401 whose words are a spent budget (older LiteLLM's "Authentication Error,
+            // ExceededTokenBudget: …") cools the key rather than setting it aside for good.
+            Some(Reason::AuthenticationFailed) if matches!(judged, Failure::Spent { .. }) => judged,
             Some(reason @ Reason::AuthenticationFailed) => Failure::Revoked {
                 reason,
                 detail: "Claude Code reported authentication_failed".to_string(),
@@ -239,6 +242,32 @@ mod tests {
                 hook(error, message),
                 Failure::NotTheKey,
                 "{error}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn litellms_other_budget_words_are_spent_whatever_claude_code_calls_them() {
+        for (error, message) in [
+            (
+                "unknown",
+                "API Error: 422 ExceededBudget: User=user-7 over budget. Spend=3.7e-05, Budget=0.0",
+            ),
+            (
+                "authentication_failed",
+                "API Error: 401 Authentication Error, ExceededTokenBudget: Current spend for token: 10.01; Max Budget for Token: 10.0",
+            ),
+        ] {
+            let failure = hook(error, message);
+            assert!(
+                matches!(
+                    failure,
+                    Failure::Spent {
+                        reason: Reason::BillingError,
+                        ..
+                    }
+                ),
+                "{error}: {failure:?}"
             );
         }
     }

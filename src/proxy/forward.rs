@@ -456,6 +456,19 @@ mod tests {
     }
 
     #[test]
+    fn an_old_litellms_401_budget_answer_cools_the_key_instead_of_setting_it_aside() {
+        let old = r#"{"error":{"message":"Authentication Error, ExceededTokenBudget: Current spend for token: 10.01; Max Budget for Token: 10.0","type":"auth_error","code":"401"}}"#;
+        let script = move |s: &Seen| match s.key.as_str() {
+            "a" => reply(401, &[], old),
+            _ => reply(200, &[], "from b"),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            assert_eq!(send(&fx).await.2, "from b");
+            assert!(cooling_for(fx.availability()[0]).is_positive());
+        });
+    }
+
+    #[test]
     fn a_request_every_key_is_refused_gets_the_last_refusal_and_marks_nothing() {
         let script = |s: &Seen| reply(401, &[], &format!("{} refused", s.key));
         with_pool(&[key("a"), key("b")], script, async |fx| {
