@@ -272,6 +272,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever Claude Code (or anything on the hook's stdin) puts in the message, judging
+        /// it never panics, and a time in it never sets a key aside past a month.
+        #[test]
+        fn any_shown_error_is_judged_without_panic(
+            error in proptest::sample::select(vec!["unknown", "rate_limit", "billing_error", "authentication_failed", "invalid_request"]),
+            lead in proptest::sample::select(vec!["API Error: ", "API Error: Request rejected (", " API Error:", ""]),
+            status in ".{0,6}",
+            rest in ".{0,200}",
+        ) {
+            let message = format!("{lead}{status}{rest}");
+            if let Failure::Spent { until: Some(until), .. } = hook(error, &message) {
+                proptest::prop_assert!(until <= now().checked_add(crate::gateway::reset::LONGEST_RESET).unwrap());
+                proptest::prop_assert!(until > now());
+            }
+        }
+    }
+
     #[test]
     fn reads_the_measured_input() {
         let input =
