@@ -850,4 +850,21 @@ mod tests {
             assert_eq!(fx.seen(), ["a"]);
         });
     }
+    /// FINDING (left open): with one key cooling for hours, a request the last key is refused
+    /// for its own sake — a model this key may not use (403 permission_error) — gets
+    /// keyswitch's "every key is cooling down" 429: the user is told to wait hours, or add a
+    /// key, while the answer that says what is wrong (the model) is dropped.
+    #[test]
+    #[ignore = "finding: the own 429 hides a this-request-only refusal"]
+    fn a_model_refusal_is_not_hidden_behind_every_key_is_cooling() {
+        let forbidden = r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#;
+        let script = move |s: &Seen| match s.key.as_str() {
+            "a" => reply(429, &[("retry-after", "7200")], ""),
+            _ => reply(403, &[], forbidden),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert!(body.contains("permission"), "{status}: {body}");
+        });
+    }
 }
