@@ -68,7 +68,17 @@ impl StopFailure {
             }
             // A 401 whose words are a spent budget (older LiteLLM's "Authentication Error,
             // ExceededTokenBudget: …") cools the key rather than setting it aside for good.
-            Some(Reason::AuthenticationFailed) if matches!(judged, Failure::Spent { .. }) => judged,
+            Some(Reason::AuthenticationFailed)
+                if matches!(
+                    judged,
+                    Failure::Spent {
+                        reason: Reason::BillingError,
+                        ..
+                    }
+                ) =>
+            {
+                judged
+            }
             Some(reason @ Reason::AuthenticationFailed) => Failure::Revoked {
                 reason,
                 detail: "Claude Code reported authentication_failed".to_string(),
