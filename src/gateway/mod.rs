@@ -14,7 +14,8 @@
 //!   `budget_exceeded` and budget words on any status (a deployment's budget is a 429); Anthropic's `billing_error`, "credit balance is too low",
 //!   its workspace and tier spend limits (`enforced_spend_limit_reached`, "API usage limits");
 //!   any 402 (Anthropic, OpenRouter); Portkey's 412; a 403 whose message is about a budget, a
-//!   quota, credits or a key limit (OpenRouter, Azure API Management);
+//!   quota, credits or a key limit (OpenRouter, Azure API Management) — not an HTML page, a
+//!   proxy's block page;
 //! - rate-limited (`rate_limit`): any other 429;
 //! - revoked (`authentication_failed`): 401, and a 403 that says nothing more;
 //! - this request only: a 403 `permission_error` (one model or resource is forbidden to the key);
