@@ -184,8 +184,9 @@ struct ConfigFile {
     reason_cooldowns: BTreeMap<String, String>,
     #[serde(default)]
     keys: Vec<KeyFile>,
+    /// Each read on its own, so that a rule of the wrong shape is named by its place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    gateway_rules: Vec<RuleFile>,
+    gateway_rules: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -257,7 +258,10 @@ impl TryFrom<ConfigFile> for Config {
             .into_iter()
             .enumerate()
             .map(|(index, rule)| {
-                Rule::try_from(rule).with_context(|| format!("gateway_rules[{index}]"))
+                serde_json::from_value::<RuleFile>(rule)
+                    .map_err(anyhow::Error::from)
+                    .and_then(Rule::try_from)
+                    .with_context(|| format!("gateway_rules[{index}]"))
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -292,7 +296,11 @@ impl From<&Config> for ConfigFile {
                     cooldown: k.cooldown_text().map(str::to_string),
                 })
                 .collect(),
-            gateway_rules: config.gateway_rules.iter().map(RuleFile::from).collect(),
+            gateway_rules: config
+                .gateway_rules
+                .iter()
+                .filter_map(|rule| serde_json::to_value(RuleFile::from(rule)).ok())
+                .collect(),
         }
     }
 }
@@ -424,6 +432,26 @@ mod tests {
             r#"{"gateway_rules":[{"meaning":"spent"}]}"#,
         ] {
             assert!(load_text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_gateway_rule_is_one_line_naming_the_rule() {
+        for bad in [
+            r#"{"gateway_rules":[{"status":70000,"meaning":"spent"}]}"#,
+            r#"{"gateway_rules":[{"status":-1,"meaning":"spent"}]}"#,
+            r#"{"gateway_rules":[{"status":600,"meaning":"spent"}]}"#,
+            r#"{"gateway_rules":[{"status":399,"meaning":"spent"}]}"#,
+            r#"{"gateway_rules":[{"status":429,"meaning":"spent"},{"body_contains":"  ","meaning":"spent"}]}"#,
+            r#"{"gateway_rules":[{"status":429,"meaning":"spent","cooldown":"forever"}]}"#,
+            r#"{"gateway_rules":[{"status":429,"meaning":"revoked","cooldown":"1h"}]}"#,
+            r#"{"gateway_rules":[{"status":429,"meaning":"spent","colldown":"1h"}]}"#,
+            r#"{"gateway_rules":[{"status":"429","meaning":"spent"}]}"#,
+        ] {
+            let err = load_text(bad).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(!text.contains('\n'), "{bad}: {text}");
+            assert!(text.contains("gateway_rules"), "{bad}: {text}");
         }
     }
 

@@ -66,6 +66,19 @@ impl StopFailure {
                     notable: true,
                 }
             }
+            // A 401 whose words are a spent budget (older LiteLLM's "Authentication Error,
+            // ExceededTokenBudget: …") cools the key rather than setting it aside for good.
+            Some(Reason::AuthenticationFailed)
+                if matches!(
+                    judged,
+                    Failure::Spent {
+                        reason: Reason::BillingError,
+                        ..
+                    }
+                ) =>
+            {
+                judged
+            }
             Some(reason @ Reason::AuthenticationFailed) => Failure::Revoked {
                 reason,
                 detail: "Claude Code reported authentication_failed".to_string(),
@@ -240,6 +253,52 @@ mod tests {
                 Failure::NotTheKey,
                 "{error}: {message}"
             );
+        }
+    }
+
+    #[test]
+    fn litellms_other_budget_words_are_spent_whatever_claude_code_calls_them() {
+        for (error, message) in [
+            (
+                "unknown",
+                "API Error: 422 ExceededBudget: User=user-7 over budget. Spend=3.7e-05, Budget=0.0",
+            ),
+            (
+                "authentication_failed",
+                "API Error: 401 Authentication Error, ExceededTokenBudget: Current spend for token: 10.01; Max Budget for Token: 10.0",
+            ),
+        ] {
+            let failure = hook(error, message);
+            assert!(
+                matches!(
+                    failure,
+                    Failure::Spent {
+                        reason: Reason::BillingError,
+                        ..
+                    }
+                ),
+                "{error}: {failure:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever Claude Code (or anything on the hook's stdin) puts in the message, judging
+        /// it never panics, and a time in it never sets a key aside past a month.
+        #[test]
+        fn any_shown_error_is_judged_without_panic(
+            error in proptest::sample::select(vec!["unknown", "rate_limit", "billing_error", "authentication_failed", "invalid_request"]),
+            lead in proptest::sample::select(vec!["API Error: ", "API Error: Request rejected (", " API Error:", ""]),
+            status in ".{0,6}",
+            rest in ".{0,200}",
+        ) {
+            let message = format!("{lead}{status}{rest}");
+            if let Failure::Spent { until: Some(until), .. } = hook(error, &message) {
+                proptest::prop_assert!(until <= now().checked_add(crate::gateway::reset::LONGEST_RESET).unwrap());
+                proptest::prop_assert!(until > now());
+            }
         }
     }
 

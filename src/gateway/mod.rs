@@ -14,7 +14,8 @@
 //!   `budget_exceeded` and budget words on any status (a deployment's budget is a 429); Anthropic's `billing_error`, "credit balance is too low",
 //!   its workspace and tier spend limits (`enforced_spend_limit_reached`, "API usage limits");
 //!   any 402 (Anthropic, OpenRouter); Portkey's 412; a 403 whose message is about a budget, a
-//!   quota, credits or a key limit (OpenRouter, Azure API Management);
+//!   quota, credits or a key limit (OpenRouter, Azure API Management) — not an HTML page, a
+//!   proxy's block page;
 //! - rate-limited (`rate_limit`): any other 429;
 //! - revoked (`authentication_failed`): 401, and a 403 that says nothing more;
 //! - this request only: a 403 `permission_error` (one model or resource is forbidden to the key);
@@ -53,10 +54,11 @@ pub struct Answer<'a> {
 }
 
 /// Whether an answer with `status` must have its body read before it can be judged: statuses
-/// where the words decide (a budget said in a 400, 403 or 422, a reset time only in a 429's
+/// where the words decide (a budget said in a 400, 401, 403 or 422, a reset time only in a 429's
 /// message), and any the user's rules name.
 pub fn needs_body(status: u16, rules: &[Rule]) -> bool {
-    matches!(status, 400 | 402 | 403 | 412 | 422 | 429) || rules.iter().any(|r| r.reads(status))
+    matches!(status, 400 | 401 | 402 | 403 | 412 | 422 | 429)
+        || rules.iter().any(|r| r.reads(status))
 }
 
 /// What `answer` means for the key that got it.
@@ -73,11 +75,13 @@ pub fn classify(answer: &Answer<'_>, rules: &[Rule], now: Timestamp) -> Failure 
 fn builtin(answer: &Answer<'_>, now: Timestamp) -> Failure {
     let status = answer.status;
     let fields = answer.fields;
-    if status == 401 {
-        return revoked(status);
-    }
+    // A budget said in words comes first: older LiteLLM sent a key's spent budget as a 401
+    // "Authentication Error, ExceededTokenBudget: …", which is no revoked key.
     if let Some(what) = spent_by_its_words(status, fields) {
         return spent(answer, Reason::BillingError, what, now);
+    }
+    if status == 401 {
+        return revoked(status);
     }
     match status {
         402 => spent(answer, Reason::BillingError, "payment required", now),
@@ -119,11 +123,16 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
     }
     let message = fields.message_lower();
     // LiteLLM's budget words, whatever status it sends them with (a deployment's budget comes as
-    // a 429 `rate_limit_error`): "exceeded budget", "crossed budget", "budget has been exceeded".
-    const BUDGET: [&str; 3] = [
+    // a 429 `rate_limit_error`): "exceeded budget", "crossed budget", "budget has been exceeded";
+    // a user's or end user's "ExceededBudget: User=… over budget. Spend=…", a team's "Team=… over
+    // budget. Spend=…", and the older per-key "ExceededTokenBudget: Current spend for token: …".
+    const BUDGET: [&str; 6] = [
         "exceeded budget",
         "crossed budget",
         "budget has been exceeded",
+        "exceededbudget:",
+        "exceededtokenbudget:",
+        "over budget. spend=",
     ];
     if BUDGET.iter().any(|phrase| message.contains(phrase)) {
         return Some("budget exceeded");
@@ -158,7 +167,10 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
         "spend limit",
         "usage limit",
     ];
-    if status == 403 && FORBIDDEN_SPENT.iter().any(|w| message.contains(w)) {
+    // Not in an HTML page: that is a proxy's or firewall's block page, met by every key alike
+    // ("your browsing quota"), never a gateway's API error.
+    let html = message.trim_start().starts_with('<');
+    if status == 403 && !html && FORBIDDEN_SPENT.iter().any(|w| message.contains(w)) {
         return Some("a budget or quota ran out");
     }
     if status == 402 && fields.limit_source.is_some() {

@@ -246,10 +246,10 @@ fn answers_about_the_request_are_not_the_keys() {
 
 #[test]
 fn only_error_statuses_that_say_it_in_words_are_read() {
-    for status in [400, 402, 403, 412, 422, 429] {
+    for status in [400, 401, 402, 403, 412, 422, 429] {
         assert!(needs_body(status, &[]), "{status}");
     }
-    for status in [200, 401, 404, 413, 500, 529] {
+    for status in [200, 404, 413, 500, 529] {
         assert!(!needs_body(status, &[]), "{status}");
     }
 }
@@ -373,4 +373,125 @@ fn every_recorded_gateway_answer_means_what_its_fixture_says() {
     }
     assert!(checked >= 30, "only {checked} fixtures found in {folder}");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// --- Adversarial review (h-attack2) ---
+
+/// A corporate proxy that intercepts TLS answers a blocked or metered request with its own HTML
+/// page; every key meets it. Its words ("quota", "budget") are the network's, not the key's:
+/// taken as a spent key, each key in turn would cool for the billing cooldown.
+#[test]
+fn a_proxy_block_page_is_not_a_spent_key() {
+    let zscaler = "<html><head><title>Internet Access Quota Exceeded</title></head><body><p>You have exceeded your daily browsing quota for this category. Contact your IT department.</p></body></html>";
+    let bluecoat = "<!DOCTYPE html>\n<html><body><h1>Access Denied</h1>Your bandwidth budget for today has been used.</body></html>";
+    for page in [zscaler, bluecoat] {
+        assert_ne!(meaning(&judge(403, &[], page)).0, "spent", "{page}");
+    }
+}
+
+/// LiteLLM's other budget wordings (litellm `auth_checks.py`): the internal-user and end-user
+/// budgets ("ExceededBudget: User=… over budget. Spend=…, Budget=…"), the team budget, and the
+/// older per-key "ExceededTokenBudget". Claude Code shows only the message to the hook (`error`
+/// `unknown`), so the words must say it without the `budget_exceeded` type.
+#[test]
+fn litellms_other_budget_wordings_are_spent_by_their_words_alone() {
+    for message in [
+        "ExceededBudget: User=user-7 over budget. Spend=3.7e-05, Budget=0.0",
+        "ExceededBudget: End User=cust-1 over budget. Spend=5, Budget=5",
+        "Team=3A over budget. Spend=51, Budget=50",
+        "ExceededTokenBudget: Current spend for token: 7.2e-05; Max Budget for Token: 2e-07",
+    ] {
+        for status in [400, 422, 429] {
+            let body =
+                format!(r#"{{"error":{{"message":"{message}","type":"None","code":"{status}"}}}}"#);
+            assert_eq!(
+                meaning(&judge(status, &[], &body)).0,
+                "spent",
+                "{status} {message}"
+            );
+        }
+    }
+    // Older LiteLLM sent a key's spent budget as a 401 "Authentication Error, …": not a
+    // revoked key, which would be set aside for good.
+    let old = r#"{"error":{"message":"Authentication Error, ExceededTokenBudget: Current spend for token: 10.01; Max Budget for Token: 10.0","type":"auth_error","code":"401"}}"#;
+    assert_eq!(meaning(&judge(401, &[], old)).0, "spent");
+}
+
+/// Bodies in odd shapes never panic and never make a spent key of nothing.
+#[test]
+fn odd_bodies_are_judged_without_panic() {
+    let huge = format!(r#"{{"error":{{"message":"{}"}}}}"#, "x".repeat(200_000));
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    for body in [
+        r#"[{"error":{"type":"budget_exceeded"}}]"#,
+        r#"{"error":["budget_exceeded"]}"#,
+        r#"{"error":{"type":402,"message":null}}"#,
+        r#"{"error":{"type":{"nested":"budget_exceeded"}}}"#,
+        r#"{"error":"{\"error\":{\"type\":\"rate_limit_error\"}}"}"#,
+        "\u{0}\u{1}\u{7f}",
+        huge.as_str(),
+        deep.as_str(),
+    ] {
+        for status in [400, 403, 422, 429, 500] {
+            let _ = judge(status, &[], body);
+        }
+        let fields = ErrorFields::parse(body.as_bytes());
+        assert!(!fields.is("budget_exceeded"), "{body}");
+    }
+    let invalid_utf8: &[u8] = b"{\"error\":{\"message\":\"budget \xff\xfe exceeded\"}}";
+    let _ = ErrorFields::parse(invalid_utf8);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_classifier_never_panics(
+            status in 0u16..1000,
+            body in ".{0,300}",
+            retry in ".{0,40}",
+            reset in ".{0,40}",
+        ) {
+            let headers = [("retry-after", retry.as_str()), ("x-ratelimit-reset", reset.as_str()),
+                ("x-ai-ratelimit-reset", retry.as_str()), ("reset_at", reset.as_str()),
+                ("anthropic-ratelimit-tokens-reset", reset.as_str())];
+            let _ = judge(status, &headers, &body);
+        }
+
+        #[test]
+        fn reset_words_never_panic_and_stay_within_a_month(
+            prefix in ".{0,40}",
+            lead in prop::sample::select(vec!["resets at:", "RESETS AT", "regain access on", "reset at", "Reset At:"]),
+            date in ".{0,40}",
+            n in 0i64..400_000_000_000,
+        ) {
+            let message = format!("{prefix}{lead}{date}");
+            let _ = reset::reset_in_words(&message);
+            let header = |name: &str| (name == "x-ratelimit-reset").then(|| n.to_string());
+            if let Some(r) = reset::reset_time(&header, Some(&message), now()) {
+                prop_assert!(r.at > now());
+                prop_assert!(r.at <= now().checked_add(reset::LONGEST_RESET).unwrap());
+            }
+        }
+
+        #[test]
+        fn error_fields_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = ErrorFields::parse(&bytes);
+        }
+    }
+}
+
+/// FINDING (left open, low in practice): LiteLLM's budget phrases count on any status and
+/// anywhere in the message, so a 400/422 that echoes the request — a pydantic validation error
+/// carries the offending `'input'` — spends the key when the user's own text says "exceeded
+/// budget". Claude Code rarely sends a request LiteLLM fails to validate, hence ignored.
+#[test]
+#[ignore = "finding: an echoed prompt with LiteLLM's budget words spends the key"]
+fn a_validation_error_echoing_the_users_words_is_not_a_spent_budget() {
+    let echo = r#"{"error":{"message":"[{'type': 'string_type', 'loc': ('body', 'system'), 'msg': 'Input should be a valid string', 'input': 'Explain why team Alpha exceeded budget last month'}]","type":"None","param":"None","code":"422"}}"#;
+    assert_eq!(meaning(&judge(422, &[], echo)).0, "not_the_key");
 }

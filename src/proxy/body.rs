@@ -98,8 +98,10 @@ pub enum ErrorBody {
     CutOff,
 }
 
-/// An error answer's head, and its body read whole while it stays small enough to judge.
-pub async fn read_error_body(response: Response<Body>) -> (Head, ErrorBody) {
+/// An error answer's head, and its body read whole while it stays small enough to judge —
+/// within `deadline` in all: an upstream that sends a head and then trickles (or stalls) must
+/// not hold the request, nor its connection, for ever. Past it, the answer counts as cut off.
+pub async fn read_error_body(response: Response<Body>, deadline: Duration) -> (Head, ErrorBody) {
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let head = Head {
@@ -107,11 +109,13 @@ pub async fn read_error_body(response: Response<Body>) -> (Head, ErrorBody) {
         headers: parts.headers,
     };
     let mut read = Vec::new();
+    let deadline = tokio::time::Instant::now() + deadline;
     loop {
-        match body.frame().await {
-            None => return (head, ErrorBody::Whole(Bytes::from(read))),
-            Some(Err(_)) => return (head, ErrorBody::CutOff),
-            Some(Ok(frame)) => {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return (head, ErrorBody::CutOff),
+            Ok(None) => return (head, ErrorBody::Whole(Bytes::from(read))),
+            Ok(Some(Err(_))) => return (head, ErrorBody::CutOff),
+            Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     read.extend_from_slice(&data);
                 }

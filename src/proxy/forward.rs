@@ -280,23 +280,27 @@ async fn judge<U>(
         return Step::Answer(stream_back(response));
     }
     let answer = if decide::must_read_body(status, rules) {
-        match read_error_body(response).await {
+        match read_error_body(response, shared.body_idle).await {
             (head, ErrorBody::Whole(bytes)) => Kept::Whole(head, bytes),
             (head, ErrorBody::Large(body)) => Kept::Large(head, body),
-            (_, ErrorBody::CutOff) => return Step::Answer(error_answer_cut_off()),
+            (head, ErrorBody::CutOff) => Kept::CutOff(head),
         }
     } else {
         Kept::Unread(response)
     };
     let now = whole_seconds_now();
     match decide::judge(status, &|n| answer.header(n), answer.words(), rules, now) {
+        // What the status and headers alone do not settle cannot be passed on: it is gone.
+        Verdict::PassThrough if matches!(answer, Kept::CutOff(_)) => {
+            Step::Answer(error_answer_cut_off())
+        }
         Verdict::PassThrough => Step::Answer(answer.passed_on()),
         Verdict::Failover(failure) => {
             shared.keys.mark(name, &failure, session.clone(), now);
             Step::TryNext
         }
         Verdict::Refused(failure) => {
-            attempts.refused(name, failure, answer.refusal().await);
+            attempts.refused(name, failure, answer.refusal(shared.body_idle).await);
             Step::TryNext
         }
     }
@@ -311,13 +315,15 @@ enum Kept {
     /// Larger than an error that says a key is spent: judged by status and headers; what was
     /// read, then the rest as it comes.
     Large(Head, Body),
+    /// Broke off or stalled before its end: judged by status and headers; nothing to pass on.
+    CutOff(Head),
 }
 
 impl Kept {
     fn header(&self, name: &str) -> Option<String> {
         match self {
             Self::Unread(response) => header_text(response.headers(), name),
-            Self::Whole(head, _) | Self::Large(head, _) => head.header(name),
+            Self::Whole(head, _) | Self::Large(head, _) | Self::CutOff(head) => head.header(name),
         }
     }
 
@@ -325,7 +331,7 @@ impl Kept {
     fn words(&self) -> &[u8] {
         match self {
             Self::Whole(_, bytes) => bytes,
-            Self::Unread(_) | Self::Large(..) => b"",
+            Self::Unread(_) | Self::Large(..) | Self::CutOff(_) => b"",
         }
     }
 
@@ -335,19 +341,20 @@ impl Kept {
             Self::Unread(response) => stream_back(response),
             Self::Whole(head, bytes) => rebuild(head, full(bytes)),
             Self::Large(head, body) => rebuild(head, body),
+            Self::CutOff(_) => error_answer_cut_off(),
         }
     }
 
     /// The refusal kept while other keys are tried: whole, or not at all — an empty body under
     /// the upstream's status told the user nothing.
-    async fn refusal(self) -> Response<Body> {
+    async fn refusal(self, deadline: std::time::Duration) -> Response<Body> {
         match self {
-            Self::Unread(response) => match read_error_body(response).await {
+            Self::Unread(response) => match read_error_body(response, deadline).await {
                 (head, ErrorBody::Whole(bytes)) => rebuild(head, full(bytes)),
                 (head, ErrorBody::Large(_) | ErrorBody::CutOff) => refusal_not_shown(head.status),
             },
             Self::Whole(head, bytes) => rebuild(head, full(bytes)),
-            Self::Large(head, _) => refusal_not_shown(head.status),
+            Self::Large(head, _) | Self::CutOff(head) => refusal_not_shown(head.status),
         }
     }
 }
@@ -359,6 +366,7 @@ mod tests {
     use jiff::SignedDuration;
 
     use super::*;
+    use crate::proxy::decide::ERROR_BODY_LIMIT;
     use crate::proxy::io::BoxError;
     use crate::proxy::shared::SKIP_UNREACHABLE;
     use crate::proxy::testing::{Fixture, Seen, collect, key, messages_request, reply, with_pool};
@@ -453,6 +461,19 @@ mod tests {
                 assert_eq!(fx.availability(), [SetAside, Ready]);
             });
         }
+    }
+
+    #[test]
+    fn an_old_litellms_401_budget_answer_cools_the_key_instead_of_setting_it_aside() {
+        let old = r#"{"error":{"message":"Authentication Error, ExceededTokenBudget: Current spend for token: 10.01; Max Budget for Token: 10.0","type":"auth_error","code":"401"}}"#;
+        let script = move |s: &Seen| match s.key.as_str() {
+            "a" => reply(401, &[], old),
+            _ => reply(200, &[], "from b"),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            assert_eq!(send(&fx).await.2, "from b");
+            assert!(cooling_for(fx.availability()[0]).is_positive());
+        });
     }
 
     #[test]
@@ -730,6 +751,120 @@ mod tests {
             assert_eq!(send(&fx).await.2, "from b");
             let left = cooling_for(fx.availability()[0]).as_secs();
             assert!((7190..=7200).contains(&left), "{left}");
+        });
+    }
+    /// An error answer whose head came and whose body trickles for ever (a slowloris upstream,
+    /// a gateway stuck mid-answer): the request must not hang on it.
+    #[test]
+    fn an_error_body_that_never_ends_does_not_hold_the_request_for_ever() {
+        use http_body_util::BodyExt;
+        for status in [429, 401] {
+            let script = move |_: &Seen| {
+                let (mut sender, body) =
+                    http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
+                tokio::spawn(async move {
+                    let _ = sender.send_data(Bytes::from_static(b"{\"error\":")).await;
+                    // Never another byte, never the end.
+                    tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+                    drop(sender);
+                });
+                let mut response = Response::new(body.boxed());
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                Ok(response)
+            };
+            with_pool(&[key("a")], script, async |fx| {
+                let started = tokio::time::Instant::now();
+                let answered = tokio::time::timeout(
+                    Duration::from_secs(3600),
+                    forward(&fx.shared, messages_request(), Bytes::from_static(BODY)),
+                )
+                .await;
+                assert!(answered.is_ok(), "{status}: still waiting after an hour");
+                assert!(started.elapsed() <= fx.shared.body_idle * 2, "{status}");
+            });
+        }
+    }
+    /// FINDING (left open, a design question): a 429 that every key meets because it is not
+    /// about any key — an egress IP rate limit (Cloudflare's HTML "error 1015"), a shared
+    /// gateway with no deployment left — and that gives no reset time cools every key for the
+    /// configured rate_limit cooldown (an hour), and the proxy then answers its own 429 for that
+    /// hour with nothing sent upstream.
+    #[test]
+    #[ignore = "finding: one shared 429 without a reset cools the whole pool for an hour"]
+    fn a_429_every_key_meets_without_a_reset_does_not_cool_the_pool_for_an_hour() {
+        let page = "<html><title>Error 1015</title><body>You are being rate limited</body></html>";
+        let script = move |_: &Seen| reply(429, &[("content-type", "text/html")], page);
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            send(&fx).await;
+            for a in fx.availability() {
+                if let CoolingUntil(_) = a {
+                    let left = cooling_for(a);
+                    assert!(left <= SignedDuration::from_mins(5), "{left:?}");
+                }
+            }
+        });
+    }
+
+    /// A 429 whose body breaks off is still a 429: the key is rate-limited, the next key gets
+    /// the request.
+    #[test]
+    fn a_429_whose_body_breaks_off_still_fails_over() {
+        let script = |s: &Seen| match s.key.as_str() {
+            "a" => {
+                let (mut sender, body) =
+                    http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
+                tokio::spawn(async move {
+                    let _ = sender.send_data(Bytes::from_static(b"{\"error\":")).await;
+                    sender.abort("connection reset".into());
+                });
+                let mut response = Response::new(http_body_util::BodyExt::boxed(body));
+                *response.status_mut() = hyper::StatusCode::TOO_MANY_REQUESTS;
+                response
+                    .headers_mut()
+                    .insert("retry-after", "30".parse().unwrap());
+                Ok(response)
+            }
+            _ => reply(200, &[], "from b"),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!((status.as_u16(), body.as_str()), (200, "from b"));
+            assert!(cooling_for(fx.availability()[0]).is_positive());
+        });
+    }
+
+    /// An error body one byte past the limit is judged by status and headers, and passed on
+    /// whole when it is not the key's.
+    #[test]
+    fn an_error_body_past_the_limit_is_passed_on_whole() {
+        let big = format!(
+            r#"{{"error":{{"message":"Your credit balance is too low {}"}}}}"#,
+            "x".repeat(ERROR_BODY_LIMIT)
+        );
+        let expected = big.clone();
+        let script = move |_: &Seen| reply(400, &[], &big);
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!(status.as_u16(), 400);
+            assert_eq!(body, expected);
+            assert_eq!(fx.seen(), ["a"]);
+        });
+    }
+    /// FINDING (left open): with one key cooling for hours, a request the last key is refused
+    /// for its own sake — a model this key may not use (403 permission_error) — gets
+    /// keyswitch's "every key is cooling down" 429: the user is told to wait hours, or add a
+    /// key, while the answer that says what is wrong (the model) is dropped.
+    #[test]
+    #[ignore = "finding: the own 429 hides a this-request-only refusal"]
+    fn a_model_refusal_is_not_hidden_behind_every_key_is_cooling() {
+        let forbidden = r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#;
+        let script = move |s: &Seen| match s.key.as_str() {
+            "a" => reply(429, &[("retry-after", "7200")], ""),
+            _ => reply(403, &[], forbidden),
+        };
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert!(body.contains("permission"), "{status}: {body}");
         });
     }
 }
