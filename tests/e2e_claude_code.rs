@@ -9,13 +9,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::claude_code::Session;
 use common::{Sandbox, fake_key};
 use serde_json::{Value, json};
 
@@ -181,118 +179,7 @@ fn http(status: u16, content_type: &str, extra: &[&str], body: &str) -> Vec<u8> 
 }
 
 fn sse(text: &str) -> String {
-    let events = [
-        (
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_standin", "type": "message", "role": "assistant",
-            "model": "claude-standin", "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 1, "output_tokens": 1}}}),
-        ),
-        (
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        (
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-        ),
-        (
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ),
-        (
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": 3}}),
-        ),
-        ("message_stop", json!({"type": "message_stop"})),
-    ];
-    events
-        .iter()
-        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
-        .collect()
-}
-
-/// The pinned Claude Code binary; the run fails (never skips) without it.
-fn claude_binary() -> PathBuf {
-    let path = std::env::var_os("KEYSWITCH_CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/claude/node_modules/.bin/claude")
-        });
-    assert!(
-        path.exists(),
-        "the pinned Claude Code CLI is missing at {}: run ./scripts/test.sh, which installs it",
-        path.display()
-    );
-    path
-}
-
-/// One running Claude Code process fed turns through stream-json.
-struct Session {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl Session {
-    fn start(s: &Sandbox) -> Self {
-        let mut cmd = Command::new(claude_binary());
-        cmd.args([
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ])
-        .env_clear()
-        .current_dir(s.dir.path())
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        for (k, v) in s.env() {
-            cmd.env(k, v);
-        }
-        std::fs::create_dir_all(s.dir.path().join("home")).unwrap();
-        let mut child = cmd.spawn().expect("Claude Code starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line)
-                    && tx.send(value).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        Self { child, lines: rx }
-    }
-
-    /// Sends one user turn and waits for its result line.
-    fn turn(&mut self, text: &str) -> Value {
-        let message = json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": text}]}});
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{message}").unwrap();
-        stdin.flush().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_secs(1)) {
-                Ok(line) if line["type"] == "result" => return line,
-                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(e) => panic!("Claude Code stopped: {e}"),
-            }
-        }
-        panic!("no result from Claude Code within 90 s for {text:?}");
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    common::upstream::message_events("claude-standin", text, 1, 3).concat()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -332,7 +219,7 @@ fn a_running_session_fails_over_on_429_and_returns_to_the_primary() {
     );
 
     proxy.out_of_budget.store(true, Ordering::SeqCst);
-    let mut session = Session::start(&s);
+    let mut session = Session::start(&s, &[], &[]);
 
     // Turn 1: the proxy answers 429; the turn fails and the StopFailure hook marks the primary.
     let first = session.turn("first");
@@ -468,7 +355,7 @@ fn in_proxy_mode_a_spent_primary_never_fails_a_turn() {
         format!("http://127.0.0.1:{port}")
     );
 
-    let mut session = Session::start(&s);
+    let mut session = Session::start(&s, &[], &[]);
     let first = session.turn("first");
     assert_eq!(first["is_error"], false, "{first}");
     assert_eq!(first["result"], "hello from api");

@@ -298,34 +298,5 @@ pub fn priced_message(model: &str, text: &str) -> String {
 
 /// The same as server-sent events, the usage split as Anthropic sends it.
 pub fn priced_stream(model: &str, text: &str) -> Vec<String> {
-    let events = [
-        (
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_standin", "type": "message",
-                "role": "assistant", "model": model, "content": [], "stop_reason": null,
-                "stop_sequence": null, "usage": {"input_tokens": 1000, "output_tokens": 1}}}),
-        ),
-        (
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        (
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-        ),
-        (
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ),
-        (
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                "usage": {"output_tokens": 100}}),
-        ),
-        ("message_stop", json!({"type": "message_stop"})),
-    ];
-    events
-        .iter()
-        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
-        .collect()
+    super::upstream::message_events(model, text, 1000, 100)
 }

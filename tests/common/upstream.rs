@@ -215,3 +215,43 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, answer: &Answer) -> std:
         written?;
     }
 }
+
+/// A streamed Messages API answer of `text` as Claude Code expects it (docs/facts/
+/// claude-code-facts.md), one string an event, with a `usage` block a gateway can price.
+pub fn message_events(
+    model: &str,
+    text: &str,
+    input_tokens: u64,
+    output_tokens: u64,
+) -> Vec<String> {
+    let events = [
+        (
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": {"id": "msg_standin", "type": "message",
+                "role": "assistant", "model": model, "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+        ),
+        (
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": output_tokens}}),
+        ),
+        ("message_stop", serde_json::json!({"type": "message_stop"})),
+    ];
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
