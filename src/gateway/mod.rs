@@ -246,5 +246,15 @@ fn answer_reset(answer: &Answer<'_>, now: Timestamp) -> Option<Reset> {
     reset_time(&header, fields.message.as_deref(), now)
 }
 
+/// Test headers: a lookup by lower-case name over `pairs`.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
 #[cfg(test)]
 mod tests;

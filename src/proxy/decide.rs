@@ -120,19 +120,11 @@ pub fn unavailable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::test_headers as headers;
     use crate::reason::Reason;
-    use std::collections::HashMap;
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name: &str| map.get(name).cloned()
     }
 
     fn judged(status: u16, pairs: &[(&str, &str)], body: &str) -> Verdict {
