@@ -162,16 +162,20 @@ impl Attempts {
 }
 
 /// The key an attempt goes to.
-struct Choice {
+struct Choice<'a> {
     index: usize,
-    upstream: Endpoint,
+    upstream: &'a Endpoint,
     /// The pool's first candidate: the key `get` hands out now.
     active: bool,
 }
 
 /// The first key, in the pool's order, that is ready, not yet tried for this request, and on an
 /// upstream that is not known to be down — unless nothing else is left to try.
-fn choose<U>(shared: &Shared<U>, view: &View, attempts: &Attempts) -> Option<Choice> {
+fn choose<'a, U>(
+    shared: &'a Shared<U>,
+    view: &'a View,
+    attempts: &Attempts,
+) -> Option<Choice<'a>> {
     let order = candidates(&view.availability);
     let active = order.first().copied();
     let choice = |index, upstream| Choice {
@@ -186,7 +190,7 @@ fn choose<U>(shared: &Shared<U>, view: &View, attempts: &Attempts) -> Option<Cho
             continue;
         }
         let upstream = upstream_of(shared, &keys[index]);
-        if !shared.is_unreachable(&upstream) {
+        if !shared.is_unreachable(upstream) {
             return Some(choice(index, upstream));
         }
         first_ready.get_or_insert((index, upstream));
@@ -197,8 +201,8 @@ fn choose<U>(shared: &Shared<U>, view: &View, attempts: &Attempts) -> Option<Cho
     Some(choice(index, upstream))
 }
 
-fn upstream_of<U>(shared: &Shared<U>, key: &KeyConfig) -> Endpoint {
-    key.endpoint().unwrap_or(&shared.default_upstream).clone()
+fn upstream_of<'a, U>(shared: &'a Shared<U>, key: &'a KeyConfig) -> &'a Endpoint {
+    key.endpoint().unwrap_or(&shared.default_upstream)
 }
 
 /// One key's try: its secret on the request, sent to its upstream, the answer judged.
@@ -206,7 +210,7 @@ async fn attempt<U: Upstream>(
     shared: &Shared<U>,
     request: &Outgoing,
     view: &View,
-    choice: Choice,
+    choice: Choice<'_>,
     attempts: &mut Attempts,
 ) -> Step {
     let key = &view.files.config.keys[choice.index];
@@ -222,7 +226,7 @@ async fn attempt<U: Upstream>(
     let Some(uri) = choice.upstream.join(request.path_and_query()) else {
         // The handler let only a plain path through; one that still makes no URI is refused.
         let fault = Fault::Broken("the request's path makes no URL there".to_string());
-        return Step::Answer(unreachable_reply(&choice.upstream, &fault));
+        return Step::Answer(unreachable_reply(choice.upstream, &fault));
     };
     let response = match shared.client.send(|| request.to(&uri, &secret)).await {
         Ok(response) => response,
@@ -230,13 +234,13 @@ async fn attempt<U: Upstream>(
         // settings that cannot work for it): a key elsewhere may still answer; if none does,
         // this is named.
         Err(fault) if fault.reached_nothing() => {
-            shared.note_unreachable(&choice.upstream);
-            attempts.unreachable = Some((choice.upstream, fault));
+            shared.note_unreachable(choice.upstream);
+            attempts.unreachable = Some((choice.upstream.clone(), fault));
             return Step::TryNext;
         }
-        Err(fault) => return Step::Answer(unreachable_reply(&choice.upstream, &fault)),
+        Err(fault) => return Step::Answer(unreachable_reply(choice.upstream, &fault)),
     };
-    shared.keys.note_gateway(&choice.upstream, &|name| {
+    shared.keys.note_gateway(choice.upstream, &|name| {
         header_text(response.headers(), name)
     });
     let rules = view.files.config.gateway_rules();
