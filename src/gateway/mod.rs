@@ -86,6 +86,10 @@ fn builtin(answer: &Answer<'_>, now: Timestamp) -> Failure {
     match status {
         402 => spent(answer, Reason::BillingError, "payment required", now),
         412 => spent(answer, Reason::BillingError, "budget exhausted", now),
+        // An HTML page is not an API gateway's answer but a network's (Cloudflare's "error
+        // 1015" for the machine's address): every key meets it alike, and cooling them all would
+        // take the pool out for the rate_limit hour. Claude Code retries it; no key can help.
+        429 if is_html(fields) => Failure::NotTheKey,
         429 => spent(answer, Reason::RateLimit, "rate limited", now),
         403 if fields.is("permission_error") => Failure::ThisRequestOnly {
             detail: "the upstream answered 403 permission_error: this key may not use what the request asks for; the next key was tried for it".to_string(),
@@ -93,6 +97,18 @@ fn builtin(answer: &Answer<'_>, now: Timestamp) -> Failure {
         403 => revoked(status),
         _ => Failure::NotTheKey,
     }
+}
+
+/// Whether the body is an HTML page rather than an API's error.
+fn is_html(fields: &ErrorFields) -> bool {
+    fields.message.as_deref().is_some_and(|m| {
+        let start = m
+            .trim_start()
+            .get(..9)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        start.starts_with("<!doctype") || start.starts_with("<html")
+    })
 }
 
 fn revoked(status: u16) -> Failure {
@@ -172,8 +188,7 @@ fn spent_by_its_words(status: u16, fields: &ErrorFields) -> Option<&'static str>
     ];
     // Not in an HTML page: that is a proxy's or firewall's block page, met by every key alike
     // ("your browsing quota"), never a gateway's API error.
-    let html = message.trim_start().starts_with('<');
-    if status == 403 && !html && FORBIDDEN_SPENT.iter().any(|w| message.contains(w)) {
+    if status == 403 && !is_html(fields) && FORBIDDEN_SPENT.iter().any(|w| message.contains(w)) {
         return Some("a budget or quota ran out");
     }
     if status == 402 && fields.limit_source.is_some() {

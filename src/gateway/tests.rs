@@ -492,3 +492,26 @@ fn a_validation_error_echoing_the_users_words_is_not_a_spent_budget() {
     let echo = r#"{"error":{"message":"[{'type': 'string_type', 'loc': ('body', 'system'), 'msg': 'Input should be a valid string', 'input': 'Explain why team Alpha exceeded budget last month'}]","type":"None","param":"None","code":"422"}}"#;
     assert_eq!(meaning(&judge(422, &[], echo)).0, "not_the_key");
 }
+
+#[test]
+fn a_networks_html_rate_limit_page_marks_no_key() {
+    // Cloudflare's rate limit of the machine's address: every key meets it alike.
+    let page = "<html><head><title>Error 1015</title></head><body>You are being rate limited</body></html>";
+    assert_eq!(
+        judge(429, &[("content-type", "text/html")], page),
+        Failure::NotTheKey
+    );
+    assert_eq!(
+        judge(
+            429,
+            &[("content-type", "text/html"), ("retry-after", "30")],
+            page
+        ),
+        Failure::NotTheKey
+    );
+    // An API's own 429 still cools the key.
+    assert_eq!(
+        meaning(&judge(429, &[], r#"{"error":{"message":"<slow down>"}}"#)).0,
+        "rate_limited"
+    );
+}

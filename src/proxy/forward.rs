@@ -171,11 +171,7 @@ struct Choice<'a> {
 
 /// The first key, in the pool's order, that is ready, not yet tried for this request, and on an
 /// upstream that is not known to be down — unless nothing else is left to try.
-fn choose<'a, U>(
-    shared: &'a Shared<U>,
-    view: &'a View,
-    attempts: &Attempts,
-) -> Option<Choice<'a>> {
+fn choose<'a, U>(shared: &'a Shared<U>, view: &'a View, attempts: &Attempts) -> Option<Choice<'a>> {
     let order = candidates(&view.availability);
     let active = order.first().copied();
     let choice = |index, upstream| Choice {
@@ -853,6 +849,20 @@ mod tests {
         with_pool(&[key("a"), key("b")], script, async |fx| {
             let (status, _, body) = send(&fx).await;
             assert!(body.contains("permission"), "{status}: {body}");
+        });
+    }
+
+    /// A network's HTML rate-limit page (Cloudflare's "error 1015" for the machine's address)
+    /// is met by every key alike: it is passed on for Claude Code to retry, and no key cools.
+    #[test]
+    fn a_networks_rate_limit_page_is_passed_on_and_cools_no_key() {
+        let page = "<html><title>Error 1015</title><body>You are being rate limited</body></html>";
+        let script = move |_: &Seen| reply(429, &[("content-type", "text/html")], page);
+        with_pool(&[key("a"), key("b")], script, async |fx| {
+            let (status, _, body) = send(&fx).await;
+            assert_eq!((status.as_u16(), body.as_str()), (429, page));
+            assert_eq!(fx.seen(), ["a"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
         });
     }
 }
