@@ -48,12 +48,18 @@ const KEYCHAIN_CHECK_WAIT: Duration = Duration::from_millis(500);
 /// ran), which may not be the session's, so "start a Secret Service" would send the user after
 /// a service that runs.
 fn unreadable_from_here(kind: crate::config::StoreKind, error: &anyhow::Error) -> anyhow::Error {
-    let cause = if kind == crate::config::StoreKind::SecretService
-        && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
-    {
-        "the proxy was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS in its environment)"
-    } else {
-        "the proxy was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS?), or the keychain stopped or locked since"
+    let cause = match kind {
+        crate::config::StoreKind::SecretService
+            if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() =>
+        {
+            "the proxy was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS in its environment)"
+        }
+        crate::config::StoreKind::SecretService => {
+            "the proxy was started where the keychain was unreachable (another session's DBUS_SESSION_BUS_ADDRESS?), or the keychain stopped or locked since"
+        }
+        _ => {
+            "the proxy was started where the keychain was unreachable (outside your login session?), or the keychain locked since"
+        }
     };
     // The store's own remedy ("cannot use X (detail): start a Secret Service …") is for a
     // session without one; here only its "cannot use X (detail)" is news.
