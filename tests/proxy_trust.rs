@@ -304,11 +304,9 @@ fn a_deleted_token_file_is_recreated_and_the_running_proxy_takes_it_up() {
     assert_eq!(p.proxy_status()["running"], false);
 }
 
-#[test]
-fn a_proxy_started_without_dbus_is_replaced_by_the_next_get_that_has_it() {
-    let up = Upstream::start(|r| Reply::ok(&r.key));
-    let (p, _) = stopped_box(&up);
-    // As from an ssh shell without the desktop session's bus: `get` starts the proxy there.
+/// As from an ssh shell without the desktop session's bus: `get` starts the proxy there, and
+/// hands out the token.
+fn start_without_dbus(p: &ProxyBox) -> String {
     let out =
         p.s.cmd()
             .arg("get")
@@ -321,7 +319,14 @@ fn a_proxy_started_without_dbus_is_replaced_by_the_next_get_that_has_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_proxy_started_without_dbus_is_replaced_by_the_next_get_that_has_it() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, _) = stopped_box(&up);
+    let token = start_without_dbus(&p);
     let broken = p.proxy_status()["pid"].clone();
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 500, "{}", answer.text());
@@ -337,6 +342,25 @@ fn a_proxy_started_without_dbus_is_replaced_by_the_next_get_that_has_it() {
     // The session's own `get`, which reaches the keychain, replaces it.
     assert_eq!(p.token(), token);
     assert_ne!(p.proxy_status()["pid"], broken, "replaced");
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[test]
+fn proxy_restart_starts_the_proxy_again_with_this_shells_environment() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, _) = stopped_box(&up);
+    let token = start_without_dbus(&p);
+    let broken = p.proxy_status()["pid"].clone();
+    assert_eq!(p.send(&token, BODY).status, 500);
+
+    let out = p.s.cmd().args(["proxy", "restart"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("running on 127.0.0.1:"), "{stderr}");
+    let status = p.proxy_status();
+    assert_eq!(status["running"], true, "{status}");
+    assert_ne!(status["pid"], broken, "{status}");
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
