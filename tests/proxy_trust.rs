@@ -185,12 +185,17 @@ while True:
 "#,
         port = p.port
     );
+    // The system's python: one under root's home (pyenv) is not for uid 65534 to run.
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a system python3 (CI installs it)");
     let mut other = std::process::Command::new("/usr/bin/setpriv")
         .args([
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            "/usr/bin/python3",
+            python,
             "-c",
             &script,
         ])

@@ -62,7 +62,7 @@ impl Challenges {
     }
 }
 
-/// Whether `Host` names loopback: 127.0.0.1, localhost or [::1], with or without a port.
+/// Whether `Host` names loopback: 127.0.0.1, localhost or `[::1]`, with or without a port.
 pub fn loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
