@@ -131,6 +131,9 @@ pub enum ProxyAction {
     Start,
     /// Stop the proxy; requests in flight finish first.
     Stop,
+    /// Stop the proxy and start it again from here, with this shell's environment (its D-Bus
+    /// session for the keychain, its network settings).
+    Restart,
     /// Whether the proxy runs, where, and which version.
     Status {
         /// Print {"running", "pid", "listen", "version"} as JSON.

@@ -39,6 +39,20 @@ pub fn fail_point(_name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `KEYSWITCH_TEST_LEGACY_HEALTH=1`: the proxy answers its health path as keyswitch did before
+/// proofs (everything, to anyone, unproved), so a test can stand a real proxy of "an older
+/// version" on the port and watch `get` replace it without sending it the token.
+#[cfg(feature = "failpoints")]
+pub fn legacy_health() -> bool {
+    std::env::var_os("KEYSWITCH_TEST_LEGACY_HEALTH").is_some_and(|v| v == "1")
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn legacy_health() -> bool {
+    false
+}
+
 /// `KEYSWITCH_TEST_BODY_IDLE_MS=<ms>`: how long the proxy waits for a request body that stopped
 /// arriving, instead of `default`, so an integration test of a stalled body need not wait a
 /// minute.

@@ -1,6 +1,11 @@
 //! A tiny HTTP/1.1 client for the proxy's control paths ([`crate::proxy_protocol`]): asking
 //! what answers on the proxy's address, and asking it to stop.
 //!
+//! Nothing that answers is trusted on its word: a probe sends a fresh nonce and takes the
+//! listener for this user's proxy only when its answer proves the token
+//! ([`crate::proxy_proof`]); a shutdown carries a proof over the proxy's one-time challenge,
+//! never the token.
+//!
 //! Plain std networking, no async runtime: `keyswitch get` probes on every Claude Code start
 //! and refresh, and a probe of a running proxy costs one loopback round trip.
 
@@ -9,6 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use std::time::Instant;
 
+use crate::proxy_proof::{
+    CHALLENGE_HEADER, NONCE_HEADER, PROOF_HEADER, fresh_nonce, health_proved, shutdown_proof,
+};
 use crate::proxy_protocol::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 
 /// A request to loopback gives up after this: a program that accepts and never answers must
@@ -18,50 +26,138 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// What answers on the proxy's address.
 #[derive(Debug)]
 pub enum Probe {
+    /// This user's proxy: its answer proves the token.
     Ours(Health),
     Nothing,
-    /// Something else holds the port (or a keyswitch proxy that does not answer in time).
-    Foreign(String),
+    /// Something answers and proves nothing: never trusted, never sent the token.
+    Unproven(Unproven),
 }
 
-pub fn probe(addr: SocketAddr) -> Probe {
+/// A listener that did not prove it holds the token.
+#[derive(Debug)]
+pub enum Unproven {
+    /// Answers as a keyswitch proxy did before proofs (an older version), or poses as one.
+    Legacy { version: String },
+    /// Claims to be a keyswitch proxy, and its proof is not of this user's token.
+    WrongProof,
+    /// Answers, not as a keyswitch proxy.
+    Other(String),
+    /// Takes the connection and gives no answer in time: a stopped or hung proxy, or another
+    /// program.
+    Silent(String),
+}
+
+impl Unproven {
+    /// What it did, for an error message.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Legacy { version } => format!(
+                "it answers like keyswitch proxy {version}, an older version that cannot prove it holds your token"
+            ),
+            Self::WrongProof => {
+                "it answers like a keyswitch proxy but cannot prove it holds your token".to_string()
+            }
+            Self::Other(what) | Self::Silent(what) => what.clone(),
+        }
+    }
+}
+
+/// Asks what answers at `addr`; `token` is what a proof must be of (it is not sent).
+pub fn probe(addr: SocketAddr, token: &str) -> Probe {
+    let Ok(nonce) = fresh_nonce() else {
+        return Probe::Unproven(Unproven::Other(
+            "no random bytes to make a nonce with".to_string(),
+        ));
+    };
     let mut stream = match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Nothing,
-        Err(e) => return Probe::Foreign(format!("connecting failed: {e}")),
+        Err(e) => return Probe::Unproven(Unproven::Other(format!("connecting failed: {e}"))),
     };
-    match exchange(&mut stream, "GET", HEALTH_PATH, None) {
-        Ok((200, body)) => match serde_json::from_slice::<Health>(&body) {
-            Ok(h) if h.service == SERVICE => Probe::Ours(h),
-            _ => Probe::Foreign("it answers, but not as a keyswitch proxy".to_string()),
-        },
-        Ok((status, _)) => Probe::Foreign(format!("it answers HTTP {status}")),
-        Err(e) => Probe::Foreign(format!(
-            "it gives no HTTP answer in time ({e}): a stopped or hung proxy, or another program"
+    let answer = match exchange(
+        &mut stream,
+        addr,
+        "GET",
+        HEALTH_PATH,
+        &[(NONCE_HEADER, &nonce)],
+    ) {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Probe::Unproven(Unproven::Silent(format!(
+                "it gives no HTTP answer in time ({e}): a stopped or hung proxy, or another program"
+            )));
+        }
+    };
+    if answer.status != 200 {
+        return Probe::Unproven(Unproven::Other(format!(
+            "it answers HTTP {}",
+            answer.status
+        )));
+    }
+    let claims = serde_json::from_slice::<Health>(&answer.body)
+        .ok()
+        .filter(|h| h.service == SERVICE);
+    match (answer.header(PROOF_HEADER), claims) {
+        (Some(proof), Some(health)) if health_proved(token, &nonce, &answer.body, proof) => {
+            Probe::Ours(health)
+        }
+        (Some(_), _) => Probe::Unproven(Unproven::WrongProof),
+        (None, Some(health)) => Probe::Unproven(Unproven::Legacy {
+            version: health.version,
+        }),
+        (None, None) => Probe::Unproven(Unproven::Other(
+            "it answers, but not as a keyswitch proxy".to_string(),
         )),
     }
 }
 
-/// Asks the proxy at `addr` to stop; returns the HTTP status of its answer.
-pub fn request_shutdown(addr: SocketAddr, token: &str) -> std::io::Result<u16> {
+/// Asks the proxy that handed out `challenge` (in a proved health answer) to stop; returns
+/// the HTTP status of its answer. The token stays here: only a proof over the challenge goes.
+pub fn request_shutdown(addr: SocketAddr, token: &str, challenge: &str) -> std::io::Result<u16> {
+    let proof = shutdown_proof(token, challenge);
     let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
-    exchange(&mut stream, "POST", SHUTDOWN_PATH, Some(token)).map(|(status, _)| status)
+    exchange(
+        &mut stream,
+        addr,
+        "POST",
+        SHUTDOWN_PATH,
+        &[(CHALLENGE_HEADER, challenge), (PROOF_HEADER, &proof)],
+    )
+    .map(|answer| answer.status)
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status, head and body.
 fn exchange(
     stream: &mut TcpStream,
+    addr: SocketAddr,
     method: &str,
     path: &str,
-    token: Option<&str>,
-) -> std::io::Result<(u16, Vec<u8>)> {
+    headers: &[(&str, &str)],
+) -> std::io::Result<Answer> {
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
     stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let auth = token
-        .map(|t| format!("x-api-key: {t}\r\n"))
-        .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    // The proxy answers its own paths only for a loopback Host (DNS rebinding).
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: keyswitch\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes())?;
     // One deadline for the whole answer: a program that trickles bytes must not hold `get`.
@@ -90,31 +186,68 @@ fn exchange(
         .and_then(|code| std::str::from_utf8(code).ok())
         .and_then(|code| code.parse().ok())
         .ok_or_else(bad)?;
-    let body_at = response
+    let head_end = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?
-        + 4;
-    Ok((status, response[body_at..].to_vec()))
+        .ok_or_else(bad)?;
+    Ok(Answer {
+        status,
+        head: String::from_utf8_lossy(&response[..head_end]).into_owned(),
+        body: response[head_end + 4..].to_vec(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn nothing_listening_is_told_from_a_foreign_program() {
+    /// A listener that answers one connection with `answer`.
+    fn answering(answer: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
-                .unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            s.write_all(answer).unwrap();
+            buf[..n].to_vec()
         });
-        assert!(matches!(probe(addr), Probe::Foreign(_)));
+        (addr, server)
+    }
+
+    #[test]
+    fn nothing_listening_is_told_from_a_foreign_program() {
+        let (addr, server) = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi");
+        assert!(matches!(
+            probe(addr, "ksp-x"),
+            Probe::Unproven(Unproven::Other(_))
+        ));
         server.join().unwrap();
-        assert!(matches!(probe(addr), Probe::Nothing));
+        assert!(matches!(probe(addr, "ksp-x"), Probe::Nothing));
+    }
+
+    #[test]
+    fn an_answer_without_a_proof_of_this_token_is_not_ours() {
+        let health = b"HTTP/1.1 200 OK\r\n\r\n{\"service\":\"keyswitch-proxy\",\"version\":\"0.9.0\",\"pid\":1,\"listen\":\"x:1\"}";
+        let (addr, server) = answering(health);
+        assert!(matches!(
+            probe(addr, "ksp-x"),
+            Probe::Unproven(Unproven::Legacy { .. })
+        ));
+        let sent = server.join().unwrap();
+        let sent = String::from_utf8_lossy(&sent);
+        assert!(
+            sent.contains(NONCE_HEADER) && !sent.contains("ksp-x"),
+            "{sent}"
+        );
+        assert!(sent.contains(&format!("host: {addr}")), "{sent}");
+
+        let forged = b"HTTP/1.1 200 OK\r\nx-keyswitch-proof: 00\r\n\r\n{\"service\":\"keyswitch-proxy\",\"version\":\"9\",\"pid\":1,\"listen\":\"x\"}";
+        let (addr, server) = answering(forged);
+        assert!(matches!(
+            probe(addr, "ksp-x"),
+            Probe::Unproven(Unproven::WrongProof)
+        ));
+        server.join().unwrap();
     }
 }

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 pub const SERVICE: &str = "keyswitch-proxy";
 /// This build's version: a proxy of another version is replaced by `get`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// `GET` answers [`Health`]; open to anyone who can reach loopback (it names no secret).
+/// `GET` with a nonce answers [`Health`] with a proof of the token ([`crate::proxy_proof`]);
+/// without one, only that the proxy is alive.
 pub const HEALTH_PATH: &str = "/_keyswitch/health";
-/// `POST` with the access token stops the proxy.
+/// `POST` with a proof over a challenge of the health answer stops the proxy.
 pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
 /// Set in the environment of a proxy `get` starts in the background: only such a proxy is
 /// replaced when a session's network settings differ from its own.
@@ -33,4 +34,15 @@ pub struct Health {
     /// (a damaged proxy.json that a re-install replaced) is replaced too.
     #[serde(default)]
     pub upstream: String,
+    /// Whether the proxy can read the keychain (its environment may lack the session's D-Bus):
+    /// `get` replaces one that cannot when `get` itself can.
+    #[serde(default = "yes")]
+    pub keychain: bool,
+    /// A one-time value a shutdown request proves the token over.
+    #[serde(default)]
+    pub challenge: String,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -16,17 +16,29 @@ pub const TOKEN_PREFIX: &str = "ksp-";
 /// The local access token, created on first use: 256 random bits, in a file only the user can
 /// read. Two processes creating it at once agree on one (the first `create_new` wins).
 pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
-    let path = dirs.proxy_token_file();
-    if let Some(token) = read_token(&path)? {
+    if let Some(token) = read_token(&dirs.proxy_token_file())? {
         return Ok(token);
     }
-    ensure_private_dir(&dirs.state)?;
     let mut raw = Zeroizing::new([0u8; 32]);
     getrandom::fill(raw.as_mut()).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
     let mut token = Zeroizing::new(String::from(TOKEN_PREFIX));
     for byte in raw.iter() {
         token.push_str(&format!("{byte:02x}"));
     }
+    place_token(dirs, &token)
+}
+
+/// The token in the file, if there is one (an error if it is damaged).
+pub fn read(dirs: &Dirs) -> Result<Option<Zeroizing<String>>> {
+    read_token(&dirs.proxy_token_file())
+}
+
+/// Puts `token` in the token file unless one is there already; returns the file's token, which
+/// is another's when a concurrent creator got there first. The running proxy calls this to put
+/// its token back when the file was deleted.
+pub fn place_token(dirs: &Dirs, token: &str) -> Result<Zeroizing<String>> {
+    let path = dirs.proxy_token_file();
+    ensure_private_dir(&dirs.state)?;
     // Written whole to a temp file, then linked into place without replacing: a concurrent
     // creator's token is never overwritten, and nobody reads a half-written one.
     // Not under the writer lock, so not named like the temp files that writers sweep.
@@ -45,7 +57,7 @@ pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
     let linked = std::fs::hard_link(&temp, &path);
     let _ = std::fs::remove_file(&temp);
     match linked {
-        Ok(()) => Ok(token),
+        Ok(()) => Ok(Zeroizing::new(token.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
             .ok_or_else(|| anyhow!("{} is empty: delete it and try again", path.display())),
         Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),

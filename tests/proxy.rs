@@ -730,7 +730,7 @@ fn doctor_reports_proxy_mode_and_a_squatted_port() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "FIX   another program holds the proxy's port 127.0.0.1:{}",
+            "FIX   the keyswitch proxy's port 127.0.0.1:{} is held by another program or another user",
             p.port
         )),
         "{text}"
@@ -994,7 +994,7 @@ fn sigterm_stops_the_proxy_even_while_sessions_hold_every_connection_slot() {
                     .unwrap();
                 write!(
                     stream,
-                    "GET /_keyswitch/health HTTP/1.1\r\nhost: keyswitch\r\nx-api-key: {token}\r\n\r\n"
+                    "GET /_keyswitch/health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {token}\r\n\r\n"
                 )
                 .unwrap();
                 let mut answer = [0u8; 1024];

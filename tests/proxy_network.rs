@@ -10,7 +10,6 @@ mod common;
 #[path = "common/network.rs"]
 mod network;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -611,86 +610,4 @@ fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     let log = p.proxy_log();
     assert!(log.contains("NODE_EXTRA_CA_CERTS"), "{log}");
-}
-
-/// A keyswitch proxy of an older version: answers the health probe as one, and on a shutdown
-/// request carrying the token closes its listener. Records the tokens it was asked to stop with.
-fn old_proxy(port: u16) -> Arc<Mutex<Vec<String>>> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let stops = Arc::new(Mutex::new(Vec::new()));
-    let stops2 = stops.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut writer = stream;
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            let mut token = String::new();
-            let mut length = 0usize;
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                    break;
-                }
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = header.split_once(':') {
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "x-api-key" => token = v.trim().to_string(),
-                        "content-length" => length = v.trim().parse().unwrap_or(0),
-                        _ => {}
-                    }
-                }
-            }
-            let _ = reader
-                .by_ref()
-                .take(length as u64)
-                .read_to_end(&mut Vec::new());
-            if request_line.starts_with("GET /_keyswitch/health ") {
-                let body = format!(
-                    r#"{{"service":"keyswitch-proxy","version":"0.0.1","pid":{},"listen":"127.0.0.1:{port}"}}"#,
-                    std::process::id()
-                );
-                let _ = write!(
-                    writer,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            } else if request_line.starts_with("POST /_keyswitch/shutdown ") {
-                stops2.lock().unwrap().push(token);
-                let _ = writer.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                // Stop listening: dropping the listener frees the port for the new proxy.
-                return;
-            } else {
-                let _ = writer.write_all(
-                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            }
-        }
-    });
-    stops
-}
-
-#[test]
-fn a_proxy_left_by_an_older_keyswitch_is_replaced_at_the_next_get() {
-    let pki = Pki::new();
-    let up = TlsUpstream::http1(&pki);
-    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
-    let stops = old_proxy(p.port);
-    let status = p.proxy_status();
-    assert_eq!(status["version"], "0.0.1", "{status}");
-
-    let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
-    // The old proxy was asked to stop, with the token.
-    assert_eq!(*stops.lock().unwrap(), vec![token.clone()]);
-    let status = p.proxy_status();
-    assert_eq!(status["running"], true);
-    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
-    assert_ne!(status["pid"], std::process::id());
-    assert_eq!(p.send(&token, BODY).status, 200);
 }

@@ -382,9 +382,25 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
             "run keyswitch install --proxy",
         )?;
     }
-    match probe(proxy.listen) {
+    let token = match crate::proxy_token::ensure_token(&ctx.dirs) {
+        Ok(token) => token,
+        Err(e) => {
+            return r.fix(
+                &crate::error::one_line(&e),
+                "delete the token file; keyswitch makes a new one, and the running proxy takes it up",
+            );
+        }
+    };
+    match probe(proxy.listen, &token) {
+        Probe::Ours(health) if !health.keychain => r.fix(
+            &format!(
+                "the proxy on {} (pid {}) cannot read the keychain: it was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS?)",
+                health.listen, health.pid
+            ),
+            "run keyswitch proxy restart in your session (the next keyswitch get replaces it too)",
+        ),
         Probe::Ours(health) if health.version == VERSION => r.ok(&format!(
-            "the proxy runs on {} (pid {})",
+            "the proxy runs on {} (pid {}) and proved it holds your token",
             health.listen, health.pid
         )),
         Probe::Ours(health) => r.info(&format!(
@@ -395,8 +411,11 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
             "the proxy is not running; keyswitch get starts it on {}",
             proxy.listen
         )),
-        Probe::Foreign(what) => r.fix(
-            &format!("another program holds the proxy's port {} ({what})", proxy.listen),
+        Probe::Unproven(unproven) => r.fix(
+            &format!(
+                "{:#}",
+                crate::proxy::control::not_ours(proxy.listen, &unproven)
+            ),
             "stop it, or choose another port with keyswitch install --proxy --listen 127.0.0.1:PORT",
         ),
     }

@@ -177,7 +177,7 @@ fn plan_proxy(
     let listen = listen
         .or(previous.map(|p| p.listen))
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
-    check_port_usable(listen)?;
+    check_port_usable(dirs, listen)?;
     let proxy_url = format!("http://{listen}");
     let upstream = prior_base_url(dirs, base, map, &proxy_url)?;
     if points_at(&upstream, listen) {
@@ -372,15 +372,17 @@ pub(super) fn stop_proxy(dirs: &Dirs, current: &ProxySettings) -> bool {
 }
 
 /// Refuses a port the proxy could not listen on: another program's, or one the OS holds.
-fn check_port_usable(listen: SocketAddr) -> Result<()> {
+fn check_port_usable(dirs: &Dirs, listen: SocketAddr) -> Result<()> {
     let taken = |what: &str| {
         refuse(format!(
             "port {listen} is taken ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
         ))
     };
-    match probe(listen) {
+    let token = crate::proxy_token::ensure_token(dirs)?;
+    match probe(listen, &token) {
         Probe::Ours(_) => Ok(()),
-        Probe::Foreign(what) => Err(taken(&what)),
+        // Never ours, whatever it says: named, and the token never sent to it.
+        Probe::Unproven(unproven) => Err(taken(&unproven.describe())),
         // Nothing answers, but a socket in the way (an outgoing connection's, one closing)
         // would still stop the proxy from listening: try it.
         Probe::Nothing => std::net::TcpListener::bind(listen)

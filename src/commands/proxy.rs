@@ -1,4 +1,4 @@
-//! `keyswitch proxy run|start|stop|status`: the local proxy of proxy mode.
+//! `keyswitch proxy run|start|stop|restart|status`: the local proxy of proxy mode.
 
 use anyhow::Result;
 
@@ -6,8 +6,9 @@ use super::{Context, out};
 use crate::cli::ProxyAction;
 use crate::error::refuse;
 use crate::mode::Mode;
+use crate::port_owner;
 use crate::proxy::control;
-use crate::proxy_client::{Probe, probe};
+use crate::proxy_client::{Probe, Unproven, probe};
 use crate::proxy_token::ensure_token;
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
@@ -25,7 +26,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 eprintln!("keyswitch: helper mode: no proxy to stop");
                 Ok(())
             }
-            ProxyAction::Run | ProxyAction::Start => Err(refuse(
+            ProxyAction::Run | ProxyAction::Start | ProxyAction::Restart => Err(refuse(
                 "proxy mode is off: turn it on with `keyswitch install --proxy`",
             )),
         };
@@ -49,12 +50,27 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             }
             Ok(())
         }
+        ProxyAction::Restart => {
+            let token = ensure_token(&ctx.dirs)?;
+            control::stop_at(settings.listen, &token)?;
+            let health = control::ensure_running(&ctx.dirs, &settings)?;
+            eprintln!(
+                "keyswitch: proxy {} running on {} (pid {})",
+                health.version, health.listen, health.pid
+            );
+            Ok(())
+        }
         ProxyAction::Status { json } => {
-            let answer = probe(settings.listen);
-            if let Probe::Foreign(what) = &answer {
+            let token = ensure_token(&ctx.dirs)?;
+            let answer = probe(settings.listen, &token);
+            let stopped = match &answer {
+                Probe::Unproven(Unproven::Silent(_)) => stopped_proxy(settings.listen),
+                _ => None,
+            };
+            if let (Probe::Unproven(unproven), None) = (&answer, stopped) {
                 crate::messages::warn(format_args!(
-                    "another program holds {} ({what}): choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
-                    settings.listen
+                    "{:#}",
+                    control::not_ours(settings.listen, unproven)
                 ));
             }
             let health = match answer {
@@ -64,18 +80,23 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             if json {
                 let value = serde_json::json!({
                     "running": health.is_some(),
-                    "pid": health.as_ref().map(|h| h.pid),
+                    "stopped": stopped.is_some(),
+                    "pid": health.as_ref().map(|h| h.pid).or(stopped),
                     "listen": settings.listen.to_string(),
                     "version": health.as_ref().map(|h| h.version.clone()),
                 });
                 out(&value.to_string())
             } else {
-                match health {
-                    Some(h) => out(&format!(
+                match (health, stopped) {
+                    (Some(h), _) => out(&format!(
                         "running on {} (pid {}, version {}), forwarding to {}",
                         h.listen, h.pid, h.version, settings.upstream
                     )),
-                    None => out(&format!(
+                    (None, Some(pid)) => out(&format!(
+                        "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile",
+                        settings.listen
+                    )),
+                    (None, None) => out(&format!(
                         "not running (listens on {} once started; `keyswitch get` starts it)",
                         settings.listen
                     )),
@@ -83,4 +104,13 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             }
         }
     }
+}
+
+/// The pid of a stopped process of this user's that holds `listen` and gives no answer: a
+/// proxy stopped by Ctrl-Z or SIGSTOP, alive but silent, which is not "not running".
+fn stopped_proxy(listen: std::net::SocketAddr) -> Option<u32> {
+    port_owner::holder(listen)
+        .filter(port_owner::Holder::is_ours)
+        .and_then(|h| h.pid)
+        .filter(|pid| port_owner::is_stopped(*pid))
 }

@@ -10,7 +10,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use super::handler::handle;
-use super::headers::authorized;
 use super::shared::Shared;
 
 /// At most this many client connections at once.
@@ -154,7 +153,7 @@ struct Client {
 impl Client {
     fn note(&self, shared: &Shared, headers: &hyper::HeaderMap) {
         use std::sync::atomic::Ordering;
-        if !self.trusted.load(Ordering::Relaxed) && authorized(&shared.token, headers) {
+        if !self.trusted.load(Ordering::Relaxed) && shared.token.admits(headers) {
             self.trusted.store(true, Ordering::Relaxed);
         }
     }

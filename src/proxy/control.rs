@@ -16,26 +16,50 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::fileio::{WriteLock, private_options, read_optional};
 use crate::paths::Dirs;
+use crate::port_owner;
 use crate::proxy_protocol::{Health, VERSION};
 use crate::proxy_settings::ProxySettings;
 // The proxy's own start-up and the `get` of helper and proxy mode reach these through here.
-pub use crate::proxy_client::{Probe, probe};
+pub use crate::proxy_client::{Probe, Unproven, probe};
 pub use crate::proxy_protocol::BACKGROUND_MARK;
 pub use crate::proxy_token::ensure_token;
 
 /// How long `get` waits for a proxy it started to listen, and `stop_at` for one to stop.
 const START_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The error for a port that something other than this keyswitch's proxy holds.
-fn port_taken(addr: SocketAddr, what: &str) -> anyhow::Error {
+/// The error for a listener that did not prove it holds the token: named (port, whose it is
+/// when that can be found, what it did) with what to do. It is never sent the token, and never
+/// asked to stop.
+pub fn not_ours(addr: SocketAddr, unproven: &Unproven) -> anyhow::Error {
+    let holder = port_owner::holder(addr);
+    if let Some(holder) = holder.filter(|h| !h.is_ours()) {
+        return anyhow!(
+            "another user (uid {}) holds the keyswitch proxy's port {addr}: keyswitch sends it nothing; ask them to free it, or choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+            holder.uid
+        );
+    }
+    if let (Unproven::Silent(_), Some(pid)) = (unproven, holder.and_then(|h| h.pid))
+        && port_owner::is_stopped(pid)
+    {
+        return anyhow!(
+            "the program holding {addr} is stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`"
+        );
+    }
+    let who = holder
+        .and_then(|h| h.pid)
+        .map(|pid| format!(" (pid {pid})"))
+        .unwrap_or_default();
     anyhow!(
-        "the keyswitch proxy's port {addr} is taken by another program ({what}): stop that program, or choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
+        "the keyswitch proxy's port {addr} is held by another program or another user{who}, and it did not prove it is your proxy ({}): keyswitch sends it nothing; stop that program, or choose another port with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+        unproven.describe()
     )
 }
 
 /// Makes sure this keyswitch's proxy answers at `settings.listen`: starts it in the background
-/// when nothing listens there, replaces one left by another keyswitch version, and fails within
-/// seconds when another program holds the port. Many callers at once end with one proxy.
+/// when nothing listens there, replaces one left by another keyswitch version, one with other
+/// settings and one that cannot read the keychain `get` can read, and fails within seconds
+/// when a listener that does not prove it holds the token has the port. Many callers at once
+/// end with one proxy.
 pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     // The proxy works with the network settings (HTTPS_PROXY, CA files) of whoever started it:
     // one started from a terminal without the session's settings is replaced, or every request
@@ -46,27 +70,32 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
     let upstream = crate::endpoint::Endpoint::parse(&settings.upstream)
         .map(|e| e.as_str().to_string())
         .unwrap_or_else(|_| settings.upstream.clone());
-    let current = |h: &Health| {
+    let settled = |h: &Health| {
         h.version == VERSION
             && (h.network.is_empty() || h.network == network.as_str())
             && h.upstream == upstream
             && h.listen == settings.listen.to_string()
     };
-    if let Probe::Ours(health) = probe(settings.listen)
+    // A proxy that cannot read the keychain is replaced only when this process can: started
+    // from here it would be no better. Asked only then, so `get` pays no keychain read.
+    let current = |h: &Health| settled(h) && (h.keychain || !keychain_readable_here(dirs));
+    if let Probe::Ours(health) = probe(settings.listen, &token)
         && current(&health)
     {
         return Ok(health);
     }
     // One starter at a time; the others find its proxy running when they get the lock.
     let _starting = WriteLock::acquire(&dirs.proxy_start_lock())?;
-    match probe(settings.listen) {
+    match probe(settings.listen, &token) {
         Probe::Ours(health) if current(&health) => return Ok(health),
         Probe::Ours(old) => {
-            stop_at(settings.listen, &token).with_context(|| {
+            stop_proved(settings.listen, &token, &old).with_context(|| {
                 let which = if old.version != VERSION {
                     format!("of version {}", old.version)
                 } else if old.upstream != upstream {
                     format!("forwarding to {}", old.upstream)
+                } else if !old.keychain {
+                    "that cannot read the keychain".to_string()
                 } else {
                     "started with other network settings".to_string()
                 };
@@ -77,12 +106,49 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
             })?;
         }
         Probe::Nothing => {}
-        Probe::Foreign(what) => return Err(port_taken(settings.listen, &what)),
+        Probe::Unproven(unproven) => replace_legacy(settings.listen, &unproven)?,
     }
-    start(dirs, settings)
+    start(dirs, settings, &token)
 }
 
-fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
+/// Whether this process can read the keychain: the first key's secret, or word that it has
+/// none.
+fn keychain_readable_here(dirs: &Dirs) -> bool {
+    let Ok(config) = crate::config::Config::load(&dirs.config_file()) else {
+        return false;
+    };
+    let Some(first) = config.keys.first() else {
+        return false;
+    };
+    crate::store::Keychain::open(config.store_kind(), config.keychain_service())
+        .and_then(|k| k.read(&first.name))
+        .is_ok()
+}
+
+/// An older keyswitch proxy cannot prove it holds the token, and must not be sent it. On Linux,
+/// one of this user's own processes that runs `keyswitch proxy run` is stopped by signal;
+/// anything else that holds the port is named, never talked to.
+fn replace_legacy(addr: SocketAddr, unproven: &Unproven) -> Result<()> {
+    let Unproven::Legacy { version } = unproven else {
+        return Err(not_ours(addr, unproven));
+    };
+    let Some(pid) = port_owner::holder(addr)
+        .filter(port_owner::Holder::is_ours)
+        .and_then(|h| h.pid)
+        .filter(|pid| port_owner::is_keyswitch_proxy(*pid))
+    else {
+        return Err(not_ours(addr, unproven));
+    };
+    #[cfg(unix)]
+    port_owner::terminate(pid).with_context(|| {
+        format!("the keyswitch proxy {version} (pid {pid}) on {addr} could not be stopped")
+    })?;
+    wait_until_free(addr).with_context(|| {
+        format!("the keyswitch proxy {version} (pid {pid}) on {addr} would not stop")
+    })
+}
+
+fn start(dirs: &Dirs, settings: &ProxySettings, token: &str) -> Result<Health> {
     let exe = std::env::current_exe().context("cannot tell where the keyswitch binary is")?;
     let log = dirs.proxy_log();
     let log_file = private_options()
@@ -105,9 +171,9 @@ fn start(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
         .context("cannot start the keyswitch proxy")?;
     let deadline = Instant::now() + START_DEADLINE;
     loop {
-        match probe(settings.listen) {
+        match probe(settings.listen, token) {
             Probe::Ours(health) => return Ok(health),
-            Probe::Foreign(what) => return Err(port_taken(settings.listen, &what)),
+            Probe::Unproven(unproven) => return Err(not_ours(settings.listen, &unproven)),
             Probe::Nothing => {}
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -155,19 +221,33 @@ fn last_log_line(path: &Path, from: u64) -> Option<String> {
         .map(|l| l.trim().trim_start_matches("keyswitch: ").to_string())
 }
 
-/// Asks the proxy at `addr` to stop, and waits until the port is free. `Ok(false)`: none ran.
+/// Asks this user's proxy at `addr` to stop, and waits until the port is free. `Ok(false)`:
+/// none ran. A listener that does not prove it holds the token is named, never talked to.
 pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
-    let Probe::Ours(_) = probe(addr) else {
-        return Ok(false);
-    };
-    let status = crate::proxy_client::request_shutdown(addr, token)?;
+    match probe(addr, token) {
+        Probe::Nothing => Ok(false),
+        Probe::Ours(health) => stop_proved(addr, token, &health).map(|()| true),
+        Probe::Unproven(unproven) => Err(not_ours(addr, &unproven)),
+    }
+}
+
+/// Stops the proxy whose proved health answer is `health`, with a proof over its challenge.
+fn stop_proved(addr: SocketAddr, token: &str, health: &Health) -> Result<()> {
+    let status = crate::proxy_client::request_shutdown(addr, token, &health.challenge)?;
     if status != 200 {
         return Err(anyhow!("it refused to stop (HTTP {status})"));
     }
+    wait_until_free(addr)
+}
+
+fn wait_until_free(addr: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + START_DEADLINE;
     while Instant::now() < deadline {
-        if matches!(probe(addr), Probe::Nothing) {
-            return Ok(true);
+        // Nothing is sent: a connection refused is all this asks.
+        if let Err(e) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            && e.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -9,9 +9,9 @@ use hyper::{Request, Response, StatusCode};
 
 use super::body::{BodyFault, MAX_REQUEST_BODY, read_body};
 use super::forward::forward;
-use super::headers::authorized;
 use super::io::{Body, BoxError};
-use super::replies::{api_error, health, plain, refuse_token};
+use super::own_paths::{health, loopback_host, refuse_host, shutdown};
+use super::replies::{api_error, plain, refuse_token};
 use super::shared::Shared;
 use super::upstream::Upstream;
 use crate::proxy_protocol::{HEALTH_PATH, SHUTDOWN_PATH};
@@ -24,20 +24,19 @@ where
     B::Error: Into<BoxError>,
 {
     let path = request.uri().path();
-    if path == HEALTH_PATH {
-        return health(&shared);
-    }
-    if path == SHUTDOWN_PATH && request.method() == hyper::Method::POST {
-        if !authorized(&shared.token, request.headers()) {
-            return refuse_token();
-        }
-        shared.stop.notify_one();
-        return plain(StatusCode::OK, "stopping\n");
-    }
     if path.starts_with("/_keyswitch/") {
+        if !loopback_host(request.headers()) {
+            return refuse_host();
+        }
+        if path == HEALTH_PATH {
+            return health(&shared, request.headers()).await;
+        }
+        if path == SHUTDOWN_PATH && request.method() == hyper::Method::POST {
+            return shutdown(&shared, request.headers());
+        }
         return plain(StatusCode::NOT_FOUND, "no such keyswitch endpoint\n");
     }
-    if !authorized(&shared.token, request.headers()) {
+    if !shared.token.admits_after_refresh(request.headers()) {
         return refuse_token();
     }
     if !plain_path(request.uri().path()) {

@@ -38,16 +38,50 @@ pub type Secret = Arc<Zeroizing<String>>;
 /// passed: writing a mark takes milliseconds, so an older one is a write that failed.
 const PENDING_GRACE: Duration = Duration::from_secs(2);
 
+/// How long an answer of [`KeyPool::keychain_readable`] stands.
+const KEYCHAIN_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long a health probe waits for the keychain's answer.
+const KEYCHAIN_CHECK_WAIT: Duration = Duration::from_millis(500);
+
+/// The keychain trouble of a request, naming where the fix is: the proxy's environment is the
+/// one it was started in (an ssh shell without the session's D-Bus, a login before the keyring
+/// ran), which may not be the session's, so "start a Secret Service" would send the user after
+/// a service that runs.
+fn unreadable_from_here(kind: crate::config::StoreKind, error: &anyhow::Error) -> anyhow::Error {
+    let cause = match kind {
+        crate::config::StoreKind::SecretService
+            if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() =>
+        {
+            "the proxy was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS in its environment)"
+        }
+        crate::config::StoreKind::SecretService => {
+            "the proxy was started where the keychain was unreachable (another session's DBUS_SESSION_BUS_ADDRESS?), or the keychain stopped or locked since"
+        }
+        _ => {
+            "the proxy was started where the keychain was unreachable (outside your login session?), or the keychain locked since"
+        }
+    };
+    // The store's own remedy ("cannot use X (detail): start a Secret Service …") is for a
+    // session without one; here only its "cannot use X (detail)" is news.
+    let said = crate::error::one_line(error);
+    let said = said
+        .split_once("): ")
+        .map_or(said.clone(), |(head, _)| format!("{head})"));
+    anyhow!(
+        "the proxy cannot read the keychain: {cause}: run `keyswitch proxy restart` in your session, or the next `keyswitch get` replaces it ({said})"
+    )
+}
+
 /// Enough of a file's metadata to notice it was replaced or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
+pub(super) struct FileId {
     len: u64,
     modified: Option<SystemTime>,
     #[cfg(unix)]
     inode: u64,
 }
 
-fn file_id(path: &Path) -> Option<FileId> {
+pub(super) fn file_id(path: &Path) -> Option<FileId> {
     let meta = std::fs::metadata(path).ok()?;
     Some(FileId {
         len: meta.len(),
@@ -87,6 +121,8 @@ pub struct KeyPool {
     pending: Mutex<HashMap<String, (Cooldown, Instant)>>,
     secrets: Mutex<Secrets>,
     keychain: Mutex<Option<Arc<Keychain>>>,
+    /// The last answer of [`KeyPool::keychain_readable`], and when it was found.
+    keychain_check: Mutex<Option<(Instant, bool)>>,
     recording_switch: AtomicBool,
     /// The gateway last noted at each endpoint, so the note is written only when it changes.
     gateways: Mutex<HashMap<String, String>>,
@@ -107,6 +143,7 @@ impl KeyPool {
             pending: Mutex::new(HashMap::new()),
             secrets: Mutex::new(Secrets::default()),
             keychain: Mutex::new(None),
+            keychain_check: Mutex::new(None),
             recording_switch: AtomicBool::new(false),
             gateways: Mutex::new(HashMap::new()),
         })
@@ -199,10 +236,10 @@ impl KeyPool {
                 Some(k) => k.clone(),
                 None => {
                     let config = &self.files()?.config;
-                    let opened = Arc::new(Keychain::open(
-                        config.store_kind(),
-                        config.keychain_service(),
-                    )?);
+                    let opened = Arc::new(
+                        Keychain::open(config.store_kind(), config.keychain_service())
+                            .map_err(|e| unreadable_from_here(config.store_kind(), &e))?,
+                    );
                     *slot = Some(opened.clone());
                     opened
                 }
@@ -213,9 +250,35 @@ impl KeyPool {
             Err(e) => {
                 // Connect again next time: the keychain may have been restarted or unlocked.
                 *lock(&self.keychain) = None;
-                Err(e)
+                Err(unreadable_from_here(keychain.kind(), &e))
             }
         }
+    }
+
+    /// Whether the proxy can read the keychain: the first key's secret comes (from the cache,
+    /// once read) or the keychain says it has none. Looked at again at most every
+    /// [`KEYCHAIN_CHECK_EVERY`], so a `get` probing on every call costs no keychain read, and
+    /// given up on after [`KEYCHAIN_CHECK_WAIT`] (a health probe must answer within the
+    /// client's time limit; a hung keychain is not a broken environment).
+    pub async fn keychain_readable(self: &Arc<Self>) -> bool {
+        if let Some((at, readable)) = *lock(&self.keychain_check)
+            && at.elapsed() < KEYCHAIN_CHECK_EVERY
+        {
+            return readable;
+        }
+        let Some(first) = self
+            .files()
+            .ok()
+            .and_then(|f| f.config.keys.first().map(|k| k.name.clone()))
+        else {
+            // No keys, or config trouble: nothing about the keychain to say.
+            return true;
+        };
+        let readable = tokio::time::timeout(KEYCHAIN_CHECK_WAIT, self.secret(&first))
+            .await
+            .map_or(true, |read| read.is_ok());
+        *lock(&self.keychain_check) = Some((Instant::now(), readable));
+        readable
     }
 
     /// Marks `name` as failed. Returns false when it already is (another request, or the CLI,

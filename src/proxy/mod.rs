@@ -17,7 +17,9 @@ mod handler;
 mod headers;
 mod io;
 mod keys;
+mod live_token;
 mod network;
+mod own_paths;
 mod replies;
 mod shared;
 #[cfg(test)]
@@ -49,17 +51,19 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         if e.kind() != std::io::ErrorKind::AddrInUse {
             anyhow!("cannot listen on {}: {e}", settings.listen)
-        } else if let control::Probe::Ours(running) = control::probe(settings.listen) {
-            anyhow!(
-                "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
-                settings.listen,
-                running.pid
-            )
         } else {
-            anyhow!(
-                "cannot listen on {}: the port is taken by another program; choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
-                settings.listen
-            )
+            match control::probe(settings.listen, &token) {
+                control::Probe::Ours(running) => anyhow!(
+                    "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
+                    settings.listen,
+                    running.pid
+                ),
+                control::Probe::Unproven(unproven) => control::not_ours(settings.listen, &unproven),
+                control::Probe::Nothing => anyhow!(
+                    "cannot listen on {}: the port is taken (a socket still closing?); try again, or choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                    settings.listen
+                ),
+            }
         }
     })?;
     listener.set_nonblocking(true)?;
@@ -76,7 +80,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         .context("cannot start the proxy's runtime")?;
     runtime.block_on(async move {
         let shared = Arc::new(shared::Shared::new(
-            token,
+            live_token::LiveToken::new(dirs.clone(), token),
             keys::KeyPool::new(dirs),
             upstream::Client::new().context("cannot set up the HTTP client")?,
             default_upstream,

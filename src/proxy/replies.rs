@@ -11,10 +11,7 @@ use super::decide::{self, ERROR_BODY_LIMIT};
 use super::fault::Fault;
 use super::io::Body;
 use super::keys::View;
-use super::network::advertised_network;
-use super::shared::Shared;
 use crate::endpoint::Endpoint;
-use crate::proxy_protocol::{BACKGROUND_MARK, Health, SERVICE};
 use crate::select::Availability;
 
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
@@ -63,23 +60,6 @@ pub fn refuse_token() -> Response<Body> {
         "keyswitch proxy: missing or wrong access token; Claude Code gets it from `keyswitch get` (its apiKeyHelper)",
         &[],
     )
-}
-
-pub fn health<U>(shared: &Shared<U>) -> Response<Body> {
-    let health = Health {
-        service: SERVICE.to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
-        listen: shared.listen.to_string(),
-        network: advertised_network(&shared.token, std::env::var_os(BACKGROUND_MARK).is_some()),
-        upstream: shared.default_upstream.to_string(),
-    };
-    let mut response = Response::new(full(serde_json::to_vec(&health).unwrap_or_default()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 pub fn all_unavailable(view: &View, now: Timestamp) -> Response<Body> {

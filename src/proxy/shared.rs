@@ -1,4 +1,4 @@
-//! What every request shares: the access token, the key pool, the upstream client, and which
+//! What every request shares: the access token, the shutdown challenges, the key pool, the upstream client, and which
 //! upstreams were found down lately.
 
 use std::collections::HashMap;
@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use zeroize::Zeroizing;
 
 use super::keys::KeyPool;
+use super::live_token::LiveToken;
+use super::own_paths::Challenges;
 use super::upstream::Client;
 use crate::endpoint::Endpoint;
 
@@ -18,7 +19,9 @@ pub const SKIP_UNREACHABLE: Duration = Duration::from_secs(30);
 
 /// `U` is how requests reach an upstream: the real client, or a test's stand-in.
 pub struct Shared<U = Client> {
-    pub token: Zeroizing<String>,
+    pub token: LiveToken,
+    /// Handed out in proved health answers; each stops the proxy once.
+    pub challenges: Challenges,
     pub keys: Arc<KeyPool>,
     pub client: U,
     /// Where keys without an endpoint of their own go.
@@ -33,7 +36,7 @@ pub struct Shared<U = Client> {
 
 impl<U> Shared<U> {
     pub fn new(
-        token: Zeroizing<String>,
+        token: LiveToken,
         keys: Arc<KeyPool>,
         client: U,
         default_upstream: Endpoint,
@@ -42,6 +45,7 @@ impl<U> Shared<U> {
     ) -> Self {
         Self {
             token,
+            challenges: Challenges::default(),
             keys,
             client,
             default_upstream,

@@ -15,6 +15,7 @@ use super::body::{BODY_IDLE, full};
 use super::fault::Fault;
 use super::io::Body;
 use super::keys::KeyPool;
+use super::live_token::LiveToken;
 use super::shared::Shared;
 use super::upstream::Upstream;
 use crate::config::{Config, KeyConfig, StoreKind};
@@ -166,7 +167,7 @@ pub fn with_pool<F>(
             .unwrap();
     }
     let shared = Shared::new(
-        Zeroizing::new(TOKEN.to_string()),
+        LiveToken::new(dirs.clone(), Zeroizing::new(TOKEN.to_string())),
         KeyPool::with_keychain(dirs, keychain),
         Fake {
             script: Box::new(script),

@@ -1,0 +1,438 @@
+//! The proxy proves who it is: what answers on the proxy's port is never sent the token unless
+//! it proves it holds it, another user's listener is refused by name, the health path tells a
+//! stranger nothing, and the proxy heals itself (a lost token file, a keychain it could not
+//! reach, a Ctrl-Z). Real proxies, real sockets, the private Secret Service.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::proxy_box::{BODY, ProxyBox};
+use common::upstream::{Reply, Upstream};
+
+/// A program of this user's on the proxy's port: answers each request with `answer(request)`
+/// and keeps every byte it was sent.
+struct Squatter {
+    heard: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Squatter {
+    fn start(port: u16, answer: fn(&str) -> String) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let kept = heard.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Everything up to the end of the head (the control requests have no body).
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                kept.lock().unwrap().extend_from_slice(&request);
+                let _ = stream.write_all(answer(&String::from_utf8_lossy(&request)).as_bytes());
+            }
+        });
+        Self { heard }
+    }
+
+    fn heard(&self) -> String {
+        String::from_utf8_lossy(&self.heard.lock().unwrap()).into_owned()
+    }
+}
+
+fn http_json(body: &str, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Answers as the released keyswitch proxy did: its health to anyone, and "stopping" to a
+/// shutdown (for which that version took the token).
+fn like_an_older_keyswitch(request: &str) -> String {
+    if request.starts_with("POST /_keyswitch/shutdown") {
+        return http_json("", "");
+    }
+    http_json(
+        &format!(
+            r#"{{"service":"keyswitch-proxy","version":"0.0.1","pid":{},"listen":"127.0.0.1:1","network":"","upstream":""}}"#,
+            std::process::id()
+        ),
+        "",
+    )
+}
+
+/// Answers as this version does, with a proof it cannot make (it has no token).
+fn like_this_version(request: &str) -> String {
+    if request.starts_with("POST /_keyswitch/shutdown") {
+        return http_json("", "");
+    }
+    http_json(
+        &format!(
+            r#"{{"service":"keyswitch-proxy","version":"{}","pid":1,"listen":"127.0.0.1:1","network":"","upstream":"","keychain":true,"challenge":"{}"}}"#,
+            env!("CARGO_PKG_VERSION"),
+            "ab".repeat(32)
+        ),
+        &format!("x-keyswitch-proof: {}\r\n", "cd".repeat(32)),
+    )
+}
+
+/// A proxy box whose proxy was stopped after handing out its token: the port is free for a
+/// squatter, and the token file holds what a squatter is after.
+fn stopped_box(up: &Upstream) -> (ProxyBox, String) {
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    (p, token)
+}
+
+fn get(p: &ProxyBox) -> std::process::Output {
+    p.s.cmd()
+        .arg("get")
+        .env("ANTHROPIC_BASE_URL", p.base_url())
+        .output()
+        .unwrap()
+}
+
+fn squatted_port_is_refused_without_the_token(answer: fn(&str) -> String) {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, token) = stopped_box(&up);
+    let squatter = Squatter::start(p.port, answer);
+
+    let out = get(&p);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "get must refuse: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing printed");
+    assert!(
+        stderr.contains(&format!(
+            "the keyswitch proxy's port 127.0.0.1:{} is held by another program or another user",
+            p.port
+        )) && stderr.contains("--listen 127.0.0.1:PORT"),
+        "{stderr}"
+    );
+    let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    assert!(!out.status.success());
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doctor.contains("FIX   the keyswitch proxy's port"),
+        "{doctor}"
+    );
+    assert!(!doctor.contains("ok    the proxy runs"), "{doctor}");
+
+    let heard = squatter.heard();
+    assert!(heard.contains("GET /_keyswitch/health"), "{heard}");
+    assert!(
+        !heard.contains(&token),
+        "the squatter got the token: {heard}"
+    );
+    assert!(!heard.contains("ksp-"), "the squatter got a token: {heard}");
+    assert!(!heard.contains("POST /_keyswitch/shutdown"), "{heard}");
+}
+
+#[test]
+fn a_squatter_answering_like_an_older_keyswitch_never_gets_the_token() {
+    squatted_port_is_refused_without_the_token(like_an_older_keyswitch);
+}
+
+#[test]
+fn a_squatter_answering_like_this_version_never_gets_the_token() {
+    squatted_port_is_refused_without_the_token(like_this_version);
+}
+
+/// Root only (CI runs as root): a listener of uid 65534, started through `setpriv`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_listener_of_another_user_is_refused_by_name() {
+    if !rustix::process::getuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to listen as another user");
+        return;
+    }
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, token) = stopped_box(&up);
+    // It answers like an older keyswitch and prints what it was sent.
+    let script = format!(
+        r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", {port}))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.settimeout(0.5)
+    try:
+        data = c.recv(65536)
+    except Exception:
+        data = b""
+    sys.stdout.write(data.decode("latin-1").replace("\n", " ") + "\n")
+    sys.stdout.flush()
+    body = b'{{"service":"keyswitch-proxy","version":"0.0.1","pid":1,"listen":"127.0.0.1:{port}"}}'
+    c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+    c.close()
+"#,
+        port = p.port
+    );
+    // The system's python: one under root's home (pyenv) is not for uid 65534 to run.
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a system python3 (CI installs it)");
+    let mut other = std::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            python,
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = other.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout.read_exact(&mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+
+    let out = get(&p);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = other.kill();
+    let _ = other.wait();
+    let mut heard = String::new();
+    let _ = stdout.read_to_string(&mut heard);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another user (uid 65534) holds the keyswitch proxy's port 127.0.0.1:{}",
+            p.port
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !heard.contains(&token),
+        "another user got the token: {heard}"
+    );
+}
+
+/// The raw answer to a health request with these extra header lines.
+fn health(p: &ProxyBox, host: &str, extra: &str) -> String {
+    p.send_raw(&format!(
+        "GET /_keyswitch/health HTTP/1.1\r\nhost: {host}\r\n{extra}connection: close\r\n\r\n"
+    ))
+}
+
+#[test]
+fn the_health_path_tells_a_stranger_only_that_it_is_alive_and_answers_only_a_loopback_host() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let local = format!("127.0.0.1:{}", p.port);
+    let pid = p.proxy_status()["pid"].to_string();
+
+    let with_token = format!("x-api-key: {token}\r\n");
+    for extra in ["", "x-keyswitch-nonce: zz\r\n", with_token.as_str()] {
+        let answer = health(&p, &local, extra);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n{\"alive\":true}"), "{answer}");
+        assert!(
+            !answer.contains(&pid) && !answer.contains("version"),
+            "{answer}"
+        );
+    }
+    let nonce = format!("x-keyswitch-nonce: {}\r\n", "0f".repeat(32));
+    let proved = health(&p, &local, &nonce);
+    assert!(proved.contains("x-keyswitch-proof: "), "{proved}");
+    assert!(proved.contains(&format!("\"pid\":{pid}")), "{proved}");
+    for host in ["localhost", "[::1]:1", "127.0.0.1"] {
+        assert!(health(&p, host, "").starts_with("HTTP/1.1 200"), "{host}");
+    }
+
+    // A web page that rebound its name to 127.0.0.1 still says its name.
+    let with_port = format!("evil.example:{}", p.port);
+    for host in ["evil.example", with_port.as_str(), "127.0.0.1.nip.io"] {
+        let answer = health(&p, host, &nonce);
+        assert!(answer.starts_with("HTTP/1.1 403"), "{host}: {answer}");
+        assert!(!answer.contains(&pid), "{answer}");
+    }
+
+    // The token alone no longer stops it: a shutdown takes a proof over a fresh challenge.
+    let stop = p.send_raw(&format!(
+        "POST /_keyswitch/shutdown HTTP/1.1\r\nhost: {local}\r\nx-api-key: {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ));
+    assert!(stop.starts_with("HTTP/1.1 401"), "{stop}");
+    assert_eq!(p.proxy_status()["running"], true);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    assert_eq!(p.proxy_status()["running"], false);
+}
+
+#[test]
+fn a_deleted_token_file_is_recreated_and_the_running_proxy_takes_it_up() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let old = p.token();
+    let pid = p.proxy_status()["pid"].clone();
+    std::fs::remove_file(p.s.state_dir().join("proxy-token")).unwrap();
+
+    let new = p.token();
+    assert_ne!(new, old, "a new token file");
+    let answer = p.send(&new, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        p.proxy_status()["pid"],
+        pid,
+        "the same proxy took the new token"
+    );
+    assert_eq!(p.send(&old, BODY).status, 401, "the old token is gone");
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert!(doctor.contains("ok    the proxy runs on"), "{doctor}");
+
+    // Deleted again, and a session's request comes before any `get`: the proxy puts its own
+    // token back, so the next `get` hands out the one it accepts.
+    std::fs::remove_file(p.s.state_dir().join("proxy-token")).unwrap();
+    assert_eq!(p.send("ksp-wrong", BODY).status, 401);
+    assert_eq!(p.token(), new);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    assert_eq!(p.proxy_status()["running"], false);
+}
+
+/// As from an ssh shell without the desktop session's bus: `get` starts the proxy there, and
+/// hands out the token.
+fn start_without_dbus(p: &ProxyBox) -> String {
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", p.base_url())
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_proxy_started_without_dbus_is_replaced_by_the_next_get_that_has_it() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, _) = stopped_box(&up);
+    let token = start_without_dbus(&p);
+    let broken = p.proxy_status()["pid"].clone();
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 500, "{}", answer.text());
+    let message = answer.message();
+    assert!(
+        message.contains("the proxy was started where the keychain was unreachable")
+            && message.contains("DBUS_SESSION_BUS_ADDRESS")
+            && message.contains("keyswitch proxy restart"),
+        "{message}"
+    );
+    assert!(!message.contains("start a Secret Service"), "{message}");
+
+    // The session's own `get`, which reaches the keychain, replaces it.
+    assert_eq!(p.token(), token);
+    assert_ne!(p.proxy_status()["pid"], broken, "replaced");
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[test]
+fn proxy_restart_starts_the_proxy_again_with_this_shells_environment() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, _) = stopped_box(&up);
+    let token = start_without_dbus(&p);
+    let broken = p.proxy_status()["pid"].clone();
+    assert_eq!(p.send(&token, BODY).status, 500);
+
+    let out = p.s.cmd().args(["proxy", "restart"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("running on 127.0.0.1:"), "{stderr}");
+    let status = p.proxy_status();
+    assert_eq!(status["running"], true, "{status}");
+    assert_ne!(status["pid"], broken, "{status}");
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stopped_proxy_is_told_from_a_dead_one() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let pid = p.proxy_status()["pid"].as_u64().unwrap();
+    let signal = |which: &str| {
+        std::process::Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    signal("-STOP");
+    let out = p.s.cmd().args(["proxy", "status"]).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = p.proxy_status();
+    let out = get(&p);
+    signal("-CONT");
+    assert!(
+        status.contains(&format!(
+            "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`"
+        )),
+        "{status}"
+    );
+    assert_eq!(json["stopped"], true, "{json}");
+    assert_eq!(json["pid"], pid, "{json}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("`kill -CONT {pid}`")), "{stderr}");
+    assert_eq!(p.proxy_status()["running"], true);
+}
+
+/// An older keyswitch proxy (stood in by this build answering health as the released version
+/// did) cannot prove itself; being this user's `keyswitch proxy run`, it is stopped by signal
+/// and replaced, and was never sent the token.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_older_keyswitch_proxy_of_this_user_is_replaced_by_signal_without_the_token() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let (p, token) = stopped_box(&up);
+    let mut old =
+        p.s.std_cmd()
+            .args(["proxy", "run"])
+            .env("KEYSWITCH_TEST_LEGACY_HEALTH", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.proxy_status()["running"] == true
+        || std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err()
+    {
+        assert!(Instant::now() < deadline, "the old proxy never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.token(), token);
+    let exited = (0..500).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        old.try_wait().unwrap()
+    });
+    assert!(exited.is_some(), "the old proxy was not stopped");
+    let status = p.proxy_status();
+    assert_eq!(status["running"], true, "{status}");
+    assert_ne!(status["pid"], old.id(), "{status}");
+    assert_eq!(p.send(&token, BODY).status, 200);
+}
