@@ -27,6 +27,7 @@ mod proxy_settings;
 mod proxy_token;
 mod reason;
 mod select;
+mod service;
 mod state;
 mod store;
 mod timespec;

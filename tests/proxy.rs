@@ -1265,3 +1265,244 @@ fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
     assert_eq!(noted[0]["name"], "LiteLLM");
     assert_eq!(noted[0]["version"], "1.108.7");
 }
+
+/// `systemd-socket-activate` as systemd's socket unit would run the proxy; `None` (the test
+/// skips, saying why) where the tool is not installed.
+fn socket_activate() -> Option<std::path::PathBuf> {
+    let found = which::which("systemd-socket-activate").ok();
+    if found.is_none() {
+        eprintln!("skipped: systemd-socket-activate is missing (Debian package systemd)");
+    }
+    found
+}
+
+/// `systemd-socket-activate` hands the program none of its own environment: each variable is
+/// passed with `-E`, as a unit's `Environment=` would.
+fn setenv_args(env: &[(String, String)]) -> Vec<String> {
+    env.iter()
+        .flat_map(|(k, v)| ["-E".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
+#[test]
+fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_after_it_stops() {
+    let Some(tool) = socket_activate() else {
+        return;
+    };
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let exited = p.s.dir.path().join("proxy-exited");
+    // As systemd's socket unit: the socket is held before the proxy runs, and the process that
+    // holds it (here the shell systemd-socket-activate runs, as systemd itself) keeps holding it
+    // after the proxy ends. LISTEN_PID names the proxy's own pid, as systemd sets it.
+    let script = format!(
+        "sh -c 'LISTEN_PID=$$ exec \"$0\" proxy run' \"$KS\"; touch \"{}\"; sleep 30",
+        exited.display()
+    );
+    let mut env = p.s.env();
+    env.push((
+        "KS".to_string(),
+        assert_cmd::cargo::cargo_bin("keyswitch")
+            .display()
+            .to_string(),
+    ));
+    let mut holder = std::process::Command::new(tool)
+        .env_clear()
+        .args(setenv_args(&env))
+        .args(["-l", &format!("127.0.0.1:{}", p.port), "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("systemd-socket-activate to listen", || {
+        TcpListener::bind(("127.0.0.1", p.port)).is_err()
+    });
+
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), p.proxy_log());
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+    let status = p.proxy_status();
+    assert_eq!(status["running"], true, "{status}");
+
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    wait_for("the proxy to exit", || exited.exists());
+    assert!(
+        TcpListener::bind(("127.0.0.1", p.port)).is_err(),
+        "the port must stay held after the proxy exits"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p.port)).is_ok());
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+#[test]
+fn a_socket_passed_on_another_address_is_refused_with_the_way_out() {
+    let Some(tool) = socket_activate() else {
+        return;
+    };
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let other = free_port();
+    let mut child = std::process::Command::new(tool)
+        .env_clear()
+        .args(setenv_args(&p.s.env()))
+        .arg("-l")
+        .arg(format!("127.0.0.1:{other}"))
+        .arg(assert_cmd::cargo::cargo_bin("keyswitch"))
+        .args(["proxy", "run"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("systemd-socket-activate to listen", || {
+        TcpListener::bind(("127.0.0.1", other)).is_err()
+    });
+    // The first connection makes it start the proxy.
+    let _first = std::net::TcpStream::connect(("127.0.0.1", other)).unwrap();
+    wait_for("the proxy to refuse the socket", || {
+        child.try_wait().unwrap().is_some()
+    });
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listens on 127.0.0.1:{other}"))
+            && stderr.contains(&format!("set up for 127.0.0.1:{}", p.port))
+            && stderr.contains("keyswitch install --proxy"),
+        "{stderr}"
+    );
+}
+
+/// A systemd user session as `install` sees one (the manager's socket in `XDG_RUNTIME_DIR`),
+/// with a stand-in `systemctl` that logs its arguments: the environment for a sandbox's
+/// commands, and the log.
+fn systemd_session(s: &Sandbox) -> (Vec<(String, String)>, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = s.dir.path().join("systemctl.log");
+    let systemctl = bin.join("systemctl");
+    std::fs::write(&systemctl, "#!/bin/sh\necho \"$*\" >> \"$SYSTEMCTL_LOG\"\n").unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runtime = s.dir.path().join("run");
+    std::fs::create_dir_all(runtime.join("systemd")).unwrap();
+    std::fs::write(runtime.join("systemd").join("private"), "").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let env = vec![
+        ("PATH".to_string(), path),
+        ("XDG_RUNTIME_DIR".to_string(), runtime.display().to_string()),
+        ("SYSTEMCTL_LOG".to_string(), log.display().to_string()),
+    ];
+    (env, log)
+}
+
+#[test]
+fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let (env, log) = systemd_session(&s);
+    let port = free_port();
+    s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ANTHROPIC_BASE_URL", up.url())
+        .env("HTTPS_PROXY", "http://user:pw@corp.example:3128")
+        .envs(env.iter().cloned())
+        .assert()
+        .success();
+    let units = s.config_home().join("systemd").join("user");
+    let socket = std::fs::read_to_string(units.join("keyswitch-proxy.socket")).unwrap();
+    let service = std::fs::read_to_string(units.join("keyswitch-proxy.service")).unwrap();
+    assert!(
+        socket.contains(&format!("\nListenStream=127.0.0.1:{port}\n")),
+        "{socket}"
+    );
+    let exe = dunce::canonicalize(assert_cmd::cargo::cargo_bin("keyswitch")).unwrap();
+    assert!(
+        service.contains(&format!("\nExecStart=\"{}\" proxy run\n", exe.display())),
+        "{service}"
+    );
+    // No secret in the units: not the token, not the proxy's password (kept in a 0600 file).
+    let token = std::fs::read_to_string(s.state_dir().join("proxy-token")).unwrap();
+    for text in [&socket, &service] {
+        assert!(
+            !text.contains(token.trim()) && !text.contains("pw@"),
+            "{text}"
+        );
+    }
+    let network = s.state_dir().join("proxy-service.env");
+    assert!(
+        std::fs::read_to_string(&network)
+            .unwrap()
+            .contains("HTTPS_PROXY=\"http://user:pw@corp.example:3128\"")
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for call in [
+        "--user daemon-reload",
+        "--user enable keyswitch-proxy.socket",
+        "--user restart keyswitch-proxy.socket",
+    ] {
+        assert!(calls.lines().any(|l| l == call), "{call}\n{calls}");
+    }
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("claude-install.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["service_files"].as_array().map(Vec::len),
+        Some(2),
+        "{record}"
+    );
+
+    let status = s
+        .cmd()
+        .args(["proxy", "status", "--json"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["managed_by"], "systemd", "{status}");
+    let stop = s
+        .cmd()
+        .args(["proxy", "stop"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&stop.stderr);
+    assert!(
+        stop.status.success() && said.contains("keyswitch-proxy.socket keeps the port"),
+        "{said}"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .any(|l| l == "--user stop keyswitch-proxy.service")
+    );
+
+    s.cmd()
+        .arg("uninstall")
+        .envs(env.iter().cloned())
+        .assert()
+        .success();
+    assert!(!units.join("keyswitch-proxy.socket").exists());
+    assert!(!units.join("keyswitch-proxy.service").exists());
+    assert!(!network.exists());
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l == "--user disable --now keyswitch-proxy.socket keyswitch-proxy.service"),
+        "{calls}"
+    );
+}

@@ -382,6 +382,9 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
             "run keyswitch install --proxy",
         )?;
     }
+    if let Some(manager) = crate::service::installed() {
+        r.info(&format!("the proxy is {}", manager.describe()))?;
+    }
     match probe(proxy.listen) {
         Probe::Ours(health) if health.version == VERSION => r.ok(&format!(
             "the proxy runs on {} (pid {})",

@@ -41,6 +41,10 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Stop => {
+            if let Some(stopped) = crate::service::stop() {
+                eprintln!("keyswitch: {}", stopped?);
+                return Ok(());
+            }
             let token = ensure_token(&ctx.dirs)?;
             if control::stop_at(settings.listen, &token)? {
                 eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
@@ -61,22 +65,25 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 Probe::Ours(health) => Some(health),
                 _ => None,
             };
+            let manager = crate::service::installed();
             if json {
                 let value = serde_json::json!({
                     "running": health.is_some(),
                     "pid": health.as_ref().map(|h| h.pid),
                     "listen": settings.listen.to_string(),
                     "version": health.as_ref().map(|h| h.version.clone()),
+                    "managed_by": manager.map(crate::service::Manager::name),
                 });
                 out(&value.to_string())
             } else {
+                let managed = manager.map_or_else(String::new, |m| format!("; {}", m.describe()));
                 match health {
                     Some(h) => out(&format!(
-                        "running on {} (pid {}, version {}), forwarding to {}",
+                        "running on {} (pid {}, version {}), forwarding to {}{managed}",
                         h.listen, h.pid, h.version, settings.upstream
                     )),
                     None => out(&format!(
-                        "not running (listens on {} once started; `keyswitch get` starts it)",
+                        "not running (listens on {} once started; `keyswitch get` starts it){managed}",
                         settings.listen
                     )),
                 }

@@ -155,9 +155,9 @@ fn last_log_line(path: &Path, from: u64) -> Option<String> {
         .map(|l| l.trim().trim_start_matches("keyswitch: ").to_string())
 }
 
-/// Asks the proxy at `addr` to stop, and waits until the port is free. `Ok(false)`: none ran.
+/// Asks the proxy at `addr` to stop, and waits until it no longer answers. `Ok(false)`: none ran.
 pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
-    let Probe::Ours(_) = probe(addr) else {
+    let Probe::Ours(running) = probe(addr) else {
         return Ok(false);
     };
     let status = crate::proxy_client::request_shutdown(addr, token)?;
@@ -166,8 +166,11 @@ pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
     }
     let deadline = Instant::now() + START_DEADLINE;
     while Instant::now() < deadline {
-        if matches!(probe(addr), Probe::Nothing) {
-            return Ok(true);
+        // The port itself may stay held: a service manager's socket keeps it (answering
+        // nothing, or with a proxy it started anew), and that proxy is gone all the same.
+        match probe(addr) {
+            Probe::Ours(now) if now.pid == running.pid => {}
+            _ => return Ok(true),
         }
         std::thread::sleep(Duration::from_millis(5));
     }

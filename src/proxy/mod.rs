@@ -17,7 +17,7 @@ mod handler;
 mod headers;
 mod io;
 mod keys;
-mod network;
+pub(crate) mod network;
 mod replies;
 mod shared;
 #[cfg(test)]
@@ -46,22 +46,12 @@ pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
 /// Runs the proxy in the foreground until `keyswitch proxy stop`, SIGTERM or Ctrl-C.
 pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     let token = control::ensure_token(&dirs)?;
-    let listener = TcpListener::bind(settings.listen).map_err(|e| {
-        if e.kind() != std::io::ErrorKind::AddrInUse {
-            anyhow!("cannot listen on {}: {e}", settings.listen)
-        } else if let control::Probe::Ours(running) = control::probe(settings.listen) {
-            anyhow!(
-                "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
-                settings.listen,
-                running.pid
-            )
-        } else {
-            anyhow!(
-                "cannot listen on {}: the port is taken by another program; choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
-                settings.listen
-            )
-        }
-    })?;
+    let inherited = inherited_listener(settings.listen)?;
+    let activated = inherited.is_some();
+    let listener = match inherited {
+        Some(listener) => listener,
+        None => bind(settings)?,
+    };
     listener.set_nonblocking(true)?;
     let default_upstream = Endpoint::parse(&settings.upstream)
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
@@ -85,15 +75,52 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         ));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
-            "keyswitch: proxy {} listening on {} (pid {}), forwarding to {}",
+            "keyswitch: proxy {} listening on {}{} (pid {}), forwarding to {}",
             env!("CARGO_PKG_VERSION"),
             settings.listen,
+            if activated {
+                " (socket from the service manager)"
+            } else {
+                ""
+            },
             std::process::id(),
             shared.default_upstream
         );
         accept::serve(listener, shared, accept::connection_limit()).await;
         eprintln!("keyswitch: proxy on {} stopped", settings.listen);
         Ok(())
+    })
+}
+
+/// The listening socket a service manager passed (systemd's socket unit holds the port from
+/// login on), if any; never on Windows.
+fn inherited_listener(listen: std::net::SocketAddr) -> Result<Option<TcpListener>> {
+    #[cfg(unix)]
+    return crate::service::activation::inherited_listener(listen);
+    #[cfg(not(unix))]
+    {
+        let _ = listen;
+        Ok(None)
+    }
+}
+
+/// Listens on the configured address itself; the error names who holds it when it is taken.
+fn bind(settings: &ProxySettings) -> Result<TcpListener> {
+    TcpListener::bind(settings.listen).map_err(|e| {
+        if e.kind() != std::io::ErrorKind::AddrInUse {
+            anyhow!("cannot listen on {}: {e}", settings.listen)
+        } else if let control::Probe::Ours(running) = control::probe(settings.listen) {
+            anyhow!(
+                "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
+                settings.listen,
+                running.pid
+            )
+        } else {
+            anyhow!(
+                "cannot listen on {}: the port is taken by another program; choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                settings.listen
+            )
+        }
     })
 }
 
