@@ -31,6 +31,7 @@ mod service;
 mod state;
 mod store;
 mod timespec;
+mod token_handouts;
 mod validate;
 
 /// For the store benchmark (bench/store-compare) only: the keychain as keyswitch opens it. Not

@@ -1506,3 +1506,21 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
         "{calls}"
     );
 }
+
+#[test]
+fn without_a_systemd_session_install_writes_no_units_and_stop_warns_a_session_had_the_token() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    assert!(!p.s.config_home().join("systemd").exists());
+    // No session was handed the token yet: a quiet stop.
+    let quiet = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("warning"));
+    p.token();
+    let stop = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    let said = String::from_utf8_lossy(&stop.stderr);
+    assert!(stop.status.success(), "{said}");
+    assert!(
+        said.contains("was handed the proxy's token") && said.contains("keyswitch proxy start"),
+        "{said}"
+    );
+}

@@ -48,6 +48,12 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             let token = ensure_token(&ctx.dirs)?;
             if control::stop_at(settings.listen, &token)? {
                 eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
+                let now = ctx.now.timestamp();
+                if let Some(warning) =
+                    crate::token_handouts::stop_warning(&ctx.dirs.token_handout(), now)
+                {
+                    crate::messages::warn(format_args!("{warning}"));
+                }
             } else {
                 eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
             }
