@@ -1268,6 +1268,7 @@ fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
 
 /// `systemd-socket-activate` as systemd's socket unit would run the proxy; `None` (the test
 /// skips, saying why) where the tool is not installed.
+#[cfg(target_os = "linux")]
 fn socket_activate() -> Option<std::path::PathBuf> {
     let found = which::which("systemd-socket-activate").ok();
     if found.is_none() {
@@ -1278,12 +1279,14 @@ fn socket_activate() -> Option<std::path::PathBuf> {
 
 /// `systemd-socket-activate` hands the program none of its own environment: each variable is
 /// passed with `-E`, as a unit's `Environment=` would.
+#[cfg(target_os = "linux")]
 fn setenv_args(env: &[(String, String)]) -> Vec<String> {
     env.iter()
         .flat_map(|(k, v)| ["-E".to_string(), format!("{k}={v}")])
         .collect()
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_after_it_stops() {
     let Some(tool) = socket_activate() else {
@@ -1338,6 +1341,7 @@ fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_a
     let _ = holder.wait();
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn a_socket_passed_on_another_address_is_refused_with_the_way_out() {
     let Some(tool) = socket_activate() else {
@@ -1382,6 +1386,7 @@ fn a_socket_passed_on_another_address_is_refused_with_the_way_out() {
 /// A systemd user session as `install` sees one (the manager's socket in `XDG_RUNTIME_DIR`),
 /// with a stand-in `systemctl` that logs its arguments: the environment for a sandbox's
 /// commands, and the log.
+#[cfg(target_os = "linux")]
 fn systemd_session(s: &Sandbox) -> (Vec<(String, String)>, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     let bin = s.dir.path().join("bin");
@@ -1398,10 +1403,15 @@ fn systemd_session(s: &Sandbox) -> (Vec<(String, String)>, std::path::PathBuf) {
         ("PATH".to_string(), path),
         ("XDG_RUNTIME_DIR".to_string(), runtime.display().to_string()),
         ("SYSTEMCTL_LOG".to_string(), log.display().to_string()),
+        (
+            "KEYSWITCH_TEST_SERVICE_MANAGER".to_string(),
+            "1".to_string(),
+        ),
     ];
     (env, log)
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that() {
     let up = Upstream::start(|r| Reply::ok(&r.key));

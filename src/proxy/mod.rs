@@ -93,11 +93,11 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
 }
 
 /// The listening socket a service manager passed (systemd's socket unit holds the port from
-/// login on), if any; never on Windows.
+/// login on), if any: systemd's, so Linux only.
 fn inherited_listener(listen: std::net::SocketAddr) -> Result<Option<TcpListener>> {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     return crate::service::activation::inherited_listener(listen);
-    #[cfg(not(unix))]
+    #[cfg(not(target_os = "linux"))]
     {
         let _ = listen;
         Ok(None)

@@ -92,9 +92,11 @@ pub fn installed() -> bool {
     })
 }
 
-/// Writes the plist and loads it into this login's launchd (replacing a loaded one).
+/// Writes the plist and loads it into this login's launchd (replacing a loaded one), and waits
+/// for its proxy to answer on `listen`: until then `get` would start one of its own, and
+/// launchd's would fail to listen.
 #[cfg(target_os = "macos")]
-pub fn install(dirs: &Dirs) -> Result<Vec<PathBuf>> {
+pub fn install(dirs: &Dirs, listen: std::net::SocketAddr) -> Result<Vec<PathBuf>> {
     let exe = crate::on_path::this_binary().context("cannot tell where the keyswitch binary is")?;
     let path = plist_path().ok_or_else(|| anyhow!("cannot find your home folder: set HOME"))?;
     if let Some(dir) = path.parent() {
@@ -108,11 +110,24 @@ pub fn install(dirs: &Dirs) -> Result<Vec<PathBuf>> {
     // An older one stays loaded with its old arguments until booted out.
     let _ = launchctl(&["bootout", &service_target()]);
     launchctl(&["bootstrap", &domain(), &path.to_string_lossy()])?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !matches!(
+        crate::proxy_client::probe(listen),
+        crate::proxy_client::Probe::Ours(_)
+    ) {
+        if std::time::Instant::now() > deadline {
+            return Err(anyhow!(
+                "launchd's proxy ({LABEL}) did not answer on {listen} within 5s: see {}",
+                dirs.proxy_log().display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     Ok(vec![path])
 }
 
 #[cfg(not(target_os = "macos"))]
-pub fn install(_dirs: &Dirs) -> Result<Vec<PathBuf>> {
+pub fn install(_dirs: &Dirs, _listen: std::net::SocketAddr) -> Result<Vec<PathBuf>> {
     Ok(Vec::new())
 }
 

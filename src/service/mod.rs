@@ -6,7 +6,7 @@
 //!
 //! Also the proxy's side of socket activation ([`activation`]).
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod activation;
 pub mod launchd;
 pub mod systemd;
@@ -67,10 +67,13 @@ pub fn installed() -> Option<Manager> {
 /// them. `None` where there is none, or it failed (then reported, what was written taken out
 /// again, and `get` starts the proxy as it does without a manager): install never fails for it.
 pub fn take_over(dirs: &Dirs, listen: SocketAddr) -> Option<Manager> {
+    if !crate::failpoints::service_manager_allowed() {
+        return None;
+    }
     let (manager, result) = if cfg!(target_os = "linux") && systemd::user_manager_present() {
         (Manager::Systemd, systemd::install(dirs, listen))
     } else if cfg!(target_os = "macos") {
-        (Manager::Launchd, launchd::install(dirs))
+        (Manager::Launchd, launchd::install(dirs, listen))
     } else {
         return None;
     };

@@ -73,12 +73,10 @@ WantedBy=sockets.target
         _ => String::new(),
     };
     // The network settings live beside the state, not in the unit: a proxy URL may carry a
-    // password. `-`: a missing file is no error.
-    let network = quoted(
-        &format!("-{}", plain_text(&dirs.proxy_service_env())?),
-        Quoting::Environment,
-    );
-    environment.push_str(&format!("EnvironmentFile={network}\n"));
+    // password. `-`: a missing file is no error. Unquoted: systemd takes the whole rest of the
+    // line as the one path (and reads no quotes there).
+    let network = plain_text(&dirs.proxy_service_env())?.replace('%', "%%");
+    environment.push_str(&format!("EnvironmentFile=-{network}\n"));
     let service = format!(
         "{MARK}
 [Unit]
@@ -318,6 +316,10 @@ mod tests {
         assert!(
             u.service
                 .contains("\nStandardError=append:/home/me/state/keyswitch/proxy.log\n")
+        );
+        assert!(
+            u.service
+                .contains("\nEnvironmentFile=-/home/me/state/keyswitch/proxy-service.env\n")
         );
         for text in [&u.socket, &u.service] {
             assert!(!text.to_lowercase().contains("sk-ant"), "{text}");
