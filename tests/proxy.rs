@@ -1266,36 +1266,59 @@ fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
     assert_eq!(noted[0]["version"], "1.108.7");
 }
 
-/// `systemd-socket-activate` as systemd's socket unit would run the proxy; `None` (the test
-/// skips, saying why) where the tool is not installed.
+/// A sandbox in proxy mode whose proxy is stopped, and `systemd-socket-activate` to run it as
+/// systemd's socket unit would; `None` (the test skips, saying why) where the tool is missing.
 #[cfg(target_os = "linux")]
-fn socket_activate() -> Option<std::path::PathBuf> {
-    let found = which::which("systemd-socket-activate").ok();
-    if found.is_none() {
+fn stopped_for_activation() -> Option<(std::path::PathBuf, Upstream, ProxyBox)> {
+    let Ok(tool) = which::which("systemd-socket-activate") else {
         eprintln!("skipped: systemd-socket-activate is missing (Debian package systemd)");
-    }
-    found
+        return None;
+    };
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    Some((tool, up, p))
 }
 
-/// `systemd-socket-activate` hands the program none of its own environment: each variable is
-/// passed with `-E`, as a unit's `Environment=` would.
+/// `systemd-socket-activate` listening on `port` for `program`, with the sandbox's environment
+/// (and `extra`): it hands the program none of its own, so each variable goes with `-E`, as a
+/// unit's `Environment=` would. Waits until the port is held.
 #[cfg(target_os = "linux")]
-fn setenv_args(env: &[(String, String)]) -> Vec<String> {
-    env.iter()
-        .flat_map(|(k, v)| ["-E".to_string(), format!("{k}={v}")])
-        .collect()
+fn socket_activate(
+    tool: &std::path::Path,
+    s: &Sandbox,
+    extra: &[(&str, &str)],
+    port: u16,
+    program: &[&std::ffi::OsStr],
+) -> std::process::Child {
+    let mut env = s.env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let child = std::process::Command::new(tool)
+        .env_clear()
+        .args(
+            env.iter()
+                .flat_map(|(k, v)| ["-E".to_string(), format!("{k}={v}")]),
+        )
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(program)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("systemd-socket-activate to listen", || {
+        TcpListener::bind(("127.0.0.1", port)).is_err()
+    });
+    child
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_after_it_stops() {
-    let Some(tool) = socket_activate() else {
+    let Some((tool, up, p)) = stopped_for_activation() else {
         return;
     };
-    let up = Upstream::start(|r| Reply::ok(&r.key));
-    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
-    let token = p.token();
-    p.s.cmd().args(["proxy", "stop"]).assert().success();
     let exited = p.s.dir.path().join("proxy-exited");
     // As systemd's socket unit: the socket is held before the proxy runs, and the process that
     // holds it (here the shell systemd-socket-activate runs, as systemd itself) keeps holding it
@@ -1304,31 +1327,21 @@ fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_a
         "sh -c 'LISTEN_PID=$$ exec \"$0\" proxy run' \"$KS\"; touch \"{}\"; sleep 30",
         exited.display()
     );
-    let mut env = p.s.env();
-    env.push((
-        "KS".to_string(),
-        assert_cmd::cargo::cargo_bin("keyswitch")
-            .display()
-            .to_string(),
-    ));
-    let mut holder = std::process::Command::new(tool)
-        .env_clear()
-        .args(setenv_args(&env))
-        .args(["-l", &format!("127.0.0.1:{}", p.port), "sh", "-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("systemd-socket-activate to listen", || {
-        TcpListener::bind(("127.0.0.1", p.port)).is_err()
-    });
+    let ks = assert_cmd::cargo::cargo_bin("keyswitch");
+    let mut holder = socket_activate(
+        &tool,
+        &p.s,
+        &[("KS", ks.to_str().unwrap())],
+        p.port,
+        &["sh".as_ref(), "-c".as_ref(), script.as_ref()],
+    );
 
+    // `get`'s probe is the first connection: the proxy starts on it and answers.
+    let token = p.token();
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}\n{}", answer.text(), p.proxy_log());
     assert_eq!(up.keys(), vec![fake_key("primary")]);
-    let status = p.proxy_status();
-    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(p.proxy_status()["running"], true);
 
     p.s.cmd().args(["proxy", "stop"]).assert().success();
     wait_for("the proxy to exit", || exited.exists());
@@ -1344,28 +1357,18 @@ fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_a
 #[cfg(target_os = "linux")]
 #[test]
 fn a_socket_passed_on_another_address_is_refused_with_the_way_out() {
-    let Some(tool) = socket_activate() else {
+    let Some((tool, _up, p)) = stopped_for_activation() else {
         return;
     };
-    let up = Upstream::start(|r| Reply::ok(&r.key));
-    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
-    p.s.cmd().args(["proxy", "stop"]).assert().success();
     let other = free_port();
-    let mut child = std::process::Command::new(tool)
-        .env_clear()
-        .args(setenv_args(&p.s.env()))
-        .arg("-l")
-        .arg(format!("127.0.0.1:{other}"))
-        .arg(assert_cmd::cargo::cargo_bin("keyswitch"))
-        .args(["proxy", "run"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("systemd-socket-activate to listen", || {
-        TcpListener::bind(("127.0.0.1", other)).is_err()
-    });
+    let ks = assert_cmd::cargo::cargo_bin("keyswitch");
+    let mut child = socket_activate(
+        &tool,
+        &p.s,
+        &[],
+        other,
+        &[ks.as_ref(), "proxy".as_ref(), "run".as_ref()],
+    );
     // The first connection makes it start the proxy.
     let _first = std::net::TcpStream::connect(("127.0.0.1", other)).unwrap();
     wait_for("the proxy to refuse the socket", || {
@@ -1384,58 +1387,71 @@ fn a_socket_passed_on_another_address_is_refused_with_the_way_out() {
 }
 
 /// A systemd user session as `install` sees one (the manager's socket in `XDG_RUNTIME_DIR`),
-/// with a stand-in `systemctl` that logs its arguments: the environment for a sandbox's
-/// commands, and the log.
+/// with a stand-in `systemctl` that logs its arguments, in a folder of its own.
 #[cfg(target_os = "linux")]
-fn systemd_session(s: &Sandbox) -> (Vec<(String, String)>, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = s.dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let log = s.dir.path().join("systemctl.log");
-    let systemctl = bin.join("systemctl");
-    std::fs::write(&systemctl, "#!/bin/sh\necho \"$*\" >> \"$SYSTEMCTL_LOG\"\n").unwrap();
-    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let runtime = s.dir.path().join("run");
-    std::fs::create_dir_all(runtime.join("systemd")).unwrap();
-    std::fs::write(runtime.join("systemd").join("private"), "").unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let env = vec![
-        ("PATH".to_string(), path),
-        ("XDG_RUNTIME_DIR".to_string(), runtime.display().to_string()),
-        ("SYSTEMCTL_LOG".to_string(), log.display().to_string()),
-        (
-            "KEYSWITCH_TEST_SERVICE_MANAGER".to_string(),
-            "1".to_string(),
-        ),
-    ];
-    (env, log)
+struct SystemdSession {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+#[cfg(target_os = "linux")]
+impl SystemdSession {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let systemctl = bin.join("systemctl");
+        std::fs::write(&systemctl, "#!/bin/sh\necho \"$*\" >> \"$SYSTEMCTL_LOG\"\n").unwrap();
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runtime = dir.path().join("run");
+        std::fs::create_dir_all(runtime.join("systemd")).unwrap();
+        std::fs::write(runtime.join("systemd").join("private"), "").unwrap();
+        let log = dir.path().join("systemctl.log");
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let env = vec![
+            ("PATH".to_string(), path),
+            ("XDG_RUNTIME_DIR".to_string(), runtime.display().to_string()),
+            ("SYSTEMCTL_LOG".to_string(), log.display().to_string()),
+            (
+                "KEYSWITCH_TEST_SERVICE_MANAGER".to_string(),
+                "1".to_string(),
+            ),
+        ];
+        Self { dir, env }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// `systemctl` calls so far, one a line.
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("systemctl.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that() {
     let up = Upstream::start(|r| Reply::ok(&r.key));
-    let s = Sandbox::new();
-    s.add("primary", &fake_key("primary"), &[]);
-    let (env, log) = systemd_session(&s);
-    let port = free_port();
-    s.cmd()
-        .args([
-            "install",
-            "--proxy",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("ANTHROPIC_BASE_URL", up.url())
-        .env("HTTPS_PROXY", "http://user:pw@corp.example:3128")
-        .envs(env.iter().cloned())
-        .assert()
-        .success();
+    let session = SystemdSession::new();
+    let mut env = session.env();
+    env.push(("HTTPS_PROXY", "http://user:pw@corp.example:3128"));
+    let p = ProxyBox::installed(&up.url(), &[("primary", &[])], &env);
+    let s = &p.s;
     let units = s.config_home().join("systemd").join("user");
     let socket = std::fs::read_to_string(units.join("keyswitch-proxy.socket")).unwrap();
     let service = std::fs::read_to_string(units.join("keyswitch-proxy.service")).unwrap();
     assert!(
-        socket.contains(&format!("\nListenStream=127.0.0.1:{port}\n")),
+        socket.contains(&format!("\nListenStream=127.0.0.1:{}\n", p.port)),
         "{socket}"
     );
     let exe = dunce::canonicalize(assert_cmd::cargo::cargo_bin("keyswitch")).unwrap();
@@ -1457,13 +1473,12 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
             .unwrap()
             .contains("HTTPS_PROXY=\"http://user:pw@corp.example:3128\"")
     );
-    let calls = std::fs::read_to_string(&log).unwrap();
     for call in [
         "--user daemon-reload",
         "--user enable keyswitch-proxy.socket",
         "--user restart keyswitch-proxy.socket",
     ] {
-        assert!(calls.lines().any(|l| l == call), "{call}\n{calls}");
+        assert!(session.calls().iter().any(|l| l == call), "{call}");
     }
     let record: Value =
         serde_json::from_slice(&std::fs::read(s.state_dir().join("claude-install.json")).unwrap())
@@ -1477,7 +1492,7 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
     let status = s
         .cmd()
         .args(["proxy", "status", "--json"])
-        .envs(env.iter().cloned())
+        .envs(session.env())
         .output()
         .unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -1485,7 +1500,7 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
     let stop = s
         .cmd()
         .args(["proxy", "stop"])
-        .envs(env.iter().cloned())
+        .envs(session.env())
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&stop.stderr);
@@ -1494,26 +1509,27 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
         "{said}"
     );
     assert!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
+        session
+            .calls()
+            .iter()
             .any(|l| l == "--user stop keyswitch-proxy.service")
     );
 
     s.cmd()
         .arg("uninstall")
-        .envs(env.iter().cloned())
+        .envs(session.env())
         .assert()
         .success();
     assert!(!units.join("keyswitch-proxy.socket").exists());
     assert!(!units.join("keyswitch-proxy.service").exists());
     assert!(!network.exists());
-    let calls = std::fs::read_to_string(&log).unwrap();
     assert!(
-        calls
-            .lines()
+        session
+            .calls()
+            .iter()
             .any(|l| l == "--user disable --now keyswitch-proxy.socket keyswitch-proxy.service"),
-        "{calls}"
+        "{:?}",
+        session.calls()
     );
 }
 
