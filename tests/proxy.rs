@@ -1497,6 +1497,12 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
         .unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["managed_by"], "systemd", "{status}");
+    let doctor = s.cmd().arg("doctor").envs(session.env()).output().unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("the proxy is managed by systemd (keyswitch-proxy.socket"),
+        "{report}"
+    );
     let stop = s
         .cmd()
         .args(["proxy", "stop"])
@@ -1513,6 +1519,18 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
             .calls()
             .iter()
             .any(|l| l == "--user stop keyswitch-proxy.service")
+    );
+
+    s.cmd()
+        .args(["proxy", "start"])
+        .envs(session.env())
+        .assert()
+        .success();
+    assert!(
+        session
+            .calls()
+            .iter()
+            .any(|l| l == "--user start keyswitch-proxy.socket")
     );
 
     s.cmd()

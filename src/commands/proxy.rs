@@ -33,6 +33,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
     match action {
         ProxyAction::Run => crate::proxy::run(ctx.dirs.clone(), &settings),
         ProxyAction::Start => {
+            crate::service::start();
             let health = control::ensure_running(&ctx.dirs, &settings)?;
             eprintln!(
                 "keyswitch: proxy {} running on {} (pid {})",

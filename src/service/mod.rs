@@ -162,6 +162,17 @@ pub fn remove(dirs: &Dirs, recorded: &[PathBuf]) -> bool {
     removed
 }
 
+/// `proxy start` under systemd: the socket first (the user may have stopped it), so the proxy
+/// `get` then finds is systemd's rather than one started in the background. Reported, never
+/// fatal: `get`'s start remains.
+pub fn start() {
+    if installed() == Some(Manager::Systemd)
+        && let Err(e) = systemd::start_socket()
+    {
+        crate::messages::warn(format_args!("{}", crate::error::one_line(&e)));
+    }
+}
+
 /// `proxy stop` under a service manager: the proxy process ends (and with it what it read at
 /// start: environment, binary), yet the port stays held — systemd's socket starts it again on
 /// the next request, launchd at once. `None` when no manager runs the proxy.

@@ -251,6 +251,11 @@ pub fn stop_service() -> Result<()> {
     systemctl(&["stop", SERVICE_UNIT])
 }
 
+/// Starts the socket (after a `systemctl --user stop` of it): the port is held again.
+pub fn start_socket() -> Result<()> {
+    systemctl(&["start", SOCKET_UNIT])
+}
+
 /// Stops socket and service, so the port is free for a moment (a re-install changing it).
 pub fn stop_all() -> Result<()> {
     systemctl(&["stop", SOCKET_UNIT, SERVICE_UNIT])
