@@ -69,3 +69,18 @@ pub fn body_idle(default: std::time::Duration) -> std::time::Duration {
 pub fn body_idle(default: std::time::Duration) -> std::time::Duration {
     default
 }
+
+/// Whether `install --proxy` may hand the proxy to the login's service manager. Test builds do
+/// only with `KEYSWITCH_TEST_SERVICE_MANAGER=1` (a test that set up a stand-in `systemctl`):
+/// `launchctl bootstrap gui/UID` and `systemctl --user` reach the real login whatever folders a
+/// sandbox names, and must never load a test's proxy into a developer's session.
+#[cfg(feature = "failpoints")]
+pub fn service_manager_allowed() -> bool {
+    std::env::var_os("KEYSWITCH_TEST_SERVICE_MANAGER").is_some_and(|v| v == "1")
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn service_manager_allowed() -> bool {
+    true
+}

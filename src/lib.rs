@@ -29,9 +29,11 @@ mod proxy_settings;
 mod proxy_token;
 mod reason;
 mod select;
+mod service;
 mod state;
 mod store;
 mod timespec;
+mod token_handouts;
 mod validate;
 
 /// For the store benchmark (bench/store-compare) only: the keychain as keyswitch opens it. Not

@@ -92,6 +92,17 @@ impl Dirs {
         self.state.join("proxy-start.lock")
     }
 
+    /// When `get` last handed proxy mode's token to a session (for `proxy stop`'s warning).
+    pub fn token_handout(&self) -> PathBuf {
+        self.state.join("token-handout")
+    }
+
+    /// The network settings (HTTPS_PROXY, CA files) `install --proxy` saw, for the proxy a
+    /// service manager runs with an environment of its own. May hold a proxy's password: 0600.
+    pub fn proxy_service_env(&self) -> PathBuf {
+        self.state.join("proxy-service.env")
+    }
+
     /// What `keyswitch install` changed in Claude Code's settings, to take exactly that out.
     pub fn install_record(&self) -> PathBuf {
         self.state.join("claude-install.json")

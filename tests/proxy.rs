@@ -1265,3 +1265,306 @@ fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
     assert_eq!(noted[0]["name"], "LiteLLM");
     assert_eq!(noted[0]["version"], "1.108.7");
 }
+
+/// A sandbox in proxy mode whose proxy is stopped, and `systemd-socket-activate` to run it as
+/// systemd's socket unit would; `None` (the test skips, saying why) where the tool is missing.
+#[cfg(target_os = "linux")]
+fn stopped_for_activation() -> Option<(std::path::PathBuf, Upstream, ProxyBox)> {
+    let Ok(tool) = which::which("systemd-socket-activate") else {
+        eprintln!("skipped: systemd-socket-activate is missing (Debian package systemd)");
+        return None;
+    };
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    Some((tool, up, p))
+}
+
+/// `systemd-socket-activate` listening on `port` for `program`, with the sandbox's environment
+/// (and `extra`): it hands the program none of its own, so each variable goes with `-E`, as a
+/// unit's `Environment=` would. Waits until the port is held.
+#[cfg(target_os = "linux")]
+fn socket_activate(
+    tool: &std::path::Path,
+    s: &Sandbox,
+    extra: &[(&str, &str)],
+    port: u16,
+    program: &[&std::ffi::OsStr],
+) -> std::process::Child {
+    let mut env = s.env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let child = std::process::Command::new(tool)
+        .env_clear()
+        .args(
+            env.iter()
+                .flat_map(|(k, v)| ["-E".to_string(), format!("{k}={v}")]),
+        )
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(program)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("systemd-socket-activate to listen", || {
+        TcpListener::bind(("127.0.0.1", port)).is_err()
+    });
+    child
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_socket_activated_proxy_answers_through_the_socket_and_the_port_stays_held_after_it_stops() {
+    let Some((tool, up, p)) = stopped_for_activation() else {
+        return;
+    };
+    let exited = p.s.dir.path().join("proxy-exited");
+    // As systemd's socket unit: the socket is held before the proxy runs, and the process that
+    // holds it (here the shell systemd-socket-activate runs, as systemd itself) keeps holding it
+    // after the proxy ends. LISTEN_PID names the proxy's own pid, as systemd sets it.
+    let script = format!(
+        "sh -c 'LISTEN_PID=$$ exec \"$0\" proxy run' \"$KS\"; touch \"{}\"; sleep 30",
+        exited.display()
+    );
+    let ks = assert_cmd::cargo::cargo_bin("keyswitch");
+    let mut holder = socket_activate(
+        &tool,
+        &p.s,
+        &[("KS", ks.to_str().unwrap())],
+        p.port,
+        &["sh".as_ref(), "-c".as_ref(), script.as_ref()],
+    );
+
+    // `get`'s probe is the first connection: the proxy starts on it and answers.
+    let token = p.token();
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), p.proxy_log());
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+    assert_eq!(p.proxy_status()["running"], true);
+
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    wait_for("the proxy to exit", || exited.exists());
+    assert!(
+        TcpListener::bind(("127.0.0.1", p.port)).is_err(),
+        "the port must stay held after the proxy exits"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p.port)).is_ok());
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_socket_passed_on_another_address_is_refused_with_the_way_out() {
+    let Some((tool, _up, p)) = stopped_for_activation() else {
+        return;
+    };
+    let other = free_port();
+    let ks = assert_cmd::cargo::cargo_bin("keyswitch");
+    let mut child = socket_activate(
+        &tool,
+        &p.s,
+        &[],
+        other,
+        &[ks.as_ref(), "proxy".as_ref(), "run".as_ref()],
+    );
+    // The first connection makes it start the proxy.
+    let _first = std::net::TcpStream::connect(("127.0.0.1", other)).unwrap();
+    wait_for("the proxy to refuse the socket", || {
+        child.try_wait().unwrap().is_some()
+    });
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listens on 127.0.0.1:{other}"))
+            && stderr.contains(&format!("set up for 127.0.0.1:{}", p.port))
+            && stderr.contains("keyswitch install --proxy"),
+        "{stderr}"
+    );
+}
+
+/// A systemd user session as `install` sees one (the manager's socket in `XDG_RUNTIME_DIR`),
+/// with a stand-in `systemctl` that logs its arguments, in a folder of its own.
+#[cfg(target_os = "linux")]
+struct SystemdSession {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+#[cfg(target_os = "linux")]
+impl SystemdSession {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let systemctl = bin.join("systemctl");
+        std::fs::write(&systemctl, "#!/bin/sh\necho \"$*\" >> \"$SYSTEMCTL_LOG\"\n").unwrap();
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runtime = dir.path().join("run");
+        std::fs::create_dir_all(runtime.join("systemd")).unwrap();
+        std::fs::write(runtime.join("systemd").join("private"), "").unwrap();
+        let log = dir.path().join("systemctl.log");
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let env = vec![
+            ("PATH".to_string(), path),
+            ("XDG_RUNTIME_DIR".to_string(), runtime.display().to_string()),
+            ("SYSTEMCTL_LOG".to_string(), log.display().to_string()),
+            (
+                "KEYSWITCH_TEST_SERVICE_MANAGER".to_string(),
+                "1".to_string(),
+            ),
+        ];
+        Self { dir, env }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// `systemctl` calls so far, one a line.
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("systemctl.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let session = SystemdSession::new();
+    let mut env = session.env();
+    env.push(("HTTPS_PROXY", "http://user:pw@corp.example:3128"));
+    let p = ProxyBox::installed(&up.url(), &[("primary", &[])], &env);
+    let s = &p.s;
+    let units = s.config_home().join("systemd").join("user");
+    let socket = std::fs::read_to_string(units.join("keyswitch-proxy.socket")).unwrap();
+    let service = std::fs::read_to_string(units.join("keyswitch-proxy.service")).unwrap();
+    assert!(
+        socket.contains(&format!("\nListenStream=127.0.0.1:{}\n", p.port)),
+        "{socket}"
+    );
+    let exe = dunce::canonicalize(assert_cmd::cargo::cargo_bin("keyswitch")).unwrap();
+    assert!(
+        service.contains(&format!("\nExecStart=\"{}\" proxy run\n", exe.display())),
+        "{service}"
+    );
+    // No secret in the units: not the token, not the proxy's password (kept in a 0600 file).
+    let token = std::fs::read_to_string(s.state_dir().join("proxy-token")).unwrap();
+    for text in [&socket, &service] {
+        assert!(
+            !text.contains(token.trim()) && !text.contains("pw@"),
+            "{text}"
+        );
+    }
+    let network = s.state_dir().join("proxy-service.env");
+    assert!(
+        std::fs::read_to_string(&network)
+            .unwrap()
+            .contains("HTTPS_PROXY=\"http://user:pw@corp.example:3128\"")
+    );
+    for call in [
+        "--user daemon-reload",
+        "--user enable keyswitch-proxy.socket",
+        "--user restart keyswitch-proxy.socket",
+    ] {
+        assert!(session.calls().iter().any(|l| l == call), "{call}");
+    }
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("claude-install.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["service_files"].as_array().map(Vec::len),
+        Some(2),
+        "{record}"
+    );
+
+    let status = s
+        .cmd()
+        .args(["proxy", "status", "--json"])
+        .envs(session.env())
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["managed_by"], "systemd", "{status}");
+    let doctor = s.cmd().arg("doctor").envs(session.env()).output().unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("the proxy is managed by systemd (keyswitch-proxy.socket"),
+        "{report}"
+    );
+    let stop = s
+        .cmd()
+        .args(["proxy", "stop"])
+        .envs(session.env())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&stop.stderr);
+    assert!(
+        stop.status.success() && said.contains("keyswitch-proxy.socket keeps the port"),
+        "{said}"
+    );
+    assert!(
+        session
+            .calls()
+            .iter()
+            .any(|l| l == "--user stop keyswitch-proxy.service")
+    );
+
+    s.cmd()
+        .args(["proxy", "start"])
+        .envs(session.env())
+        .assert()
+        .success();
+    assert!(
+        session
+            .calls()
+            .iter()
+            .any(|l| l == "--user start keyswitch-proxy.socket")
+    );
+
+    s.cmd()
+        .arg("uninstall")
+        .envs(session.env())
+        .assert()
+        .success();
+    assert!(!units.join("keyswitch-proxy.socket").exists());
+    assert!(!units.join("keyswitch-proxy.service").exists());
+    assert!(!network.exists());
+    assert!(
+        session
+            .calls()
+            .iter()
+            .any(|l| l == "--user disable --now keyswitch-proxy.socket keyswitch-proxy.service"),
+        "{:?}",
+        session.calls()
+    );
+}
+
+#[test]
+fn without_a_systemd_session_install_writes_no_units_and_stop_warns_a_session_had_the_token() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    assert!(!p.s.config_home().join("systemd").exists());
+    // No session was handed the token yet: a quiet stop.
+    let quiet = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("warning"));
+    p.token();
+    let stop = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    let said = String::from_utf8_lossy(&stop.stderr);
+    assert!(stop.status.success(), "{said}");
+    assert!(
+        said.contains("was handed the proxy's token") && said.contains("keyswitch proxy start"),
+        "{said}"
+    );
+}

@@ -7,9 +7,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+#[cfg(target_os = "linux")]
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(target_os = "linux")]
+use std::time::Instant;
 
 use common::proxy_box::{BODY, ProxyBox};
 use common::upstream::{Reply, Upstream};

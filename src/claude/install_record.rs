@@ -51,6 +51,9 @@ pub struct InstallRecord {
     /// The hook command keyswitch added.
     #[serde(default)]
     pub hook_command: Option<String>,
+    /// The service manager's files `install --proxy` wrote (systemd units, a LaunchAgent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_files: Vec<PathBuf>,
 }
 
 impl InstallRecord {

@@ -382,6 +382,9 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
             "run keyswitch install --proxy",
         )?;
     }
+    if let Some(manager) = crate::service::installed() {
+        r.info(&format!("the proxy is {}", manager.describe()))?;
+    }
     let token = match crate::proxy_token::ensure_token(&ctx.dirs) {
         Ok(token) => token,
         Err(e) => {

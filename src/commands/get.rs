@@ -183,7 +183,9 @@ fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
     }
     control::ensure_running(&ctx.dirs, proxy)?;
     let token = control::ensure_token(&ctx.dirs)?;
-    print_secret(&token)
+    print_secret(&token)?;
+    crate::token_handouts::note(&ctx.dirs.token_handout(), ctx.now.timestamp());
+    Ok(())
 }
 
 fn print_secret(secret: &str) -> Result<()> {

@@ -246,19 +246,28 @@ fn switch_proxy(
     previous: Option<ProxySettings>,
     proxy: Option<&ProxySettings>,
 ) -> Result<()> {
-    let had_proxy = previous.is_some_and(|p| stop_proxy(dirs, &p));
+    // One a service manager runs is stopped through it: its socket would start it again.
+    let had_service = crate::service::release();
+    let had_proxy = previous.is_some_and(|p| stop_proxy(dirs, &p)) || had_service;
     match proxy {
-        Some(proxy) => match control::ensure_running(dirs, proxy) {
-            Ok(health) => eprintln!(
-                "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}",
-                health.listen, health.pid, proxy.upstream
-            ),
-            Err(e) => crate::messages::warn(format_args!(
-                "the proxy did not start: {}; `keyswitch get` tries again",
-                crate::error::one_line(&e)
-            )),
-        },
+        Some(proxy) => {
+            let managed = crate::service::take_over(dirs, proxy.listen);
+            match control::ensure_running(dirs, proxy) {
+                Ok(health) => eprintln!(
+                    "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}{}",
+                    health.listen,
+                    health.pid,
+                    proxy.upstream,
+                    managed.map_or_else(String::new, |m| format!("; {}", m.describe()))
+                ),
+                Err(e) => crate::messages::warn(format_args!(
+                    "the proxy did not start: {}; `keyswitch get` tries again",
+                    crate::error::one_line(&e)
+                )),
+            }
+        }
         None => {
+            crate::service::remove(dirs, &[]);
             proxy_settings::remove(dirs)?;
             if had_proxy {
                 eprintln!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");

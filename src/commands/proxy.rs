@@ -34,6 +34,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
     match action {
         ProxyAction::Run => crate::proxy::run(ctx.dirs.clone(), &settings),
         ProxyAction::Start => {
+            crate::service::start();
             let health = control::ensure_running(&ctx.dirs, &settings)?;
             eprintln!(
                 "keyswitch: proxy {} running on {} (pid {})",
@@ -42,9 +43,19 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Stop => {
+            if let Some(stopped) = crate::service::stop() {
+                eprintln!("keyswitch: {}", stopped?);
+                return Ok(());
+            }
             let token = ensure_token(&ctx.dirs)?;
             if control::stop_at(settings.listen, &token)? {
                 eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
+                let now = ctx.now.timestamp();
+                if let Some(warning) =
+                    crate::token_handouts::stop_warning(&ctx.dirs.token_handout(), now)
+                {
+                    crate::messages::warn(format_args!("{warning}"));
+                }
             } else {
                 eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
             }
@@ -77,6 +88,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 Probe::Ours(health) => Some(health),
                 _ => None,
             };
+            let manager = crate::service::installed();
             if json {
                 let value = serde_json::json!({
                     "running": health.is_some(),
@@ -84,20 +96,22 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                     "pid": health.as_ref().map(|h| h.pid).or(stopped),
                     "listen": settings.listen.to_string(),
                     "version": health.as_ref().map(|h| h.version.clone()),
+                    "managed_by": manager.map(crate::service::Manager::name),
                 });
                 out(&value.to_string())
             } else {
+                let managed = manager.map_or_else(String::new, |m| format!("; {}", m.describe()));
                 match (health, stopped) {
                     (Some(h), _) => out(&format!(
-                        "running on {} (pid {}, version {}), forwarding to {}",
+                        "running on {} (pid {}, version {}), forwarding to {}{managed}",
                         h.listen, h.pid, h.version, settings.upstream
                     )),
                     (None, Some(pid)) => out(&format!(
-                        "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile",
+                        "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile{managed}",
                         settings.listen
                     )),
                     (None, None) => out(&format!(
-                        "not running (listens on {} once started; `keyswitch get` starts it)",
+                        "not running (listens on {} once started; `keyswitch get` starts it){managed}",
                         settings.listen
                     )),
                 }

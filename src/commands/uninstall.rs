@@ -38,7 +38,7 @@ pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     let (written, notes) = take_out(&settings, &record)?;
     remove_record_file(&ctx.dirs)?;
     // Only now that the settings no longer point at the proxy: stop it and leave proxy mode.
-    leave_proxy_mode(&ctx.dirs)?;
+    leave_proxy_mode(&ctx.dirs, &record.service_files)?;
     // A settings file that keyswitch itself created, and that holds nothing else, goes too.
     if record.created.iter().any(|c| c == "file") && settings.read()?.map.is_empty() {
         let _ = std::fs::remove_file(settings.target()?);
@@ -120,7 +120,10 @@ fn remove_record_file(dirs: &Dirs) -> Result<()> {
 
 /// Stops the proxy and removes its settings. A damaged proxy.json names no proxy to stop; it
 /// goes all the same.
-fn leave_proxy_mode(dirs: &Dirs) -> Result<()> {
+fn leave_proxy_mode(dirs: &Dirs, service_files: &[PathBuf]) -> Result<()> {
+    if crate::service::remove(dirs, service_files) {
+        eprintln!("keyswitch: took the proxy out of the service manager");
+    }
     if let Ok(Mode::Proxy(current)) = Mode::load(dirs)
         && stop_proxy(dirs, &current)
     {

@@ -237,7 +237,25 @@ fn stop_proved(addr: SocketAddr, token: &str, health: &Health) -> Result<()> {
     if status != 200 {
         return Err(anyhow!("it refused to stop (HTTP {status})"));
     }
-    wait_until_free(addr)
+    wait_until_gone(addr, token, health.pid)
+}
+
+/// Waits until the proxy of `pid` no longer answers. The port itself may stay held: a service
+/// manager's socket keeps it (answering nothing, or with a proxy it started anew), and that
+/// proxy is gone all the same.
+fn wait_until_gone(addr: SocketAddr, token: &str, pid: u32) -> Result<()> {
+    let deadline = Instant::now() + START_DEADLINE;
+    while Instant::now() < deadline {
+        match probe(addr, token) {
+            Probe::Ours(now) if now.pid == pid => {}
+            _ => return Ok(()),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(anyhow!(
+        "it still answers after {}s",
+        START_DEADLINE.as_secs()
+    ))
 }
 
 fn wait_until_free(addr: SocketAddr) -> Result<()> {

@@ -18,7 +18,7 @@ mod headers;
 mod io;
 mod keys;
 mod live_token;
-mod network;
+pub(crate) mod network;
 mod own_paths;
 mod replies;
 mod shared;
@@ -48,24 +48,12 @@ pub(crate) fn whole_seconds_now() -> jiff::Timestamp {
 /// Runs the proxy in the foreground until `keyswitch proxy stop`, SIGTERM or Ctrl-C.
 pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     let token = control::ensure_token(&dirs)?;
-    let listener = TcpListener::bind(settings.listen).map_err(|e| {
-        if e.kind() != std::io::ErrorKind::AddrInUse {
-            anyhow!("cannot listen on {}: {e}", settings.listen)
-        } else {
-            match control::probe(settings.listen, &token) {
-                control::Probe::Ours(running) => anyhow!(
-                    "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
-                    settings.listen,
-                    running.pid
-                ),
-                control::Probe::Unproven(unproven) => control::not_ours(settings.listen, &unproven),
-                control::Probe::Nothing => anyhow!(
-                    "cannot listen on {}: the port is taken (a socket still closing?); try again, or choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
-                    settings.listen
-                ),
-            }
-        }
-    })?;
+    let inherited = inherited_listener(settings.listen)?;
+    let activated = inherited.is_some();
+    let listener = match inherited {
+        Some(listener) => listener,
+        None => bind(settings, &token)?,
+    };
     listener.set_nonblocking(true)?;
     let default_upstream = Endpoint::parse(&settings.upstream)
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
@@ -89,15 +77,54 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         ));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
-            "keyswitch: proxy {} listening on {} (pid {}), forwarding to {}",
+            "keyswitch: proxy {} listening on {}{} (pid {}), forwarding to {}",
             env!("CARGO_PKG_VERSION"),
             settings.listen,
+            if activated {
+                " (socket from the service manager)"
+            } else {
+                ""
+            },
             std::process::id(),
             shared.default_upstream
         );
         accept::serve(listener, shared, accept::connection_limit()).await;
         eprintln!("keyswitch: proxy on {} stopped", settings.listen);
         Ok(())
+    })
+}
+
+/// The listening socket a service manager passed (systemd's socket unit holds the port from
+/// login on), if any: systemd's, so Linux only.
+fn inherited_listener(listen: std::net::SocketAddr) -> Result<Option<TcpListener>> {
+    #[cfg(target_os = "linux")]
+    return crate::service::activation::inherited_listener(listen);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = listen;
+        Ok(None)
+    }
+}
+
+/// Listens on the configured address itself; the error names who holds it when it is taken.
+fn bind(settings: &ProxySettings, token: &str) -> Result<TcpListener> {
+    TcpListener::bind(settings.listen).map_err(|e| {
+        if e.kind() != std::io::ErrorKind::AddrInUse {
+            anyhow!("cannot listen on {}: {e}", settings.listen)
+        } else {
+            match control::probe(settings.listen, token) {
+                control::Probe::Ours(running) => anyhow!(
+                    "a keyswitch proxy already runs on {} (pid {}): stop it first with `keyswitch proxy stop`",
+                    settings.listen,
+                    running.pid
+                ),
+                control::Probe::Unproven(unproven) => control::not_ours(settings.listen, &unproven),
+                control::Probe::Nothing => anyhow!(
+                    "cannot listen on {}: the port is taken (a socket still closing?); try again, or choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`",
+                    settings.listen
+                ),
+            }
+        }
     })
 }
 

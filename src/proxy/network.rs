@@ -5,7 +5,7 @@
 
 /// The environment variables the client takes its network settings from (hyper-util's matcher
 /// reads the proxy ones, rustls-native-certs the SSL ones, [`super::tls`] the CA files).
-const NETWORK_VARS: [&str; 12] = [
+pub const NETWORK_VARS: [&str; 12] = [
     "HTTPS_PROXY",
     "https_proxy",
     "HTTP_PROXY",
