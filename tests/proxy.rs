@@ -557,7 +557,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
     assert!(settings["apiKeyHelper"].as_str().unwrap().ends_with(" get"));
     assert!(settings["hooks"]["StopFailure"].is_array());
     let proxy: Value =
-        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(s.config_dir().join("proxy.json")).unwrap()).unwrap();
     assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
 
     // Moving the proxy to another port stops the one on the old port.
@@ -588,7 +588,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         format!("http://127.0.0.1:{moved}")
     );
     let proxy: Value =
-        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(s.config_dir().join("proxy.json")).unwrap()).unwrap();
     assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
 
     // Back to helper mode: the user's base URL returns, the proxy stops.
@@ -597,7 +597,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         s.settings()["env"]["ANTHROPIC_BASE_URL"],
         "https://llm-proxy.corp.test/anthropic"
     );
-    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
     assert!(
         TcpListener::bind(("127.0.0.1", port)).is_ok(),
         "the proxy stopped"
@@ -614,7 +614,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         .success();
     s.cmd().arg("uninstall").assert().success();
     assert_eq!(s.settings(), original);
-    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
     assert!(
         TcpListener::bind(("127.0.0.1", port)).is_ok(),
         "the proxy stopped"
@@ -762,7 +762,7 @@ fn a_reinstall_after_damaged_proxy_settings_forwards_to_the_new_upstream() {
     let new = Upstream::start(|r| Reply::ok(&r.key));
     let p = ProxyBox::new(&old.url(), &[("primary", &[])]);
     let token = p.token();
-    std::fs::write(p.s.state_dir().join("proxy.json"), "{\"listen\":").unwrap();
+    std::fs::write(p.s.config_dir().join("proxy.json"), "{\"listen\":").unwrap();
     p.s.cmd()
         .args([
             "install",
@@ -820,7 +820,7 @@ fn without_proxy_settings_a_session_on_the_proxy_address_gets_no_real_key() {
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
     // Stopped first: without its settings nothing would stop it at the end.
     p.s.cmd().args(["proxy", "stop"]).assert().success();
-    std::fs::remove_file(p.s.state_dir().join("proxy.json")).unwrap();
+    std::fs::remove_file(p.s.config_dir().join("proxy.json")).unwrap();
     let out =
         p.s.cmd()
             .arg("get")
@@ -854,7 +854,7 @@ fn install_refuses_the_proxy_as_its_own_upstream_and_keeps_the_port_on_a_rerun()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
 
     let up = Upstream::start(|r| Reply::ok(&r.key));
     let install = |extra: &[&str]| {
@@ -1264,4 +1264,110 @@ fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
     let noted: Vec<&Value> = seen.as_object().unwrap().values().collect();
     assert_eq!(noted[0]["name"], "LiteLLM");
     assert_eq!(noted[0]["version"], "1.108.7");
+}
+
+#[test]
+fn a_new_port_chosen_from_inside_a_session_keeps_forwarding_to_the_real_upstream() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let mut p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.token();
+    // As from Claude Code's Bash tool: the session's ANTHROPIC_BASE_URL is the running proxy.
+    let new_port = free_port();
+    p.s.cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{new_port}"),
+        ])
+        .env("ANTHROPIC_BASE_URL", p.base_url())
+        .assert()
+        .success();
+    p.port = new_port;
+    let token = p.token();
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+}
+
+#[test]
+fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let other = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    other.token();
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let out = s
+        .cmd()
+        .args([
+            "install",
+            "--proxy",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env(
+            "ANTHROPIC_BASE_URL",
+            format!("http://localhost:{}", other.port),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("keyswitch proxy answers"), "{err}");
+    assert!(!s.config_dir().join("proxy.json").exists());
+    assert!(!s.settings_file().exists());
+}
+
+#[test]
+fn a_lost_state_folder_hands_no_key_to_a_session_on_the_proxy_address() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    std::fs::remove_dir_all(p.s.state_dir()).unwrap();
+    // Proxy mode holds: the session gets a (new) token, never the key.
+    let token = p.token();
+    assert_ne!(token, fake_key("primary"));
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+}
+
+#[test]
+fn helper_mode_hands_no_key_to_a_plain_http_loopback_address_that_is_no_keys_endpoint() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let port = free_port();
+    for url in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}/"),
+    ] {
+        let out = s
+            .cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url}");
+        assert!(out.stdout.is_empty(), "a key was printed for {url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("install --proxy"), "{err}");
+    }
+    // A key that belongs there is handed out.
+    let local = format!("http://127.0.0.1:{port}");
+    s.add("local", &fake_key("local"), &["--endpoint", &local]);
+    let out = s
+        .cmd()
+        .arg("get")
+        .env("ANTHROPIC_BASE_URL", &local)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        fake_key("local")
+    );
 }

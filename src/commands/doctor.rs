@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{Context, open_keychain, out};
 use crate::claude::hook_entry::has_hook;
-use crate::claude::install_record::load_record;
+use crate::claude::install_record::{InstallRecord, load_record};
 use crate::claude::settings_file::SettingsFile;
 use crate::claude::slot::Slot;
 use crate::claude::wiring::{BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper};
@@ -221,10 +221,9 @@ fn is_placeholder_endpoint(endpoint: &str) -> bool {
 
 fn check_settings(r: &mut Report, ctx: &Context, proxy_mode: bool) -> Result<()> {
     let record = load_record(&ctx.dirs)?;
-    let settings = match &record {
-        Some(rec) => SettingsFile {
-            path: rec.settings.clone(),
-        },
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        Some(Err(e)) => return r.fix("Claude Code's settings", &crate::error::one_line(&e)),
         None => SettingsFile::locate(None)?,
     };
     let map = match settings.read() {
@@ -356,11 +355,11 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
         }
     };
     let record = load_record(&ctx.dirs).ok().flatten();
-    let settings = match &record {
-        Some(rec) => SettingsFile {
-            path: rec.settings.clone(),
-        },
-        None => SettingsFile::locate(None)?,
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        // A relative record (check_settings names it and its fix): only read, so the file
+        // Claude Code would use from here is as good a guess as any.
+        Some(Err(_)) | None => SettingsFile::locate(None)?,
     };
     let base_url = settings
         .read()

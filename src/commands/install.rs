@@ -68,13 +68,7 @@ pub fn install(
     // The proxy running now (if any) started with the settings in force until now; a damaged
     // proxy.json is what this install replaces.
     let previous_proxy = Mode::load(&ctx.dirs).ok().and_then(Mode::proxy);
-    let proxy = plan_proxy(
-        &ctx.dirs,
-        wanted,
-        previous_proxy.as_ref(),
-        &base,
-        &snapshot.map,
-    )?;
+    let proxy = plan_proxy(wanted, previous_proxy.as_ref(), &base, &snapshot.map)?;
     // Written before the settings point at the proxy: a session must never send a real key to
     // a loopback port because proxy mode is half on.
     if let Some(proxy) = &proxy {
@@ -96,7 +90,8 @@ pub fn install(
 /// The record of an earlier install into these settings; refused when keyswitch is installed
 /// in another settings file, or the record is damaged (`uninstall` is the way out of both).
 fn saved_record_for(dirs: &Dirs, settings: &SettingsFile) -> Result<Option<InstallRecord>> {
-    match load_record(dirs).map_err(|e| refuse(format!("{e:#}")))? {
+    let saved = load_record(dirs).map_err(|e| refuse(format!("{e:#}")))?;
+    match saved.map(|r| with_absolute_settings(r, settings)) {
         Some(r) if r.settings != settings.path => Err(refuse(format!(
             "keyswitch is already installed in {}: run `keyswitch uninstall --settings {}` first",
             r.settings.display(),
@@ -104,6 +99,19 @@ fn saved_record_for(dirs: &Dirs, settings: &SettingsFile) -> Result<Option<Insta
         ))),
         saved => Ok(saved),
     }
+}
+
+/// A record older versions wrote with a relative settings path (a relative
+/// `CLAUDE_CONFIG_DIR`), repaired: when, taken from this folder, it is the file being installed
+/// into, the record names it by its absolute path from now on (saved with this install's
+/// changes). Otherwise it is left relative, and refused as installed elsewhere.
+fn with_absolute_settings(mut record: InstallRecord, settings: &SettingsFile) -> InstallRecord {
+    if record.settings.is_relative()
+        && std::path::absolute(&record.settings).is_ok_and(|p| p == settings.path)
+    {
+        record.settings = settings.path.clone();
+    }
+    record
 }
 
 /// An apiKeyHelper of the user's own is replaced only with `--force`.
@@ -165,7 +173,6 @@ fn starting_record(
 /// Proxy mode's settings, if wanted: the port must be free (or ours) before anything changes,
 /// and the upstream is where the user's requests went until now.
 fn plan_proxy(
-    dirs: &Dirs,
     wanted: Wanted,
     previous: Option<&ProxySettings>,
     base: &InstallRecord,
@@ -178,13 +185,7 @@ fn plan_proxy(
         .or(previous.map(|p| p.listen))
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
     check_port_usable(listen)?;
-    let proxy_url = format!("http://{listen}");
-    let upstream = prior_base_url(dirs, base, map, &proxy_url)?;
-    if points_at(&upstream, listen) {
-        return Err(refuse(format!(
-            "the API base URL to forward to, {upstream}, is the proxy's own address: set ANTHROPIC_BASE_URL to the real API (or your company's gateway) and run `keyswitch install --proxy` again"
-        )));
-    }
+    let upstream = prior_base_url(base, map, previous, listen)?;
     if let Some(old) = previous
         && old.upstream != upstream
     {
@@ -389,28 +390,40 @@ fn check_port_usable(listen: SocketAddr) -> Result<()> {
     }
 }
 
-/// Whether `upstream` is a loopback address on the proxy's own port: the proxy would forward
-/// every key to itself.
-fn points_at(upstream: &str, listen: SocketAddr) -> bool {
-    let Ok(url) = url::Url::parse(upstream) else {
-        return false;
+/// Why `url` is a keyswitch proxy's address, if it is one: the address this install gives the
+/// proxy, the one proxy mode had until now, or one where a keyswitch proxy answers (whichever
+/// version). Forwarding there would send every key in plain text to a port that frees up the
+/// moment the old proxy stops — for any program, of any user, to take.
+fn keyswitch_address(
+    url: &str,
+    listen: SocketAddr,
+    previous: Option<&ProxySettings>,
+) -> Option<&'static str> {
+    let addr = crate::loopback::plain_http_loopback(url)?;
+    let same = |other: SocketAddr| {
+        addr.port() == other.port() && (addr.ip() == other.ip() || addr.ip().is_unspecified())
     };
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
-        None => false,
-    };
-    loopback && url.port_or_known_default() == Some(listen.port())
+    if same(listen) {
+        Some("the proxy's own address")
+    } else if previous.is_some_and(|p| same(p.listen)) {
+        Some("the address of the proxy proxy mode used until now")
+    } else if matches!(probe(addr), Probe::Ours(_)) {
+        Some("where a keyswitch proxy answers")
+    } else {
+        None
+    }
 }
 
-/// The API base URL the user's requests went to before proxy mode: what keyswitch replaced in
-/// the settings, else the settings' own value, else the environment's, else the public API.
+/// The API base URL the proxy forwards to: where the user's requests went before proxy mode.
+/// First what keyswitch replaced in the settings (or the settings' own value); on a re-install,
+/// the upstream proxy mode recorded, before the environment — inside a session the environment
+/// holds the proxy's own address; then the environment's; else the public API. A keyswitch
+/// proxy's address is never the answer (see [`keyswitch_address`]).
 fn prior_base_url(
-    dirs: &Dirs,
     record: &InstallRecord,
     settings: &Map<String, Value>,
-    proxy_url: &str,
+    previous: Option<&ProxySettings>,
+    listen: SocketAddr,
 ) -> Result<String> {
     let slot = Slot::Env(BASE_URL_VAR);
     let current = slot.get(settings).and_then(Value::as_str);
@@ -424,20 +437,41 @@ fn prior_base_url(
             .map(str::to_string),
         _ => current.map(str::to_string),
     };
-    let candidate = from_settings
-        .filter(|u| u != proxy_url)
-        .or_else(|| {
-            std::env::var("ANTHROPIC_BASE_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty() && u != proxy_url)
-        })
-        .or_else(|| {
-            Mode::load(dirs)
-                .ok()
-                .and_then(Mode::proxy)
-                .map(|p| p.upstream)
-        })
-        .unwrap_or_else(|| PUBLIC_API.to_string());
+    let from_env = std::env::var("ANTHROPIC_BASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let candidates = [
+        ("the settings' ANTHROPIC_BASE_URL", from_settings),
+        (
+            "the upstream proxy mode recorded",
+            previous.map(|p| p.upstream.clone()),
+        ),
+        ("ANTHROPIC_BASE_URL in your environment", from_env),
+    ];
+    let mut refused = None;
+    let mut chosen = None;
+    for (source, url) in candidates {
+        let Some(url) = url else { continue };
+        match keyswitch_address(&url, listen, previous) {
+            None => {
+                chosen = Some(url);
+                break;
+            }
+            // Passed over for the next source: left in the settings or the record by an
+            // earlier install, it is keyswitch's own writing, not the user's upstream.
+            Some(why) => refused = Some((source, url, why)),
+        }
+    }
+    let candidate = match (chosen, refused) {
+        (Some(url), _) => url,
+        (None, Some((source, url, why))) => {
+            return Err(refuse(format!(
+                "{source}, {}, is {why}, not an API to forward to (run from inside a Claude Code session?): run `keyswitch install --proxy` from a terminal with ANTHROPIC_BASE_URL set to the real API or your company's gateway (or unset for the public API)",
+                crate::endpoint::redact_url(&url)
+            )));
+        }
+        (None, None) => PUBLIC_API.to_string(),
+    };
     let endpoint = Endpoint::parse(&candidate).map_err(|e| {
         refuse(format!(
             "your current API base URL cannot be the proxy's upstream: {}",
