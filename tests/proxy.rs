@@ -1371,3 +1371,98 @@ fn helper_mode_hands_no_key_to_a_plain_http_loopback_address_that_is_no_keys_end
         fake_key("local")
     );
 }
+
+#[test]
+fn install_proxy_puts_the_proxy_in_no_proxy_keeping_the_users_entries_and_uninstall_restores_the_bytes()
+ {
+    for original in [
+        "{\n  \"env\": {\n    \"NO_PROXY\": \"corp.example\"\n  },\n  \"model\": \"opus\"\n}\n",
+        "{\n  \"model\": \"opus\"\n}\n",
+    ] {
+        let s = Sandbox::new();
+        std::fs::create_dir_all(s.claude_dir()).unwrap();
+        std::fs::write(s.settings_file(), original).unwrap();
+        s.add("primary", &fake_key("primary"), &[]);
+        let port = free_port();
+        s.cmd()
+            .args([
+                "install",
+                "--proxy",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("no_proxy", ".internal.example")
+            .assert()
+            .success();
+        let env = &s.settings()["env"];
+        let users = if original.contains("corp.example") {
+            "corp.example,"
+        } else {
+            ""
+        };
+        let expected = format!("{users}.internal.example,127.0.0.1,127.0.0.1:{port}");
+        assert_eq!(env["NO_PROXY"], expected.as_str(), "{original}");
+        assert_eq!(env["no_proxy"], expected.as_str(), "{original}");
+        s.cmd().arg("uninstall").assert().success();
+        assert_eq!(
+            std::fs::read_to_string(s.settings_file()).unwrap(),
+            original
+        );
+    }
+}
+
+#[test]
+fn get_refuses_the_token_to_an_environment_that_would_send_it_through_a_proxy() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let corp = "http://corp-proxy.example:3128";
+    let no_proxy_here = format!("127.0.0.1:{}", p.port);
+    for env in [
+        vec![("HTTPS_PROXY", corp)],
+        vec![("http_proxy", corp), ("NO_PROXY", "localhost,corp.example")],
+        vec![
+            ("HTTPS_PROXY", corp),
+            ("NO_PROXY", "127.0.0.1"),
+            ("no_proxy", "x.example"),
+        ],
+    ] {
+        let out =
+            p.s.cmd()
+                .arg("get")
+                .env("ANTHROPIC_BASE_URL", p.base_url())
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+        assert!(!out.status.success(), "{env:?}");
+        assert!(out.stdout.is_empty(), "the token was printed for {env:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("NO_PROXY") && err.contains("127.0.0.1"),
+            "{err}"
+        );
+    }
+    for env in [
+        vec![("HTTPS_PROXY", corp), ("NO_PROXY", "127.0.0.1")],
+        vec![("HTTPS_PROXY", corp), ("no_proxy", no_proxy_here.as_str())],
+    ] {
+        assert_eq!(p.get(&env), token, "{env:?}");
+    }
+
+    // doctor, from a shell with the proxy set and a settings env that no longer covers it.
+    let mut settings = p.s.settings();
+    settings["env"]["NO_PROXY"] = Value::from("corp.example");
+    std::fs::write(p.s.settings_file(), settings.to_string()).unwrap();
+    let out =
+        p.s.cmd()
+            .arg("doctor")
+            .env("HTTPS_PROXY", corp)
+            .output()
+            .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FIX   HTTPS_PROXY is set and NO_PROXY/no_proxy do not cover"),
+        "{text}"
+    );
+}

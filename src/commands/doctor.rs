@@ -361,10 +361,19 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
         // Claude Code would use from here is as good a guess as any.
         Some(Err(_)) | None => SettingsFile::locate(None)?,
     };
-    let base_url = settings
-        .read()
-        .ok()
-        .and_then(|s| Slot::Env(BASE_URL_VAR).get(&s.map).cloned());
+    let map = settings.read().ok().map(|s| s.map).unwrap_or_default();
+    let base_url = Slot::Env(BASE_URL_VAR).get(&map).cloned();
+    // What a session started from this shell would have: the settings' env over the shell's.
+    let session_env = |var: &str| match Slot::Env(var).get(&map) {
+        Some(value) => value.as_str().map(str::to_string),
+        None => std::env::var(var).ok(),
+    };
+    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, session_env) {
+        r.fix(
+            &crate::no_proxy::proxied_problem(var, proxy.listen),
+            "run keyswitch install --proxy, which adds it to the settings' NO_PROXY",
+        )?;
+    }
     if base_url.as_ref().and_then(Value::as_str) == Some(proxy.base_url().as_str()) {
         r.ok(&format!(
             "proxy mode: Claude Code talks to {}, which forwards to {}",

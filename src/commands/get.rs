@@ -202,6 +202,11 @@ fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
             proxy.base_url()
         ));
     }
+    // Claude Code gives the helper its own environment, the settings' env included: a request
+    // it sends to the proxy would go through the proxy this names.
+    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, |v| std::env::var(v).ok()) {
+        return Err(anyhow!(crate::no_proxy::proxied_problem(var, proxy.listen)));
+    }
     control::ensure_running(&ctx.dirs, proxy)?;
     let token = control::ensure_token(&ctx.dirs)?;
     print_secret(&token)

@@ -12,6 +12,7 @@ use crate::claude::command_path::shell_quote;
 use crate::claude::hook_entry::{ensure_hook, has_hook};
 use crate::claude::install_record::{InstallRecord, load_record, note_created};
 use crate::claude::live::apply_base_url;
+use crate::claude::no_proxy_setting::{add_proxy_entries, remove_proxy_entries};
 use crate::claude::settings_change::change_settings;
 use crate::claude::settings_file::{SettingsFile, Snapshot};
 use crate::claude::slot::Slot;
@@ -232,8 +233,12 @@ fn wire(
             Some(proxy) => {
                 rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
                 rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
+                add_proxy_entries(map, rec, proxy.listen, |var| std::env::var(var).ok());
             }
-            None => apply_base_url(map, rec, pool.config(), active.as_ref()),
+            None => {
+                apply_base_url(map, rec, pool.config(), active.as_ref());
+                remove_proxy_entries(map, rec);
+            }
         }
         Ok(())
     })?;
