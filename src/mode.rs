@@ -79,6 +79,7 @@ mod tests {
         let settings = ProxySettings {
             listen: "127.0.0.1:9000".parse().unwrap(),
             upstream: "https://api.anthropic.com".to_string(),
+            network: Default::default(),
         };
         proxy_settings::save(&dirs, &settings).unwrap();
         assert_eq!(Mode::load(&dirs).unwrap(), Mode::Proxy(settings));

@@ -2,6 +2,7 @@
 //! `keyswitch install --proxy` into the config folder and absent in helper mode. Read through [`crate::mode`], which
 //! owns what a missing or damaged file means; the proxy reads the same type.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,13 @@ pub struct ProxySettings {
     /// Where requests go for keys without an endpoint of their own: the base URL the user had
     /// before installing.
     pub upstream: String,
+    /// The network settings (`HTTPS_PROXY`, `NO_PROXY`, CA files: [`NETWORK_VARS`]) every
+    /// background proxy gets, as the installing session had them; decided at install, so
+    /// sessions with other environments do not replace the proxy in turn.
+    ///
+    /// [`NETWORK_VARS`]: crate::proxy::network::NETWORK_VARS
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network: BTreeMap<String, String>,
 }
 
 impl ProxySettings {

@@ -21,6 +21,16 @@ pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
 /// about 3 ms, so a refresh a minute is nothing; Claude Code's default is 5 minutes.
 pub const HELPER_TTL_MS: &str = "60000";
 
+/// The value of `var` in a Claude Code session started from this process's environment with
+/// these settings: the settings' `env` over the environment (Claude Code passes both on to the
+/// helper, and to the proxy a helper starts).
+pub fn session_env(settings: &Map<String, Value>, var: &str) -> Option<String> {
+    match Slot::Env(var).get(settings) {
+        Some(value) => value.as_str().map(str::to_string),
+        None => std::env::var(var).ok(),
+    }
+}
+
 pub fn is_our_helper(command: &str) -> bool {
     is_ours(command, " get")
 }

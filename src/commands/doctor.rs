@@ -13,7 +13,9 @@ use crate::claude::hook_entry::has_hook;
 use crate::claude::install_record::{InstallRecord, load_record};
 use crate::claude::settings_file::SettingsFile;
 use crate::claude::slot::Slot;
-use crate::claude::wiring::{BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper};
+use crate::claude::wiring::{
+    BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper, session_env,
+};
 use crate::config::Config;
 use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};
@@ -364,15 +366,19 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
     let map = settings.read().ok().map(|s| s.map).unwrap_or_default();
     let base_url = Slot::Env(BASE_URL_VAR).get(&map).cloned();
     // What a session started from this shell would have: the settings' env over the shell's.
-    let session_env = |var: &str| match Slot::Env(var).get(&map) {
-        Some(value) => value.as_str().map(str::to_string),
-        None => std::env::var(var).ok(),
-    };
-    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, session_env) {
+    let session = |var: &str| session_env(&map, var);
+    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, session) {
         r.fix(
             &crate::no_proxy::proxied_problem(var, proxy.listen),
             "run keyswitch install --proxy, which adds it to the settings' NO_PROXY",
         )?;
+    }
+    let differing = crate::proxy::network::differing(&proxy.network, session);
+    if !differing.is_empty() {
+        r.info(&format!(
+            "a session started from here has other network settings ({}) than the proxy, which keeps those recorded at install; `keyswitch install --proxy` from here records these",
+            differing.join(", ")
+        ))?;
     }
     if base_url.as_ref().and_then(Value::as_str) == Some(proxy.base_url().as_str()) {
         r.ok(&format!(

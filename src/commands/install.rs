@@ -1,6 +1,7 @@
 //! `keyswitch install`: wiring keyswitch into Claude Code's user settings (and turning proxy
 //! mode on or off), recording what it replaced so `uninstall` can take out exactly that.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use crate::claude::settings_file::{SettingsFile, Snapshot};
 use crate::claude::slot::Slot;
 use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, TTL_VAR, is_our_helper, recovered_record,
+    session_env,
 };
 use crate::config::Config;
 use crate::endpoint::{Endpoint, PUBLIC_API};
@@ -195,7 +197,24 @@ fn plan_proxy(
             old.upstream
         );
     }
-    Ok(Some(ProxySettings { listen, upstream }))
+    let network = recorded_network(map, base, listen)?;
+    Ok(Some(ProxySettings {
+        listen,
+        upstream,
+        network,
+    }))
+}
+
+/// The network settings every background proxy gets: a session's once this install has
+/// written the settings — their `env` (the proxy in NO_PROXY) over this environment.
+fn recorded_network(
+    map: &Map<String, Value>,
+    base: &InstallRecord,
+    listen: SocketAddr,
+) -> Result<BTreeMap<String, String>> {
+    let (mut map, mut record) = (map.clone(), base.clone());
+    add_proxy_entries(&mut map, &mut record, listen, |var| std::env::var(var).ok());
+    crate::proxy::network::to_record(|var| session_env(&map, var))
 }
 
 /// What `install` puts into the settings.

@@ -17,7 +17,7 @@ mod handler;
 mod headers;
 mod io;
 mod keys;
-mod network;
+pub mod network;
 mod replies;
 mod shared;
 #[cfg(test)]
