@@ -131,6 +131,9 @@ pub enum ProxyAction {
     Start,
     /// Stop the proxy; requests in flight finish first.
     Stop,
+    /// Record this shell's network settings (HTTPS_PROXY, NO_PROXY, CA files), which every
+    /// background proxy gets, and start the proxy again with them.
+    Restart,
     /// Whether the proxy runs, where, and which version.
     Status {
         /// Print {"running", "pid", "listen", "version"} as JSON.

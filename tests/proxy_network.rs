@@ -813,3 +813,27 @@ fn a_proxy_left_by_an_older_keyswitch_is_replaced_at_the_next_get() {
     assert_ne!(status["pid"], std::process::id());
     assert_eq!(p.send(&token, BODY).status, 200);
 }
+
+#[test]
+fn proxy_restart_records_the_network_settings_of_its_shell() {
+    let pki = Pki::new();
+    let up = TlsUpstream::http1(&pki);
+    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
+    let token = p.get(&[]);
+    assert_eq!(p.send(&token, BODY).status, 502);
+    let ca = path_str(&pki.ca_file());
+    p.s.cmd()
+        .args(["proxy", "restart"])
+        .env("NODE_EXTRA_CA_CERTS", &ca)
+        .assert()
+        .success();
+    let pid = p.proxy_status()["pid"].clone();
+    // Sessions without the CA keep that proxy, which trusts it.
+    let answer = p.send(&p.get(&[]), BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(p.proxy_status()["pid"], pid);
+    let recorded: Value =
+        serde_json::from_slice(&std::fs::read(p.s.config_dir().join("proxy.json")).unwrap())
+            .unwrap();
+    assert_eq!(recorded["network"]["NODE_EXTRA_CA_CERTS"], ca.as_str());
+}

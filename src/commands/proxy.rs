@@ -3,11 +3,14 @@
 use anyhow::Result;
 
 use super::{Context, out};
+use crate::claude::install_record::load_record;
+use crate::claude::wiring::session_env;
 use crate::cli::ProxyAction;
 use crate::error::refuse;
 use crate::mode::Mode;
 use crate::proxy::control;
 use crate::proxy_client::{Probe, probe};
+use crate::proxy_settings::{self, ProxySettings};
 use crate::proxy_token::ensure_token;
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
@@ -25,7 +28,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 eprintln!("keyswitch: helper mode: no proxy to stop");
                 Ok(())
             }
-            ProxyAction::Run | ProxyAction::Start => Err(refuse(
+            ProxyAction::Run | ProxyAction::Start | ProxyAction::Restart => Err(refuse(
                 "proxy mode is off: turn it on with `keyswitch install --proxy`",
             )),
         };
@@ -47,6 +50,18 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             } else {
                 eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
             }
+            Ok(())
+        }
+        ProxyAction::Restart => {
+            let settings = with_network_from_here(ctx, settings)?;
+            proxy_settings::save(&ctx.dirs, &settings)?;
+            let token = ensure_token(&ctx.dirs)?;
+            control::stop_at(settings.listen, &token)?;
+            let health = control::ensure_running(&ctx.dirs, &settings)?;
+            eprintln!(
+                "keyswitch: proxy {} running on {} (pid {}) with this shell's network settings",
+                health.version, health.listen, health.pid
+            );
             Ok(())
         }
         ProxyAction::Status { json } => {
@@ -83,4 +98,15 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             }
         }
     }
+}
+
+/// Proxy mode's settings with the network settings a session started from here has: the
+/// Claude Code settings' `env` (keyswitch's NO_PROXY included) over this shell's.
+fn with_network_from_here(ctx: &Context, mut settings: ProxySettings) -> Result<ProxySettings> {
+    let map = match load_record(&ctx.dirs)? {
+        Some(record) => record.settings_file()?.read()?.map,
+        None => serde_json::Map::new(),
+    };
+    settings.network = crate::proxy::network::to_record(|var| session_env(&map, var))?;
+    Ok(settings)
 }
