@@ -830,6 +830,17 @@ fn without_proxy_settings_a_session_on_the_proxy_address_gets_no_real_key() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "a key was printed");
     assert!(String::from_utf8_lossy(&out.stderr).contains("install --proxy"));
+    // doctor does not call that ready.
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FIX   this session's ANTHROPIC_BASE_URL, {}",
+            p.base_url()
+        )),
+        "{text}"
+    );
 }
 
 #[test]

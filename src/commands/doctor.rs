@@ -58,7 +58,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     check_gateways(&mut r, ctx, &config)?;
     let mode = Mode::load(&ctx.dirs);
     check_settings(&mut r, ctx, proxy_chosen(&mode))?;
-    check_proxy(&mut r, ctx, mode)?;
+    check_proxy(&mut r, ctx, &config, mode)?;
     check_project_overrides(&mut r)?;
     check_claude_version(&mut r)?;
     finish(r)
@@ -346,10 +346,11 @@ fn check_refresh_and_retries(
 
 /// Proxy mode: the settings point at the proxy, and the port is the proxy's (or free, for `get`
 /// to start it on).
-fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> {
+fn check_proxy(r: &mut Report, ctx: &Context, config: &Config, mode: Result<Mode>) -> Result<()> {
     let proxy = match mode {
         Ok(Mode::Proxy(proxy)) => proxy,
         Ok(Mode::Helper) => {
+            check_proxy_remnant(r, ctx, config)?;
             return r.info("helper mode (keyswitch install --proxy turns on proxy mode)");
         }
         Err(e) => {
@@ -412,6 +413,29 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
         Probe::Foreign(what) => r.fix(
             &format!("another program holds the proxy's port {} ({what})", proxy.listen),
             "stop it, or choose another port with keyswitch install --proxy --listen 127.0.0.1:PORT",
+        ),
+    }
+}
+
+/// Helper mode, with the settings still pointing at a plain-HTTP loopback address no key
+/// belongs to (proxy mode's record lost): `get` hands such sessions no key.
+fn check_proxy_remnant(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
+    let record = load_record(&ctx.dirs).ok().flatten();
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        Some(Err(_)) | None => SettingsFile::locate(None)?,
+    };
+    let Ok(snapshot) = settings.read() else {
+        return Ok(());
+    };
+    let base_url = Slot::Env(BASE_URL_VAR)
+        .get(&snapshot.map)
+        .and_then(Value::as_str);
+    match super::get::refuse_proxy_remnant(base_url, record.as_ref(), config) {
+        Ok(()) => Ok(()),
+        Err(e) => r.fix(
+            &crate::error::one_line(&e),
+            "run keyswitch install --proxy (or keyswitch install for helper mode)",
         ),
     }
 }

@@ -142,7 +142,7 @@ fn hand_out_key(
 /// endpoint (nor the user's own base URL): a keyswitch proxy's address whose proxy mode record
 /// was lost. A real key must never go to that port, whoever holds it — a listener there reads
 /// it in plain text.
-fn refuse_proxy_remnant(
+pub(super) fn refuse_proxy_remnant(
     session: Option<&str>,
     record: Option<&InstallRecord>,
     config: &crate::config::Config,
