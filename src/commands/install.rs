@@ -430,7 +430,7 @@ fn keyswitch_address(
     if same(listen) {
         Some("the proxy's own address")
     } else if previous.is_some_and(|p| same(p.listen)) {
-        Some("the address of the proxy proxy mode used until now")
+        Some("the address proxy mode's proxy had until now")
     } else if matches!(probe(addr), Probe::Ours(_)) {
         Some("where a keyswitch proxy answers")
     } else {

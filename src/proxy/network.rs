@@ -29,7 +29,7 @@ pub const NETWORK_VARS: [&str; 12] = [
 ];
 
 /// What the health answer says of the network settings: their digest from a proxy keyswitch
-/// started in the `background` (which `get` replaces when they differ from the session's),
+/// started in the `background` (which `get` replaces when they differ from the recorded ones),
 /// nothing from one the user runs.
 pub fn advertised_network(key: &str, background: bool) -> String {
     if background {
