@@ -1157,6 +1157,16 @@ fn keys_on_two_endpoints(s: &Sandbox) {
     );
 }
 
+/// keyswitch run from `dir` with `CLAUDE_CONFIG_DIR=.claude`, relative, as a user may set it.
+fn from_folder(s: &Sandbox, dir: &std::path::Path, args: &[&str]) {
+    s.cmd()
+        .current_dir(dir)
+        .env("CLAUDE_CONFIG_DIR", ".claude")
+        .args(args)
+        .assert()
+        .success();
+}
+
 fn recorded_settings(s: &Sandbox) -> String {
     let record: Value =
         serde_json::from_slice(&std::fs::read(s.state_dir().join("claude-install.json")).unwrap())
@@ -1169,24 +1179,14 @@ fn a_relative_claude_config_dir_is_recorded_absolute_and_another_folder_is_never
     let s = Sandbox::new();
     keys_on_two_endpoints(&s);
     let (a, b) = two_projects(&s);
-    s.cmd()
-        .current_dir(&a)
-        .env("CLAUDE_CONFIG_DIR", ".claude")
-        .arg("install")
-        .assert()
-        .success();
+    from_folder(&s, &a, &["install"]);
     let a_settings = a.join(".claude/settings.json");
     assert_eq!(recorded_settings(&s), a_settings.display().to_string());
     let b_before = std::fs::read(b.join(".claude/settings.json")).unwrap();
 
     // The hook, `mark-exhausted` and `reset` run from another project, as Claude Code runs them.
     for args in [&["mark-exhausted", "primary"][..], &["reset"][..]] {
-        s.cmd()
-            .current_dir(&b)
-            .env("CLAUDE_CONFIG_DIR", ".claude")
-            .args(args)
-            .assert()
-            .success();
+        from_folder(&s, &b, args);
     }
     assert_eq!(
         std::fs::read(b.join(".claude/settings.json")).unwrap(),
@@ -1202,12 +1202,7 @@ fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install
     let s = Sandbox::new();
     keys_on_two_endpoints(&s);
     let (a, b) = two_projects(&s);
-    s.cmd()
-        .current_dir(&a)
-        .env("CLAUDE_CONFIG_DIR", ".claude")
-        .arg("install")
-        .assert()
-        .success();
+    from_folder(&s, &a, &["install"]);
     // As older versions wrote it.
     let record_file = s.state_dir().join("claude-install.json");
     let mut record: Value = serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
@@ -1233,12 +1228,7 @@ fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install
         b_before
     );
 
-    s.cmd()
-        .current_dir(&a)
-        .env("CLAUDE_CONFIG_DIR", ".claude")
-        .arg("install")
-        .assert()
-        .success();
+    from_folder(&s, &a, &["install"]);
     assert_eq!(
         recorded_settings(&s),
         a.join(".claude/settings.json").display().to_string()

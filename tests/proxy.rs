@@ -8,7 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::proxy_box::{BODY, ProxyBox, block, client, free_port, send};
+use common::proxy_box::{BODY, ProxyBox, block, client, free_port, install_proxy, send};
 use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
 use serde_json::Value;
@@ -1284,13 +1284,7 @@ fn a_new_port_chosen_from_inside_a_session_keeps_forwarding_to_the_real_upstream
     p.token();
     // As from Claude Code's Bash tool: the session's ANTHROPIC_BASE_URL is the running proxy.
     let new_port = free_port();
-    p.s.cmd()
-        .args([
-            "install",
-            "--proxy",
-            "--listen",
-            &format!("127.0.0.1:{new_port}"),
-        ])
+    install_proxy(&p.s, new_port)
         .env("ANTHROPIC_BASE_URL", p.base_url())
         .assert()
         .success();
@@ -1308,14 +1302,7 @@ fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
     other.token();
     let s = Sandbox::new();
     s.add("primary", &fake_key("primary"), &[]);
-    let out = s
-        .cmd()
-        .args([
-            "install",
-            "--proxy",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
+    let out = install_proxy(&s, free_port())
         .env(
             "ANTHROPIC_BASE_URL",
             format!("http://localhost:{}", other.port),
@@ -1395,13 +1382,7 @@ fn install_proxy_puts_the_proxy_in_no_proxy_keeping_the_users_entries_and_uninst
         std::fs::write(s.settings_file(), original).unwrap();
         s.add("primary", &fake_key("primary"), &[]);
         let port = free_port();
-        s.cmd()
-            .args([
-                "install",
-                "--proxy",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+        install_proxy(&s, port)
             .env("no_proxy", ".internal.example")
             .assert()
             .success();

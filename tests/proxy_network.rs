@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fake_key;
-use common::proxy_box::{BODY, ProxyBox, free_port};
+use common::proxy_box::{BODY, ProxyBox, free_port, install_proxy};
 use common::upstream::{Reply, Upstream};
 use network::{ConnectProxy, H2Trick, Pki, RawH2Upstream, TlsConnectProxy, TlsUpstream};
 use serde_json::Value;
@@ -40,13 +40,7 @@ fn net_box_with(upstream: &str, keys: &[&str], env: &[(&str, &str)]) -> ProxyBox
 /// terminal with `env`, which proxy mode records for every proxy `get` starts — and then the
 /// token a session gets.
 fn token_with(p: &ProxyBox, env: &[(&str, &str)]) -> String {
-    p.s.cmd()
-        .args([
-            "install",
-            "--proxy",
-            "--listen",
-            &format!("127.0.0.1:{}", p.port),
-        ])
+    install_proxy(&p.s, p.port)
         .envs(env.iter().copied())
         .assert()
         .success();
