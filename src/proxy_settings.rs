@@ -64,12 +64,11 @@ pub(crate) fn read(dirs: &Dirs) -> Result<Stored> {
     let Some(bytes) = read_present(&legacy)? else {
         return Ok(Stored::Absent);
     };
-    let stored = parse(legacy.clone(), &bytes);
+    let stored = parse(legacy, &bytes);
     if let Stored::Settings(settings) = &stored {
-        // Best effort: until the move succeeds, the old place keeps serving.
-        if save(dirs, settings).is_ok() {
-            let _ = std::fs::remove_file(&legacy);
-        }
+        // Best effort (save removes the old file): until the move succeeds, the old place
+        // keeps serving.
+        let _ = save(dirs, settings);
     }
     Ok(stored)
 }
@@ -95,17 +94,22 @@ fn parse(path: PathBuf, bytes: &[u8]) -> Stored {
     }
 }
 
+/// Writes proxy.json in the config folder; one an older version left in the state folder goes,
+/// so it can never stand in for this one.
 pub fn save(dirs: &Dirs, settings: &ProxySettings) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(settings).context("cannot encode proxy settings")?;
     bytes.push(b'\n');
-    replace_file(&dirs.proxy_settings_file(), &bytes, Durability::Synced)
+    replace_file(&dirs.proxy_settings_file(), &bytes, Durability::Synced)?;
+    let _ = std::fs::remove_file(dirs.legacy_proxy_settings_file());
+    Ok(())
 }
 
-/// Removes proxy.json, from where older versions kept it too.
+/// Removes proxy.json, from where older versions kept it too — that one first, so a `get`
+/// reading meanwhile never moves it back into the config folder.
 pub fn remove(dirs: &Dirs) -> Result<()> {
     for path in [
-        dirs.proxy_settings_file(),
         dirs.legacy_proxy_settings_file(),
+        dirs.proxy_settings_file(),
     ] {
         match std::fs::remove_file(&path) {
             Err(e)

@@ -1458,3 +1458,22 @@ fn get_refuses_the_token_to_an_environment_that_would_send_it_through_a_proxy() 
         "{text}"
     );
 }
+
+#[test]
+fn uninstall_after_the_state_folder_is_lost_takes_out_the_proxy_address_and_no_proxy_entries() {
+    let original =
+        "{\n  \"env\": {\n    \"NO_PROXY\": \"corp.example\"\n  },\n  \"model\": \"opus\"\n}\n";
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(s.settings_file(), original).unwrap();
+    s.add("primary", &fake_key("primary"), &[]);
+    install_proxy(&s, free_port()).assert().success();
+    s.cmd().args(["proxy", "stop"]).assert().success();
+    std::fs::remove_dir_all(s.state_dir()).unwrap();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+    assert!(!s.config_dir().join("proxy.json").exists());
+}

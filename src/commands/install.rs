@@ -67,10 +67,16 @@ pub fn install(
     let snapshot = settings.read()?;
     refuse_foreign_helper(&settings, &snapshot.map, force)?;
     let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
-    let base = starting_record(&settings, &snapshot.map, saved.as_ref(), pool.config());
     // The proxy running now (if any) started with the settings in force until now; a damaged
     // proxy.json is what this install replaces.
     let previous_proxy = Mode::load(&ctx.dirs).ok().and_then(Mode::proxy);
+    let base = starting_record(
+        &settings,
+        &snapshot.map,
+        saved.as_ref(),
+        pool.config(),
+        previous_proxy.as_ref().map(|p| p.listen),
+    );
     let proxy = plan_proxy(wanted, previous_proxy.as_ref(), &base, &snapshot.map)?;
     // Written before the settings point at the proxy: a session must never send a real key to
     // a loopback port because proxy mode is half on.
@@ -157,6 +163,7 @@ fn starting_record(
     map: &Map<String, Value>,
     saved: Option<&InstallRecord>,
     config: &Config,
+    proxy: Option<SocketAddr>,
 ) -> InstallRecord {
     match saved {
         Some(record) => record.clone(),
@@ -165,6 +172,7 @@ fn starting_record(
             map,
             settings.read_backup().as_ref(),
             &key_endpoints(config),
+            proxy,
         ),
         None => InstallRecord {
             settings: settings.path.clone(),

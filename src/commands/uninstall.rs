@@ -33,6 +33,10 @@ pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
             &settings.read()?.map,
             settings.read_backup().as_ref(),
             &key_endpoints(pool.config()),
+            Mode::load(&ctx.dirs)
+                .ok()
+                .and_then(Mode::proxy)
+                .map(|p| p.listen),
         ),
     };
     let (written, notes) = take_out(&settings, &record)?;
