@@ -131,8 +131,9 @@ pub enum ProxyAction {
     Start,
     /// Stop the proxy; requests in flight finish first.
     Stop,
-    /// Stop the proxy and start it again from here, with this shell's environment (its D-Bus
-    /// session for the keychain, its network settings).
+    /// Stop the proxy and start it again from here: it records this shell's network settings
+    /// (HTTPS_PROXY, NO_PROXY, CA files), which every background proxy gets, and the proxy
+    /// takes this shell's D-Bus session for the keychain.
     Restart,
     /// Whether the proxy runs, where, and which version.
     Status {

@@ -34,9 +34,9 @@ impl Mode {
         match proxy_settings::read(dirs)? {
             Stored::Absent => Ok(Self::Helper),
             Stored::Settings(settings) => Ok(Self::Proxy(settings)),
-            Stored::Damaged(e) => Err(anyhow!(
+            Stored::Damaged(path, e) => Err(anyhow!(
                 "{} is damaged ({e}): run `keyswitch install --proxy` again",
-                dirs.proxy_settings_file().display()
+                path.display()
             )),
         }
     }
@@ -79,8 +79,8 @@ mod tests {
         let settings = ProxySettings {
             listen: "127.0.0.1:9000".parse().unwrap(),
             upstream: "https://api.anthropic.com".to_string(),
+            network: Default::default(),
         };
-        std::fs::create_dir_all(&dirs.state).unwrap();
         proxy_settings::save(&dirs, &settings).unwrap();
         assert_eq!(Mode::load(&dirs).unwrap(), Mode::Proxy(settings));
         proxy_settings::remove(&dirs).unwrap();
@@ -91,7 +91,7 @@ mod tests {
     fn a_damaged_file_is_an_error_naming_it_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = dirs(&dir);
-        std::fs::create_dir_all(&dirs.state).unwrap();
+        std::fs::create_dir_all(&dirs.config).unwrap();
         std::fs::write(dirs.proxy_settings_file(), "{\"listen\":").unwrap();
         let loaded = Mode::load(&dirs);
         let e = loaded.as_ref().unwrap_err().to_string();
@@ -100,6 +100,24 @@ mod tests {
             "{e}"
         );
         assert!(proxy_chosen(&loaded));
+    }
+
+    #[test]
+    fn proxy_mode_recorded_in_the_state_folder_by_older_versions_moves_to_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = dirs(&dir);
+        std::fs::create_dir_all(&dirs.state).unwrap();
+        let text = "{\"listen\":\"127.0.0.1:9000\",\"upstream\":\"https://gw.example\"}";
+        std::fs::write(dirs.legacy_proxy_settings_file(), text).unwrap();
+        let loaded = Mode::load(&dirs).unwrap();
+        assert!(loaded.is_proxy());
+        assert!(!dirs.legacy_proxy_settings_file().exists());
+        assert!(dirs.proxy_settings_file().exists());
+        // The state folder lost now: proxy mode holds.
+        std::fs::remove_dir_all(&dirs.state).unwrap();
+        assert_eq!(Mode::load(&dirs).unwrap(), loaded);
+        proxy_settings::remove(&dirs).unwrap();
+        assert_eq!(Mode::load(&dirs).unwrap(), Mode::Helper);
     }
 
     #[cfg(unix)]

@@ -72,7 +72,14 @@ impl Dirs {
     }
 
     /// Proxy mode's settings, written by `keyswitch install --proxy`; absent in helper mode.
+    /// In the config folder: losing it while Claude Code's settings still point at the proxy
+    /// would put a session on a dead loopback port, so it is no state to rebuild.
     pub fn proxy_settings_file(&self) -> PathBuf {
+        self.config.join("proxy.json")
+    }
+
+    /// Where versions before the move kept proxy.json; read once, and moved.
+    pub fn legacy_proxy_settings_file(&self) -> PathBuf {
         self.state.join("proxy.json")
     }
 

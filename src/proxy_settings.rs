@@ -1,8 +1,10 @@
 //! proxy.json: proxy mode's settings (where the proxy listens, where it forwards), written by
-//! `keyswitch install --proxy` and absent in helper mode. Read through [`crate::mode`], which
+//! `keyswitch install --proxy` into the config folder and absent in helper mode. Read through [`crate::mode`], which
 //! owns what a missing or damaged file means; the proxy reads the same type.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,13 @@ pub struct ProxySettings {
     /// Where requests go for keys without an endpoint of their own: the base URL the user had
     /// before installing.
     pub upstream: String,
+    /// The network settings (`HTTPS_PROXY`, `NO_PROXY`, CA files: [`NETWORK_VARS`]) every
+    /// background proxy gets, as the installing session had them; decided at install, so
+    /// sessions with other environments do not replace the proxy in turn.
+    ///
+    /// [`NETWORK_VARS`]: crate::proxy::network::NETWORK_VARS
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network: BTreeMap<String, String>,
 }
 
 impl ProxySettings {
@@ -39,47 +48,82 @@ impl ProxySettings {
 pub(crate) enum Stored {
     Absent,
     Settings(ProxySettings),
-    /// Not settings keyswitch wrote: why not.
-    Damaged(serde_json::Error),
+    /// Not settings keyswitch wrote (the file, and why not).
+    Damaged(PathBuf, serde_json::Error),
 }
 
 /// Reads proxy.json as it is; an I/O failure is an error, a file keyswitch cannot parse is
-/// [`Stored::Damaged`] for [`crate::mode`] to judge.
+/// [`Stored::Damaged`] for [`crate::mode`] to judge. A proxy.json where older versions kept it
+/// (the state folder) is moved to the config folder on the way.
 pub(crate) fn read(dirs: &Dirs) -> Result<Stored> {
-    let bytes = match read_optional(&dirs.proxy_settings_file()) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(Stored::Absent),
-        // A file where the state folder should be holds no proxy settings; `get` carries on
-        // as with any unreadable state.
+    let path = dirs.proxy_settings_file();
+    if let Some(bytes) = read_present(&path)? {
+        return Ok(parse(path, &bytes));
+    }
+    let legacy = dirs.legacy_proxy_settings_file();
+    let Some(bytes) = read_present(&legacy)? else {
+        return Ok(Stored::Absent);
+    };
+    let stored = parse(legacy, &bytes);
+    if let Stored::Settings(settings) = &stored {
+        // Best effort (save removes the old file): until the move succeeds, the old place
+        // keeps serving.
+        let _ = save(dirs, settings);
+    }
+    Ok(stored)
+}
+
+/// A file's bytes; `None` when it is missing, or a file stands where its folder should be.
+fn read_present(path: &Path) -> Result<Option<Vec<u8>>> {
+    match read_optional(path) {
         Err(e)
             if e.root_cause()
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::NotADirectory) =>
         {
-            return Ok(Stored::Absent);
+            Ok(None)
         }
-        Err(e) => return Err(e),
-    };
-    Ok(match serde_json::from_slice(&bytes) {
-        Ok(settings) => Stored::Settings(settings),
-        Err(e) => Stored::Damaged(e),
-    })
+        other => other,
+    }
 }
 
+fn parse(path: PathBuf, bytes: &[u8]) -> Stored {
+    match serde_json::from_slice(bytes) {
+        Ok(settings) => Stored::Settings(settings),
+        Err(e) => Stored::Damaged(path, e),
+    }
+}
+
+/// Writes proxy.json in the config folder; one an older version left in the state folder goes,
+/// so it can never stand in for this one.
 pub fn save(dirs: &Dirs, settings: &ProxySettings) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(settings).context("cannot encode proxy settings")?;
     bytes.push(b'\n');
-    replace_file(&dirs.proxy_settings_file(), &bytes, Durability::Synced)
+    replace_file(&dirs.proxy_settings_file(), &bytes, Durability::Synced)?;
+    let _ = std::fs::remove_file(dirs.legacy_proxy_settings_file());
+    Ok(())
 }
 
+/// Removes proxy.json, from where older versions kept it too — that one first, so a `get`
+/// reading meanwhile never moves it back into the config folder.
 pub fn remove(dirs: &Dirs) -> Result<()> {
-    let path = dirs.proxy_settings_file();
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+    for path in [
+        dirs.legacy_proxy_settings_file(),
+        dirs.proxy_settings_file(),
+    ] {
+        match std::fs::remove_file(&path) {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+            }
+            _ => {}
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 /// Parses `--listen`: a loopback `IP:PORT` (or a bare port); anything reachable from another

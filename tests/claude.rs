@@ -1131,3 +1131,106 @@ fn in_helper_mode_litellms_budget_answer_marks_the_key_though_claude_code_calls_
     claude.hook_raw(&invalid.to_string(), "s");
     assert_eq!(s.events("mark").len(), 1);
 }
+
+/// Two project folders, `a` and `b`, each with a `.claude/settings.json` of its own.
+fn two_projects(s: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = s.claude_dir().parent().unwrap().to_path_buf();
+    let (a, b) = (root.join("a"), root.join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir.join(".claude")).unwrap();
+        std::fs::write(dir.join(".claude/settings.json"), "{\"model\": \"x\"}\n").unwrap();
+    }
+    (a, b)
+}
+
+/// Two keys on endpoints of their own, so a switch rewrites the user settings' base URL.
+fn keys_on_two_endpoints(s: &Sandbox) {
+    s.add(
+        "primary",
+        &fake_key("primary"),
+        &["--endpoint", "https://a.example"],
+    );
+    s.add(
+        "fallback",
+        &fake_key("fallback"),
+        &["--endpoint", "https://b.example"],
+    );
+}
+
+/// keyswitch run from `dir` with `CLAUDE_CONFIG_DIR=.claude`, relative, as a user may set it.
+fn from_folder(s: &Sandbox, dir: &std::path::Path, args: &[&str]) {
+    s.cmd()
+        .current_dir(dir)
+        .env("CLAUDE_CONFIG_DIR", ".claude")
+        .args(args)
+        .assert()
+        .success();
+}
+
+fn recorded_settings(s: &Sandbox) -> String {
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("claude-install.json")).unwrap())
+            .unwrap();
+    record["settings"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_relative_claude_config_dir_is_recorded_absolute_and_another_folder_is_never_rewritten() {
+    let s = Sandbox::new();
+    keys_on_two_endpoints(&s);
+    let (a, b) = two_projects(&s);
+    from_folder(&s, &a, &["install"]);
+    let a_settings = a.join(".claude/settings.json");
+    assert_eq!(recorded_settings(&s), a_settings.display().to_string());
+    let b_before = std::fs::read(b.join(".claude/settings.json")).unwrap();
+
+    // The hook, `mark-exhausted` and `reset` run from another project, as Claude Code runs them.
+    for args in [&["mark-exhausted", "primary"][..], &["reset"][..]] {
+        from_folder(&s, &b, args);
+    }
+    assert_eq!(
+        std::fs::read(b.join(".claude/settings.json")).unwrap(),
+        b_before
+    );
+    let a_now: Value = serde_json::from_slice(&std::fs::read(&a_settings).unwrap()).unwrap();
+    assert_eq!(a_now["env"]["ANTHROPIC_BASE_URL"], "https://a.example");
+    assert!(a_now["apiKeyHelper"].as_str().is_some());
+}
+
+#[test]
+fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install_repairs_it() {
+    let s = Sandbox::new();
+    keys_on_two_endpoints(&s);
+    let (a, b) = two_projects(&s);
+    from_folder(&s, &a, &["install"]);
+    // As older versions wrote it.
+    let record_file = s.state_dir().join("claude-install.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
+    record["settings"] = json!(".claude/settings.json");
+    std::fs::write(&record_file, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    let b_before = std::fs::read(b.join(".claude/settings.json")).unwrap();
+
+    let out = s
+        .cmd()
+        .current_dir(&b)
+        .args(["mark-exhausted", "primary"])
+        .output()
+        .unwrap();
+    // The mark itself stands; the settings are left alone, with the way out named.
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("relative") && err.contains("keyswitch install"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(b.join(".claude/settings.json")).unwrap(),
+        b_before
+    );
+
+    from_folder(&s, &a, &["install"]);
+    assert_eq!(
+        recorded_settings(&s),
+        a.join(".claude/settings.json").display().to_string()
+    );
+}

@@ -8,7 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::proxy_box::{BODY, ProxyBox, block, client, free_port, send};
+use common::proxy_box::{BODY, ProxyBox, block, client, free_port, install_proxy, send};
 use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
 use serde_json::Value;
@@ -557,7 +557,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
     assert!(settings["apiKeyHelper"].as_str().unwrap().ends_with(" get"));
     assert!(settings["hooks"]["StopFailure"].is_array());
     let proxy: Value =
-        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(s.config_dir().join("proxy.json")).unwrap()).unwrap();
     assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
 
     // Moving the proxy to another port stops the one on the old port.
@@ -588,7 +588,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         format!("http://127.0.0.1:{moved}")
     );
     let proxy: Value =
-        serde_json::from_slice(&std::fs::read(s.state_dir().join("proxy.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(s.config_dir().join("proxy.json")).unwrap()).unwrap();
     assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
 
     // Back to helper mode: the user's base URL returns, the proxy stops.
@@ -597,7 +597,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         s.settings()["env"]["ANTHROPIC_BASE_URL"],
         "https://llm-proxy.corp.test/anthropic"
     );
-    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
     assert!(
         TcpListener::bind(("127.0.0.1", port)).is_ok(),
         "the proxy stopped"
@@ -614,7 +614,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
         .success();
     s.cmd().arg("uninstall").assert().success();
     assert_eq!(s.settings(), original);
-    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
     assert!(
         TcpListener::bind(("127.0.0.1", port)).is_ok(),
         "the proxy stopped"
@@ -762,7 +762,7 @@ fn a_reinstall_after_damaged_proxy_settings_forwards_to_the_new_upstream() {
     let new = Upstream::start(|r| Reply::ok(&r.key));
     let p = ProxyBox::new(&old.url(), &[("primary", &[])]);
     let token = p.token();
-    std::fs::write(p.s.state_dir().join("proxy.json"), "{\"listen\":").unwrap();
+    std::fs::write(p.s.config_dir().join("proxy.json"), "{\"listen\":").unwrap();
     p.s.cmd()
         .args([
             "install",
@@ -820,7 +820,7 @@ fn without_proxy_settings_a_session_on_the_proxy_address_gets_no_real_key() {
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
     // Stopped first: without its settings nothing would stop it at the end.
     p.s.cmd().args(["proxy", "stop"]).assert().success();
-    std::fs::remove_file(p.s.state_dir().join("proxy.json")).unwrap();
+    std::fs::remove_file(p.s.config_dir().join("proxy.json")).unwrap();
     let out =
         p.s.cmd()
             .arg("get")
@@ -830,6 +830,17 @@ fn without_proxy_settings_a_session_on_the_proxy_address_gets_no_real_key() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "a key was printed");
     assert!(String::from_utf8_lossy(&out.stderr).contains("install --proxy"));
+    // doctor does not call that ready.
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FIX   this session's ANTHROPIC_BASE_URL, {}",
+            p.base_url()
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -854,7 +865,7 @@ fn install_refuses_the_proxy_as_its_own_upstream_and_keeps_the_port_on_a_rerun()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!s.state_dir().join("proxy.json").exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
 
     let up = Upstream::start(|r| Reply::ok(&r.key));
     let install = |extra: &[&str]| {
@@ -1444,7 +1455,7 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
     let up = Upstream::start(|r| Reply::ok(&r.key));
     let session = SystemdSession::new();
     let mut env = session.env();
-    env.push(("HTTPS_PROXY", "http://user:pw@corp.example:3128"));
+    env.push(("HTTPS_PROXY", "http://corp.example:3128"));
     let p = ProxyBox::installed(&up.url(), &[("primary", &[])], &env);
     let s = &p.s;
     let units = s.config_home().join("systemd").join("user");
@@ -1459,11 +1470,12 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
         service.contains(&format!("\nExecStart=\"{}\" proxy run\n", exe.display())),
         "{service}"
     );
-    // No secret in the units: not the token, not the proxy's password (kept in a 0600 file).
+    // No secret in the units: not the token; the network settings (kept in a 0600 file, the
+    // ones proxy.json records) are not in the unit either.
     let token = std::fs::read_to_string(s.state_dir().join("proxy-token")).unwrap();
     for text in [&socket, &service] {
         assert!(
-            !text.contains(token.trim()) && !text.contains("pw@"),
+            !text.contains(token.trim()) && !text.contains("corp.example"),
             "{text}"
         );
     }
@@ -1471,7 +1483,7 @@ fn install_proxy_hands_the_proxy_to_systemd_and_uninstall_takes_out_exactly_that
     assert!(
         std::fs::read_to_string(&network)
             .unwrap()
-            .contains("HTTPS_PROXY=\"http://user:pw@corp.example:3128\"")
+            .contains("HTTPS_PROXY=\"http://corp.example:3128\"")
     );
     for call in [
         "--user daemon-reload",
@@ -1567,4 +1579,205 @@ fn without_a_systemd_session_install_writes_no_units_and_stop_warns_a_session_ha
         said.contains("was handed the proxy's token") && said.contains("keyswitch proxy start"),
         "{said}"
     );
+}
+
+#[test]
+fn a_new_port_chosen_from_inside_a_session_keeps_forwarding_to_the_real_upstream() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let mut p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.token();
+    // As from Claude Code's Bash tool: the session's ANTHROPIC_BASE_URL is the running proxy.
+    let new_port = free_port();
+    install_proxy(&p.s, new_port)
+        .env("ANTHROPIC_BASE_URL", p.base_url())
+        .assert()
+        .success();
+    p.port = new_port;
+    let token = p.token();
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+}
+
+#[test]
+fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let other = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    other.token();
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let out = install_proxy(&s, free_port())
+        .env(
+            "ANTHROPIC_BASE_URL",
+            format!("http://localhost:{}", other.port),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("keyswitch proxy answers"), "{err}");
+    assert!(!s.config_dir().join("proxy.json").exists());
+    assert!(!s.settings_file().exists());
+}
+
+#[test]
+fn a_lost_state_folder_hands_no_key_to_a_session_on_the_proxy_address() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    std::fs::remove_dir_all(p.s.state_dir()).unwrap();
+    // Proxy mode holds: the session gets a (new) token, never the key.
+    let token = p.token();
+    assert_ne!(token, fake_key("primary"));
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert_eq!(up.keys(), vec![fake_key("primary")]);
+}
+
+#[test]
+fn helper_mode_hands_no_key_to_a_plain_http_loopback_address_that_is_no_keys_endpoint() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let port = free_port();
+    for url in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}/"),
+    ] {
+        let out = s
+            .cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url}");
+        assert!(out.stdout.is_empty(), "a key was printed for {url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("install --proxy"), "{err}");
+    }
+    // A key that belongs there is handed out.
+    let local = format!("http://127.0.0.1:{port}");
+    s.add("local", &fake_key("local"), &["--endpoint", &local]);
+    let out = s
+        .cmd()
+        .arg("get")
+        .env("ANTHROPIC_BASE_URL", &local)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        fake_key("local")
+    );
+}
+
+#[test]
+fn install_proxy_puts_the_proxy_in_no_proxy_keeping_the_users_entries_and_uninstall_restores_the_bytes()
+ {
+    for original in [
+        "{\n  \"env\": {\n    \"NO_PROXY\": \"corp.example\"\n  },\n  \"model\": \"opus\"\n}\n",
+        "{\n  \"model\": \"opus\"\n}\n",
+    ] {
+        let s = Sandbox::new();
+        std::fs::create_dir_all(s.claude_dir()).unwrap();
+        std::fs::write(s.settings_file(), original).unwrap();
+        s.add("primary", &fake_key("primary"), &[]);
+        let port = free_port();
+        install_proxy(&s, port)
+            .env("no_proxy", ".internal.example")
+            .assert()
+            .success();
+        let env = &s.settings()["env"];
+        let users = if original.contains("corp.example") {
+            "corp.example,"
+        } else {
+            ""
+        };
+        let expected = format!("{users}.internal.example,127.0.0.1,127.0.0.1:{port}");
+        assert_eq!(env["NO_PROXY"], expected.as_str(), "{original}");
+        assert_eq!(env["no_proxy"], expected.as_str(), "{original}");
+        s.cmd().arg("uninstall").assert().success();
+        assert_eq!(
+            std::fs::read_to_string(s.settings_file()).unwrap(),
+            original
+        );
+    }
+}
+
+#[test]
+fn get_refuses_the_token_to_an_environment_that_would_send_it_through_a_proxy() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let corp = "http://corp-proxy.example:3128";
+    let no_proxy_here = format!("127.0.0.1:{}", p.port);
+    for env in [
+        vec![("HTTPS_PROXY", corp)],
+        vec![("http_proxy", corp), ("NO_PROXY", "localhost,corp.example")],
+        vec![
+            ("HTTPS_PROXY", corp),
+            ("NO_PROXY", "127.0.0.1"),
+            ("no_proxy", "x.example"),
+        ],
+    ] {
+        let out =
+            p.s.cmd()
+                .arg("get")
+                .env("ANTHROPIC_BASE_URL", p.base_url())
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+        assert!(!out.status.success(), "{env:?}");
+        assert!(out.stdout.is_empty(), "the token was printed for {env:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("NO_PROXY") && err.contains("127.0.0.1"),
+            "{err}"
+        );
+    }
+    for env in [
+        vec![("HTTPS_PROXY", corp), ("NO_PROXY", "127.0.0.1")],
+        vec![("HTTPS_PROXY", corp), ("no_proxy", no_proxy_here.as_str())],
+    ] {
+        assert_eq!(p.get(&env), token, "{env:?}");
+    }
+
+    // doctor, from a shell with the proxy set and a settings env that no longer covers it.
+    let mut settings = p.s.settings();
+    settings["env"]["NO_PROXY"] = Value::from("corp.example");
+    std::fs::write(p.s.settings_file(), settings.to_string()).unwrap();
+    let out =
+        p.s.cmd()
+            .arg("doctor")
+            .env("HTTPS_PROXY", corp)
+            .output()
+            .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FIX   HTTPS_PROXY is set and NO_PROXY/no_proxy do not cover"),
+        "{text}"
+    );
+}
+
+#[test]
+fn uninstall_after_the_state_folder_is_lost_takes_out_the_proxy_address_and_no_proxy_entries() {
+    let original =
+        "{\n  \"env\": {\n    \"NO_PROXY\": \"corp.example\"\n  },\n  \"model\": \"opus\"\n}\n";
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(s.settings_file(), original).unwrap();
+    s.add("primary", &fake_key("primary"), &[]);
+    install_proxy(&s, free_port()).assert().success();
+    s.cmd().args(["proxy", "stop"]).assert().success();
+    std::fs::remove_dir_all(s.state_dir()).unwrap();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(
+        std::fs::read_to_string(s.settings_file()).unwrap(),
+        original
+    );
+    assert!(!s.config_dir().join("proxy.json").exists());
 }

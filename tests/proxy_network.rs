@@ -1,8 +1,9 @@
 //! Proxy mode on an enterprise network, through the real binary: an HTTPS upstream signed by a
 //! private CA (trusted through `NODE_EXTRA_CA_CERTS` or `SSL_CERT_FILE`, and what the user sees
 //! when it is not), an `HTTPS_PROXY` CONNECT tunnel and `NO_PROXY`, HTTP/2 by ALPN, DNS
-//! failures, and a proxy left running by an older keyswitch. The proxy process gets its network
-//! settings from the environment of the `get` that starts it, as from Claude Code's.
+//! failures, and a proxy left running by an older keyswitch. The proxy process gets the network
+//! settings `install --proxy` recorded from its terminal, whichever session's `get` starts it;
+//! a proxy URL with credentials goes only to a proxy the user runs.
 //! Linux only, like the private Secret Service the tests run against.
 #![cfg(target_os = "linux")]
 
@@ -15,17 +16,69 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fake_key;
-use common::proxy_box::{BODY, ProxyBox, free_port};
+use common::proxy_box::{BODY, ProxyBox, free_port, install_proxy};
 use common::upstream::{Reply, Upstream};
 use network::{ConnectProxy, H2Trick, Pki, RawH2Upstream, TlsConnectProxy, TlsUpstream};
 use serde_json::Value;
 
 /// Proxy mode installed from a terminal with `upstream` as the user's base URL, and the proxy
-/// that install started stopped again: the next `get` starts one with the test's environment.
+/// that install started stopped again: the next `get` starts one.
 fn net_box(upstream: &str, keys: &[&str]) -> ProxyBox {
-    let b = installed(upstream, keys, &[]);
+    net_box_with(upstream, keys, &[])
+}
+
+/// As [`net_box`], installed from a terminal with `env`: the network settings proxy mode
+/// records.
+fn net_box_with(upstream: &str, keys: &[&str], env: &[(&str, &str)]) -> ProxyBox {
+    let b = installed(upstream, keys, env);
     b.s.cmd().args(["proxy", "stop"]).assert().success();
     b
+}
+
+/// The network settings changed as a user changes them — `install --proxy` again, from a
+/// terminal with `env`, which proxy mode records for every proxy `get` starts — and then the
+/// token a session gets.
+fn token_with(p: &ProxyBox, env: &[(&str, &str)]) -> String {
+    install_proxy(&p.s, p.port)
+        .envs(env.iter().copied())
+        .assert()
+        .success();
+    p.get(&[])
+}
+
+/// A proxy the user runs in the foreground with `env`, as under a service manager — the way to
+/// give it a proxy URL with credentials, which `install` does not record. Killed when dropped.
+struct UserRun(std::process::Child);
+
+fn user_run(p: &ProxyBox, env: &[(&str, &str)]) -> UserRun {
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let child =
+        p.s.std_cmd()
+            .args(["proxy", "run"])
+            .envs(env.iter().copied())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(p.s.state_dir().join("proxy.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+    let run = UserRun(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.proxy_status()["pid"] != run.0.id() {
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run
+}
+
+impl Drop for UserRun {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `install --proxy` run with `env`; its proxy is left running.
@@ -50,7 +103,7 @@ fn a_private_ca_in_node_extra_ca_certs_is_trusted() {
     let up = TlsUpstream::http1(&pki);
     let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(answer.text().contains(&fake_key("primary")));
@@ -66,7 +119,7 @@ fn a_private_ca_in_ssl_cert_file_is_trusted() {
     let up = TlsUpstream::http1(&pki);
     let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("SSL_CERT_FILE", &ca)]);
+    let token = token_with(&p, &[("SSL_CERT_FILE", &ca)]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(up.requests().len(), 1);
@@ -129,7 +182,7 @@ fn a_certificate_for_another_name_or_out_of_date_is_named_as_such() {
         let up = TlsUpstream::http1(&pki);
         let p = net_box(&up.url("127.0.0.1"), &["primary"]);
         let ca = path_str(&pki.ca_file());
-        let answer = p.send(&p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]), BODY);
+        let answer = p.send(&token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]), BODY);
         assert_eq!(answer.status, 502, "{}", answer.text());
         let message = answer.message();
         assert!(
@@ -149,7 +202,7 @@ fn https_proxy_tunnels_to_the_upstream_and_no_proxy_goes_around_it() {
     let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let via = tunnel.url();
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(up.requests().len(), 1);
@@ -158,11 +211,14 @@ fn https_proxy_tunnels_to_the_upstream_and_no_proxy_goes_around_it() {
 
     // The same session settings with the host in NO_PROXY: straight to the upstream.
     p.s.cmd().args(["proxy", "stop"]).assert().success();
-    let token = p.get(&[
-        ("NODE_EXTRA_CA_CERTS", &ca),
-        ("https_proxy", &via),
-        ("NO_PROXY", "example.test,localhost"),
-    ]);
+    let token = token_with(
+        &p,
+        &[
+            ("NODE_EXTRA_CA_CERTS", &ca),
+            ("https_proxy", &via),
+            ("NO_PROXY", "example.test,localhost"),
+        ],
+    );
     assert_eq!(p.send(&token, BODY).status, 200);
     assert_eq!(up.requests().len(), 2);
     assert_eq!(tunnel.targets().len(), 1, "{:?}", tunnel.targets());
@@ -174,7 +230,8 @@ fn http_proxy_takes_a_plain_http_upstream_by_its_whole_url_with_the_proxy_creden
     let proxy = ConnectProxy::start();
     let p = net_box(&up.url(), &["primary"]);
     let via = format!("http://alice:pw@127.0.0.1:{}", proxy.port);
-    let token = p.get(&[("HTTP_PROXY", &via)]);
+    let _run = user_run(&p, &[("HTTP_PROXY", &via)]);
+    let token = p.get(&[]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(
@@ -200,10 +257,13 @@ fn an_https_proxy_that_offers_http2_is_spoken_to_in_http1() {
     let proxy = TlsConnectProxy::start(&pki);
     let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[
-        ("NODE_EXTRA_CA_CERTS", &ca),
-        ("HTTPS_PROXY", &proxy.url("localhost")),
-    ]);
+    let token = token_with(
+        &p,
+        &[
+            ("NODE_EXTRA_CA_CERTS", &ca),
+            ("HTTPS_PROXY", &proxy.url("localhost")),
+        ],
+    );
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(proxy.alpn(), vec![None]);
@@ -219,10 +279,13 @@ fn an_https_proxy_with_an_untrusted_certificate_is_named_as_the_proxy() {
     let proxy = TlsConnectProxy::start(&Pki::new());
     let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[
-        ("NODE_EXTRA_CA_CERTS", &ca),
-        ("HTTPS_PROXY", &proxy.url("127.0.0.1")),
-    ]);
+    let token = token_with(
+        &p,
+        &[
+            ("NODE_EXTRA_CA_CERTS", &ca),
+            ("HTTPS_PROXY", &proxy.url("127.0.0.1")),
+        ],
+    );
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
@@ -249,7 +312,8 @@ fn a_socks_proxy_setting_is_a_named_502_and_nothing_is_sent_to_it() {
     let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let via = format!("socks5://alice:s3cret-pw@127.0.0.1:{socks_port}");
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let _run = user_run(&p, &[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let token = p.get(&[]);
     let started = Instant::now();
     let answer = p.send(&token, BODY);
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -280,7 +344,7 @@ fn an_untrusted_certificate_behind_a_tunnel_is_still_named_as_the_certificate() 
     let up = TlsUpstream::http1(&pki);
     let tunnel = ConnectProxy::start();
     let p = net_box(&up.url("localhost"), &["primary"]);
-    let token = p.get(&[("HTTPS_PROXY", &tunnel.url())]);
+    let token = token_with(&p, &[("HTTPS_PROXY", &tunnel.url())]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
@@ -297,10 +361,10 @@ fn an_untrusted_certificate_behind_a_tunnel_is_still_named_as_the_certificate() 
 fn a_dead_https_proxy_is_named_as_the_proxy_not_the_upstream() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("localhost"), &["primary"]);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &dead)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &dead)]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
@@ -332,7 +396,8 @@ fn a_proxy_that_never_answers_the_connect_is_named_within_the_connect_timeout() 
     let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
     let via = format!("http://alice:s3cret-pw@127.0.0.1:{silent_port}");
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let _run = user_run(&p, &[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &via)]);
+    let token = p.get(&[]);
     let started = Instant::now();
     let answer = p.send(&token, BODY);
     let took = started.elapsed();
@@ -360,9 +425,12 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
     let tunnel = ConnectProxy::refusing("407 Proxy Authentication Required");
-    let p = net_box(&up.url("127.0.0.1"), &["primary"]);
+    let p = net_box(&up.url("localhost"), &["primary"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &tunnel.url())]);
+    let token = token_with(
+        &p,
+        &[("NODE_EXTRA_CA_CERTS", &ca), ("HTTPS_PROXY", &tunnel.url())],
+    );
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 502, "{}", answer.text());
     let message = answer.message();
@@ -380,10 +448,14 @@ fn a_tunnel_the_proxy_refuses_says_what_the_proxy_answered() {
     // Credentials the proxy turns down are called that, and never shown.
     p.s.cmd().args(["proxy", "stop"]).assert().success();
     let with_password = format!("http://alice:s3cret-pw@127.0.0.1:{}", tunnel.port);
-    let token = p.get(&[
-        ("NODE_EXTRA_CA_CERTS", &ca),
-        ("HTTPS_PROXY", &with_password),
-    ]);
+    let _run = user_run(
+        &p,
+        &[
+            ("NODE_EXTRA_CA_CERTS", &ca),
+            ("HTTPS_PROXY", &with_password),
+        ],
+    );
+    let token = p.get(&[]);
     let message = p.send(&token, BODY).message();
     assert!(
         message.contains("refused the credentials in HTTPS_PROXY")
@@ -407,7 +479,7 @@ fn http2_is_used_where_the_upstream_offers_it() {
         &fake_key("fallback"),
         &["--endpoint", &h1.url("127.0.0.1")],
     );
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     for _ in 0..2 {
         let answer = p.send(&token, BODY);
         assert_eq!(answer.status, 200, "{}", answer.text());
@@ -433,7 +505,7 @@ fn a_stream_an_http2_upstream_refused_unprocessed_is_sent_again() {
     let up = RawH2Upstream::start(&pki, H2Trick::RefuseEveryOther);
     let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     for _ in 0..3 {
         let answer = p.send(&token, BODY);
         assert_eq!(answer.status, 200, "{}", answer.text());
@@ -450,7 +522,7 @@ fn a_request_an_http2_upstream_went_away_before_is_sent_on_a_new_connection() {
     let up = RawH2Upstream::start(&pki, H2Trick::GoAwayAfter(1));
     let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     for _ in 0..4 {
         let answer = p.send(&token, BODY);
         assert_eq!(answer.status, 200, "{}", answer.text());
@@ -465,7 +537,7 @@ fn many_requests_at_once_reach_an_http2_upstream_that_allows_one_stream_at_a_tim
     let up = TlsUpstream::http2_one_stream_at_a_time(&pki);
     let p = net_box(&up.url("127.0.0.1"), &["primary", "fallback"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     let base = p.base_url();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -499,7 +571,7 @@ fn events_stream_through_as_an_http2_upstream_sends_them() {
     let up = TlsUpstream::http2_streaming(&pki, events.clone(), Duration::from_millis(300));
     let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     let base = p.base_url();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -550,21 +622,45 @@ fn an_unknown_host_is_a_502_naming_the_host_and_dns() {
 }
 
 #[test]
-fn the_proxy_takes_the_network_settings_of_the_session_not_of_the_install_terminal() {
+fn the_proxy_takes_the_network_settings_recorded_at_install_not_each_sessions() {
     let pki = Pki::new();
     let up = TlsUpstream::http1(&pki);
-    // Installed from a terminal without the company's CA; the proxy it started is running.
-    let p = installed(&up.url("127.0.0.1"), &["primary"], &[]);
-    assert_eq!(p.proxy_status()["running"], true);
-    // Claude Code's settings carry the CA file; its helper runs `get` with it.
     let ca = path_str(&pki.ca_file());
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
+    // Installed from a terminal with the company's CA; the proxy it started is stopped.
+    let p = net_box_with(
+        &up.url("127.0.0.1"),
+        &["primary"],
+        &[("NODE_EXTRA_CA_CERTS", &ca)],
+    );
+    // A session without it starts the proxy, which trusts the CA all the same.
+    let token = p.get(&[]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
-    // And the next `get` with the same settings leaves that proxy alone.
-    let pid = p.proxy_status()["pid"].clone();
-    p.get(&[("NODE_EXTRA_CA_CERTS", &ca)]);
-    assert_eq!(p.proxy_status()["pid"], pid);
+}
+
+#[test]
+fn sessions_with_alternating_network_settings_start_the_proxy_at_most_once() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = net_box(&up.url(), &["primary"]);
+    let tunnel = ConnectProxy::start();
+    let via = tunnel.url();
+    let starts = || p.proxy_log().matches("listening on").count();
+    let before = starts();
+    let mut pids = Vec::new();
+    for round in 0..6 {
+        let env: &[(&str, &str)] = if round % 2 == 0 {
+            &[("HTTPS_PROXY", &via), ("NO_PROXY", "127.0.0.1")]
+        } else {
+            &[("NODE_EXTRA_CA_CERTS", "/nonexistent/ca.pem")]
+        };
+        let token = p.get(env);
+        assert_eq!(p.send(&token, BODY).status, 200);
+        pids.push(p.proxy_status()["pid"].clone());
+    }
+    assert!(pids.windows(2).all(|w| w[0] == w[1]), "{pids:?}");
+    assert_eq!(starts() - before, 1, "{}", p.proxy_log());
+    // The proxy kept the settings recorded at install: straight to the upstream.
+    assert!(tunnel.targets().is_empty(), "{:?}", tunnel.targets());
 }
 
 #[test]
@@ -574,24 +670,37 @@ fn a_proxy_the_user_runs_keeps_its_own_network_settings() {
     let p = net_box(&up.url("127.0.0.1"), &["primary"]);
     // As under a systemd unit: `proxy run` in the foreground, with the settings the user gave it.
     let ca = path_str(&pki.ca_file());
-    let mut service =
-        p.s.std_cmd()
-            .args(["proxy", "run"])
-            .env("NODE_EXTRA_CA_CERTS", &ca)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.proxy_status()["running"] != true {
-        assert!(Instant::now() < deadline, "the proxy did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let run = user_run(&p, &[("NODE_EXTRA_CA_CERTS", &ca)]);
     // A session with other settings (none) is handed the token; the user's proxy stays.
     let token = p.get(&[]);
-    assert_eq!(p.proxy_status()["pid"], service.id());
+    assert_eq!(p.proxy_status()["pid"], run.0.id());
     assert_eq!(p.send(&token, BODY).status, 200);
-    let _ = service.kill();
-    let _ = service.wait();
+}
+
+#[test]
+fn a_proxy_url_with_credentials_is_refused_at_install_and_nothing_changes() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = net_box(&up.url(), &["primary"]);
+    let settings = std::fs::read(p.s.settings_file()).unwrap();
+    let recorded = std::fs::read(p.s.config_dir().join("proxy.json")).unwrap();
+    let out =
+        p.s.cmd()
+            .args(["install", "--proxy"])
+            .env("HTTPS_PROXY", "http://alice:s3cret-pw@corp.example:3128")
+            .output()
+            .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("HTTPS_PROXY") && err.contains("proxy run") && !err.contains("s3cret"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(p.s.settings_file()).unwrap(), settings);
+    assert_eq!(
+        std::fs::read(p.s.config_dir().join("proxy.json")).unwrap(),
+        recorded
+    );
 }
 
 #[test]
@@ -605,7 +714,7 @@ fn a_damaged_certificate_in_the_ca_file_is_skipped_and_the_rest_are_trusted() {
         pki.ca_pem
     );
     let file = path_str(&pki.file("bundle.pem", &bundle));
-    let token = p.get(&[("NODE_EXTRA_CA_CERTS", &file)]);
+    let token = token_with(&p, &[("NODE_EXTRA_CA_CERTS", &file)]);
     let answer = p.send(&token, BODY);
     assert_eq!(answer.status, 200, "{}", answer.text());
     let log = p.proxy_log();

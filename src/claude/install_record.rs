@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::settings_file::SettingsFile;
 pub use super::slot::note_created;
 use super::slot::{Slot, SlotId};
 use crate::failpoints::fail_point;
@@ -57,6 +58,22 @@ pub struct InstallRecord {
 }
 
 impl InstallRecord {
+    /// The settings file this record is about. A relative path (older versions recorded a
+    /// relative `CLAUDE_CONFIG_DIR` as given) names no folder: taken as it is, it would be the
+    /// current folder's `.claude/settings.json`, whoever runs the hook there. Refused instead;
+    /// `keyswitch install` rewrites the record with the absolute path.
+    pub fn settings_file(&self) -> Result<SettingsFile> {
+        if self.settings.is_relative() {
+            return Err(anyhow!(
+                "the install record names the settings file by a relative path, {}, so it cannot tell which folder's file is meant: run `keyswitch install` again (from the folder you installed from, with the same CLAUDE_CONFIG_DIR), which records the absolute path",
+                self.settings.display()
+            ));
+        }
+        Ok(SettingsFile {
+            path: self.settings.clone(),
+        })
+    }
+
     /// Sets `slot` to `value`, remembering what it replaces the first time.
     pub fn set(&mut self, map: &mut Map<String, Value>, slot: Slot<'_>, value: Value) {
         let current = slot.get(map).cloned();

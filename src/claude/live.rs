@@ -8,7 +8,6 @@ use serde_json::{Map, Value, json};
 
 use super::install_record::InstallRecord;
 use super::settings_change::change_settings;
-use super::settings_file::SettingsFile;
 use super::slot::Slot;
 use super::wiring::BASE_URL_VAR;
 use crate::config::{Config, KeyConfig};
@@ -66,9 +65,7 @@ pub fn follow_active_key(
         // proxy (moving it would send the token to an endpoint).
         return Ok(());
     }
-    let settings = SettingsFile {
-        path: record.settings.clone(),
-    };
+    let settings = record.settings_file()?;
     if !settings.target()?.exists() {
         // The user removed their settings since installing; nothing to keep in step.
         return Ok(());

@@ -7,6 +7,7 @@ pub mod hook_input;
 pub mod install_record;
 pub mod json_doc;
 pub mod live;
+pub mod no_proxy_setting;
 pub mod process_tree;
 pub mod sessions;
 pub mod settings_change;

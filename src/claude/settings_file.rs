@@ -74,7 +74,15 @@ impl SettingsFile {
             return Ok(Self { path });
         }
         let dir = match std::env::var_os("CLAUDE_CONFIG_DIR").filter(|d| !d.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
+            // Made absolute here, where the folder it is relative to is known: the install
+            // record keeps this path, and the hook, `reset` and `mark-exhausted` run from
+            // other folders.
+            Some(dir) => std::path::absolute(PathBuf::from(&dir)).with_context(|| {
+                format!(
+                    "cannot make CLAUDE_CONFIG_DIR {} an absolute path",
+                    PathBuf::from(&dir).display()
+                )
+            })?,
             None => directories::BaseDirs::new()
                 .map(|b| b.home_dir().join(".claude"))
                 .ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! values, telling keyswitch's own from the user's, refusing entries of the wrong type, and
 //! rebuilding a lost install record from what is recognisably keyswitch's.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
@@ -11,6 +12,7 @@ use super::hook_entry::HOOK_EVENT;
 use super::install_record::{InstallRecord, Replaced, note_created};
 use super::json_doc::RAW_MARK;
 use super::slot::Slot;
+use crate::no_proxy::{NO_PROXY_VARS, entries, proxy_entries};
 
 pub const HELPER_KEY: &str = "apiKeyHelper";
 pub const TTL_VAR: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
@@ -20,6 +22,16 @@ pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
 /// after its cooldown ends (and notices a change made outside the settings file). `get` costs
 /// about 3 ms, so a refresh a minute is nothing; Claude Code's default is 5 minutes.
 pub const HELPER_TTL_MS: &str = "60000";
+
+/// The value of `var` in a Claude Code session started from this process's environment with
+/// these settings: the settings' `env` over the environment (Claude Code passes both on to the
+/// helper, and to the proxy a helper starts).
+pub fn session_env(settings: &Map<String, Value>, var: &str) -> Option<String> {
+    match Slot::Env(var).get(settings) {
+        Some(value) => value.as_str().map(str::to_string),
+        None => std::env::var(var).ok(),
+    }
+}
 
 pub fn is_our_helper(command: &str) -> bool {
     is_ours(command, " get")
@@ -72,29 +84,45 @@ fn type_name(value: &Value) -> &'static str {
 /// A record rebuilt without keyswitch's own (it was lost or damaged): an entry for each value
 /// that is recognisably keyswitch's, to be replaced by the backup's value (taken before
 /// keyswitch first changed the file), or removed when the backup has none. What cannot be told
-/// apart from the user's own setting is left alone. `endpoints`: the keys' endpoints.
+/// apart from the user's own setting is left alone. `endpoints`: the keys' endpoints; `proxy`:
+/// where proxy mode's proxy listens (its record is in the config folder, which outlives the
+/// state folder), whose address and NO_PROXY entries are keyswitch's too.
 pub fn recovered_record(
     settings: PathBuf,
     map: &Map<String, Value>,
     backup: Option<&Map<String, Value>>,
     endpoints: &[String],
+    proxy: Option<SocketAddr>,
 ) -> InstallRecord {
     let mut record = InstallRecord {
         settings,
         ..InstallRecord::default()
+    };
+    let proxy_url = proxy.map(|listen| format!("http://{listen}"));
+    let holds_proxy_entries = |value: &str| {
+        proxy.is_some_and(|listen| {
+            proxy_entries(listen)
+                .iter()
+                .all(|ours| entries(value).any(|e| e == ours))
+        })
     };
     let ours = |slot: Slot<'_>, value: &Value| match slot {
         Slot::Top(HELPER_KEY) => value.as_str().is_some_and(is_our_helper),
         Slot::Env(TTL_VAR) => value.as_str() == Some(HELPER_TTL_MS),
         Slot::Env(BASE_URL_VAR) => value
             .as_str()
-            .is_some_and(|v| endpoints.iter().any(|e| e == v)),
+            .is_some_and(|v| endpoints.iter().any(|e| e == v) || proxy_url.as_deref() == Some(v)),
+        Slot::Env(var) if NO_PROXY_VARS.contains(&var) => {
+            value.as_str().is_some_and(holds_proxy_entries)
+        }
         _ => false,
     };
     for slot in [
         Slot::Top(HELPER_KEY),
         Slot::Env(TTL_VAR),
         Slot::Env(BASE_URL_VAR),
+        Slot::Env(NO_PROXY_VARS[0]),
+        Slot::Env(NO_PROXY_VARS[1]),
     ] {
         let Some(current) = slot.get(map) else {
             continue;
@@ -175,6 +203,7 @@ mod tests {
             &map,
             Some(&backup),
             &["http://k".into()],
+            None,
         );
         for id in record.entries.keys().cloned().collect::<Vec<_>>() {
             assert!(record.clone().restore(&mut map, id.slot()).is_none());

@@ -10,10 +10,12 @@ use serde_json::{Map, Value};
 
 use super::{Context, open_keychain, out};
 use crate::claude::hook_entry::has_hook;
-use crate::claude::install_record::load_record;
+use crate::claude::install_record::{InstallRecord, load_record};
 use crate::claude::settings_file::SettingsFile;
 use crate::claude::slot::Slot;
-use crate::claude::wiring::{BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper};
+use crate::claude::wiring::{
+    BASE_URL_VAR, HELPER_KEY, RETRIES_VAR, TTL_VAR, is_our_helper, session_env,
+};
 use crate::config::Config;
 use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};
@@ -56,7 +58,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     check_gateways(&mut r, ctx, &config)?;
     let mode = Mode::load(&ctx.dirs);
     check_settings(&mut r, ctx, proxy_chosen(&mode))?;
-    check_proxy(&mut r, ctx, mode)?;
+    check_proxy(&mut r, ctx, &config, mode)?;
     check_project_overrides(&mut r)?;
     check_claude_version(&mut r)?;
     finish(r)
@@ -221,10 +223,9 @@ fn is_placeholder_endpoint(endpoint: &str) -> bool {
 
 fn check_settings(r: &mut Report, ctx: &Context, proxy_mode: bool) -> Result<()> {
     let record = load_record(&ctx.dirs)?;
-    let settings = match &record {
-        Some(rec) => SettingsFile {
-            path: rec.settings.clone(),
-        },
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        Some(Err(e)) => return r.fix("Claude Code's settings", &crate::error::one_line(&e)),
         None => SettingsFile::locate(None)?,
     };
     let map = match settings.read() {
@@ -345,10 +346,11 @@ fn check_refresh_and_retries(
 
 /// Proxy mode: the settings point at the proxy, and the port is the proxy's (or free, for `get`
 /// to start it on).
-fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> {
+fn check_proxy(r: &mut Report, ctx: &Context, config: &Config, mode: Result<Mode>) -> Result<()> {
     let proxy = match mode {
         Ok(Mode::Proxy(proxy)) => proxy,
         Ok(Mode::Helper) => {
+            check_proxy_remnant(r, ctx, config)?;
             return r.info("helper mode (keyswitch install --proxy turns on proxy mode)");
         }
         Err(e) => {
@@ -356,16 +358,29 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
         }
     };
     let record = load_record(&ctx.dirs).ok().flatten();
-    let settings = match &record {
-        Some(rec) => SettingsFile {
-            path: rec.settings.clone(),
-        },
-        None => SettingsFile::locate(None)?,
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        // A relative record (check_settings names it and its fix): only read, so the file
+        // Claude Code would use from here is as good a guess as any.
+        Some(Err(_)) | None => SettingsFile::locate(None)?,
     };
-    let base_url = settings
-        .read()
-        .ok()
-        .and_then(|s| Slot::Env(BASE_URL_VAR).get(&s.map).cloned());
+    let map = settings.read().ok().map(|s| s.map).unwrap_or_default();
+    let base_url = Slot::Env(BASE_URL_VAR).get(&map).cloned();
+    // What a session started from this shell would have: the settings' env over the shell's.
+    let session = |var: &str| session_env(&map, var);
+    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, session) {
+        r.fix(
+            &crate::no_proxy::proxied_problem(var, proxy.listen),
+            "run keyswitch install --proxy, which adds it to the settings' NO_PROXY",
+        )?;
+    }
+    let differing = crate::proxy::network::differing(&proxy.network, session);
+    if !differing.is_empty() {
+        r.info(&format!(
+            "a session started from here has other network settings ({}) than the proxy, which keeps those recorded at install; `keyswitch install --proxy` from here records these",
+            differing.join(", ")
+        ))?;
+    }
     if base_url.as_ref().and_then(Value::as_str) == Some(proxy.base_url().as_str()) {
         r.ok(&format!(
             "proxy mode: Claude Code talks to {}, which forwards to {}",
@@ -420,6 +435,29 @@ fn check_proxy(r: &mut Report, ctx: &Context, mode: Result<Mode>) -> Result<()> 
                 crate::proxy::control::not_ours(proxy.listen, &unproven)
             ),
             "stop it, or choose another port with keyswitch install --proxy --listen 127.0.0.1:PORT",
+        ),
+    }
+}
+
+/// Helper mode, with the settings still pointing at a plain-HTTP loopback address no key
+/// belongs to (proxy mode's record lost): `get` hands such sessions no key.
+fn check_proxy_remnant(r: &mut Report, ctx: &Context, config: &Config) -> Result<()> {
+    let record = load_record(&ctx.dirs).ok().flatten();
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        Some(Err(_)) | None => SettingsFile::locate(None)?,
+    };
+    let Ok(snapshot) = settings.read() else {
+        return Ok(());
+    };
+    let base_url = Slot::Env(BASE_URL_VAR)
+        .get(&snapshot.map)
+        .and_then(Value::as_str);
+    match super::get::refuse_proxy_remnant(base_url, record.as_ref(), config) {
+        Ok(()) => Ok(()),
+        Err(e) => r.fix(
+            &crate::error::one_line(&e),
+            "run keyswitch install --proxy (or keyswitch install for helper mode)",
         ),
     }
 }

@@ -14,6 +14,8 @@ use jiff::Timestamp;
 
 use super::{Context, open_keychain};
 use crate::claude::install_record::InstallRecord;
+use crate::claude::slot::Slot;
+use crate::claude::wiring::BASE_URL_VAR;
 use crate::claude::{live, sessions};
 use crate::endpoint::{redact_url, session_endpoint};
 use crate::handout::{self, Handout};
@@ -136,34 +138,53 @@ fn hand_out_key(
     }))
 }
 
-/// Helper mode, yet the session talks to the address proxy mode gave it (proxy mode's own
-/// settings were lost): a real key must never go to that loopback port, whoever holds it.
-fn refuse_proxy_remnant(
+/// Helper mode, yet the session talks to a plain-HTTP address on this machine that is no key's
+/// endpoint (nor the user's own base URL): a keyswitch proxy's address whose proxy mode record
+/// was lost. A real key must never go to that port, whoever holds it — a listener there reads
+/// it in plain text.
+pub(super) fn refuse_proxy_remnant(
     session: Option<&str>,
     record: Option<&InstallRecord>,
     config: &crate::config::Config,
 ) -> Result<()> {
-    let (Some(session), Some(record)) = (session, record) else {
+    let Some(session) = session else {
         return Ok(());
     };
-    let Some(ours) = record
-        .entries
-        .get("env.ANTHROPIC_BASE_URL")
-        .and_then(|e| e.ours.as_str())
-    else {
+    if crate::loopback::plain_http_loopback(session).is_none() {
         return Ok(());
-    };
-    let ours = session_endpoint(Some(ours));
+    }
+    let here = session_endpoint(Some(session));
     let a_keys_endpoint = config
         .keys
         .iter()
-        .any(|k| k.endpoint().is_some_and(|e| e.as_str() == ours));
-    if session_endpoint(Some(session)) != ours || a_keys_endpoint {
+        .any(|k| k.endpoint().is_some_and(|e| e.as_str() == here));
+    let users_own = record
+        .and_then(users_own_base_url)
+        .is_some_and(|own| session_endpoint(Some(&own)) == here);
+    if a_keys_endpoint || users_own {
         return Ok(());
     }
     Err(anyhow!(
-        "this session talks to {ours}, where keyswitch's proxy mode pointed it, but proxy mode's settings are gone: run `keyswitch install --proxy` to restore them (or `keyswitch install` for helper mode)"
+        "this session's ANTHROPIC_BASE_URL, {0}, is a plain-HTTP address on this machine that is no key's endpoint — a keyswitch proxy's address, with proxy mode's record lost — so no key is handed out: run `keyswitch install --proxy` again (or, if a gateway of yours answers there, add its key with `--endpoint {0}`)",
+        redact_url(&here)
     ))
+}
+
+/// The user's own API base URL, by the install record: the one keyswitch replaced, or — while
+/// keyswitch holds no value there (it put the user's back) — the one the settings hold now. A
+/// lost record tells nothing: then no loopback address is the user's.
+fn users_own_base_url(record: &InstallRecord) -> Option<String> {
+    if let Some(prior) = live::user_default_base_url(Some(record)) {
+        return Some(prior);
+    }
+    let slot = Slot::Env(BASE_URL_VAR);
+    if record.entries.contains_key(&slot.id()) {
+        return None;
+    }
+    let settings = record.settings_file().ok()?.read().ok()?;
+    slot.get(&settings.map)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// Proxy mode: the session gets the local access token, never a key, and only when it talks to
@@ -180,6 +201,11 @@ fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
             crate::endpoint::redact_url(&session),
             proxy.base_url()
         ));
+    }
+    // Claude Code gives the helper its own environment, the settings' env included: a request
+    // it sends to the proxy would go through the proxy this names.
+    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, |v| std::env::var(v).ok()) {
+        return Err(anyhow!(crate::no_proxy::proxied_problem(var, proxy.listen)));
     }
     control::ensure_running(&ctx.dirs, proxy)?;
     let token = control::ensure_token(&ctx.dirs)?;

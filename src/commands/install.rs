@@ -1,6 +1,7 @@
 //! `keyswitch install`: wiring keyswitch into Claude Code's user settings (and turning proxy
 //! mode on or off), recording what it replaced so `uninstall` can take out exactly that.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,11 +13,13 @@ use crate::claude::command_path::shell_quote;
 use crate::claude::hook_entry::{ensure_hook, has_hook};
 use crate::claude::install_record::{InstallRecord, load_record, note_created};
 use crate::claude::live::apply_base_url;
+use crate::claude::no_proxy_setting::{add_proxy_entries, remove_proxy_entries};
 use crate::claude::settings_change::change_settings;
 use crate::claude::settings_file::{SettingsFile, Snapshot};
 use crate::claude::slot::Slot;
 use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, TTL_VAR, is_our_helper, recovered_record,
+    session_env,
 };
 use crate::config::Config;
 use crate::endpoint::{Endpoint, PUBLIC_API};
@@ -25,7 +28,7 @@ use crate::mode::Mode;
 use crate::paths::Dirs;
 use crate::pool::Pool;
 use crate::proxy::control;
-use crate::proxy_client::{Probe, probe};
+use crate::proxy_client::{Probe, Unproven, probe};
 use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
 
 /// The mode asked for: helper mode (the session gets a key) or proxy mode (the session gets a
@@ -64,10 +67,16 @@ pub fn install(
     let snapshot = settings.read()?;
     refuse_foreign_helper(&settings, &snapshot.map, force)?;
     let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
-    let base = starting_record(&settings, &snapshot.map, saved.as_ref(), pool.config());
     // The proxy running now (if any) started with the settings in force until now; a damaged
     // proxy.json is what this install replaces.
     let previous_proxy = Mode::load(&ctx.dirs).ok().and_then(Mode::proxy);
+    let base = starting_record(
+        &settings,
+        &snapshot.map,
+        saved.as_ref(),
+        pool.config(),
+        previous_proxy.as_ref().map(|p| p.listen),
+    );
     let proxy = plan_proxy(
         &ctx.dirs,
         wanted,
@@ -96,7 +105,8 @@ pub fn install(
 /// The record of an earlier install into these settings; refused when keyswitch is installed
 /// in another settings file, or the record is damaged (`uninstall` is the way out of both).
 fn saved_record_for(dirs: &Dirs, settings: &SettingsFile) -> Result<Option<InstallRecord>> {
-    match load_record(dirs).map_err(|e| refuse(format!("{e:#}")))? {
+    let saved = load_record(dirs).map_err(|e| refuse(format!("{e:#}")))?;
+    match saved.map(|r| with_absolute_settings(r, settings)) {
         Some(r) if r.settings != settings.path => Err(refuse(format!(
             "keyswitch is already installed in {}: run `keyswitch uninstall --settings {}` first",
             r.settings.display(),
@@ -104,6 +114,19 @@ fn saved_record_for(dirs: &Dirs, settings: &SettingsFile) -> Result<Option<Insta
         ))),
         saved => Ok(saved),
     }
+}
+
+/// A record older versions wrote with a relative settings path (a relative
+/// `CLAUDE_CONFIG_DIR`), repaired: when, taken from this folder, it is the file being installed
+/// into, the record names it by its absolute path from now on (saved with this install's
+/// changes). Otherwise it is left relative, and refused as installed elsewhere.
+fn with_absolute_settings(mut record: InstallRecord, settings: &SettingsFile) -> InstallRecord {
+    if record.settings.is_relative()
+        && std::path::absolute(&record.settings).is_ok_and(|p| p == settings.path)
+    {
+        record.settings = settings.path.clone();
+    }
+    record
 }
 
 /// An apiKeyHelper of the user's own is replaced only with `--force`.
@@ -146,6 +169,7 @@ fn starting_record(
     map: &Map<String, Value>,
     saved: Option<&InstallRecord>,
     config: &Config,
+    proxy: Option<SocketAddr>,
 ) -> InstallRecord {
     match saved {
         Some(record) => record.clone(),
@@ -154,6 +178,7 @@ fn starting_record(
             map,
             settings.read_backup().as_ref(),
             &key_endpoints(config),
+            proxy,
         ),
         None => InstallRecord {
             settings: settings.path.clone(),
@@ -178,13 +203,7 @@ fn plan_proxy(
         .or(previous.map(|p| p.listen))
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
     check_port_usable(dirs, listen)?;
-    let proxy_url = format!("http://{listen}");
-    let upstream = prior_base_url(dirs, base, map, &proxy_url)?;
-    if points_at(&upstream, listen) {
-        return Err(refuse(format!(
-            "the API base URL to forward to, {upstream}, is the proxy's own address: set ANTHROPIC_BASE_URL to the real API (or your company's gateway) and run `keyswitch install --proxy` again"
-        )));
-    }
+    let upstream = prior_base_url(base, map, previous, listen)?;
     if let Some(old) = previous
         && old.upstream != upstream
     {
@@ -193,7 +212,24 @@ fn plan_proxy(
             old.upstream
         );
     }
-    Ok(Some(ProxySettings { listen, upstream }))
+    let network = recorded_network(map, base, listen)?;
+    Ok(Some(ProxySettings {
+        listen,
+        upstream,
+        network,
+    }))
+}
+
+/// The network settings every background proxy gets: a session's once this install has
+/// written the settings — their `env` (the proxy in NO_PROXY) over this environment.
+fn recorded_network(
+    map: &Map<String, Value>,
+    base: &InstallRecord,
+    listen: SocketAddr,
+) -> Result<BTreeMap<String, String>> {
+    let (mut map, mut record) = (map.clone(), base.clone());
+    add_proxy_entries(&mut map, &mut record, listen, |var| std::env::var(var).ok());
+    crate::proxy::network::to_record(|var| session_env(&map, var))
 }
 
 /// What `install` puts into the settings.
@@ -231,8 +267,12 @@ fn wire(
             Some(proxy) => {
                 rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
                 rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
+                add_proxy_entries(map, rec, proxy.listen, |var| std::env::var(var).ok());
             }
-            None => apply_base_url(map, rec, pool.config(), active.as_ref()),
+            None => {
+                apply_base_url(map, rec, pool.config(), active.as_ref());
+                remove_proxy_entries(map, rec);
+            }
         }
         Ok(())
     })?;
@@ -251,7 +291,7 @@ fn switch_proxy(
     let had_proxy = previous.is_some_and(|p| stop_proxy(dirs, &p)) || had_service;
     match proxy {
         Some(proxy) => {
-            let managed = crate::service::take_over(dirs, proxy.listen);
+            let managed = crate::service::take_over(dirs, proxy);
             match control::ensure_running(dirs, proxy) {
                 Ok(health) => eprintln!(
                     "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}{}",
@@ -400,28 +440,51 @@ fn check_port_usable(dirs: &Dirs, listen: SocketAddr) -> Result<()> {
     }
 }
 
-/// Whether `upstream` is a loopback address on the proxy's own port: the proxy would forward
-/// every key to itself.
-fn points_at(upstream: &str, listen: SocketAddr) -> bool {
-    let Ok(url) = url::Url::parse(upstream) else {
-        return false;
-    };
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
-        None => false,
-    };
-    loopback && url.port_or_known_default() == Some(listen.port())
+/// Whether what answers at `addr` calls itself a keyswitch proxy, whether or not it proves it
+/// holds this user's token (an older version, another user's): none of them is an upstream.
+fn answers_like_keyswitch(addr: SocketAddr) -> bool {
+    // A throwaway key: only the claim matters here, and the real token is never offered.
+    match probe(addr, "not-a-token") {
+        Probe::Ours(_) => true,
+        Probe::Unproven(Unproven::Legacy { .. } | Unproven::WrongProof) => true,
+        Probe::Unproven(_) | Probe::Nothing => false,
+    }
 }
 
-/// The API base URL the user's requests went to before proxy mode: what keyswitch replaced in
-/// the settings, else the settings' own value, else the environment's, else the public API.
+/// Why `url` is a keyswitch proxy's address, if it is one: the address this install gives the
+/// proxy, the one proxy mode had until now, or one where a keyswitch proxy answers (whichever
+/// version). Forwarding there would send every key in plain text to a port that frees up the
+/// moment the old proxy stops — for any program, of any user, to take.
+fn keyswitch_address(
+    url: &str,
+    listen: SocketAddr,
+    previous: Option<&ProxySettings>,
+) -> Option<&'static str> {
+    let addr = crate::loopback::plain_http_loopback(url)?;
+    let same = |other: SocketAddr| {
+        addr.port() == other.port() && (addr.ip() == other.ip() || addr.ip().is_unspecified())
+    };
+    if same(listen) {
+        Some("the proxy's own address")
+    } else if previous.is_some_and(|p| same(p.listen)) {
+        Some("the address proxy mode's proxy had until now")
+    } else if answers_like_keyswitch(addr) {
+        Some("where a keyswitch proxy answers")
+    } else {
+        None
+    }
+}
+
+/// The API base URL the proxy forwards to: where the user's requests went before proxy mode.
+/// First what keyswitch replaced in the settings (or the settings' own value); on a re-install,
+/// the upstream proxy mode recorded, before the environment — inside a session the environment
+/// holds the proxy's own address; then the environment's; else the public API. A keyswitch
+/// proxy's address is never the answer (see [`keyswitch_address`]).
 fn prior_base_url(
-    dirs: &Dirs,
     record: &InstallRecord,
     settings: &Map<String, Value>,
-    proxy_url: &str,
+    previous: Option<&ProxySettings>,
+    listen: SocketAddr,
 ) -> Result<String> {
     let slot = Slot::Env(BASE_URL_VAR);
     let current = slot.get(settings).and_then(Value::as_str);
@@ -435,20 +498,41 @@ fn prior_base_url(
             .map(str::to_string),
         _ => current.map(str::to_string),
     };
-    let candidate = from_settings
-        .filter(|u| u != proxy_url)
-        .or_else(|| {
-            std::env::var("ANTHROPIC_BASE_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty() && u != proxy_url)
-        })
-        .or_else(|| {
-            Mode::load(dirs)
-                .ok()
-                .and_then(Mode::proxy)
-                .map(|p| p.upstream)
-        })
-        .unwrap_or_else(|| PUBLIC_API.to_string());
+    let from_env = std::env::var("ANTHROPIC_BASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let candidates = [
+        ("the settings' ANTHROPIC_BASE_URL", from_settings),
+        (
+            "the upstream proxy mode recorded",
+            previous.map(|p| p.upstream.clone()),
+        ),
+        ("ANTHROPIC_BASE_URL in your environment", from_env),
+    ];
+    let mut refused = None;
+    let mut chosen = None;
+    for (source, url) in candidates {
+        let Some(url) = url else { continue };
+        match keyswitch_address(&url, listen, previous) {
+            None => {
+                chosen = Some(url);
+                break;
+            }
+            // Passed over for the next source: left in the settings or the record by an
+            // earlier install, it is keyswitch's own writing, not the user's upstream.
+            Some(why) => refused = Some((source, url, why)),
+        }
+    }
+    let candidate = match (chosen, refused) {
+        (Some(url), _) => url,
+        (None, Some((source, url, why))) => {
+            return Err(refuse(format!(
+                "{source}, {}, is {why}, not an API to forward to (run from inside a Claude Code session?): run `keyswitch install --proxy` from a terminal with ANTHROPIC_BASE_URL set to the real API or your company's gateway (or unset for the public API)",
+                crate::endpoint::redact_url(&url)
+            )));
+        }
+        (None, None) => PUBLIC_API.to_string(),
+    };
     let endpoint = Endpoint::parse(&candidate).map_err(|e| {
         refuse(format!(
             "your current API base URL cannot be the proxy's upstream: {}",

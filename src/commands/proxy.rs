@@ -3,12 +3,15 @@
 use anyhow::Result;
 
 use super::{Context, out};
+use crate::claude::install_record::load_record;
+use crate::claude::wiring::session_env;
 use crate::cli::ProxyAction;
 use crate::error::refuse;
 use crate::mode::Mode;
 use crate::port_owner;
 use crate::proxy::control;
 use crate::proxy_client::{Probe, Unproven, probe};
+use crate::proxy_settings::{self, ProxySettings};
 use crate::proxy_token::ensure_token;
 
 pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
@@ -62,11 +65,14 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             Ok(())
         }
         ProxyAction::Restart => {
+            let settings = with_network_from_here(ctx, settings)?;
+            proxy_settings::save(&ctx.dirs, &settings)?;
+            crate::service::refresh_network(&ctx.dirs, &settings)?;
             let token = ensure_token(&ctx.dirs)?;
             control::stop_at(settings.listen, &token)?;
             let health = control::ensure_running(&ctx.dirs, &settings)?;
             eprintln!(
-                "keyswitch: proxy {} running on {} (pid {})",
+                "keyswitch: proxy {} running on {} (pid {}) with this shell's network settings",
                 health.version, health.listen, health.pid
             );
             Ok(())
@@ -127,4 +133,15 @@ fn stopped_proxy(listen: std::net::SocketAddr) -> Option<u32> {
         .filter(port_owner::Holder::is_ours)
         .and_then(|h| h.pid)
         .filter(|pid| port_owner::is_stopped(*pid))
+}
+
+/// Proxy mode's settings with the network settings a session started from here has: the
+/// Claude Code settings' `env` (keyswitch's NO_PROXY included) over this shell's.
+fn with_network_from_here(ctx: &Context, mut settings: ProxySettings) -> Result<ProxySettings> {
+    let map = match load_record(&ctx.dirs)? {
+        Some(record) => record.settings_file()?.read()?.map,
+        None => serde_json::Map::new(),
+    };
+    settings.network = crate::proxy::network::to_record(|var| session_env(&map, var))?;
+    Ok(settings)
 }

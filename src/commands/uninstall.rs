@@ -33,6 +33,10 @@ pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
             &settings.read()?.map,
             settings.read_backup().as_ref(),
             &key_endpoints(pool.config()),
+            Mode::load(&ctx.dirs)
+                .ok()
+                .and_then(Mode::proxy)
+                .map(|p| p.listen),
         ),
     };
     let (written, notes) = take_out(&settings, &record)?;
@@ -65,7 +69,9 @@ fn settings_to_clean(named: Option<&Path>, record: Option<&InstallRecord>) -> Re
     Ok(match (named, record) {
         (Some(path), Some(r)) => {
             let named = SettingsFile::locate(Some(path))?;
-            if named.path != r.settings {
+            // A relative record (older versions) matches the file it names from this folder.
+            let recorded = std::path::absolute(&r.settings).unwrap_or_else(|_| r.settings.clone());
+            if named.path != recorded {
                 return Err(refuse(format!(
                     "keyswitch was installed in {}, not {}: run `keyswitch uninstall --settings {}`",
                     r.settings.display(),
@@ -75,9 +81,12 @@ fn settings_to_clean(named: Option<&Path>, record: Option<&InstallRecord>) -> Re
             }
             named
         }
-        (None, Some(r)) => SettingsFile {
-            path: r.settings.clone(),
-        },
+        (None, Some(r)) => r.settings_file().map_err(|e| {
+            refuse(format!(
+                "{}; or name the file: `keyswitch uninstall --settings PATH`",
+                crate::error::one_line(&e)
+            ))
+        })?,
         (path, None) => SettingsFile::locate(path)?,
     })
 }

@@ -3,7 +3,7 @@
 //! version or with other settings), and stopping it.
 //!
 //! It lives inside `proxy` because a proxy is replaced when its network settings differ from
-//! the session's, and only the proxy's upstream code can compute their fingerprint. The files
+//! the recorded ones, and only the proxy's upstream code can compute their fingerprint. The files
 //! and the protocol both sides share are outside: [`crate::proxy_settings`],
 //! [`crate::proxy_token`], [`crate::proxy_protocol`] and [`crate::proxy_client`].
 
@@ -61,11 +61,12 @@ pub fn not_ours(addr: SocketAddr, unproven: &Unproven) -> anyhow::Error {
 /// when a listener that does not prove it holds the token has the port. Many callers at once
 /// end with one proxy.
 pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
-    // The proxy works with the network settings (HTTPS_PROXY, CA files) of whoever started it:
-    // one started from a terminal without the session's settings is replaced, or every request
-    // fails on a network only the session's settings can cross.
+    // The proxy works with the network settings (HTTPS_PROXY, CA files) recorded at install,
+    // whichever session's `get` starts it: a background proxy with others (started before a
+    // re-install) is replaced; one with the recorded ones is kept, whatever this session's
+    // environment says, so sessions with different environments do not replace it in turn.
     let token = ensure_token(dirs)?;
-    let network = super::network::network_fingerprint(&token);
+    let network = super::network::recorded_fingerprint(&token, &settings.network);
     // As the proxy reports it: normalised.
     let upstream = crate::endpoint::Endpoint::parse(&settings.upstream)
         .map(|e| e.as_str().to_string())
@@ -97,7 +98,7 @@ pub fn ensure_running(dirs: &Dirs, settings: &ProxySettings) -> Result<Health> {
                 } else if !old.keychain {
                     "that cannot read the keychain".to_string()
                 } else {
-                    "started with other network settings".to_string()
+                    "started with other network settings than proxy mode recorded".to_string()
                 };
                 format!(
                     "a keyswitch proxy {which} (pid {}) holds {}, and it would not stop",
@@ -161,10 +162,17 @@ fn start(dirs: &Dirs, settings: &ProxySettings, token: &str) -> Result<Health> {
     command
         .args(["proxy", "run"])
         .env(BACKGROUND_MARK, "1")
+        // The recorded network settings, not this session's.
+        .envs(&settings.network)
         .current_dir(&dirs.state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
+    for var in super::network::NETWORK_VARS {
+        if !settings.network.contains_key(var) {
+            command.env_remove(var);
+        }
+    }
     detach(&mut command);
     let mut child = command
         .spawn()

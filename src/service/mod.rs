@@ -11,13 +11,13 @@ pub mod activation;
 pub mod launchd;
 pub mod systemd;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
 
 use crate::claude::install_record::{load_record, save_record};
 use crate::paths::Dirs;
+use crate::proxy_settings::ProxySettings;
 
 /// Which service manager runs the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,14 +66,14 @@ pub fn installed() -> Option<Manager> {
 /// Hands the proxy to this login's service manager, if it has one: writes the units and starts
 /// them. `None` where there is none, or it failed (then reported, what was written taken out
 /// again, and `get` starts the proxy as it does without a manager): install never fails for it.
-pub fn take_over(dirs: &Dirs, listen: SocketAddr) -> Option<Manager> {
+pub fn take_over(dirs: &Dirs, proxy: &ProxySettings) -> Option<Manager> {
     if !crate::failpoints::service_manager_allowed() {
         return None;
     }
     let (manager, result) = if cfg!(target_os = "linux") && systemd::user_manager_present() {
-        (Manager::Systemd, systemd::install(dirs, listen))
+        (Manager::Systemd, systemd::install(dirs, proxy))
     } else if cfg!(target_os = "macos") {
-        (Manager::Launchd, launchd::install(dirs, listen))
+        (Manager::Launchd, launchd::install(dirs, proxy.listen))
     } else {
         return None;
     };
@@ -97,6 +97,16 @@ pub fn take_over(dirs: &Dirs, listen: SocketAddr) -> Option<Manager> {
             let _ = remove(dirs, &[]);
             None
         }
+    }
+}
+
+/// Gives a managed proxy the network settings proxy.json now records (`keyswitch proxy
+/// restart`), before it is restarted: a service takes its environment from the service
+/// manager, not from the shell that restarts it.
+pub fn refresh_network(dirs: &Dirs, proxy: &ProxySettings) -> Result<()> {
+    match installed() {
+        Some(Manager::Systemd) => systemd::write_network_env(dirs, &proxy.network),
+        _ => Ok(()),
     }
 }
 

@@ -7,6 +7,7 @@
 //! `DBUS_SESSION_BUS_ADDRESS` (the Secret Service's bus); the keyswitch folders are pinned in
 //! the unit so the service uses the ones `install` used.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context, Result, anyhow};
 
 use crate::paths::Dirs;
+use crate::proxy_settings::ProxySettings;
 
 pub const SOCKET_UNIT: &str = "keyswitch-proxy.socket";
 pub const SERVICE_UNIT: &str = "keyswitch-proxy.service";
@@ -180,7 +182,8 @@ pub fn installed_files() -> Vec<PathBuf> {
 
 /// Writes both units, reloads the user manager and starts the socket (now and at every login).
 /// Returns the files written. The proxy itself starts on the first connection.
-pub fn install(dirs: &Dirs, listen: SocketAddr) -> Result<Vec<PathBuf>> {
+pub fn install(dirs: &Dirs, proxy: &ProxySettings) -> Result<Vec<PathBuf>> {
+    let listen = proxy.listen;
     let exe = crate::on_path::this_binary().context("cannot tell where the keyswitch binary is")?;
     let units = units(&exe, listen, dirs)?;
     let dir = unit_dir().ok_or_else(|| anyhow!("cannot find your home folder: set HOME"))?;
@@ -191,7 +194,7 @@ pub fn install(dirs: &Dirs, listen: SocketAddr) -> Result<Vec<PathBuf>> {
         crate::fileio::replace_file(&path, text.as_bytes(), crate::fileio::Durability::Synced)?;
         written.push(path);
     }
-    write_network_env(dirs)?;
+    write_network_env(dirs, &proxy.network)?;
     systemctl(&["daemon-reload"])?;
     // A socket already running keeps its old address until restarted.
     systemctl(&["enable", SOCKET_UNIT])?;
@@ -199,19 +202,17 @@ pub fn install(dirs: &Dirs, listen: SocketAddr) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// The network variables of this environment (install's: the user's shell) for the service,
-/// whose environment is the user manager's and often lacks a shell profile's HTTPS_PROXY.
-fn write_network_env(dirs: &Dirs) -> Result<()> {
+/// The network settings recorded in proxy.json, for the service, whose environment is the user
+/// manager's (which often lacks a shell profile's HTTPS_PROXY): the same settings every
+/// background proxy `get` starts gets. Rewritten by a re-install and `keyswitch proxy restart`.
+pub fn write_network_env(dirs: &Dirs, network: &BTreeMap<String, String>) -> Result<()> {
     let mut text = String::from(
-        "# Written by `keyswitch install --proxy`: the network settings it ran with.\n",
+        "# Written by `keyswitch install --proxy` and `keyswitch proxy restart`: the network settings proxy.json records.\n",
     );
-    for var in crate::proxy::network::NETWORK_VARS {
-        let Some(value) = std::env::var(var)
-            .ok()
-            .filter(|v| !v.contains(char::is_control))
-        else {
+    for (var, value) in network {
+        if value.contains(char::is_control) {
             continue;
-        };
+        }
         let value = value.replace('\\', "\\\\").replace('"', "\\\"");
         text.push_str(&format!("{var}=\"{value}\"\n"));
     }

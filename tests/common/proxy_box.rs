@@ -19,6 +19,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `keyswitch install --proxy --listen 127.0.0.1:PORT` in `s`, to add an environment to.
+pub fn install_proxy(s: &Sandbox, port: u16) -> assert_cmd::Command {
+    let mut cmd = s.cmd();
+    cmd.args([
+        "install",
+        "--proxy",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    cmd
+}
+
 /// A sandbox in proxy mode on a port of its own; the proxy is stopped when it is dropped.
 pub struct ProxyBox {
     pub s: Sandbox,
@@ -52,14 +64,7 @@ impl ProxyBox {
             s.add(name, secret, extra);
         }
         let port = free_port();
-        let out = s
-            .cmd()
-            .args([
-                "install",
-                "--proxy",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+        let out = install_proxy(&s, port)
             .env("ANTHROPIC_BASE_URL", upstream)
             .envs(env.iter().copied())
             .output()
