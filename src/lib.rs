@@ -16,6 +16,7 @@ mod gateway;
 mod handout;
 mod messages;
 mod mode;
+mod no_core_dumps;
 mod notify;
 mod on_path;
 mod paths;

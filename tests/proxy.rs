@@ -8,6 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use common::core_dumps::{core_files, cores_land_in_the_working_folder, with_core_dumps_allowed};
 use common::proxy_box::{BODY, ProxyBox, block, client, free_port, send};
 use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
@@ -1264,4 +1265,44 @@ fn a_litellm_budget_answer_fails_over_and_the_gateway_is_noted_for_doctor() {
     let noted: Vec<&Value> = seen.as_object().unwrap().values().collect();
     assert_eq!(noted[0]["name"], "LiteLLM");
     assert_eq!(noted[0]["version"], "1.108.7");
+}
+
+/// Started by a `get` whose shell allows core files of any size, the proxy allows none, and
+/// killed by a crash signal while it holds a key and the token it leaves no core file in its
+/// folder.
+#[test]
+fn a_proxy_that_crashes_leaves_no_core_file_even_where_core_files_are_allowed() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let out = with_core_dumps_allowed(&p.s, "get")
+        .env("ANTHROPIC_BASE_URL", p.base_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // The key's secret is now in the proxy's memory.
+    assert_eq!(p.send(&token, BODY).status, 200);
+    let pid = p.proxy_status()["pid"].as_u64().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let soft_and_hard: Vec<&str> = core.split_whitespace().skip(4).take(2).collect();
+    assert_eq!(soft_and_hard, ["0", "0"], "{core}");
+    if !cores_land_in_the_working_folder() {
+        eprintln!("the crash itself is not checked: core_pattern does not write to the folder");
+        return;
+    }
+    std::process::Command::new("kill")
+        .args(["-ABRT", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("the proxy to die", || p.proxy_status()["running"] == false);
+    assert_eq!(core_files(&p.s.state_dir()), Vec::<String>::new());
 }
