@@ -241,16 +241,20 @@ fn paths_that_climb_out_of_the_upstreams_prefix_are_refused() {
 }
 
 #[test]
-fn trace_is_never_forwarded() {
-    // An upstream that answers TRACE echoes the request back, with the key the proxy put in.
+fn trace_is_never_forwarded_in_any_spelling() {
+    // An upstream that answers TRACE echoes the request back, with the key the proxy put in;
+    // IIS does the same for TRACK, and a lenient server for either in lower case.
     let up = stand_in(|| Reply::ok("primary"));
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
     let token = p.token();
-    let answer = p.send_raw(&format!(
-        "TRACE /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\nconnection: close\r\n\r\n"
-    ));
-    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    for method in ["TRACE", "TRACK", "trace", "track", "Trace", "DEBUG"] {
+        let answer = p.send_raw(&format!(
+            "{method} /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\nconnection: close\r\n\r\n"
+        ));
+        assert!(answer.starts_with("HTTP/1.1 405"), "{method}: {answer}");
+    }
     assert!(up.requests().is_empty(), "{:?}", up.requests());
+    assert_eq!(p.send(&token, BODY).status, 200);
 }
 
 #[test]
@@ -1305,4 +1309,33 @@ fn a_proxy_that_crashes_leaves_no_core_file_even_where_core_files_are_allowed() 
         .unwrap();
     wait_for("the proxy to die", || p.proxy_status()["running"] == false);
     assert_eq!(core_files(&p.s.state_dir()), Vec::<String>::new());
+}
+
+/// An editor's half-written save of the config, while sessions are working: the proxy keeps
+/// answering from the config it last read, says so once in its log (not once per request), and
+/// takes the file up again as soon as it parses.
+#[test]
+fn a_half_written_config_mid_run_keeps_the_last_good_one_until_it_parses_again() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    let good = std::fs::read(p.s.config_file()).unwrap();
+    std::fs::write(p.s.config_file(), &good[..good.len() / 2]).unwrap();
+    for _ in 0..5 {
+        let answer = p.send(&token, BODY);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    assert_eq!(up.keys().last().unwrap(), &fake_key("primary"));
+    let log = p.proxy_log();
+    let said = log.lines().filter(|l| l.contains("keeps serving")).count();
+    assert_eq!(said, 1, "{log}");
+
+    // Fixed, with the fallback first: the very next request goes to it.
+    let mut config: Value = serde_json::from_slice(&good).unwrap();
+    config["keys"].as_array_mut().unwrap().reverse();
+    std::fs::write(p.s.config_file(), config.to_string()).unwrap();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert_eq!(up.keys().last().unwrap(), &fake_key("fallback"));
+    assert!(p.proxy_log().contains("parses again"), "{}", p.proxy_log());
 }

@@ -49,13 +49,15 @@ where
             &[],
         );
     }
-    if request.method() == hyper::Method::TRACE {
-        // An upstream that answers TRACE echoes the request, key included, back to the caller.
+    if !forwarded_method(request.method()) {
         return api_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
-            "keyswitch proxy: TRACE is not forwarded: the answer would echo the key",
-            &[],
+            &format!(
+                "keyswitch proxy: the method {} is not forwarded (only GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS are): TRACE and its kin would echo the key",
+                request.method()
+            ),
+            &[("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")],
         );
     }
     let (parts, body) = request.into_parts();
@@ -89,6 +91,24 @@ where
         }
     };
     forward(&shared, parts, body).await
+}
+
+/// The methods the API has use for, spelled as they are standardised. An upstream that
+/// answers TRACE (or IIS's TRACK, or either in another case: methods are case-sensitive, so a
+/// server may well treat `trace` as TRACE) echoes the request, key included, back to the
+/// caller; any other extension method is refused too rather than guessed about.
+fn forwarded_method(method: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
 }
 
 /// A path the proxy may join onto an upstream: absolute, with no `.` or `..` segment, however

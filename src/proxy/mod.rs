@@ -14,6 +14,7 @@ pub mod decide;
 mod fault;
 mod forward;
 mod handler;
+mod head_limit;
 mod headers;
 mod io;
 mod keys;
@@ -83,6 +84,9 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             settings.listen,
             body_idle(),
         ));
+        // Read the config now, so a save that breaks it before the first request still finds
+        // a good one to serve from.
+        let _ = shared.keys.view(whole_seconds_now());
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
             "keyswitch: proxy {} listening on {} (pid {}), forwarding to {}",

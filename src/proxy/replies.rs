@@ -134,6 +134,22 @@ pub fn unreachable_reply(upstream: &Endpoint, fault: &Fault) -> Response<Body> {
     )
 }
 
+/// An upstream that took the request and sent no answer within `waited`, with no key on
+/// another upstream left to try. Told to retry: the upstream may answer the next time (a
+/// gateway's own 504 would say the same).
+pub fn silent_reply(upstream: &Endpoint, waited: std::time::Duration) -> Response<Body> {
+    api_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "api_error",
+        &format!(
+            "keyswitch proxy: {} took the request and sent no answer within {} s, and no key on another upstream is left to try (`response_head_timeout` in the config sets how long a streamed answer may take to start)",
+            upstream.host_and_port(),
+            waited.as_secs()
+        ),
+        &[("x-should-retry", "true")],
+    )
+}
+
 /// keyswitch's own trouble (its files, the keychain), in words; `extra` headers as
 /// [`api_error`] takes them.
 pub fn internal_error(error: &anyhow::Error, extra: &[(&str, &str)]) -> Response<Body> {
