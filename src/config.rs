@@ -441,7 +441,6 @@ impl Config {
 
     /// The bytes of request bodies the proxy holds at once, all requests together
     /// (`request_body_budget_mib`).
-    #[allow(dead_code)] // used by the body budget, the next commit
     pub fn request_body_budget(&self) -> usize {
         let mib = self
             .request_body_budget_mib

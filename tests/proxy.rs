@@ -1339,3 +1339,53 @@ fn a_half_written_config_mid_run_keeps_the_last_good_one_until_it_parses_again()
     assert_eq!(up.keys().last().unwrap(), &fake_key("fallback"));
     assert!(p.proxy_log().contains("parses again"), "{}", p.proxy_log());
 }
+
+/// The proxy's peak resident memory so far (VmHWM), in MiB.
+fn peak_memory_mib(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
+}
+
+/// Sixteen sessions sending 20 MB each at once (the API takes up to 32 MB) to an upstream that
+/// takes half a second: the proxy stays well under 256 MiB, the requests past its body budget
+/// get a 503 to retry in a moment, and the proxy answers on.
+#[test]
+fn sixteen_concurrent_20_mb_requests_keep_the_proxy_well_under_256_mib() {
+    let up = Upstream::start(|r| {
+        std::thread::sleep(Duration::from_millis(500));
+        Reply::ok(&r.key)
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let pid = p.proxy_status()["pid"].as_u64().unwrap();
+    let body = vec![b'x'; 20 * 1024 * 1024];
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let sending: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| send(&p.base_url(), &token, &body, &[])))
+            .collect();
+        sending.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let peak = peak_memory_mib(pid);
+    eprintln!("the proxy peaked at {peak} MiB");
+    assert!(peak < 200, "the proxy reached {peak} MiB");
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert_eq!(
+        refused.len() + statuses.iter().filter(|s| **s == 200).count(),
+        16
+    );
+    for answer in refused {
+        assert_eq!(answer.headers["retry-after"], "2");
+        assert_eq!(answer.headers["x-should-retry"], "true");
+        assert!(
+            answer.message().contains("request_body_budget_mib"),
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(p.send(&token, BODY).status, 200);
+}

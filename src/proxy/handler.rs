@@ -11,7 +11,7 @@ use super::body::{BodyFault, MAX_REQUEST_BODY, read_body};
 use super::forward::forward;
 use super::headers::authorized;
 use super::io::{Body, BoxError};
-use super::replies::{api_error, health, plain, refuse_token};
+use super::replies::{api_error, health, over_budget, plain, refuse_token};
 use super::shared::Shared;
 use super::upstream::Upstream;
 use crate::proxy_protocol::{HEALTH_PATH, SHUTDOWN_PATH};
@@ -60,9 +60,15 @@ where
             &[("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")],
         );
     }
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, shared.body_idle).await {
-        Ok(body) => body,
+    // The share of the body budget is held until the request is done.
+    let (body, _held) = match read_body(body, shared.body_idle, &shared.bodies, declared).await {
+        Ok(read) => read,
+        Err(BodyFault::OverBudget) => return over_budget(shared.bodies.total()),
         Err(BodyFault::TooLarge) => {
             return api_error(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -7,6 +7,7 @@
 
 mod accept;
 mod body;
+mod body_budget;
 mod clues;
 mod connect;
 pub mod control;
@@ -76,17 +77,27 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         .build()
         .context("cannot start the proxy's runtime")?;
     runtime.block_on(async move {
-        let shared = Arc::new(shared::Shared::new(
-            token,
-            keys::KeyPool::new(dirs),
-            upstream::Client::new().context("cannot set up the HTTP client")?,
-            default_upstream,
-            settings.listen,
-            body_idle(),
-        ));
+        let keys = keys::KeyPool::new(dirs);
         // Read the config now, so a save that breaks it before the first request still finds
-        // a good one to serve from.
-        let _ = shared.keys.view(whole_seconds_now());
+        // a good one to serve from; the body budget is sized from it.
+        let budget = keys
+            .view(whole_seconds_now())
+            .map_or_else(
+                |_| crate::config::Config::default(),
+                |view| view.files.config.clone(),
+            )
+            .request_body_budget();
+        let shared = Arc::new(
+            shared::Shared::new(
+                token,
+                keys,
+                upstream::Client::new().context("cannot set up the HTTP client")?,
+                default_upstream,
+                settings.listen,
+                body_idle(),
+            )
+            .with_body_budget(budget),
+        );
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
             "keyswitch: proxy {} listening on {} (pid {}), forwarding to {}",

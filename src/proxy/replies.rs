@@ -150,6 +150,25 @@ pub fn silent_reply(upstream: &Endpoint, waited: std::time::Duration) -> Respons
     )
 }
 
+/// The request bodies in flight already fill the proxy's memory budget (`total` bytes): the
+/// request is to be sent again in a moment, when they are done. The connection is closed, as
+/// the body may not have been read.
+pub fn over_budget(total: usize) -> Response<Body> {
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded_error",
+        &format!(
+            "keyswitch proxy: the requests in flight already hold {} MiB of request bodies, its memory budget (`request_body_budget_mib` in the config); try again in a moment",
+            total / (1024 * 1024)
+        ),
+        &[
+            ("retry-after", "2"),
+            ("x-should-retry", "true"),
+            ("connection", "close"),
+        ],
+    )
+}
+
 /// keyswitch's own trouble (its files, the keychain), in words; `extra` headers as
 /// [`api_error`] takes them.
 pub fn internal_error(error: &anyhow::Error, extra: &[(&str, &str)]) -> Response<Body> {
