@@ -1389,3 +1389,52 @@ fn sixteen_concurrent_20_mb_requests_keep_the_proxy_well_under_256_mib() {
     }
     assert_eq!(p.send(&token, BODY).status, 200);
 }
+
+/// A key whose secret is gone from the keychain is met by every request: the proxy's log says
+/// so once, not once a request.
+#[test]
+fn a_key_without_a_secret_is_warned_about_once_not_once_a_request() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    std::process::Command::new("secret-tool")
+        .args(["clear", "service", &p.s.service, "username", "primary"])
+        .status()
+        .unwrap();
+    for _ in 0..30 {
+        assert_eq!(p.send(&token, BODY).status, 200);
+    }
+    assert!(up.keys().iter().all(|k| *k == fake_key("fallback")));
+    let log = p.proxy_log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("primary has no secret"))
+        .count();
+    assert_eq!(said, 1, "{log}");
+}
+
+/// A proxy.log grown past a megabyte (weeks of a proxy's warnings) is cut to its newest lines
+/// by the proxy that writes to it, and the proxy's own lines go on at its end.
+#[test]
+fn the_proxy_keeps_its_log_under_a_megabyte() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let log = p.s.state_dir().join("proxy.log");
+    let old: String = (0..40_000)
+        .map(|n| format!("old line {n:05} {}\n", "x".repeat(60)))
+        .collect();
+    std::fs::write(&log, old).unwrap();
+    let token = p.token();
+    wait_for("the log to be trimmed", || {
+        std::fs::metadata(&log).unwrap().len() <= 1024 * 1024
+    });
+    let text = p.proxy_log();
+    assert!(
+        text.contains("old line 39999"),
+        "the newest old lines are kept"
+    );
+    assert!(!text.contains("old line 00000"));
+    assert!(text.contains("listening on"), "{text}");
+    assert_eq!(p.send(&token, BODY).status, 200);
+}

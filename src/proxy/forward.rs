@@ -282,19 +282,20 @@ async fn attempt<U: Upstream>(
     .await
 }
 
-/// The key's secret; `None` (and a warning) when the keychain has none, or one that is not a
-/// single printable token and so cannot go in a header.
+/// The key's secret; `None` (and a warning, at most once a minute a key: every request meets
+/// it) when the keychain has none, or one that is not a single printable token and so cannot go
+/// in a header.
 async fn usable_secret<U>(shared: &Shared<U>, name: &str) -> anyhow::Result<Option<Secret>> {
     match shared.keys.secret(name).await? {
         Some(secret) if crate::validate::secret_problem(&secret).is_some() => {
-            crate::messages::warn(format_args!(
+            shared.warnings.warn(name, format_args!(
                 "the secret of {name} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {name} --replace`)"
             ));
             Ok(None)
         }
         Some(secret) => Ok(Some(secret)),
         None => {
-            crate::messages::warn(format_args!(
+            shared.warnings.warn(name, format_args!(
                 "{name} has no secret in the keychain; skipping it (store one with `keyswitch add {name} --replace`)"
             ));
             Ok(None)

@@ -19,9 +19,11 @@ mod head_limit;
 mod headers;
 mod io;
 mod keys;
+mod log_bound;
 mod network;
 mod replies;
 mod shared;
+mod sparing;
 #[cfg(test)]
 mod testing;
 mod tls;
@@ -77,6 +79,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         .build()
         .context("cannot start the proxy's runtime")?;
     runtime.block_on(async move {
+        let log_path = dirs.proxy_log();
         let keys = keys::KeyPool::new(dirs);
         // Read the config now, so a save that breaks it before the first request still finds
         // a good one to serve from; the body budget is sized from it.
@@ -98,6 +101,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             )
             .with_body_budget(budget),
         );
+        tokio::spawn(log_bound::keep_bounded(log_path));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
             "keyswitch: proxy {} listening on {} (pid {}), forwarding to {}",

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::body_budget::BodyBudget;
 use super::keys::KeyPool;
+use super::sparing::Sparing;
 use super::upstream::Client;
 use crate::endpoint::Endpoint;
 
@@ -30,6 +31,8 @@ pub struct Shared<U = Client> {
     pub body_idle: Duration,
     /// The memory every request body held at once draws on.
     pub bodies: BodyBudget,
+    /// Warnings every request would repeat, said sparingly.
+    pub warnings: Sparing,
     /// When each upstream was found down; by tokio's clock, so tests can move it on.
     unreachable: Mutex<HashMap<String, Instant>>,
 }
@@ -52,6 +55,7 @@ impl<U> Shared<U> {
             stop: tokio::sync::Notify::new(),
             body_idle,
             bodies: BodyBudget::new(crate::config::Config::default().request_body_budget()),
+            warnings: Sparing::default(),
             unreachable: Mutex::new(HashMap::new()),
         }
     }
