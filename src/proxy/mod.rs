@@ -83,13 +83,10 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         let keys = keys::KeyPool::new(dirs);
         // Read the config now, so a save that breaks it before the first request still finds
         // a good one to serve from; the body budget is sized from it.
-        let budget = keys
-            .view(whole_seconds_now())
-            .map_or_else(
-                |_| crate::config::Config::default(),
-                |view| view.files.config.clone(),
-            )
-            .request_body_budget();
+        let budget = keys.view(whole_seconds_now()).map_or_else(
+            |_| crate::config::Config::default().request_body_budget(),
+            |view| view.files.config.request_body_budget(),
+        );
         let shared = Arc::new(
             shared::Shared::new(
                 token,
