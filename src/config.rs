@@ -21,6 +21,18 @@ use crate::validate::check_name;
 pub const DEFAULT_KEYCHAIN_SERVICE: &str = "keyswitch";
 /// The cooldown when neither the mark, the key nor a per-reason default says otherwise.
 pub const DEFAULT_COOLDOWN: SignedDuration = SignedDuration::from_hours(1);
+/// How long the proxy waits for the head of a streaming answer before it tries a key on
+/// another upstream: Anthropic sends it within seconds, before the first token.
+pub const DEFAULT_RESPONSE_HEAD_TIMEOUT: SignedDuration = SignedDuration::from_secs(60);
+/// The range `response_head_timeout` may take: below a second is no time to answer, and past
+/// ten minutes Claude Code has given up itself (it sends `X-Stainless-Timeout: 600`).
+const RESPONSE_HEAD_TIMEOUT_RANGE: (SignedDuration, SignedDuration) =
+    (SignedDuration::from_secs(1), SignedDuration::from_mins(10));
+/// How much memory the proxy gives request bodies it holds, all requests together, in MiB.
+pub const DEFAULT_REQUEST_BODY_BUDGET_MIB: u64 = 128;
+/// At least the API's largest request (32 MB), so every request the API would take fits.
+const MIN_REQUEST_BODY_BUDGET_MIB: u64 = 32;
+const MAX_REQUEST_BODY_BUDGET_MIB: u64 = 64 * 1024;
 
 /// Which OS keychain holds the secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +179,10 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// The user's rules for gateway answers the built-in table does not know.
     gateway_rules: Vec<Rule>,
+    /// Proxy mode: how long a streaming answer's head may take; 60s when absent.
+    response_head_timeout: Option<Spelled<SignedDuration>>,
+    /// Proxy mode: the memory for request bodies held at once, in MiB; 128 when absent.
+    request_body_budget_mib: Option<u64>,
 }
 
 /// The file's form: what serde reads and writes. Only [`Config::load`] and [`Config::save`] see
@@ -187,6 +203,10 @@ struct ConfigFile {
     /// Each read on its own, so that a rule of the wrong shape is named by its place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     gateway_rules: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_head_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_body_budget_mib: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -264,6 +284,28 @@ impl TryFrom<ConfigFile> for Config {
                     .with_context(|| format!("gateway_rules[{index}]"))
             })
             .collect::<Result<_>>()?;
+        let response_head_timeout = file
+            .response_head_timeout
+            .as_deref()
+            .map(Spelled::duration)
+            .transpose()
+            .context("response_head_timeout")?;
+        if let Some(timeout) = &response_head_timeout {
+            let (least, most) = RESPONSE_HEAD_TIMEOUT_RANGE;
+            if !(least..=most).contains(timeout.value()) {
+                return Err(anyhow!(
+                    "response_head_timeout: {} is outside 1s to 10m; 60s is the default",
+                    timeout.text()
+                ));
+            }
+        }
+        if let Some(mib) = file.request_body_budget_mib
+            && !(MIN_REQUEST_BODY_BUDGET_MIB..=MAX_REQUEST_BODY_BUDGET_MIB).contains(&mib)
+        {
+            return Err(anyhow!(
+                "request_body_budget_mib: {mib} is outside {MIN_REQUEST_BODY_BUDGET_MIB} (the API's largest request) to {MAX_REQUEST_BODY_BUDGET_MIB}; {DEFAULT_REQUEST_BODY_BUDGET_MIB} is the default"
+            ));
+        }
         Ok(Self {
             store: file.store,
             keychain_service: file.keychain_service,
@@ -271,6 +313,8 @@ impl TryFrom<ConfigFile> for Config {
             reason_cooldowns,
             keys,
             gateway_rules,
+            response_head_timeout,
+            request_body_budget_mib: file.request_body_budget_mib,
         })
     }
 }
@@ -301,6 +345,8 @@ impl From<&Config> for ConfigFile {
                 .iter()
                 .filter_map(|rule| serde_json::to_value(RuleFile::from(rule)).ok())
                 .collect(),
+            response_head_timeout: config.response_head_timeout.as_ref().map(text),
+            request_body_budget_mib: config.request_body_budget_mib,
         }
     }
 }
@@ -383,6 +429,25 @@ impl Config {
         &self.gateway_rules
     }
 
+    /// How long the proxy waits for a streaming answer's head before it tries a key on another
+    /// upstream (`response_head_timeout`).
+    pub fn response_head_timeout(&self) -> std::time::Duration {
+        let timeout = self
+            .response_head_timeout
+            .as_ref()
+            .map_or(DEFAULT_RESPONSE_HEAD_TIMEOUT, |t| *t.value());
+        timeout.unsigned_abs()
+    }
+
+    /// The bytes of request bodies the proxy holds at once, all requests together
+    /// (`request_body_budget_mib`).
+    pub fn request_body_budget(&self) -> usize {
+        let mib = self
+            .request_body_budget_mib
+            .unwrap_or(DEFAULT_REQUEST_BODY_BUDGET_MIB);
+        usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+    }
+
     /// True when any key is tied to an endpoint: only then does keyswitch manage
     /// `ANTHROPIC_BASE_URL` at all.
     pub fn uses_endpoints(&self) -> bool {
@@ -408,6 +473,38 @@ mod tests {
             Config::load(&dir.path().join("nope.json")).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn the_proxys_limits_default_and_are_read_within_their_ranges() {
+        let none = load_text("{}").unwrap();
+        assert_eq!(none.response_head_timeout().as_secs(), 60);
+        assert_eq!(none.request_body_budget(), 128 * 1024 * 1024);
+        let set = load_text(r#"{"response_head_timeout": "90s", "request_body_budget_mib": 64}"#)
+            .unwrap();
+        assert_eq!(set.response_head_timeout().as_secs(), 90);
+        assert_eq!(set.request_body_budget(), 64 * 1024 * 1024);
+        for (bad, named) in [
+            (
+                r#"{"response_head_timeout": "0s"}"#,
+                "response_head_timeout",
+            ),
+            (
+                r#"{"response_head_timeout": "1h"}"#,
+                "response_head_timeout",
+            ),
+            (
+                r#"{"response_head_timeout": "soon"}"#,
+                "response_head_timeout",
+            ),
+            (
+                r#"{"request_body_budget_mib": 8}"#,
+                "request_body_budget_mib",
+            ),
+        ] {
+            let text = format!("{:#}", load_text(bad).unwrap_err());
+            assert!(text.contains(named), "{bad}: {text}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod handout;
 mod loopback;
 mod messages;
 mod mode;
+mod no_core_dumps;
 mod no_proxy;
 mod notify;
 mod on_path;

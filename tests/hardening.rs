@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::core_dumps::{core_files, cores_land_in_the_working_folder, with_core_dumps_allowed};
 use common::{Sandbox, fake_key};
 use serde_json::Value;
 
@@ -472,4 +473,22 @@ fn remove_deletes_every_copy_of_the_secret() {
     store_with_secret_tool(&s, "primary", &fake_key("copy"), Some("session"));
     s.cmd().args(["remove", "primary"]).assert().success();
     assert_eq!(s.secret_tool_lookup("primary"), None);
+}
+
+#[test]
+fn get_that_crashes_holding_a_key_leaves_no_core_file() {
+    if !cores_land_in_the_working_folder() {
+        eprintln!("skipped: this machine's core_pattern does not write core files to the folder");
+        return;
+    }
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let folder = tempfile::tempdir().unwrap();
+    let out = with_core_dumps_allowed(&s, "get")
+        .env("KEYSWITCH_TEST_CRASH_AT", "get-secret-read")
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "get did not crash at the failpoint");
+    assert_eq!(core_files(folder.path()), Vec::<String>::new());
 }

@@ -8,6 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use common::core_dumps::{core_files, cores_land_in_the_working_folder, with_core_dumps_allowed};
 use common::proxy_box::{BODY, ProxyBox, block, client, free_port, install_proxy, send};
 use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
@@ -240,16 +241,20 @@ fn paths_that_climb_out_of_the_upstreams_prefix_are_refused() {
 }
 
 #[test]
-fn trace_is_never_forwarded() {
-    // An upstream that answers TRACE echoes the request back, with the key the proxy put in.
+fn trace_is_never_forwarded_in_any_spelling() {
+    // An upstream that answers TRACE echoes the request back, with the key the proxy put in;
+    // IIS does the same for TRACK, and a lenient server for either in lower case.
     let up = stand_in(|| Reply::ok("primary"));
     let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
     let token = p.token();
-    let answer = p.send_raw(&format!(
-        "TRACE /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\nconnection: close\r\n\r\n"
-    ));
-    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    for method in ["TRACE", "TRACK", "trace", "track", "Trace", "DEBUG"] {
+        let answer = p.send_raw(&format!(
+            "{method} /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {token}\r\nconnection: close\r\n\r\n"
+        ));
+        assert!(answer.starts_with("HTTP/1.1 405"), "{method}: {answer}");
+    }
     assert!(up.requests().is_empty(), "{:?}", up.requests());
+    assert_eq!(p.send(&token, BODY).status, 200);
 }
 
 #[test]
@@ -1780,4 +1785,174 @@ fn uninstall_after_the_state_folder_is_lost_takes_out_the_proxy_address_and_no_p
         original
     );
     assert!(!s.config_dir().join("proxy.json").exists());
+}
+
+/// Started by a `get` whose shell allows core files of any size, the proxy allows none, and
+/// killed by a crash signal while it holds a key and the token it leaves no core file in its
+/// folder.
+#[test]
+fn a_proxy_that_crashes_leaves_no_core_file_even_where_core_files_are_allowed() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let out = with_core_dumps_allowed(&p.s, "get")
+        .env("ANTHROPIC_BASE_URL", p.base_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // The key's secret is now in the proxy's memory.
+    assert_eq!(p.send(&token, BODY).status, 200);
+    let pid = p.proxy_status()["pid"].as_u64().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let soft_and_hard: Vec<&str> = core.split_whitespace().skip(4).take(2).collect();
+    assert_eq!(soft_and_hard, ["0", "0"], "{core}");
+    if !cores_land_in_the_working_folder() {
+        eprintln!("the crash itself is not checked: core_pattern does not write to the folder");
+        return;
+    }
+    std::process::Command::new("kill")
+        .args(["-ABRT", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("the proxy to die", || p.proxy_status()["running"] == false);
+    assert_eq!(core_files(&p.s.state_dir()), Vec::<String>::new());
+}
+
+/// An editor's half-written save of the config, while sessions are working: the proxy keeps
+/// answering from the config it last read, says so once in its log (not once per request), and
+/// takes the file up again as soon as it parses.
+#[test]
+fn a_half_written_config_mid_run_keeps_the_last_good_one_until_it_parses_again() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    let good = std::fs::read(p.s.config_file()).unwrap();
+    std::fs::write(p.s.config_file(), &good[..good.len() / 2]).unwrap();
+    for _ in 0..5 {
+        let answer = p.send(&token, BODY);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    assert_eq!(up.keys().last().unwrap(), &fake_key("primary"));
+    let log = p.proxy_log();
+    let said = log.lines().filter(|l| l.contains("keeps serving")).count();
+    assert_eq!(said, 1, "{log}");
+
+    // Fixed, with the fallback first: the very next request goes to it.
+    let mut config: Value = serde_json::from_slice(&good).unwrap();
+    config["keys"].as_array_mut().unwrap().reverse();
+    std::fs::write(p.s.config_file(), config.to_string()).unwrap();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    assert_eq!(up.keys().last().unwrap(), &fake_key("fallback"));
+    assert!(p.proxy_log().contains("parses again"), "{}", p.proxy_log());
+}
+
+/// The proxy's peak resident memory so far (VmHWM), in MiB.
+fn peak_memory_mib(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
+}
+
+/// Sixteen sessions sending 20 MB each at once (the API takes up to 32 MB) to an upstream that
+/// takes half a second: the proxy stays well under 256 MiB, the requests past its body budget
+/// get a 503 to retry in a moment, and the proxy answers on.
+#[test]
+fn sixteen_concurrent_20_mb_requests_keep_the_proxy_well_under_256_mib() {
+    let up = Upstream::start(|r| {
+        std::thread::sleep(Duration::from_millis(500));
+        Reply::ok(&r.key)
+    });
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let pid = p.proxy_status()["pid"].as_u64().unwrap();
+    let body = vec![b'x'; 20 * 1024 * 1024];
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let sending: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| send(&p.base_url(), &token, &body, &[])))
+            .collect();
+        sending.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let peak = peak_memory_mib(pid);
+    eprintln!("the proxy peaked at {peak} MiB");
+    assert!(peak < 200, "the proxy reached {peak} MiB");
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert_eq!(
+        refused.len() + statuses.iter().filter(|s| **s == 200).count(),
+        16
+    );
+    for answer in refused {
+        assert_eq!(answer.headers["retry-after"], "2");
+        assert_eq!(answer.headers["x-should-retry"], "true");
+        assert!(
+            answer.message().contains("request_body_budget_mib"),
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(p.send(&token, BODY).status, 200);
+}
+
+/// A key whose secret is gone from the keychain is met by every request: the proxy's log says
+/// so once, not once a request.
+#[test]
+fn a_key_without_a_secret_is_warned_about_once_not_once_a_request() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    let token = p.token();
+    std::process::Command::new("secret-tool")
+        .args(["clear", "service", &p.s.service, "username", "primary"])
+        .status()
+        .unwrap();
+    // A fresh proxy: the running one may hold the secret from its keychain check already.
+    p.s.cmd().args(["proxy", "restart"]).assert().success();
+    for _ in 0..30 {
+        assert_eq!(p.send(&token, BODY).status, 200);
+    }
+    assert!(up.keys().iter().all(|k| *k == fake_key("fallback")));
+    let log = p.proxy_log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("primary has no secret"))
+        .count();
+    assert_eq!(said, 1, "{log}");
+}
+
+/// A proxy.log grown past a megabyte (weeks of a proxy's warnings) is cut to its newest lines
+/// by the proxy that writes to it, and the proxy's own lines go on at its end.
+#[test]
+fn the_proxy_keeps_its_log_under_a_megabyte() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let log = p.s.state_dir().join("proxy.log");
+    let old: String = (0..40_000)
+        .map(|n| format!("old line {n:05} {}\n", "x".repeat(60)))
+        .collect();
+    std::fs::write(&log, old).unwrap();
+    let token = p.token();
+    wait_for("the log to be trimmed", || {
+        std::fs::metadata(&log).unwrap().len() <= 1024 * 1024
+    });
+    let text = p.proxy_log();
+    assert!(
+        text.contains("old line 39999"),
+        "the newest old lines are kept"
+    );
+    assert!(!text.contains("old line 00000"));
+    assert!(text.contains("listening on"), "{text}");
+    assert_eq!(p.send(&token, BODY).status, 200);
 }

@@ -30,6 +30,8 @@ use crate::timespec::{local_clock, until_in_words};
 use crate::validate::secret_problem;
 
 pub fn run(ctx: &Context) -> Result<()> {
+    // Before any secret is in memory: a crash of `get` must not leave a core file holding it.
+    crate::no_core_dumps::forbid();
     if let Mode::Proxy(proxy) = Mode::load(&ctx.dirs)? {
         return hand_out_token(ctx, &proxy);
     }
@@ -121,6 +123,7 @@ fn hand_out_key(
                 until_in_words(until, now)
             ));
         }
+        crate::failpoints::crash_point("get-secret-read");
         print_secret(&secret)?;
         if let Err(e) = sessions::remember(&ctx.dirs.sessions(), name, now) {
             crate::messages::warn_failed(format_args!("note which session got {name}"), &e);

@@ -35,7 +35,11 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
         };
     };
     match action {
-        ProxyAction::Run => crate::proxy::run(ctx.dirs.clone(), &settings),
+        ProxyAction::Run => {
+            // It holds every key's secret and the token for as long as it runs.
+            crate::no_core_dumps::forbid();
+            crate::proxy::run(ctx.dirs.clone(), &settings)
+        }
         ProxyAction::Start => {
             crate::service::start();
             let health = control::ensure_running(&ctx.dirs, &settings)?;

@@ -5,11 +5,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::HeaderMap;
 use hyper::{Response, StatusCode};
 
+use super::body_budget::{BodyBudget, Held};
 use super::decide::ERROR_BODY_LIMIT;
 use super::headers::strip_hop_by_hop;
 use super::io::{Body, BoxError};
@@ -24,20 +25,36 @@ pub const BODY_IDLE: Duration = Duration::from_secs(60);
 
 pub enum BodyFault {
     TooLarge,
+    /// The bodies of the requests in flight already fill the budget.
+    OverBudget,
     /// Nothing more arrived for the idle time.
     Stalled,
     Broken,
 }
 
-/// The whole request body, kept to be re-sent to the next key. A body that arrives in one
-/// piece (as a loopback client's usually does) is kept as it is, not copied.
-pub async fn read_body<B>(body: B, idle: Duration) -> Result<Bytes, BodyFault>
+/// The whole request body, kept to be re-sent to the next key, with its share of `budget`
+/// (held until the request is done). `declared` is its `content-length`: a body larger than
+/// the API takes, or than the budget has left, is refused before a byte is read. A body that
+/// arrives in one piece is kept as it is; one in many is copied once into a buffer of the
+/// declared size, so it is never held twice over.
+pub async fn read_body<B>(
+    body: B,
+    idle: Duration,
+    budget: &BodyBudget,
+    declared: Option<u64>,
+) -> Result<(Bytes, Held), BodyFault>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    let declared = match declared.map(usize::try_from) {
+        Some(Ok(n)) if n <= MAX_REQUEST_BODY => n,
+        Some(_) => return Err(BodyFault::TooLarge),
+        None => 0,
+    };
+    let mut held = budget.hold(declared).ok_or(BodyFault::OverBudget)?;
     let mut body = Limited::new(body, MAX_REQUEST_BODY);
-    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut whole = Whole::Empty;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(BodyFault::Stalled),
@@ -52,14 +69,54 @@ where
         if let Ok(data) = frame.into_data()
             && !data.is_empty()
         {
-            pieces.push(data);
+            if !held.grow_to(whole.len() + data.len()) {
+                return Err(BodyFault::OverBudget);
+            }
+            whole = whole.and(data, declared);
         }
     }
-    Ok(match pieces.len() {
-        0 => Bytes::new(),
-        1 => pieces.pop().unwrap_or_default(),
-        _ => pieces.concat().into(),
-    })
+    Ok((whole.into_bytes(), held))
+}
+
+/// A body as it is put together.
+enum Whole {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Whole {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(bytes) => bytes.len(),
+            Self::Many(bytes) => bytes.len(),
+        }
+    }
+
+    fn and(self, data: Bytes, declared: usize) -> Self {
+        match self {
+            Self::Empty => Self::One(data),
+            Self::One(first) => {
+                let mut joined = BytesMut::with_capacity(declared.max(first.len() + data.len()));
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                Self::Many(joined)
+            }
+            Self::Many(mut joined) => {
+                joined.extend_from_slice(&data);
+                Self::Many(joined)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(bytes) => bytes.freeze(),
+        }
+    }
 }
 
 /// Streams an upstream response back as it arrives: SSE events reach the client as soon as

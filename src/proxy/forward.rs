@@ -10,7 +10,8 @@
 //! ```
 //!
 //! [`Attempts`] holds what the request learnt on the way: the keys it tried, the upstream it
-//! could not reach, the keys the upstream refused.
+//! could not reach or that took the request and went silent ([`super::head_limit`]), the keys
+//! the upstream refused.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,11 +23,13 @@ use jiff::Timestamp;
 use super::body::{ErrorBody, Head, full, header_text, read_error_body, rebuild, stream_back};
 use super::decide::{self, Verdict};
 use super::fault::Fault;
+use super::head_limit;
 use super::headers::{forwarded_headers, session_id, with_secret};
 use super::io::Body;
 use super::keys::{Secret, View};
 use super::replies::{
-    all_unavailable, error_answer_cut_off, internal_error, refusal_not_shown, unreachable_reply,
+    all_unavailable, error_answer_cut_off, internal_error, refusal_not_shown, silent_reply,
+    unreachable_reply,
 };
 use super::shared::Shared;
 use super::upstream::Upstream;
@@ -106,6 +109,10 @@ struct Attempts {
     tried: Vec<String>,
     /// The last upstream that could not be reached, and why: named if no key answers.
     unreachable: Option<(Endpoint, Fault)>,
+    /// The upstreams that took the request and sent no answer in time, and the time waited:
+    /// no other key there is tried (it would wait as long), and if no key elsewhere answers,
+    /// Claude Code is told to retry.
+    silent: Vec<(Endpoint, std::time::Duration)>,
     /// Keys the upstream refused (401/403): marked only once another key succeeds, so one
     /// request the upstream forbids never sets the whole pool aside.
     refused: Vec<(String, Failure)>,
@@ -116,6 +123,10 @@ struct Attempts {
 impl Attempts {
     fn tried(&self, name: &str) -> bool {
         self.tried.iter().any(|n| n == name)
+    }
+
+    fn went_silent(&self, upstream: &Endpoint) -> bool {
+        self.silent.iter().any(|(e, _)| e == upstream)
     }
 
     fn refused(&mut self, name: &str, failure: Failure, refusal: Response<Body>) {
@@ -146,17 +157,20 @@ impl Attempts {
             .refused
             .iter()
             .any(|(_, f)| matches!(f, Failure::ThisRequestOnly { .. }));
-        match (self.last_refusal, self.unreachable) {
-            (Some(_), _) if one_returns && !about_the_request => all_unavailable(view, now),
-            (Some(mut refusal), _) => {
+        let silent = self.silent.into_iter().last();
+        match (self.last_refusal, silent, self.unreachable) {
+            (Some(_), _, _) if one_returns && !about_the_request => all_unavailable(view, now),
+            (Some(mut refusal), _, _) => {
                 refusal.headers_mut().insert(
                     "x-should-retry",
                     hyper::header::HeaderValue::from_static("false"),
                 );
                 refusal
             }
-            (None, Some((upstream, fault))) => unreachable_reply(&upstream, &fault),
-            (None, None) => all_unavailable(view, now),
+            // The upstream may answer the next try: not a key's fault, and not one to give up on.
+            (None, Some((upstream, waited)), _) => silent_reply(&upstream, waited),
+            (None, None, Some((upstream, fault))) => unreachable_reply(&upstream, &fault),
+            (None, None, None) => all_unavailable(view, now),
         }
     }
 }
@@ -186,6 +200,9 @@ fn choose<'a, U>(shared: &'a Shared<U>, view: &'a View, attempts: &Attempts) -> 
             continue;
         }
         let upstream = upstream_of(shared, &keys[index]);
+        if attempts.went_silent(upstream) {
+            continue;
+        }
         if !shared.is_unreachable(upstream) {
             return Some(choice(index, upstream));
         }
@@ -224,7 +241,21 @@ async fn attempt<U: Upstream>(
         let fault = Fault::Broken("the request's path makes no URL there".to_string());
         return Step::Answer(unreachable_reply(choice.upstream, &fault));
     };
-    let response = match shared.client.send(|| request.to(&uri, &secret)).await {
+    let sending = shared.client.send(|| request.to(&uri, &secret));
+    let head_timeout = view.files.config.response_head_timeout();
+    let answer = match head_limit::within(sending, head_timeout, &request.body).await {
+        Ok(answer) => answer,
+        // Not the key's doing: nothing is marked. Other requests pass the upstream over for a
+        // while, as one that cannot be reached.
+        Err(silent) => {
+            shared.note_unreachable(choice.upstream);
+            attempts
+                .silent
+                .push((choice.upstream.clone(), silent.waited));
+            return Step::TryNext;
+        }
+    };
+    let response = match answer {
         Ok(response) => response,
         // Nothing reached the upstream (down, a certificate this network does not trust, proxy
         // settings that cannot work for it): a key elsewhere may still answer; if none does,
@@ -251,19 +282,20 @@ async fn attempt<U: Upstream>(
     .await
 }
 
-/// The key's secret; `None` (and a warning) when the keychain has none, or one that is not a
-/// single printable token and so cannot go in a header.
+/// The key's secret; `None` (and a warning, at most once a minute a key: every request meets
+/// it) when the keychain has none, or one that is not a single printable token and so cannot go
+/// in a header.
 async fn usable_secret<U>(shared: &Shared<U>, name: &str) -> anyhow::Result<Option<Secret>> {
     match shared.keys.secret(name).await? {
         Some(secret) if crate::validate::secret_problem(&secret).is_some() => {
-            crate::messages::warn(format_args!(
+            shared.warnings.warn(name, format_args!(
                 "the secret of {name} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {name} --replace`)"
             ));
             Ok(None)
         }
         Some(secret) => Ok(Some(secret)),
         None => {
-            crate::messages::warn(format_args!(
+            shared.warnings.warn(name, format_args!(
                 "{name} has no secret in the keychain; skipping it (store one with `keyswitch add {name} --replace`)"
             ));
             Ok(None)
@@ -375,7 +407,9 @@ mod tests {
     use crate::proxy::decide::ERROR_BODY_LIMIT;
     use crate::proxy::io::BoxError;
     use crate::proxy::shared::SKIP_UNREACHABLE;
-    use crate::proxy::testing::{Fixture, Seen, collect, key, messages_request, reply, with_pool};
+    use crate::proxy::testing::{
+        Fixture, Seen, collect, key, messages_request, never_answers, reply, with_pool,
+    };
     use Availability::{CoolingUntil, Ready, SetAside};
 
     const BODY: &[u8] = br#"{"model":"claude","messages":[]}"#;
@@ -863,6 +897,84 @@ mod tests {
             assert_eq!((status.as_u16(), body.as_str()), (429, page));
             assert_eq!(fx.seen(), ["a"]);
             assert_eq!(fx.availability(), [Ready, Ready]);
+        });
+    }
+
+    const STREAMED: &[u8] = br#"{"model":"claude","messages":[],"stream":true}"#;
+
+    /// `forward` of `body`, with how long it took; given up after an hour.
+    async fn timed(
+        fx: &Fixture,
+        body: &'static [u8],
+    ) -> (hyper::StatusCode, HeaderMap, String, Duration) {
+        let started = tokio::time::Instant::now();
+        let sent = forward(&fx.shared, messages_request(), Bytes::from_static(body));
+        let answer = tokio::time::timeout(Duration::from_secs(3600), sent)
+            .await
+            .expect("no answer within an hour");
+        let (status, headers, text) = collect(answer).await;
+        (status, headers, text, started.elapsed())
+    }
+
+    fn silent_default_upstream(s: &Seen) -> Result<Response<Body>, crate::proxy::fault::Fault> {
+        if s.host == "api.example.test" {
+            never_answers()
+        } else {
+            reply(200, &[], &format!("from {}", s.key))
+        }
+    }
+
+    /// A streamed turn on an upstream that takes it and says nothing: after the head timeout
+    /// the key on another upstream answers, and no key is marked.
+    #[test]
+    fn a_silent_upstream_hands_a_streamed_request_to_a_key_elsewhere_and_marks_nothing() {
+        let keys = [
+            key("a"),
+            key("b"),
+            key("c").at("https://other.example.test"),
+        ];
+        with_pool(&keys, silent_default_upstream, async |fx| {
+            let (status, _, body, took) = timed(&fx, STREAMED).await;
+            assert_eq!((status.as_u16(), body.as_str()), (200, "from c"));
+            assert_eq!(took.as_secs(), 60);
+            // b shares a's upstream: it would have waited as long.
+            assert_eq!(fx.seen(), ["a", "c"]);
+            assert_eq!(fx.availability(), [Ready, Ready, Ready]);
+        });
+    }
+
+    /// With every key on the silent upstream, Claude Code gets a 504 it retries, at once after
+    /// the head timeout, and no key is marked.
+    #[test]
+    fn a_silent_upstream_every_key_shares_is_a_504_to_retry() {
+        with_pool(&[key("a"), key("b")], silent_default_upstream, async |fx| {
+            let (status, headers, body, took) = timed(&fx, STREAMED).await;
+            assert_eq!(status.as_u16(), 504, "{body}");
+            assert_eq!(headers["x-should-retry"], "true");
+            assert!(body.contains("response_head_timeout"), "{body}");
+            assert_eq!(took.as_secs(), 60);
+            assert_eq!(fx.seen(), ["a"]);
+            assert_eq!(fx.availability(), [Ready, Ready]);
+        });
+    }
+
+    /// The config's `response_head_timeout` is the limit; a non-streaming request, whose head
+    /// comes only with the whole answer, is waited for as long as Claude Code waits.
+    #[test]
+    fn the_head_timeout_is_the_configured_one_and_non_streaming_answers_get_ten_minutes() {
+        let keys = [key("a"), key("c").at("https://other.example.test")];
+        with_pool(&keys, silent_default_upstream, async |fx| {
+            let config_file = fx.shared.keys.config_path();
+            let mut config: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(config_file).unwrap()).unwrap();
+            config["response_head_timeout"] = serde_json::json!("5s");
+            std::fs::write(config_file, config.to_string()).unwrap();
+            let (_, _, body, took) = timed(&fx, STREAMED).await;
+            assert_eq!((body.as_str(), took.as_secs()), ("from c", 5));
+
+            tokio::time::advance(SKIP_UNREACHABLE).await;
+            let (_, _, body, took) = timed(&fx, BODY).await;
+            assert_eq!((body.as_str(), took.as_secs()), ("from c", 600));
         });
     }
 }

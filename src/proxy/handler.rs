@@ -11,7 +11,7 @@ use super::body::{BodyFault, MAX_REQUEST_BODY, read_body};
 use super::forward::forward;
 use super::io::{Body, BoxError};
 use super::own_paths::{health, loopback_host, refuse_host, shutdown};
-use super::replies::{api_error, plain, refuse_token};
+use super::replies::{api_error, over_budget, plain, refuse_token};
 use super::shared::Shared;
 use super::upstream::Upstream;
 use crate::proxy_protocol::{HEALTH_PATH, SHUTDOWN_PATH};
@@ -48,18 +48,26 @@ where
             &[],
         );
     }
-    if request.method() == hyper::Method::TRACE {
-        // An upstream that answers TRACE echoes the request, key included, back to the caller.
+    if !forwarded_method(request.method()) {
         return api_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
-            "keyswitch proxy: TRACE is not forwarded: the answer would echo the key",
-            &[],
+            &format!(
+                "keyswitch proxy: the method {} is not forwarded (only GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS are): TRACE and its kin would echo the key",
+                request.method()
+            ),
+            &[("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")],
         );
     }
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, shared.body_idle).await {
-        Ok(body) => body,
+    // The share of the body budget is held until the request is done.
+    let (body, _held) = match read_body(body, shared.body_idle, &shared.bodies, declared).await {
+        Ok(read) => read,
+        Err(BodyFault::OverBudget) => return over_budget(shared.bodies.total()),
         Err(BodyFault::TooLarge) => {
             return api_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,6 +96,24 @@ where
         }
     };
     forward(&shared, parts, body).await
+}
+
+/// The methods the API has use for, spelled as they are standardised. An upstream that
+/// answers TRACE (or IIS's TRACK, or either in another case: methods are case-sensitive, so a
+/// server may well treat `trace` as TRACE) echoes the request, key included, back to the
+/// caller; any other extension method is refused too rather than guessed about.
+fn forwarded_method(method: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
 }
 
 /// A path the proxy may join onto an upstream: absolute, with no `.` or `..` segment, however

@@ -2,7 +2,9 @@
 //!
 //! - The config and state files are read again whenever either changes on disk (a stat per
 //!   request), so `mark-exhausted`, `reset`, `move`, `remove` and `add` apply to the very next
-//!   request.
+//!   request. A config that stops parsing (an editor's half-written save) is said once in the
+//!   proxy's log and the last good one serves on until the file parses again: one broken save
+//!   must not fail every request of every session.
 //! - A key that fails is marked in memory at once, so the request can move on to the next key
 //!   within microseconds, and written to the state file (lock, fsync) on a blocking thread; the
 //!   in-memory mark is dropped once the state file holds it. Concurrent failures on one key make
@@ -126,6 +128,17 @@ pub struct KeyPool {
     recording_switch: AtomicBool,
     /// The gateway last noted at each endpoint, so the note is written only when it changes.
     gateways: Mutex<HashMap<String, String>>,
+    /// Why the config file on disk is not the one in use, while it does not parse.
+    config_trouble: Mutex<Option<ConfigTrouble>>,
+}
+
+/// A config file that does not parse, while the proxy serves from the last one that did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigTrouble {
+    /// Since when the file on disk has not parsed.
+    pub since: Timestamp,
+    /// The parse error, naming the file and the place.
+    pub problem: String,
 }
 
 /// A poisoned lock only means another request panicked; the data (a cache) is still usable.
@@ -146,7 +159,16 @@ impl KeyPool {
             keychain_check: Mutex::new(None),
             recording_switch: AtomicBool::new(false),
             gateways: Mutex::new(HashMap::new()),
+            config_trouble: Mutex::new(None),
         })
+    }
+
+    /// Why the config in use is not the file on disk, while that file does not parse: for
+    /// `doctor` (through the health answer) to say so.
+    // The health answer is being reworked (issue 16, proof of the token); it carries this then.
+    #[allow(dead_code)]
+    pub fn config_trouble(&self) -> Option<ConfigTrouble> {
+        lock(&self.config_trouble).clone()
     }
 
     /// The pool as it stands at `now`.
@@ -182,7 +204,11 @@ impl KeyPool {
         {
             return Ok(files.clone());
         }
-        let config = Config::load(config_path)?;
+        let config = match cached.as_ref() {
+            // Only the state changed (the common case: a mark): the config is still the one read.
+            Some(files) if files.config_id == config_id => files.config.clone(),
+            last => self.load_config(last.map(|files| &files.config))?,
+        };
         let (state, damaged) = State::load(state_path, whole_seconds_now(), false)?;
         // The state changed on disk: it is the truth again for marks older than a write takes.
         // A mark whose write failed must not outlive a `reset` the user makes meanwhile.
@@ -205,6 +231,35 @@ impl KeyPool {
         });
         *cached = Some(files.clone());
         Ok(files)
+    }
+
+    /// The config file as it is now; the last good one (`last_good`) while the file does not
+    /// parse, said in the log once per change of the file, not per request: the file's id is
+    /// kept with the config in use, so a broken file is parsed again only when it changes.
+    fn load_config(&self, last_good: Option<&Config>) -> Result<Config> {
+        let loaded = Config::load(&self.config_path);
+        let mut trouble = lock(&self.config_trouble);
+        match (loaded, last_good) {
+            (Ok(config), _) => {
+                if trouble.take().is_some() {
+                    eprintln!(
+                        "keyswitch: the config file {} parses again; the proxy now uses it",
+                        self.config_path.display()
+                    );
+                }
+                Ok(config)
+            }
+            (Err(e), Some(last_good)) => {
+                let problem = crate::error::one_line(&e);
+                crate::messages::warn(format_args!(
+                    "{problem}; the proxy keeps serving from the config it last read until the file parses again"
+                ));
+                let since = trouble.as_ref().map_or_else(whole_seconds_now, |t| t.since);
+                *trouble = Some(ConfigTrouble { since, problem });
+                Ok(last_good.clone())
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// The secret of `name`; `None` when the keychain has none. Reads the keychain (on a

@@ -7,6 +7,7 @@
 
 mod accept;
 mod body;
+mod body_budget;
 mod clues;
 mod connect;
 pub mod control;
@@ -14,14 +15,17 @@ pub mod decide;
 mod fault;
 mod forward;
 mod handler;
+mod head_limit;
 mod headers;
 mod io;
 mod keys;
 mod live_token;
+mod log_bound;
 pub(crate) mod network;
 mod own_paths;
 mod replies;
 mod shared;
+mod sparing;
 #[cfg(test)]
 mod testing;
 mod tls;
@@ -67,14 +71,26 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         .build()
         .context("cannot start the proxy's runtime")?;
     runtime.block_on(async move {
-        let shared = Arc::new(shared::Shared::new(
-            live_token::LiveToken::new(dirs.clone(), token),
-            keys::KeyPool::new(dirs),
-            upstream::Client::new().context("cannot set up the HTTP client")?,
-            default_upstream,
-            settings.listen,
-            body_idle(),
-        ));
+        let log_path = dirs.proxy_log();
+        let keys = keys::KeyPool::new(dirs.clone());
+        // Read the config now, so a save that breaks it before the first request still finds
+        // a good one to serve from; the body budget is sized from it.
+        let budget = keys.view(whole_seconds_now()).map_or_else(
+            |_| crate::config::Config::default().request_body_budget(),
+            |view| view.files.config.request_body_budget(),
+        );
+        let shared = Arc::new(
+            shared::Shared::new(
+                live_token::LiveToken::new(dirs.clone(), token),
+                keys,
+                upstream::Client::new().context("cannot set up the HTTP client")?,
+                default_upstream,
+                settings.listen,
+                body_idle(),
+            )
+            .with_body_budget(budget),
+        );
+        tokio::spawn(log_bound::keep_bounded(log_path));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!(
             "keyswitch: proxy {} listening on {}{} (pid {}), forwarding to {}",

@@ -114,6 +114,41 @@ pub fn unreachable_reply(upstream: &Endpoint, fault: &Fault) -> Response<Body> {
     )
 }
 
+/// An upstream that took the request and sent no answer within `waited`, with no key on
+/// another upstream left to try. Told to retry: the upstream may answer the next time (a
+/// gateway's own 504 would say the same).
+pub fn silent_reply(upstream: &Endpoint, waited: std::time::Duration) -> Response<Body> {
+    api_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "api_error",
+        &format!(
+            "keyswitch proxy: {} took the request and sent no answer within {} s, and no key on another upstream is left to try (`response_head_timeout` in the config sets how long a streamed answer may take to start)",
+            upstream.host_and_port(),
+            waited.as_secs()
+        ),
+        &[("x-should-retry", "true")],
+    )
+}
+
+/// The request bodies in flight already fill the proxy's memory budget (`total` bytes): the
+/// request is to be sent again in a moment, when they are done. The connection is closed, as
+/// the body may not have been read.
+pub fn over_budget(total: usize) -> Response<Body> {
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded_error",
+        &format!(
+            "keyswitch proxy: the requests in flight already hold {} MiB of request bodies, its memory budget (`request_body_budget_mib` in the config); try again in a moment",
+            total / (1024 * 1024)
+        ),
+        &[
+            ("retry-after", "2"),
+            ("x-should-retry", "true"),
+            ("connection", "close"),
+        ],
+    )
+}
+
 /// keyswitch's own trouble (its files, the keychain), in words; `extra` headers as
 /// [`api_error`] takes them.
 pub fn internal_error(error: &anyhow::Error, extra: &[(&str, &str)]) -> Response<Body> {

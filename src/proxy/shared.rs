@@ -1,5 +1,6 @@
-//! What every request shares: the access token, the shutdown challenges, the key pool, the upstream client, and which
-//! upstreams were found down lately.
+//! What every request shares: the access token, the shutdown challenges, the key pool, the
+//! upstream client, the memory budget for request bodies, and which upstreams were found down
+//! lately.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,9 +9,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::body_budget::BodyBudget;
 use super::keys::KeyPool;
 use super::live_token::LiveToken;
 use super::own_paths::Challenges;
+use super::sparing::Sparing;
 use super::upstream::Client;
 use crate::endpoint::Endpoint;
 
@@ -30,6 +33,10 @@ pub struct Shared<U = Client> {
     pub stop: tokio::sync::Notify,
     /// How long a request body may stop arriving before it is given up.
     pub body_idle: Duration,
+    /// The memory every request body held at once draws on.
+    pub bodies: BodyBudget,
+    /// Warnings every request would repeat, said sparingly.
+    pub warnings: Sparing,
     /// When each upstream was found down; by tokio's clock, so tests can move it on.
     unreachable: Mutex<HashMap<String, Instant>>,
 }
@@ -52,7 +59,17 @@ impl<U> Shared<U> {
             listen,
             stop: tokio::sync::Notify::new(),
             body_idle,
+            bodies: BodyBudget::new(crate::config::Config::default().request_body_budget()),
+            warnings: Sparing::default(),
             unreachable: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// With a body budget of `bytes` (the config's `request_body_budget_mib`).
+    pub fn with_body_budget(self, bytes: usize) -> Self {
+        Self {
+            bodies: BodyBudget::new(bytes),
+            ..self
         }
     }
 

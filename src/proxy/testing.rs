@@ -95,8 +95,19 @@ impl Upstream for Fake {
             body: request.body().clone().collect().await.unwrap().to_bytes(),
         };
         self.seen.lock().unwrap().push(seen.clone());
-        (self.script)(&seen)
+        let answer = (self.script)(&seen);
+        if matches!(&answer, Err(Fault::Broken(m)) if m == NEVER_ANSWERS) {
+            std::future::pending::<()>().await;
+        }
+        answer
     }
+}
+
+const NEVER_ANSWERS: &str = "the stand-in never answers";
+
+/// For a script: the upstream took the request and never sends an answer's head.
+pub fn never_answers() -> Result<Response<Body>, Fault> {
+    Err(Fault::Broken(NEVER_ANSWERS.to_string()))
 }
 
 /// An answer from the stand-in.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod claude_code;
+pub mod core_dumps;
 pub mod litellm;
 pub mod proxy_box;
 pub mod upstream;
