@@ -130,10 +130,40 @@ mod linux {
         let ours = super::our_uid();
         rows.sort_by_key(|row| Some(row.uid) == ours);
         let row = rows.first()?;
-        Some(Holder {
-            uid: row.uid,
-            pid: pid_of_socket(row.inode),
-        })
+        let pid = pid_of_socket(row.inode).or_else(|| {
+            // A proxy keeps its /proc/PID/fd from its own user too (it is not dumpable, so no
+            // core file holds a key): then the one keyswitch proxy of ours is the holder.
+            (Some(row.uid) == ours).then(only_proxy_of_ours).flatten()
+        });
+        Some(Holder { uid: row.uid, pid })
+    }
+
+    /// The pid of this user's one `keyswitch proxy run`, if exactly one runs. Its uid is read
+    /// from `/proc/PID/status`, which a process that is not dumpable still shows (its /proc
+    /// folder then belongs to root).
+    fn only_proxy_of_ours() -> Option<u32> {
+        let ours = super::our_uid()?;
+        let mut found = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                (uid_of(pid) == Some(ours) && is_keyswitch_proxy(pid)).then_some(pid)
+            });
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
+    }
+
+    /// The real uid on the `Uid:` line of `/proc/PID/status`.
+    fn uid_of(pid: u32) -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// Whether a socket listening on `bound` takes connections to `wanted`.

@@ -38,6 +38,10 @@ pub struct Health {
     /// `get` replaces one that cannot when `get` itself can.
     #[serde(default = "yes")]
     pub keychain: bool,
+    /// While the config file on disk does not parse, and the proxy serves from the last config
+    /// that did: since when ("since 2026-12-01 10:00:00 UTC"), for `doctor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_problem: Option<String>,
     /// A one-time value a shutdown request proves the token over.
     #[serde(default)]
     pub challenge: String,

@@ -1846,6 +1846,13 @@ fn a_half_written_config_mid_run_keeps_the_last_good_one_until_it_parses_again()
     let log = p.proxy_log();
     let said = log.lines().filter(|l| l.contains("keeps serving")).count();
     assert_eq!(said, 1, "{log}");
+    // doctor says the proxy serves from the last good config, from its proved health answer.
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
+    let told = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        told.contains("serves from the last config that parsed"),
+        "{told}"
+    );
 
     // Fixed, with the fallback first: the very next request goes to it.
     let mut config: Value = serde_json::from_slice(&good).unwrap();

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::mode::{Mode, proxy_chosen};
 use crate::on_path::{OnPath, keyswitch_on_path};
 use crate::proxy_client::{Probe, probe};
-use crate::proxy_protocol::VERSION;
+use crate::proxy_protocol::{Health, VERSION};
 use crate::select::Availability;
 use crate::store::Keychain;
 
@@ -51,6 +51,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         Ok(c) => c,
         Err(e) => {
             r.fix("the config file", &crate::error::one_line(&e))?;
+            report_last_good_config(&mut r, ctx)?;
             return finish(r);
         }
     };
@@ -62,6 +63,28 @@ pub fn run(ctx: &Context) -> Result<()> {
     check_project_overrides(&mut r)?;
     check_claude_version(&mut r)?;
     finish(r)
+}
+
+/// With the config file broken: whether the running proxy still serves from the last config
+/// that parsed (it does, and says since when, in its proved health answer).
+fn report_last_good_config(r: &mut Report, ctx: &Context) -> Result<()> {
+    let Ok(Mode::Proxy(proxy)) = Mode::load(&ctx.dirs) else {
+        return Ok(());
+    };
+    let Ok(token) = crate::proxy_token::ensure_token(&ctx.dirs) else {
+        return Ok(());
+    };
+    if let Probe::Ours(Health {
+        config_problem: Some(since),
+        pid,
+        ..
+    }) = probe(proxy.listen, &token)
+    {
+        r.info(&format!(
+            "the proxy (pid {pid}) serves from the last config that parsed ({since}); it takes up the file once it parses"
+        ))?;
+    }
+    Ok(())
 }
 
 fn finish(r: Report) -> Result<()> {

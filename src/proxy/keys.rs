@@ -165,8 +165,6 @@ impl KeyPool {
 
     /// Why the config in use is not the file on disk, while that file does not parse: for
     /// `doctor` (through the health answer) to say so.
-    // The health answer is being reworked (issue 16, proof of the token); it carries this then.
-    #[allow(dead_code)]
     pub fn config_trouble(&self) -> Option<ConfigTrouble> {
         lock(&self.config_trouble).clone()
     }

@@ -129,6 +129,11 @@ fn report<U>(shared: &Shared<U>, challenge: String, keychain: bool) -> String {
         network: advertised_network(&token, std::env::var_os(BACKGROUND_MARK).is_some()),
         upstream: shared.default_upstream.to_string(),
         keychain,
+        // When it began; doctor reads the file's problem itself.
+        config_problem: shared
+            .keys
+            .config_trouble()
+            .map(|t| format!("since {}", t.since.strftime("%Y-%m-%d %H:%M:%S UTC"))),
         challenge,
     };
     serde_json::to_string(&health).unwrap_or_default()
