@@ -506,6 +506,26 @@ mod tests {
             }
         }
 
+        /// `new` in the order an edit writes it: a member `old` has too stays where the text
+        /// has it (rewritten in place if its value changed), so removing a member and setting
+        /// it again leaves it where it was written; new members follow, in their order.
+        fn in_written_order(old: &Value, new: &Value) -> Value {
+            let (Value::Object(old), Value::Object(new)) = (old, new) else {
+                return new.clone();
+            };
+            let mut ordered = Map::new();
+            let kept = old.iter().filter(|(key, _)| new.contains_key(*key));
+            for (key, before) in kept {
+                ordered.insert(key.clone(), in_written_order(before, &new[key]));
+            }
+            for (key, value) in new {
+                if !old.contains_key(key) {
+                    ordered.insert(key.clone(), value.clone());
+                }
+            }
+            ordered.into()
+        }
+
         proptest! {
             #[test]
             fn an_untouched_document_renders_as_written(text in document()) {
@@ -532,7 +552,7 @@ mod tests {
                 // Order too: `Map`'s equality ignores it.
                 prop_assert_eq!(
                     serde_json::to_string(&again).unwrap(),
-                    serde_json::to_string(&new).unwrap()
+                    serde_json::to_string(&in_written_order(&old, &new)).unwrap()
                 );
             }
         }
