@@ -48,7 +48,10 @@ done
 "$PWD/bench/proxy-bench/target/release/proxy-bench" --keyswitch "$bin" "$@" >"$work/proxy.json"
 
 # `get` in proxy mode: reads the config, checks the proxy answers, prints the token.
-proxy_url="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$XDG_CONFIG_HOME/keyswitch/proxy.json")"
+# proxy.json: in the config folder, or the state folder for an older build.
+settings="$XDG_CONFIG_HOME/keyswitch/proxy.json"
+[ -f "$settings" ] || settings="$XDG_STATE_HOME/keyswitch/proxy.json"
+proxy_url="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$settings")"
 "$bin" proxy start 2>/dev/null
 [ "$(ANTHROPIC_BASE_URL="$proxy_url" "$bin" get)" = "$(cat "$XDG_STATE_HOME/keyswitch/proxy-token")" ] \
     || { echo "bench-proxy: get did not hand out the proxy's token" >&2; exit 1; }

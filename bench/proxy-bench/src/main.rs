@@ -125,7 +125,7 @@ fn main() {
         ready.push(took);
         rss_at_start.push(rss_kib(child.id()));
         if i + 1 < STARTS {
-            proxy::stop(child, listen, &token);
+            proxy::stop(child);
         } else {
             running = Some(child);
         }
@@ -138,7 +138,7 @@ fn main() {
         .build()
         .unwrap();
     let mut report = runtime.block_on(measure(&args, &up, &ks, listen, &token, pid));
-    proxy::stop(child, listen, &token);
+    proxy::stop(child);
 
     ready.sort();
     report["ready_ms"] = json!({"median": ms(ready[ready.len() / 2]), "all": ready.iter().map(|d| ms(*d)).collect::<Vec<_>>()});

@@ -64,7 +64,7 @@ fn healthy(addr: SocketAddr) -> bool {
     };
     send(
         &mut stream,
-        "GET /_keyswitch/health HTTP/1.1\r\nhost: keyswitch\r\nconnection: close\r\n\r\n",
+        "GET /_keyswitch/health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
     )
     .starts_with("HTTP/1.1 200")
 }
@@ -79,16 +79,13 @@ fn send(stream: &mut TcpStream, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// Stops a proxy this benchmark started, the way `keyswitch proxy stop` does, and reaps it.
-pub fn stop(mut child: Child, addr: SocketAddr, token: &str) {
-    if let Ok(mut stream) = TcpStream::connect(addr) {
-        send(
-            &mut stream,
-            &format!(
-                "POST /_keyswitch/shutdown HTTP/1.1\r\nhost: keyswitch\r\nx-api-key: {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            ),
-        );
-    }
+/// Stops a proxy this benchmark started with SIGTERM, which every keyswitch version ends on
+/// gracefully (a shutdown request needs the proof of the token this version asks for), and
+/// reaps it.
+pub fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
