@@ -56,6 +56,10 @@ use crate::cli::Cli;
 
 /// Parses the command line, runs it, and prints any error once, on one line, to stderr.
 pub fn main_entry() -> ExitCode {
+    // Before anything reads a secret: every command may hold one (`add` reads it from the
+    // terminal, `list`, `doctor` and `reauthorize` from the keychain), not only `get` and the
+    // proxy, and a crash must leave no core file holding it.
+    no_core_dumps::forbid();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),

@@ -1,4 +1,4 @@
-//! Keeps the processes that hold secrets — the proxy and `get` — out of core dumps and
+//! Keeps every keyswitch process (each may hold a secret: `add`, `get`, the proxy) out of core dumps and
 //! debuggers of the same user, as ssh-agent and gpg-agent do: a crash under
 //! `ulimit -c unlimited` must not leave a file holding a key and the access token.
 //!

@@ -492,3 +492,34 @@ fn get_that_crashes_holding_a_key_leaves_no_core_file() {
     assert!(!out.status.success(), "get did not crash at the failpoint");
     assert_eq!(core_files(folder.path()), Vec::<String>::new());
 }
+
+/// `add` holds the secret it is reading from its input: a crash then (here a SIGABRT while it
+/// waits for the rest) leaves no core file either — every command, not only `get`.
+#[test]
+fn add_that_crashes_while_reading_a_secret_leaves_no_core_file() {
+    if !cores_land_in_the_working_folder() {
+        eprintln!("skipped: this machine's core_pattern does not write core files to the folder");
+        return;
+    }
+    let s = Sandbox::new();
+    let folder = tempfile::tempdir().unwrap();
+    let mut add = with_core_dumps_allowed(&s, "add second")
+        .current_dir(folder.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = add.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, fake_key("second").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-ABRT", &add.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = add.wait().unwrap();
+    drop(input);
+    assert!(!status.success(), "add was not killed");
+    assert_eq!(core_files(folder.path()), Vec::<String>::new());
+}
