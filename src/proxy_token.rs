@@ -16,16 +16,71 @@ pub const TOKEN_PREFIX: &str = "ksp-";
 /// The local access token, created on first use: 256 random bits, in a file only the user can
 /// read. Two processes creating it at once agree on one (the first `create_new` wins).
 pub fn ensure_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
-    if let Some(token) = read_token(&dirs.proxy_token_file())? {
-        return Ok(token);
+    let path = dirs.proxy_token_file();
+    if let Some(token) = read_token(&path)? {
+        if !open_to_others(&path) {
+            return Ok(token);
+        }
+        return replace_exposed(dirs, &path);
     }
+    make_token(dirs)
+}
+
+/// A new random token placed in the file (unless a concurrent creator's is there first).
+fn make_token(dirs: &Dirs) -> Result<Zeroizing<String>> {
+    place_token(dirs, &fresh_token()?)
+}
+
+/// 256 random bits after the prefix, as hex.
+fn fresh_token() -> Result<Zeroizing<String>> {
     let mut raw = Zeroizing::new([0u8; 32]);
     getrandom::fill(raw.as_mut()).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
     let mut token = Zeroizing::new(String::from(TOKEN_PREFIX));
     for byte in raw.iter() {
         token.push_str(&format!("{byte:02x}"));
     }
-    place_token(dirs, &token)
+    Ok(token)
+}
+
+/// Whether group or others may read or write the token file (a `chmod`, a backup tool, a copy
+/// restored with other modes): on a shared host another user may have read the token, so it
+/// is no longer secret.
+fn open_to_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Replaces a token others could read with a new one, made as the file is (0600): the running
+/// proxy takes the file's token up, and sessions that still send the old one get 401, on which
+/// Claude Code asks `get` again. One replacer at a time, so concurrent callers agree on the new
+/// token instead of each deleting the other's.
+fn replace_exposed(dirs: &Dirs, path: &Path) -> Result<Zeroizing<String>> {
+    let _one = crate::fileio::WriteLock::acquire(&dirs.state.join("proxy-token.lock"))?;
+    if !open_to_others(path) {
+        if let Some(token) = read_token(path)? {
+            return Ok(token);
+        }
+    } else {
+        crate::messages::warn(format_args!(
+            "the proxy token file {} could be read by other users: replaced it with a new token (sessions take it up on their next request)",
+            path.display()
+        ));
+    }
+    // Renamed over the old file, never removed first: a proxy that finds the file missing puts
+    // its own token back, which here is the exposed one.
+    let token = fresh_token()?;
+    let temp = write_temp(dirs, &token)?;
+    std::fs::rename(&temp, path)
+        .with_context(|| format!("cannot replace the exposed token file {}", path.display()))?;
+    Ok(token)
 }
 
 /// The token in the file, if there is one (an error if it is damaged).
@@ -38,10 +93,23 @@ pub fn read(dirs: &Dirs) -> Result<Option<Zeroizing<String>>> {
 /// its token back when the file was deleted.
 pub fn place_token(dirs: &Dirs, token: &str) -> Result<Zeroizing<String>> {
     let path = dirs.proxy_token_file();
-    ensure_private_dir(&dirs.state)?;
     // Written whole to a temp file, then linked into place without replacing: a concurrent
     // creator's token is never overwritten, and nobody reads a half-written one.
-    // Not under the writer lock, so not named like the temp files that writers sweep.
+    let temp = write_temp(dirs, token)?;
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(Zeroizing::new(token.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
+            .ok_or_else(|| anyhow!("{} is empty: delete it and try again", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// `token` in a new private temp file beside the token file, synced. Not under the writer
+/// lock, so not named like the temp files that writers sweep.
+fn write_temp(dirs: &Dirs, token: &str) -> Result<std::path::PathBuf> {
+    ensure_private_dir(&dirs.state)?;
     let temp = dirs
         .state
         .join(format!(".proxy-token-{}.new", std::process::id()));
@@ -53,15 +121,7 @@ pub fn place_token(dirs: &Dirs, token: &str) -> Result<Zeroizing<String>> {
         .with_context(|| format!("cannot create {}", temp.display()))?;
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
-    drop(file);
-    let linked = std::fs::hard_link(&temp, &path);
-    let _ = std::fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(Zeroizing::new(token.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
-            .ok_or_else(|| anyhow!("{} is empty: delete it and try again", path.display())),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
+    Ok(temp)
 }
 
 fn read_token(path: &Path) -> Result<Option<Zeroizing<String>>> {

@@ -312,6 +312,39 @@ fn a_deleted_token_file_is_recreated_and_the_running_proxy_takes_it_up() {
     assert_eq!(p.proxy_status()["running"], false);
 }
 
+/// A token file others could read (a chmod, a backup restored with other modes) holds a token
+/// that may be known: the next `get` replaces it with a new one, 0600, which the running proxy
+/// takes up, and the old one opens nothing any more.
+#[cfg(unix)]
+#[test]
+fn a_token_file_others_could_read_is_replaced_and_the_old_token_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let old = p.token();
+    let file = p.s.state_dir().join("proxy-token");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", p.base_url())
+            .output()
+            .unwrap();
+    assert!(out.status.success());
+    let new = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("could be read by other users"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(new, old);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(p.send(&new, BODY).status, 200);
+    assert_eq!(p.send(&old, BODY).status, 401);
+}
+
 /// As from an ssh shell without the desktop session's bus: `get` starts the proxy there, and
 /// hands out the token.
 fn start_without_dbus(p: &ProxyBox) -> String {
