@@ -1863,6 +1863,23 @@ fn a_half_written_config_mid_run_keeps_the_last_good_one_until_it_parses_again()
     assert!(p.proxy_log().contains("parses again"), "{}", p.proxy_log());
 }
 
+/// An editor that moves the config away before writing the new one leaves a moment with no
+/// file: requests meanwhile go on with the last config, not "no keys yet".
+#[test]
+fn a_config_moved_away_mid_save_keeps_the_last_good_one() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    assert_eq!(p.send(&token, BODY).status, 200);
+    let aside = p.s.config_file().with_extension("json~");
+    std::fs::rename(p.s.config_file(), &aside).unwrap();
+    let answer = p.send(&token, BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(up.keys().last().unwrap(), &fake_key("primary"));
+    std::fs::rename(&aside, p.s.config_file()).unwrap();
+    assert_eq!(p.send(&token, BODY).status, 200);
+}
+
 /// The proxy's peak resident memory so far (VmHWM), in MiB.
 fn peak_memory_mib(pid: u64) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -235,7 +235,17 @@ impl KeyPool {
     /// parse, said in the log once per change of the file, not per request: the file's id is
     /// kept with the config in use, so a broken file is parsed again only when it changes.
     fn load_config(&self, last_good: Option<&Config>) -> Result<Config> {
-        let loaded = Config::load(&self.config_path);
+        let had_keys = last_good.is_some_and(|c| !c.keys.is_empty());
+        let loaded = if had_keys && !self.config_path.exists() {
+            // An editor that renames the file away before it writes the new one (vim without
+            // `backupcopy`) leaves a moment with no file: not "no keys yet" for every request.
+            Err(anyhow!(
+                "the config file {} is missing (moved away mid-save?)",
+                self.config_path.display()
+            ))
+        } else {
+            Config::load(&self.config_path)
+        };
         let mut trouble = lock(&self.config_trouble);
         match (loaded, last_good) {
             (Ok(config), _) => {
