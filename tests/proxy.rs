@@ -1768,6 +1768,37 @@ fn get_refuses_the_token_to_an_environment_that_would_send_it_through_a_proxy() 
     );
 }
 
+/// A project whose own settings send its requests through a corporate proxy (its NO_PROXY
+/// without the proxy's address): `get` refuses the token there, so doctor, run in the
+/// project, says so as a problem, naming the file — not as a mere difference of settings.
+#[test]
+fn doctor_in_a_project_whose_settings_route_the_proxy_through_https_proxy_names_the_file() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join(".claude")).unwrap();
+    let file = project.path().join(".claude").join("settings.json");
+    std::fs::write(
+        &file,
+        r#"{"env":{"NO_PROXY":"corp.example","no_proxy":"corp.example","HTTPS_PROXY":"http://corp.example:3128"}}"#,
+    )
+    .unwrap();
+    let out =
+        p.s.cmd()
+            .arg("doctor")
+            .current_dir(project.path())
+            .output()
+            .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fix = text
+        .lines()
+        .find(|l| l.starts_with("FIX") && l.contains("HTTPS_PROXY"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(fix.contains(&file.display().to_string()), "{fix}");
+    assert!(fix.contains(&format!("127.0.0.1:{}", p.port)), "{fix}");
+}
+
 #[test]
 fn uninstall_after_the_state_folder_is_lost_takes_out_the_proxy_address_and_no_proxy_entries() {
     let original =

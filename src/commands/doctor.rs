@@ -60,7 +60,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let mode = Mode::load(&ctx.dirs);
     check_settings(&mut r, ctx, proxy_chosen(&mode))?;
     check_proxy(&mut r, ctx, &config, mode)?;
-    check_project_overrides(&mut r)?;
+    check_project_overrides(&mut r, ctx)?;
     check_claude_version(&mut r)?;
     finish(r)
 }
@@ -380,14 +380,7 @@ fn check_proxy(r: &mut Report, ctx: &Context, config: &Config, mode: Result<Mode
             return r.fix("the proxy settings", &crate::error::one_line(&e));
         }
     };
-    let record = load_record(&ctx.dirs).ok().flatten();
-    let settings = match record.as_ref().map(InstallRecord::settings_file) {
-        Some(Ok(settings)) => settings,
-        // A relative record (check_settings names it and its fix): only read, so the file
-        // Claude Code would use from here is as good a guess as any.
-        Some(Err(_)) | None => SettingsFile::locate(None)?,
-    };
-    let map = settings.read().ok().map(|s| s.map).unwrap_or_default();
+    let (settings, map) = user_settings(ctx)?;
     let base_url = Slot::Env(BASE_URL_VAR).get(&map).cloned();
     // What a session started from this shell would have: the settings' env over the shell's.
     let session = |var: &str| session_env(&map, var);
@@ -485,7 +478,54 @@ fn check_proxy_remnant(r: &mut Report, ctx: &Context, config: &Config) -> Result
     }
 }
 
-fn check_project_overrides(r: &mut Report) -> Result<()> {
+/// The user settings keyswitch installed into, as they are now (empty when unreadable).
+fn user_settings(ctx: &Context) -> Result<(SettingsFile, serde_json::Map<String, Value>)> {
+    let record = load_record(&ctx.dirs).ok().flatten();
+    let settings = match record.as_ref().map(InstallRecord::settings_file) {
+        Some(Ok(settings)) => settings,
+        // A relative record (check_settings names it and its fix): only read, so the file
+        // Claude Code would use from here is as good a guess as any.
+        Some(Err(_)) | None => SettingsFile::locate(None)?,
+    };
+    let map = settings.read().ok().map(|s| s.map).unwrap_or_default();
+    Ok((settings, map))
+}
+
+/// In proxy mode, a project's settings whose `env` makes Claude Code send this project's
+/// requests for the proxy through an `HTTPS_PROXY` (a `NO_PROXY` of its own without the
+/// proxy's address, or a proxy variable): the token and the whole conversation would go to
+/// that proxy, so `get` refuses the token there and every turn in the project fails.
+fn check_project_network(
+    r: &mut Report,
+    ctx: &Context,
+    path: &std::path::Path,
+    project: &serde_json::Map<String, Value>,
+) -> Result<()> {
+    let Ok(Mode::Proxy(proxy)) = Mode::load(&ctx.dirs) else {
+        return Ok(());
+    };
+    let (_, user) = user_settings(ctx)?;
+    let session = |var: &str| match Slot::Env(var).get(project) {
+        Some(value) => value.as_str().map(str::to_string),
+        None => session_env(&user, var),
+    };
+    let Some(var) = crate::no_proxy::proxied_by(proxy.listen, session) else {
+        return Ok(());
+    };
+    r.fix(
+        &format!(
+            "{} makes this project's requests for the proxy go through {var} (its NO_PROXY/no_proxy do not cover {}): the token and the conversation would travel in plain text to that proxy, so keyswitch get refuses the token here and every turn fails",
+            path.display(),
+            proxy.listen
+        ),
+        &format!(
+            "add {} to NO_PROXY and no_proxy in that file's env, or remove its proxy settings",
+            proxy.listen
+        ),
+    )
+}
+
+fn check_project_overrides(r: &mut Report, ctx: &Context) -> Result<()> {
     let Ok(cwd) = std::env::current_dir() else {
         return Ok(());
     };
@@ -519,6 +559,7 @@ fn check_project_overrides(r: &mut Report) -> Result<()> {
                 "remove it there, or give the keys endpoints that match",
             )?;
         }
+        check_project_network(r, ctx, &path, &map)?;
     }
     Ok(())
 }
