@@ -109,6 +109,13 @@ pub fn unavailable(
             should_retry: false,
             message: format!("keyswitch: {}", crate::messages::NO_KEYS_YET),
         },
+        // Keys that are neither cooling nor set aside were passed over for want of a usable
+        // secret: the API never saw them, so "rejected by the API" would not be true.
+        None if keys.iter().any(|(_, a)| matches!(a, Availability::Ready)) => Unavailable {
+            retry_after: None,
+            should_retry: false,
+            message: "keyswitch: no key left has a usable secret in the keychain (proxy.log names each): store one with `keyswitch add NAME --replace`".to_string(),
+        },
         None => Unavailable {
             retry_after: None,
             should_retry: false,
@@ -277,5 +284,18 @@ mod tests {
         let none = unavailable(&keys[2..], t(0), &|_| unreachable!());
         assert_eq!(none.retry_after, None);
         assert!(none.message.contains("--replace"));
+        assert!(none.message.contains("rejected by the API"));
+        // Ready keys passed over (no usable secret) were never sent: not "rejected".
+        let unused = [
+            ("primary", Availability::Ready),
+            ("old", Availability::SetAside),
+        ];
+        let unused = unavailable(&unused, t(0), &|_| unreachable!());
+        assert!(!unused.message.contains("rejected"), "{}", unused.message);
+        assert!(
+            unused.message.contains("usable secret"),
+            "{}",
+            unused.message
+        );
     }
 }
