@@ -1797,6 +1797,49 @@ fn doctor_in_a_project_whose_settings_route_the_proxy_through_https_proxy_names_
         .unwrap_or_else(|| panic!("{text}"));
     assert!(fix.contains(&file.display().to_string()), "{fix}");
     assert!(fix.contains(&format!("127.0.0.1:{}", p.port)), "{fix}");
+
+    // `get` there, with Claude Code's helper environment (the user settings' NO_PROXY, which
+    // covers the proxy): Claude Code's client would still take the project's, so no token.
+    let user_no_proxy = p.s.settings()["env"]["NO_PROXY"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cases = [
+        vec![],
+        // Only the project's NO_PROXY; the corporate proxy comes from the shell.
+        vec![("HTTPS_PROXY", "http://corp.example:3128")],
+    ];
+    for (n, shell) in cases.iter().enumerate() {
+        if n == 1 {
+            std::fs::write(
+                &file,
+                r#"{"env":{"NO_PROXY":"example.org","no_proxy":"example.org"}}"#,
+            )
+            .unwrap();
+        }
+        let out =
+            p.s.cmd()
+                .arg("get")
+                .current_dir(project.path())
+                .env("ANTHROPIC_BASE_URL", p.base_url())
+                .env("NO_PROXY", &user_no_proxy)
+                .env("no_proxy", &user_no_proxy)
+                .envs(shell.iter().copied())
+                .output()
+                .unwrap();
+        assert!(!out.status.success(), "case {n}");
+        assert!(out.stdout.is_empty(), "the token was printed in case {n}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NO_PROXY"));
+    }
+    // Outside the project the same `get` hands out the token.
+    assert!(
+        !p.get(&[
+            ("HTTPS_PROXY", "http://corp.example:3128"),
+            ("NO_PROXY", &user_no_proxy),
+            ("no_proxy", &user_no_proxy)
+        ])
+        .is_empty()
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod json_doc;
 pub mod live;
 pub mod no_proxy_setting;
 pub mod process_tree;
+pub mod project_env;
 pub mod sessions;
 pub mod settings_change;
 pub mod settings_file;

@@ -495,20 +495,17 @@ fn user_settings(ctx: &Context) -> Result<(SettingsFile, serde_json::Map<String,
 /// requests for the proxy through an `HTTPS_PROXY` (a `NO_PROXY` of its own without the
 /// proxy's address, or a proxy variable): the token and the whole conversation would go to
 /// that proxy, so `get` refuses the token there and every turn in the project fails.
-fn check_project_network(
-    r: &mut Report,
-    ctx: &Context,
-    path: &std::path::Path,
-    project: &serde_json::Map<String, Value>,
-) -> Result<()> {
+fn check_project_network(r: &mut Report, ctx: &Context, cwd: &std::path::Path) -> Result<()> {
     let Ok(Mode::Proxy(proxy)) = Mode::load(&ctx.dirs) else {
         return Ok(());
     };
-    let (_, user) = user_settings(ctx)?;
-    let session = |var: &str| match Slot::Env(var).get(project) {
-        Some(value) => value.as_str().map(str::to_string),
-        None => session_env(&user, var),
+    let project = crate::claude::project_env::ProjectEnv::in_dir(cwd);
+    let vars = crate::proxy::network::NETWORK_VARS;
+    let Some(path) = project.setter_of(&vars) else {
+        return Ok(());
     };
+    let (_, user) = user_settings(ctx)?;
+    let session = |var: &str| project.over(var, |var| session_env(&user, var));
     let Some(var) = crate::no_proxy::proxied_by(proxy.listen, session) else {
         return Ok(());
     };
@@ -559,9 +556,8 @@ fn check_project_overrides(r: &mut Report, ctx: &Context) -> Result<()> {
                 "remove it there, or give the keys endpoints that match",
             )?;
         }
-        check_project_network(r, ctx, &path, &map)?;
     }
-    Ok(())
+    check_project_network(r, ctx, &cwd)
 }
 
 fn check_claude_version(r: &mut Report) -> Result<()> {

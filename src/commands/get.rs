@@ -204,9 +204,12 @@ fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
             proxy.base_url()
         ));
     }
-    // Claude Code gives the helper its own environment, the settings' env included: a request
-    // it sends to the proxy would go through the proxy this names.
-    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, |v| std::env::var(v).ok()) {
+    // Claude Code gives the helper its own environment, the user settings' env included, but
+    // its client takes a project's settings env over it: a request it sends to the proxy
+    // would go through the proxy this names.
+    let project = crate::claude::project_env::ProjectEnv::here();
+    let seen = |v: &str| project.over(v, |v| std::env::var(v).ok());
+    if let Some(var) = crate::no_proxy::proxied_by(proxy.listen, seen) {
         return Err(anyhow!(crate::no_proxy::proxied_problem(var, proxy.listen)));
     }
     control::ensure_running(&ctx.dirs, proxy)?;
