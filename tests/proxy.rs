@@ -1842,6 +1842,24 @@ fn doctor_in_a_project_whose_settings_route_the_proxy_through_https_proxy_names_
     );
 }
 
+/// After `uninstall`, the settings' base URL is the user's own again — here a gateway on
+/// loopback — and doctor must not call it a lost proxy's address.
+#[test]
+fn after_uninstall_doctor_does_not_call_the_users_own_loopback_gateway_a_proxy() {
+    let gateway = Upstream::start(|r| Reply::ok(&r.key));
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    let own = serde_json::json!({"env": {"ANTHROPIC_BASE_URL": gateway.url()}});
+    std::fs::write(s.settings_file(), own.to_string()).unwrap();
+    s.add("primary", &fake_key("primary"), &[]);
+    install_proxy(&s, free_port()).assert().success();
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], gateway.url());
+    let out = s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("record lost"), "{text}");
+}
+
 #[test]
 fn uninstall_after_the_state_folder_is_lost_takes_out_the_proxy_address_and_no_proxy_entries() {
     let original =

@@ -39,6 +39,11 @@ impl Report {
         self.problems += 1;
         out(&format!("FIX   {what}: {how}"))
     }
+    /// A problem whose message names its way out already (most of keyswitch's errors do).
+    fn problem(&mut self, message: &str) -> Result<()> {
+        self.problems += 1;
+        out(&format!("FIX   {message}"))
+    }
     fn info(&mut self, what: &str) -> Result<()> {
         out(&format!("info  {what}"))
     }
@@ -50,7 +55,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let config = match Config::load(&ctx.dirs.config_file()) {
         Ok(c) => c,
         Err(e) => {
-            r.fix("the config file", &crate::error::one_line(&e))?;
+            r.problem(&crate::error::one_line(&e))?;
             report_last_good_config(&mut r, ctx)?;
             return finish(r);
         }
@@ -466,15 +471,21 @@ fn check_proxy_remnant(r: &mut Report, ctx: &Context, config: &Config) -> Result
     let Ok(snapshot) = settings.read() else {
         return Ok(());
     };
+    // Only while keyswitch is wired in: after `uninstall` the base URL is the user's again.
+    let wired = snapshot
+        .map
+        .get(HELPER_KEY)
+        .and_then(Value::as_str)
+        .is_some_and(is_our_helper);
+    if !wired {
+        return Ok(());
+    }
     let base_url = Slot::Env(BASE_URL_VAR)
         .get(&snapshot.map)
         .and_then(Value::as_str);
     match super::get::refuse_proxy_remnant(base_url, record.as_ref(), config) {
         Ok(()) => Ok(()),
-        Err(e) => r.fix(
-            &crate::error::one_line(&e),
-            "run keyswitch install --proxy (or keyswitch install for helper mode)",
-        ),
+        Err(e) => r.problem(&crate::error::one_line(&e)),
     }
 }
 
