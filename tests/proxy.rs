@@ -1935,6 +1935,21 @@ fn a_half_written_config_mid_run_keeps_the_last_good_one_until_it_parses_again()
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     assert_eq!(up.keys().last().unwrap(), &fake_key("primary"));
+    // A session starting now is handed the token, with a warning: refusing it would fail the
+    // session while the proxy serves.
+    let out =
+        p.s.cmd()
+            .arg("get")
+            .env("ANTHROPIC_BASE_URL", p.base_url())
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last config that parsed"));
     let log = p.proxy_log();
     let said = log.lines().filter(|l| l.contains("keeps serving")).count();
     assert_eq!(said, 1, "{log}");

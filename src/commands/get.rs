@@ -192,9 +192,15 @@ fn users_own_base_url(record: &InstallRecord) -> Option<String> {
 /// Proxy mode: the session gets the local access token, never a key, and only when it talks to
 /// the proxy; the proxy is started first if it is not running.
 fn hand_out_token(ctx: &Context, proxy: &ProxySettings) -> Result<()> {
-    let config = crate::config::Config::load(&ctx.dirs.config_file())?;
-    if config.keys.is_empty() {
-        return Err(anyhow!(messages::NO_KEYS_YET));
+    match crate::config::Config::load(&ctx.dirs.config_file()) {
+        Ok(config) if config.keys.is_empty() => return Err(anyhow!(messages::NO_KEYS_YET)),
+        Ok(_) => {}
+        // The proxy serves from the last config that parsed (an editor's half-written save):
+        // refusing the token here would fail every new session for it.
+        Err(e) => messages::warn(format_args!(
+            "{}; handing out the proxy's token all the same: the proxy serves from the last config that parsed",
+            crate::error::one_line(&e)
+        )),
     }
     let session = session_endpoint(std::env::var("ANTHROPIC_BASE_URL").ok().as_deref());
     if session != session_endpoint(Some(&proxy.base_url())) {
