@@ -1842,6 +1842,20 @@ fn doctor_in_a_project_whose_settings_route_the_proxy_through_https_proxy_names_
     );
 }
 
+/// Installing again with nothing changed keeps the running proxy (and the streams it serves).
+#[test]
+fn a_reinstall_that_changes_nothing_keeps_the_running_proxy() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let pid = p.proxy_status()["pid"].clone();
+    assert!(pid.is_u64(), "{pid}");
+    install_proxy(&p.s, p.port).assert().success();
+    assert_eq!(p.proxy_status()["pid"], pid);
+    // Another port is a change: a new proxy there.
+    install_proxy(&p.s, free_port()).assert().success();
+    assert_ne!(p.proxy_status()["pid"], pid);
+}
+
 /// After `uninstall`, the settings' base URL is the user's own again — here a gateway on
 /// loopback — and doctor must not call it a lost proxy's address.
 #[test]

@@ -286,6 +286,29 @@ fn switch_proxy(
     previous: Option<ProxySettings>,
     proxy: Option<&ProxySettings>,
 ) -> Result<()> {
+    // Nothing changes for the proxy (a re-install with the same settings, where the service
+    // manager, if any, runs it already): the running proxy stays, and so do its streams.
+    let same = matches!((proxy, previous.as_ref()), (Some(new), Some(old)) if new == old);
+    if let Some(proxy) = proxy
+        .filter(|_| same && (crate::service::installed().is_some() || !crate::service::available()))
+    {
+        return match control::ensure_running(dirs, proxy) {
+            Ok(health) => {
+                eprintln!(
+                    "keyswitch: proxy mode: the keyswitch proxy on {} (pid {}) goes on, forwarding to {}",
+                    health.listen, health.pid, proxy.upstream
+                );
+                Ok(())
+            }
+            Err(e) => {
+                crate::messages::warn(format_args!(
+                    "the proxy did not start: {}; `keyswitch get` tries again",
+                    crate::error::one_line(&e)
+                ));
+                Ok(())
+            }
+        };
+    }
     // One a service manager runs is stopped through it: its socket would start it again.
     let had_service = crate::service::release();
     let had_proxy = previous.is_some_and(|p| stop_proxy(dirs, &p)) || had_service;

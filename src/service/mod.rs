@@ -66,6 +66,13 @@ pub fn installed() -> Option<Manager> {
 /// Hands the proxy to this login's service manager, if it has one: writes the units and starts
 /// them. `None` where there is none, or it failed (then reported, what was written taken out
 /// again, and `get` starts the proxy as it does without a manager): install never fails for it.
+/// Whether [`take_over`] would hand the proxy to a service manager here.
+pub fn available() -> bool {
+    crate::failpoints::service_manager_allowed()
+        && ((cfg!(target_os = "linux") && systemd::user_manager_present())
+            || cfg!(target_os = "macos"))
+}
+
 pub fn take_over(dirs: &Dirs, proxy: &ProxySettings) -> Option<Manager> {
     if !crate::failpoints::service_manager_allowed() {
         return None;
