@@ -25,6 +25,7 @@ pub(crate) mod network;
 mod own_paths;
 mod replies;
 mod shared;
+mod shutdown_nonces;
 mod sparing;
 #[cfg(test)]
 mod testing;
