@@ -83,9 +83,8 @@ fn like_this_version(request: &str) -> String {
     }
     http_json(
         &format!(
-            r#"{{"service":"keyswitch-proxy","version":"{}","pid":1,"listen":"127.0.0.1:1","network":"","upstream":"","keychain":true,"challenge":"{}"}}"#,
+            r#"{{"service":"keyswitch-proxy","version":"{}","pid":1,"listen":"127.0.0.1:1","network":"","upstream":"","keychain":true}}"#,
             env!("CARGO_PKG_VERSION"),
-            "ab".repeat(32)
         ),
         &format!("x-keyswitch-proof: {}\r\n", "cd".repeat(32)),
     )
@@ -283,7 +282,7 @@ fn the_health_path_tells_a_stranger_only_that_it_is_alive_and_answers_only_a_loo
         assert!(!answer.contains(&pid), "{answer}");
     }
 
-    // The token alone no longer stops it: a shutdown takes a proof over a fresh challenge.
+    // The token alone does not stop it: a shutdown takes a proof over a nonce and the time.
     let stop = p.send_raw(&format!(
         "POST /_keyswitch/shutdown HTTP/1.1\r\nhost: {local}\r\nx-api-key: {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     ));
