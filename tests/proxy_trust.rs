@@ -414,6 +414,15 @@ fn a_stopped_proxy_is_told_from_a_dead_one() {
     assert!(!out.status.success());
     assert!(stderr.contains(&format!("`kill -CONT {pid}`")), "{stderr}");
     assert_eq!(p.proxy_status()["running"], true);
+    // The record that names it where its fds cannot be read (two profiles' proxies), until a
+    // clean exit.
+    let record = p.s.state_dir().join("proxy.pid");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        format!("{pid} 127.0.0.1:{}\n", p.port)
+    );
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    assert!(!record.exists());
 }
 
 /// An older keyswitch proxy (stood in by this build answering health as the released version
