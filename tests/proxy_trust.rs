@@ -401,7 +401,18 @@ fn a_stopped_proxy_is_told_from_a_dead_one() {
     let status = String::from_utf8_lossy(&out.stdout).into_owned();
     let json = p.proxy_status();
     let out = get(&p);
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
     signal("-CONT");
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    let fix = doctor
+        .lines()
+        .find(|l| l.contains(&format!("`kill -CONT {pid}`")))
+        .unwrap_or_else(|| panic!("{doctor}"));
+    assert!(fix.starts_with("FIX "), "{fix}");
+    assert!(
+        fix.ends_with(&format!("`kill -CONT {pid}`")),
+        "advice for another program: {fix}"
+    );
     assert!(
         status.contains(&format!(
             "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`"
@@ -422,7 +433,12 @@ fn a_stopped_proxy_is_told_from_a_dead_one() {
         format!("{pid} 127.0.0.1:{}\n", p.port)
     );
     p.s.cmd().args(["proxy", "stop"]).assert().success();
-    assert!(!record.exists());
+    // Removed as the process ends, just after it stopped answering.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while record.exists() {
+        assert!(Instant::now() < deadline, "the record outlived the proxy");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// An older keyswitch proxy (stood in by this build answering health as the released version
@@ -588,4 +604,35 @@ fn a_shutdown_is_refused_when_replayed_or_out_of_time() {
     let again = p.send_raw(&request);
     assert!(again.starts_with("HTTP/1.1 401"), "{again}");
     assert_eq!(p.proxy_status()["pid"], next);
+}
+
+/// The token file as it can be found broken: each error says what to do with it, once.
+#[test]
+fn a_token_file_that_cannot_be_read_names_the_fix_once() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let file = p.s.state_dir().join("proxy-token");
+    std::fs::remove_file(&file).unwrap();
+    // Unreadable (root reads any mode, so a link to itself stands in for "Permission denied").
+    std::os::unix::fs::symlink(&file, &file).unwrap();
+    let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("proxy-token") && stderr.contains("delete it; keyswitch makes a new one"),
+        "{stderr}"
+    );
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert_eq!(doctor.matches("makes a new one").count(), 1, "{doctor}");
+
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, "damaged").unwrap();
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(doctor.contains("is damaged"), "{doctor}");
+    assert_eq!(doctor.matches("makes a new one").count(), 1, "{doctor}");
+
+    std::fs::remove_file(&file).unwrap();
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
 }
