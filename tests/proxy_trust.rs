@@ -524,6 +524,29 @@ fn a_flood_of_health_probes_does_not_keep_the_proxy_from_stopping() {
             ));
         }
     }
+    // A `get` replacing a proxy that cannot read the keychain stops it the same way.
+    for round in 0..3 {
+        // Tried again until it stops: the `get` below is what this round is about.
+        let stopped = (0..50).any(|_| {
+            let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+            out.status.success()
+        });
+        assert!(stopped, "the proxy never stopped");
+        start_without_dbus(&p);
+        let broken = p.proxy_status()["pid"].clone();
+        let out =
+            p.s.cmd()
+                .arg("get")
+                .env("ANTHROPIC_BASE_URL", p.base_url())
+                .output()
+                .unwrap();
+        if !out.status.success() || p.proxy_status()["pid"] == broken {
+            failures.push(format!(
+                "get, round {round}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for thread in flood {
         thread.join().unwrap();
