@@ -26,6 +26,7 @@ mod pool;
 mod port_owner;
 mod proxy;
 mod proxy_client;
+mod proxy_pid_record;
 mod proxy_proof;
 mod proxy_protocol;
 mod proxy_settings;

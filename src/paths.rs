@@ -94,6 +94,11 @@ impl Dirs {
         self.state.join("proxy.log")
     }
 
+    /// The running proxy's pid and listen address ([`crate::proxy_pid_record`]).
+    pub fn proxy_pid_file(&self) -> PathBuf {
+        self.state.join("proxy.pid")
+    }
+
     /// Held while a background proxy is being started, so many `get`s at once start one.
     pub fn proxy_start_lock(&self) -> PathBuf {
         self.state.join("proxy-start.lock")

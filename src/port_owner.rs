@@ -4,7 +4,8 @@
 //! by name, tell a stopped proxy from a dead one, and stop an older keyswitch proxy of the
 //! user's own by signal instead of by handing it the token.
 //!
-//! Linux reads `/proc/net/tcp{,6}` and `/proc/PID/{fd,stat,cmdline}`; macOS asks `lsof`, best
+//! Linux reads `/proc/net/tcp{,6}` and `/proc/PID/{fd,stat,status,cmdline}`, and this
+//! profile's proxy record ([`crate::proxy_pid_record`]) where a proxy's fds are unreadable; macOS asks `lsof`, best
 //! effort; elsewhere (Windows) nothing is known and only the proof protects.
 
 use std::net::SocketAddr;
@@ -105,6 +106,7 @@ mod linux {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
     use super::Holder;
+    use crate::proxy_pid_record::PidRecord;
 
     /// A socket's row in `/proc/net/tcp{,6}`.
     #[derive(Debug, PartialEq, Eq)]
@@ -132,26 +134,51 @@ mod linux {
         let row = rows.first()?;
         let pid = pid_of_socket(row.inode).or_else(|| {
             // A proxy keeps its /proc/PID/fd from its own user too (it is not dumpable, so no
-            // core file holds a key): then the one keyswitch proxy of ours is the holder.
-            (Some(row.uid) == ours).then(only_proxy_of_ours).flatten()
+            // core file holds a key): then it is told among the user's proxies by its record.
+            (Some(row.uid) == ours)
+                .then(|| proxy_of_ours(addr))
+                .flatten()
         });
         Some(Holder { uid: row.uid, pid })
     }
 
-    /// The pid of this user's one `keyswitch proxy run`, if exactly one runs. Its uid is read
-    /// from `/proc/PID/status`, which a process that is not dumpable still shows (its /proc
-    /// folder then belongs to root).
-    fn only_proxy_of_ours() -> Option<u32> {
+    /// Which of this user's `keyswitch proxy run` processes holds `addr`, when its fds cannot
+    /// be read. The record is this profile's (the state folder this keyswitch runs with):
+    /// the proxy a `get` of this profile started.
+    fn proxy_of_ours(addr: SocketAddr) -> Option<u32> {
         let ours = super::our_uid()?;
-        let mut found = std::fs::read_dir("/proc")
+        let proxies: Vec<u32> = std::fs::read_dir("/proc")
             .ok()?
             .flatten()
             .filter_map(|entry| {
                 let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
                 (uid_of(pid) == Some(ours) && is_keyswitch_proxy(pid)).then_some(pid)
-            });
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
+            })
+            .collect();
+        let recorded = crate::paths::Dirs::from_env()
+            .ok()
+            .and_then(|dirs| crate::proxy_pid_record::read(&dirs.proxy_pid_file()));
+        choose_proxy(addr, &proxies, recorded)
+    }
+
+    /// Among this user's proxies (`proxies`, each checked to be a `keyswitch proxy run` of
+    /// this uid), the one holding `addr`: the recorded one when it is among them and listens
+    /// there, else the only one, else none (a guess could name another profile's proxy).
+    pub(super) fn choose_proxy(
+        addr: SocketAddr,
+        proxies: &[u32],
+        recorded: Option<PidRecord>,
+    ) -> Option<u32> {
+        if let Some(record) = recorded
+            && proxies.contains(&record.pid)
+            && covers(record.listen, addr)
+        {
+            return Some(record.pid);
+        }
+        match proxies {
+            [only] => Some(*only),
+            _ => None,
+        }
     }
 
     /// The real uid on the `Uid:` line of `/proc/PID/status`.
@@ -280,6 +307,39 @@ mod linux {
                 "127.0.0.1:8083".parse().unwrap(),
                 "127.0.0.1:8082".parse().unwrap()
             ));
+        }
+
+        #[test]
+        fn a_proxy_whose_fds_cannot_be_read_is_told_by_its_record() {
+            let addr: SocketAddr = "127.0.0.1:8082".parse().unwrap();
+            let record = |pid, listen: &str| {
+                Some(PidRecord {
+                    pid,
+                    listen: listen.parse().unwrap(),
+                })
+            };
+            // Two profiles' proxies: the record says which is this one's.
+            assert_eq!(
+                choose_proxy(addr, &[10, 20], record(20, "127.0.0.1:8082")),
+                Some(20)
+            );
+            assert_eq!(choose_proxy(addr, &[10, 20], None), None);
+            // A record of another address, or of a pid that is no proxy of ours now: no guess.
+            assert_eq!(
+                choose_proxy(addr, &[10, 20], record(20, "127.0.0.1:9000")),
+                None
+            );
+            assert_eq!(
+                choose_proxy(addr, &[10, 20], record(30, "127.0.0.1:8082")),
+                None
+            );
+            // One proxy of ours: that one, whatever a stale record says.
+            assert_eq!(
+                choose_proxy(addr, &[10], record(30, "127.0.0.1:8082")),
+                Some(10)
+            );
+            assert_eq!(choose_proxy(addr, &[10], None), Some(10));
+            assert_eq!(choose_proxy(addr, &[], record(30, "127.0.0.1:8082")), None);
         }
 
         #[test]

@@ -3,8 +3,8 @@
 //!
 //! Nothing that answers is trusted on its word: a probe sends a fresh nonce and takes the
 //! listener for this user's proxy only when its answer proves the token
-//! ([`crate::proxy_proof`]); a shutdown carries a proof over the proxy's one-time challenge,
-//! never the token.
+//! ([`crate::proxy_proof`]); a shutdown carries a proof of the token over a fresh nonce and
+//! the time, never the token.
 //!
 //! Plain std networking, no async runtime: `keyswitch get` probes on every Claude Code start
 //! and refresh, and a probe of a running proxy costs one loopback round trip.
@@ -15,7 +15,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::proxy_proof::{
-    CHALLENGE_HEADER, NONCE_HEADER, PROOF_HEADER, fresh_nonce, health_proved, shutdown_proof,
+    NONCE_HEADER, PROOF_HEADER, TIME_HEADER, fresh_nonce, health_proved, shutdown_proof,
+    unix_seconds,
 };
 use crate::proxy_protocol::{HEALTH_PATH, Health, SERVICE, SHUTDOWN_PATH};
 
@@ -111,19 +112,29 @@ pub fn probe(addr: SocketAddr, token: &str) -> Probe {
     }
 }
 
-/// Asks the proxy that handed out `challenge` (in a proved health answer) to stop; returns
-/// the HTTP status of its answer. The token stays here: only a proof over the challenge goes.
-pub fn request_shutdown(addr: SocketAddr, token: &str, challenge: &str) -> std::io::Result<u16> {
-    let proof = shutdown_proof(token, challenge);
+/// Asks the proxy at `addr` (one that proved itself) to stop; returns the HTTP status and
+/// text of its answer. The token stays here: only a proof over a fresh nonce and the time
+/// goes, which no one else can make, use up or play again.
+pub fn request_shutdown(addr: SocketAddr, token: &str) -> std::io::Result<(u16, String)> {
+    let nonce = fresh_nonce().map_err(std::io::Error::other)?;
+    let time = unix_seconds();
+    let proof = shutdown_proof(token, &nonce, time);
     let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
     exchange(
         &mut stream,
         addr,
         "POST",
         SHUTDOWN_PATH,
-        &[(CHALLENGE_HEADER, challenge), (PROOF_HEADER, &proof)],
+        &[
+            (NONCE_HEADER, &nonce),
+            (TIME_HEADER, &time.to_string()),
+            (PROOF_HEADER, &proof),
+        ],
     )
-    .map(|answer| answer.status)
+    .map(|answer| {
+        let text = String::from_utf8_lossy(&answer.body).trim().to_string();
+        (answer.status, text)
+    })
 }
 
 struct Answer {

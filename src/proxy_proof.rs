@@ -3,10 +3,12 @@
 //! Any local program, of any user, may bind the proxy's loopback port while the proxy is not
 //! running. So the CLI never trusts what answers there on its word: it sends a fresh random
 //! nonce, and only an answer carrying HMAC-SHA256(token, nonce + the answer's own bytes) is the
-//! user's proxy. Stopping the proxy works the same way the other way round: the proxy hands out
-//! a one-time challenge in its proved health answer, and a shutdown carries an HMAC over it, so
-//! the token never goes to a listener that has not proved itself, and a recorded shutdown
-//! cannot be played again. Each use of the key has its own label (domain separation), so a
+//! user's proxy. Stopping the proxy works the same way the other way round: the client makes a
+//! fresh nonce and takes the time, and a shutdown carries an HMAC over both, so the token never
+//! goes to a listener that has not proved itself. The proxy takes each nonce once and only
+//! within a short time of its clock, so a recorded shutdown cannot be played again, and nothing
+//! the proxy hands out can be used up by another program (it keeps no pool of challenges that
+//! a flood of probes could push out). Each use of the key has its own label (domain separation), so a
 //! proof made for one purpose is never valid for another.
 //!
 //! Both sides import this module; neither imports the other.
@@ -19,20 +21,30 @@ use sha2::Sha256;
 pub const NONCE_HEADER: &str = "x-keyswitch-nonce";
 /// The proxy's proof on a health answer; the client's on a shutdown request.
 pub const PROOF_HEADER: &str = "x-keyswitch-proof";
-/// On a shutdown request: the one-time challenge of the proxy's health answer it answers.
-pub const CHALLENGE_HEADER: &str = "x-keyswitch-challenge";
+/// On a shutdown request: when the client made it, in unix seconds.
+pub const TIME_HEADER: &str = "x-keyswitch-time";
 
 /// Random bytes in a nonce or a challenge: as many as the token holds.
 const RANDOM_BYTES: usize = 32;
 
 const HEALTH_LABEL: &[u8] = b"keyswitch-proxy health v1\0";
-const SHUTDOWN_LABEL: &[u8] = b"keyswitch-proxy shutdown v1\0";
+// v2: over the client's nonce and time (v1 was over a challenge the proxy handed out).
+const SHUTDOWN_LABEL: &[u8] = b"keyswitch-proxy shutdown v2\0";
 
-/// A fresh random nonce (or challenge), as lowercase hex.
+/// A fresh random nonce, as lowercase hex.
 pub fn fresh_nonce() -> Result<String> {
     let mut raw = [0u8; RANDOM_BYTES];
     getrandom::fill(&mut raw).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
     Ok(hex(&raw))
+}
+
+/// The clock a shutdown's time is read from, on both sides: unix seconds (0 for a clock set
+/// before 1970, which no proof's time then matches).
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Whether `text` has the shape of [`fresh_nonce`]'s values: anything else is not answered.
@@ -56,15 +68,24 @@ pub fn health_proved(token: &str, nonce: &str, body: &[u8], proof: &str) -> bool
     )
 }
 
-/// The client's proof that it holds `token`, asking to stop the proxy that handed out
-/// `challenge`.
-pub fn shutdown_proof(token: &str, challenge: &str) -> String {
-    finish(mac(token, SHUTDOWN_LABEL, &[challenge.as_bytes()]))
+/// The client's proof that it holds `token`, asking at unix second `time` (with its fresh
+/// `nonce`) for the proxy to stop.
+pub fn shutdown_proof(token: &str, nonce: &str, time: u64) -> String {
+    finish(shutdown_mac(token, nonce, time))
 }
 
-/// Whether `proof` is [`shutdown_proof`] of `challenge` by the holder of `token`.
-pub fn shutdown_proved(token: &str, challenge: &str, proof: &str) -> bool {
-    verify(mac(token, SHUTDOWN_LABEL, &[challenge.as_bytes()]), proof)
+/// Whether `proof` is [`shutdown_proof`] of `nonce` and `time` by the holder of `token`.
+pub fn shutdown_proved(token: &str, nonce: &str, time: u64, proof: &str) -> bool {
+    verify(shutdown_mac(token, nonce, time), proof)
+}
+
+fn shutdown_mac(token: &str, nonce: &str, time: u64) -> Option<Hmac<Sha256>> {
+    let time = time.to_string();
+    mac(
+        token,
+        SHUTDOWN_LABEL,
+        &[nonce.as_bytes(), b"\0", time.as_bytes()],
+    )
 }
 
 /// HMAC-SHA256 keyed with the token over the label and the parts. `None` only if the HMAC
@@ -128,10 +149,12 @@ mod tests {
         assert!(!health_proved("ksp-a", &nonce, b"{}", "zz"));
         assert!(!health_proved("ksp-a", &nonce, b"{}", ""));
         // A health proof is no shutdown proof, whatever the bytes.
-        assert!(!shutdown_proved("ksp-a", &nonce, &proof));
-        let stop = shutdown_proof("ksp-a", &nonce);
-        assert!(shutdown_proved("ksp-a", &nonce, &stop));
-        assert!(!shutdown_proved("ksp-b", &nonce, &stop));
+        assert!(!shutdown_proved("ksp-a", &nonce, 7, &proof));
+        let stop = shutdown_proof("ksp-a", &nonce, 7);
+        assert!(shutdown_proved("ksp-a", &nonce, 7, &stop));
+        assert!(!shutdown_proved("ksp-a", &nonce, 8, &stop));
+        assert!(!shutdown_proved("ksp-b", &nonce, 7, &stop));
+        assert!(!shutdown_proved("ksp-a", &fresh_nonce().unwrap(), 7, &stop));
         assert!(!is_nonce("ABCD"));
         assert!(!is_nonce(&nonce.to_uppercase()));
     }

@@ -11,7 +11,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `GET` with a nonce answers [`Health`] with a proof of the token ([`crate::proxy_proof`]);
 /// without one, only that the proxy is alive.
 pub const HEALTH_PATH: &str = "/_keyswitch/health";
-/// `POST` with a proof over a challenge of the health answer stops the proxy.
+/// `POST` with a proof of the token over the client's nonce and time stops the proxy.
 pub const SHUTDOWN_PATH: &str = "/_keyswitch/shutdown";
 /// Set in the environment of a proxy `get` starts in the background: only such a proxy is
 /// replaced when a session's network settings differ from its own.
@@ -42,11 +42,21 @@ pub struct Health {
     /// that did: since when ("since 2026-12-01 10:00:00 UTC"), for `doctor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_problem: Option<String>,
-    /// A one-time value a shutdown request proves the token over.
-    #[serde(default)]
-    pub challenge: String,
 }
 
 fn yes() -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_answer_with_the_old_challenge_field_still_reads() {
+        let old = r#"{"service":"keyswitch-proxy","version":"1","pid":2,"listen":"127.0.0.1:1","challenge":"00"}"#;
+        let health: Health = serde_json::from_str(old).unwrap();
+        assert_eq!(health.pid, 2);
+        assert!(health.keychain);
+    }
 }

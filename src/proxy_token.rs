@@ -125,8 +125,18 @@ fn write_temp(dirs: &Dirs, token: &str) -> Result<std::path::PathBuf> {
 }
 
 fn read_token(path: &Path) -> Result<Option<Zeroizing<String>>> {
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
+    let bytes = match read_optional(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        // It cannot be opened or read (another owner, a mode without read): a new one does as
+        // well. Other refusals (a folder in its place) say what to do already.
+        Err(e) if e.root_cause().is::<std::io::Error>() => {
+            return Err(anyhow!(
+                "{}: delete it; keyswitch makes a new one, and a running proxy takes it up",
+                crate::error::one_line(&e)
+            ));
+        }
+        Err(e) => return Err(e),
     };
     let bytes = Zeroizing::new(bytes);
     let text = std::str::from_utf8(&bytes).unwrap_or("").trim();

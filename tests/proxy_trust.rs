@@ -83,9 +83,8 @@ fn like_this_version(request: &str) -> String {
     }
     http_json(
         &format!(
-            r#"{{"service":"keyswitch-proxy","version":"{}","pid":1,"listen":"127.0.0.1:1","network":"","upstream":"","keychain":true,"challenge":"{}"}}"#,
+            r#"{{"service":"keyswitch-proxy","version":"{}","pid":1,"listen":"127.0.0.1:1","network":"","upstream":"","keychain":true}}"#,
             env!("CARGO_PKG_VERSION"),
-            "ab".repeat(32)
         ),
         &format!("x-keyswitch-proof: {}\r\n", "cd".repeat(32)),
     )
@@ -271,7 +270,19 @@ fn the_health_path_tells_a_stranger_only_that_it_is_alive_and_answers_only_a_loo
         assert!(!answer.contains(&pid), "{answer}");
     }
 
-    // The token alone no longer stops it: a shutdown takes a proof over a fresh challenge.
+    // Two Host headers (the first loopback), or one that disagrees with the request URI.
+    let twice = format!("{local}\r\nhost: evil.example");
+    let answer = health(&p, &twice, &nonce);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let absolute = p.send_raw(&format!(
+        "GET http://evil.example/_keyswitch/health HTTP/1.1\r\nhost: {local}\r\n{nonce}connection: close\r\n\r\n"
+    ));
+    assert!(absolute.starts_with("HTTP/1.1 400"), "{absolute}");
+    for answer in [answer, absolute] {
+        assert!(!answer.contains(&pid), "{answer}");
+    }
+
+    // The token alone does not stop it: a shutdown takes a proof over a nonce and the time.
     let stop = p.send_raw(&format!(
         "POST /_keyswitch/shutdown HTTP/1.1\r\nhost: {local}\r\nx-api-key: {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     ));
@@ -423,7 +434,18 @@ fn a_stopped_proxy_is_told_from_a_dead_one() {
     let status = String::from_utf8_lossy(&out.stdout).into_owned();
     let json = p.proxy_status();
     let out = get(&p);
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
     signal("-CONT");
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    let fix = doctor
+        .lines()
+        .find(|l| l.contains(&format!("`kill -CONT {pid}`")))
+        .unwrap_or_else(|| panic!("{doctor}"));
+    assert!(fix.starts_with("FIX "), "{fix}");
+    assert!(
+        fix.ends_with(&format!("`kill -CONT {pid}`")),
+        "advice for another program: {fix}"
+    );
     assert!(
         status.contains(&format!(
             "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`"
@@ -436,6 +458,20 @@ fn a_stopped_proxy_is_told_from_a_dead_one() {
     assert!(!out.status.success());
     assert!(stderr.contains(&format!("`kill -CONT {pid}`")), "{stderr}");
     assert_eq!(p.proxy_status()["running"], true);
+    // The record that names it where its fds cannot be read (two profiles' proxies), until a
+    // clean exit.
+    let record = p.s.state_dir().join("proxy.pid");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        format!("{pid} 127.0.0.1:{}\n", p.port)
+    );
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    // Removed as the process ends, just after it stopped answering.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while record.exists() {
+        assert!(Instant::now() < deadline, "the record outlived the proxy");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// An older keyswitch proxy (stood in by this build answering health as the released version
@@ -471,4 +507,188 @@ fn an_older_keyswitch_proxy_of_this_user_is_replaced_by_signal_without_the_token
     assert_eq!(status["running"], true, "{status}");
     assert_ne!(status["pid"], old.id(), "{status}");
     assert_eq!(p.send(&token, BODY).status, 200);
+}
+
+/// Health requests with nonces from several threads, as another local user can send them, go
+/// on until `stop` is set.
+fn flood_health(
+    port: u16,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..6u64)
+        .map(|thread| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let nonce = format!("{thread:032x}{n:032x}");
+                    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = s.write_all(
+                        format!(
+                            "GET /_keyswitch/health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-keyswitch-nonce: {nonce}\r\nconnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_health_probes_does_not_keep_the_proxy_from_stopping() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = flood_health(p.port, &stop);
+    let mut failures = Vec::new();
+    for round in 0..10 {
+        p.token();
+        let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    // A `get` replacing a proxy that cannot read the keychain stops it the same way.
+    for round in 0..3 {
+        // Tried again until it stops: the `get` below is what this round is about.
+        let stopped = (0..50).any(|_| {
+            let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+            out.status.success()
+        });
+        assert!(stopped, "the proxy never stopped");
+        start_without_dbus(&p);
+        let broken = p.proxy_status()["pid"].clone();
+        let out =
+            p.s.cmd()
+                .arg("get")
+                .env("ANTHROPIC_BASE_URL", p.base_url())
+                .output()
+                .unwrap();
+        if !out.status.success() || p.proxy_status()["pid"] == broken {
+            failures.push(format!(
+                "get, round {round}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in flood {
+        thread.join().unwrap();
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The shutdown request `proxy stop` sends, made here from the token: nonce, time, proof.
+fn shutdown_request(port: u16, token: &str, nonce: &str, time: u64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(b"keyswitch-proxy shutdown v2\0");
+    mac.update(nonce.as_bytes());
+    mac.update(b"\0");
+    mac.update(time.to_string().as_bytes());
+    let proof: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "POST /_keyswitch/shutdown HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-keyswitch-nonce: {nonce}\r\nx-keyswitch-time: {time}\r\nx-keyswitch-proof: {proof}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_shutdown_is_refused_when_replayed_or_out_of_time() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let token = p.token();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (nonce, time) in [("1a".repeat(32), now - 300), ("2b".repeat(32), now + 300)] {
+        let answer = p.send_raw(&shutdown_request(p.port, &token, &nonce, time));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("clock"), "{answer}");
+    }
+    let wrong = p.send_raw(&shutdown_request(
+        p.port,
+        "ksp-not-the-token",
+        &"3c".repeat(32),
+        now,
+    ));
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    assert_eq!(p.proxy_status()["running"], true);
+
+    let pid = p.proxy_status()["pid"].clone();
+    // Played twice at once to the same proxy: it stops once, and refuses the second.
+    let request = shutdown_request(p.port, &token, &"4d".repeat(32), now);
+    let both = std::thread::scope(|scope| {
+        let first = scope.spawn(|| p.send_raw(&request));
+        let second = scope.spawn(|| p.send_raw(&request));
+        [first.join().unwrap(), second.join().unwrap()]
+    });
+    let taken = both
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 200"))
+        .count();
+    assert_eq!(taken, 1, "{both:#?}");
+    assert!(
+        both.iter()
+            .any(|a| a.is_empty() || a.contains("taken before")),
+        "{both:#?}"
+    );
+    // The next proxy (same token) does not take the recorded request either.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.proxy_status()["running"] == true {
+        assert!(std::time::Instant::now() < deadline, "it never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    p.token();
+    let next = p.proxy_status()["pid"].clone();
+    assert_ne!(next, pid);
+    let again = p.send_raw(&request);
+    assert!(again.starts_with("HTTP/1.1 401"), "{again}");
+    assert_eq!(p.proxy_status()["pid"], next);
+}
+
+/// The token file as it can be found broken: each error says what to do with it, once.
+#[test]
+fn a_token_file_that_cannot_be_read_names_the_fix_once() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let file = p.s.state_dir().join("proxy-token");
+    std::fs::remove_file(&file).unwrap();
+    // Unreadable (root reads any mode, so a link to itself stands in for "Permission denied").
+    std::os::unix::fs::symlink(&file, &file).unwrap();
+    let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("proxy-token") && stderr.contains("delete it; keyswitch makes a new one"),
+        "{stderr}"
+    );
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert_eq!(doctor.matches("makes a new one").count(), 1, "{doctor}");
+
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, "damaged").unwrap();
+    let doctor = p.s.cmd().arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(doctor.contains("is damaged"), "{doctor}");
+    assert_eq!(doctor.matches("makes a new one").count(), 1, "{doctor}");
+
+    std::fs::remove_file(&file).unwrap();
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
 }

@@ -423,12 +423,8 @@ fn check_proxy(r: &mut Report, ctx: &Context, config: &Config, mode: Result<Mode
     }
     let token = match crate::proxy_token::ensure_token(&ctx.dirs) {
         Ok(token) => token,
-        Err(e) => {
-            return r.fix(
-                &crate::error::one_line(&e),
-                "delete the token file; keyswitch makes a new one, and the running proxy takes it up",
-            );
-        }
+        // Each of its errors says what to do with the file.
+        Err(e) => return r.problem(&crate::error::one_line(&e)),
     };
     match probe(proxy.listen, &token) {
         Probe::Ours(health) if !health.keychain => r.fix(
@@ -450,13 +446,10 @@ fn check_proxy(r: &mut Report, ctx: &Context, config: &Config, mode: Result<Mode
             "the proxy is not running; keyswitch get starts it on {}",
             proxy.listen
         )),
-        Probe::Unproven(unproven) => r.fix(
-            &format!(
-                "{:#}",
-                crate::proxy::control::not_ours(proxy.listen, &unproven)
-            ),
-            "stop it, or choose another port with keyswitch install --proxy --listen 127.0.0.1:PORT",
-        ),
+        // It names what holds the port and what to do, as `get` says it.
+        Probe::Unproven(unproven) => r.problem(&crate::error::one_line(
+            &crate::proxy::control::not_ours(proxy.listen, &unproven),
+        )),
     }
 }
 

@@ -239,11 +239,11 @@ pub fn stop_at(addr: SocketAddr, token: &str) -> Result<bool> {
     }
 }
 
-/// Stops the proxy whose proved health answer is `health`, with a proof over its challenge.
+/// Stops the proxy whose proved health answer is `health`, with a proof of the token.
 fn stop_proved(addr: SocketAddr, token: &str, health: &Health) -> Result<()> {
-    let status = crate::proxy_client::request_shutdown(addr, token, &health.challenge)?;
+    let (status, why) = crate::proxy_client::request_shutdown(addr, token)?;
     if status != 200 {
-        return Err(anyhow!("it refused to stop (HTTP {status})"));
+        return Err(anyhow!("it refused to stop (HTTP {status}: {why})"));
     }
     wait_until_gone(addr, token, health.pid)
 }

@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use super::body::{BodyFault, MAX_REQUEST_BODY, read_body};
 use super::forward::forward;
 use super::io::{Body, BoxError};
-use super::own_paths::{health, loopback_host, refuse_host, shutdown};
+use super::own_paths::{health, host_refusal, shutdown};
 use super::replies::{api_error, over_budget, plain, refuse_token};
 use super::shared::Shared;
 use super::upstream::Upstream;
@@ -25,8 +25,8 @@ where
 {
     let path = request.uri().path();
     if path.starts_with("/_keyswitch/") {
-        if !loopback_host(request.headers()) {
-            return refuse_host();
+        if let Some(refusal) = host_refusal(request.uri(), request.headers()) {
+            return refusal;
         }
         if path == HEALTH_PATH {
             return health(&shared, request.headers()).await;

@@ -25,6 +25,7 @@ pub(crate) mod network;
 mod own_paths;
 mod replies;
 mod shared;
+mod shutdown_nonces;
 mod sparing;
 #[cfg(test)]
 mod testing;
@@ -59,6 +60,10 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         None => bind(settings, &token)?,
     };
     listener.set_nonblocking(true)?;
+    // Only a hint for naming a stopped proxy: a proxy that cannot write it still serves.
+    let _recorded = crate::proxy_pid_record::record(&dirs.proxy_pid_file(), settings.listen)
+        .map_err(|e| eprintln!("keyswitch: warning: {e:#}"))
+        .ok();
     let default_upstream = Endpoint::parse(&settings.upstream)
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
     // One thread: a request's work is ~0.1 ms of CPU, so one core serves thousands a second,

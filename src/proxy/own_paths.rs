@@ -1,65 +1,45 @@
 //! The proxy's own paths ([`crate::proxy_protocol`]): the health answer, which proves the
 //! proxy holds the access token ([`crate::proxy_proof`]) and says nothing more than "alive"
-//! to a caller that sends no nonce; and the shutdown, which takes a proof over a one-time
-//! challenge instead of the token.
+//! to a caller that sends no nonce; and the shutdown, which takes a proof of the token over
+//! the client's own nonce and time instead of the token.
 //!
 //! Both answer only a request whose `Host` is a loopback name: a web page that rebinds its own
 //! DNS name to 127.0.0.1 reaches the port, but its requests still say that name.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use hyper::header::{self, HeaderValue};
-use hyper::{HeaderMap, Response, StatusCode};
+use hyper::{HeaderMap, Response, StatusCode, Uri};
 
 use super::body::full;
 use super::io::Body;
 use super::network::advertised_network;
 use super::replies::plain;
 use super::shared::Shared;
+use super::shutdown_nonces::Refusal;
 use crate::proxy_proof::{
-    CHALLENGE_HEADER, NONCE_HEADER, PROOF_HEADER, fresh_nonce, health_proof, is_nonce,
-    shutdown_proved,
+    NONCE_HEADER, PROOF_HEADER, TIME_HEADER, health_proof, is_nonce, shutdown_proved, unix_seconds,
 };
 use crate::proxy_protocol::{BACKGROUND_MARK, Health, SERVICE, VERSION};
-
-/// A challenge handed out in a health answer is good for one shutdown within this.
-const CHALLENGE_LIFETIME: Duration = Duration::from_secs(30);
-/// At most this many challenges wait at once: any local program may ask for them.
-const MAX_CHALLENGES: usize = 16;
 
 /// What an unproved health request learns: that something answers, nothing more.
 const ALIVE: &str = "{\"alive\":true}";
 
-/// The challenges handed out and not yet used, oldest first.
-#[derive(Default)]
-pub struct Challenges(Mutex<VecDeque<(String, Instant)>>);
-
-impl Challenges {
-    fn issue(&self) -> Option<String> {
-        let challenge = fresh_nonce().ok()?;
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|(_, at)| at.elapsed() < CHALLENGE_LIFETIME);
-        if list.len() >= MAX_CHALLENGES {
-            list.pop_front();
-        }
-        list.push_back((challenge.clone(), Instant::now()));
-        Some(challenge)
+/// The answer for a request to the proxy's own paths whose `Host` will not do: `None` when it
+/// is one loopback name. Two `Host` headers, or one that disagrees with an absolute request
+/// URI, make the request ambiguous (RFC 9112 3.2): 400, whatever the first one says.
+pub fn host_refusal(uri: &Uri, headers: &HeaderMap) -> Option<Response<Body>> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    let disagrees = match (uri.authority(), host.and_then(|h| h.to_str().ok())) {
+        (Some(authority), Some(host)) => !authority.as_str().eq_ignore_ascii_case(host),
+        _ => false,
+    };
+    if hosts.next().is_some() || disagrees {
+        return Some(plain(
+            StatusCode::BAD_REQUEST,
+            "a request to the keyswitch proxy's own paths needs exactly one Host, agreeing with the request URI\n",
+        ));
     }
-
-    /// Takes `challenge` out if it was handed out and is still fresh: each is used once.
-    fn redeem(&self, challenge: &str) -> bool {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|(_, at)| at.elapsed() < CHALLENGE_LIFETIME);
-        match list.iter().position(|(c, _)| c == challenge) {
-            Some(i) => {
-                list.remove(i);
-                true
-            }
-            None => false,
-        }
-    }
+    (!loopback_host(headers)).then(refuse_host)
 }
 
 /// Whether `Host` names loopback: 127.0.0.1, localhost or `[::1]`, with or without a port.
@@ -86,7 +66,7 @@ fn valid_port(text: &str) -> bool {
     text.parse::<u16>().is_ok()
 }
 
-pub fn refuse_host() -> Response<Body> {
+fn refuse_host() -> Response<Body> {
     plain(
         StatusCode::FORBIDDEN,
         "the keyswitch proxy answers its own paths only for a loopback Host (127.0.0.1, localhost, [::1])\n",
@@ -103,23 +83,19 @@ pub async fn health<U>(shared: &Shared<U>, headers: &HeaderMap) -> Response<Body
     let legacy = crate::failpoints::legacy_health();
     let Some(nonce) = nonce.filter(|_| !legacy) else {
         if legacy {
-            return json(
-                report(shared, String::new(), true).as_bytes().to_vec(),
-                None,
-            );
+            return json(report(shared, true).as_bytes().to_vec(), None);
         }
         return json(ALIVE.as_bytes().to_vec(), None);
     };
     // A `get` that just made a new token file is answered with the file's token.
     shared.token.refresh();
     let keychain = shared.keys.keychain_readable().await;
-    let challenge = shared.challenges.issue().unwrap_or_default();
-    let body = report(shared, challenge, keychain).into_bytes();
+    let body = report(shared, keychain).into_bytes();
     let proof = health_proof(&shared.token.current(), nonce, &body);
     json(body, Some(proof))
 }
 
-fn report<U>(shared: &Shared<U>, challenge: String, keychain: bool) -> String {
+fn report<U>(shared: &Shared<U>, keychain: bool) -> String {
     let token = shared.token.current();
     let health = Health {
         service: SERVICE.to_string(),
@@ -134,7 +110,6 @@ fn report<U>(shared: &Shared<U>, challenge: String, keychain: bool) -> String {
             .keys
             .config_trouble()
             .map(|t| format!("since {}", t.since.strftime("%Y-%m-%d %H:%M:%S UTC"))),
-        challenge,
     };
     serde_json::to_string(&health).unwrap_or_default()
 }
@@ -153,27 +128,40 @@ fn json(body: Vec<u8>, proof: Option<String>) -> Response<Body> {
     response
 }
 
-/// Stops the proxy for a request that proves the token over a challenge this proxy handed out.
+/// Stops the proxy for a request that proves the token over its own fresh nonce and time
+/// ([`crate::proxy_proof::shutdown_proof`]).
 pub fn shutdown<U>(shared: &Shared<U>, headers: &HeaderMap) -> Response<Body> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(challenge), Some(proof)) = (text(CHALLENGE_HEADER), text(PROOF_HEADER)) else {
+    let nonce = text(NONCE_HEADER).filter(|n| is_nonce(n));
+    let time = text(TIME_HEADER).and_then(|t| t.parse::<u64>().ok());
+    let (Some(nonce), Some(time), Some(proof)) = (nonce, time, text(PROOF_HEADER)) else {
         return plain(
             StatusCode::UNAUTHORIZED,
-            "a shutdown needs a proof over a challenge of the health answer (`keyswitch proxy stop`)\n",
+            "a shutdown needs a nonce, a time and a proof of the token over them (`keyswitch proxy stop` sends them)\n",
         );
     };
     shared.token.refresh();
-    // Redeemed before the proof is checked: a wrong guess uses the challenge up too.
-    if !shared.challenges.redeem(challenge)
-        || !shutdown_proved(&shared.token.current(), challenge, proof)
-    {
+    if !shutdown_proved(&shared.token.current(), nonce, time, proof) {
         return plain(
             StatusCode::UNAUTHORIZED,
-            "wrong, used or expired shutdown challenge (`keyswitch proxy stop` makes a fresh one)\n",
+            "the shutdown's proof is not of this proxy's token (its token file changed? `keyswitch proxy stop` again)\n",
         );
     }
-    shared.stop.notify_one();
-    plain(StatusCode::OK, "stopping\n")
+    // Only now, with the proof good, is the nonce kept: no one else can fill the set.
+    match shared.shutdown_nonces.take(nonce, time, unix_seconds()) {
+        Ok(()) => {
+            shared.stop.notify_one();
+            plain(StatusCode::OK, "stopping\n")
+        }
+        Err(Refusal::OutOfTime) => plain(
+            StatusCode::UNAUTHORIZED,
+            "the shutdown's time is too far from the proxy's clock, or before the proxy started: a recorded request, or a clock set wrong\n",
+        ),
+        Err(Refusal::Used) => plain(
+            StatusCode::UNAUTHORIZED,
+            "this shutdown was taken before: a request played again (`keyswitch proxy stop` makes a fresh one)\n",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -216,11 +204,35 @@ mod tests {
     }
 
     #[test]
-    fn a_challenge_is_good_once() {
-        let challenges = Challenges::default();
-        let c = challenges.issue().unwrap();
-        assert!(!challenges.redeem("other"));
-        assert!(challenges.redeem(&c));
-        assert!(!challenges.redeem(&c));
+    fn two_hosts_or_a_host_that_disagrees_with_the_uri_is_a_bad_request() {
+        let status = |uri: &str, hosts: &[&str]| {
+            let mut h = HeaderMap::new();
+            for value in hosts {
+                h.append(header::HOST, value.parse().unwrap());
+            }
+            host_refusal(&uri.parse().unwrap(), &h).map(|r| r.status())
+        };
+        let path = "/_keyswitch/health";
+        assert_eq!(status(path, &["127.0.0.1:8082"]), None);
+        assert_eq!(
+            status(
+                "http://127.0.0.1:8082/_keyswitch/health",
+                &["127.0.0.1:8082"]
+            ),
+            None
+        );
+        let bad = Some(StatusCode::BAD_REQUEST);
+        assert_eq!(status(path, &["127.0.0.1", "evil.example"]), bad);
+        assert_eq!(status(path, &["127.0.0.1", "127.0.0.1"]), bad);
+        assert_eq!(
+            status("http://evil.example/_keyswitch/health", &["127.0.0.1"]),
+            bad
+        );
+        assert_eq!(
+            status("http://127.0.0.1/_keyswitch/health", &["evil.example"]),
+            bad
+        );
+        assert_eq!(status(path, &["evil.example"]), Some(StatusCode::FORBIDDEN));
+        assert_eq!(status(path, &[]), Some(StatusCode::FORBIDDEN));
     }
 }

@@ -1,4 +1,4 @@
-//! What every request shares: the access token, the shutdown challenges, the key pool, the
+//! What every request shares: the access token, the shutdown nonces taken, the key pool, the
 //! upstream client, the memory budget for request bodies, and which upstreams were found down
 //! lately.
 
@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::body_budget::BodyBudget;
 use super::keys::KeyPool;
 use super::live_token::LiveToken;
-use super::own_paths::Challenges;
+use super::shutdown_nonces::ShutdownNonces;
 use super::sparing::Sparing;
 use super::upstream::Client;
 use crate::endpoint::Endpoint;
@@ -23,8 +23,8 @@ pub const SKIP_UNREACHABLE: Duration = Duration::from_secs(30);
 /// `U` is how requests reach an upstream: the real client, or a test's stand-in.
 pub struct Shared<U = Client> {
     pub token: LiveToken,
-    /// Handed out in proved health answers; each stops the proxy once.
-    pub challenges: Challenges,
+    /// The nonces of the shutdowns taken: each stops the proxy once.
+    pub shutdown_nonces: ShutdownNonces,
     pub keys: Arc<KeyPool>,
     pub client: U,
     /// Where keys without an endpoint of their own go.
@@ -52,7 +52,7 @@ impl<U> Shared<U> {
     ) -> Self {
         Self {
             token,
-            challenges: Challenges::default(),
+            shutdown_nonces: ShutdownNonces::new(crate::proxy_proof::unix_seconds()),
             keys,
             client,
             default_upstream,
