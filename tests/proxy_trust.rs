@@ -125,6 +125,11 @@ fn squatted_port_is_refused_without_the_token(answer: fn(&str) -> String) {
     );
     let out = p.s.cmd().args(["proxy", "stop"]).output().unwrap();
     assert!(!out.status.success());
+    // status does not say `get` would start it: it cannot while the port is held.
+    let out = p.s.cmd().args(["proxy", "status"]).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("another program holds"), "{status}");
+    assert!(!status.contains("starts it"), "{status}");
     let out = p.s.cmd().arg("doctor").output().unwrap();
     let doctor = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -87,6 +87,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 Probe::Unproven(Unproven::Silent(_)) => stopped_proxy(settings.listen),
                 _ => None,
             };
+            let held_by_another = matches!(answer, Probe::Unproven(_)) && stopped.is_none();
             if let (Probe::Unproven(unproven), None) = (&answer, stopped) {
                 crate::messages::warn(format_args!(
                     "{:#}",
@@ -117,6 +118,11 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                     )),
                     (None, Some(pid)) => out(&format!(
                         "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile{managed}",
+                        settings.listen
+                    )),
+                    // `get` cannot start it while something else holds the port (said above).
+                    (None, None) if held_by_another => out(&format!(
+                        "not running: another program holds {} (see above){managed}",
                         settings.listen
                     )),
                     (None, None) => out(&format!(
