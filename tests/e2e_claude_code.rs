@@ -116,6 +116,17 @@ fn serve(
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        if path.starts_with("/_keyswitch/") {
+            // `install --proxy` asks a loopback upstream whether it is a keyswitch proxy; that
+            // is no request of Claude Code's.
+            if writer
+                .write_all(b"HTTP/1.1 404 X\r\ncontent-length: 0\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         seen.lock().unwrap().push(Seen {
             path: path.clone(),
             key: key.clone(),
