@@ -13,7 +13,8 @@ use jiff::Timestamp;
 use crate::fileio::{Durability, read_optional, replace_file};
 
 /// How often the time is rewritten at most: a finer time says nothing more to a warning.
-const REWRITE_AFTER: Duration = Duration::from_secs(60);
+const REWRITE_AFTER: Duration = Duration::from_secs(REWRITE_SECONDS as u64);
+const REWRITE_SECONDS: i64 = 60;
 
 /// A hand-out this recent means a session may still be running on the token.
 pub const RECENT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
@@ -44,8 +45,12 @@ pub fn stop_warning(path: &Path, now: Timestamp) -> Option<String> {
         return None;
     }
     Some(format!(
-        "a session was handed the proxy's token {}: sessions still running send every request to the proxy, and fail (after about 3 minutes of retries) until it runs again; start it with `keyswitch proxy start` (a new session's start does it too)",
-        crate::timespec::ago_in_words(at, now)
+        "a session was handed the proxy's token within the last {}: sessions still running send every request to the proxy, and fail (after about 3 minutes of retries) until it runs again; start it with `keyswitch proxy start` (a new session's start does it too)",
+        // The time kept is the first hand-out of its minute, so later ones fall within this.
+        crate::timespec::format_duration(
+            now.duration_since(at)
+                .max(jiff::SignedDuration::from_secs(REWRITE_SECONDS))
+        )
     ))
 }
 
@@ -62,7 +67,9 @@ mod tests {
         note(&path, now);
         let later = now + jiff::SignedDuration::from_mins(5);
         let warning = stop_warning(&path, later).unwrap();
-        assert!(warning.contains("5m ago"), "{warning}");
+        assert!(warning.contains("within the last 5m"), "{warning}");
+        let soon = stop_warning(&path, now + jiff::SignedDuration::from_secs(5)).unwrap();
+        assert!(soon.contains("within the last 1m"), "{soon}");
         assert!(warning.contains("keyswitch proxy start"), "{warning}");
         let next_day = now + jiff::SignedDuration::from_hours(25);
         assert_eq!(stop_warning(&path, next_day), None);
