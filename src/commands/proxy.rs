@@ -48,89 +48,97 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
             );
             Ok(())
         }
-        ProxyAction::Stop => {
-            if let Some(stopped) = crate::service::stop() {
-                eprintln!("keyswitch: {}", stopped?);
-                return Ok(());
-            }
-            let token = ensure_token(&ctx.dirs)?;
-            if control::stop_at(settings.listen, &token)? {
-                eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
-                let now = ctx.now.timestamp();
-                if let Some(warning) =
-                    crate::token_handouts::stop_warning(&ctx.dirs.token_handout(), now)
-                {
-                    crate::messages::warn(format_args!("{warning}"));
-                }
-            } else {
-                eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
-            }
-            Ok(())
+        ProxyAction::Stop => stop(ctx, &settings),
+        ProxyAction::Restart => restart(ctx, settings),
+        ProxyAction::Status { json } => status(ctx, &settings, json),
+    }
+}
+
+/// Stops the proxy (through the service manager when one runs it), warning when sessions were
+/// handed the token lately.
+fn stop(ctx: &Context, settings: &ProxySettings) -> Result<()> {
+    if let Some(stopped) = crate::service::stop() {
+        eprintln!("keyswitch: {}", stopped?);
+        return Ok(());
+    }
+    let token = ensure_token(&ctx.dirs)?;
+    if control::stop_at(settings.listen, &token)? {
+        eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
+        let now = ctx.now.timestamp();
+        if let Some(warning) = crate::token_handouts::stop_warning(&ctx.dirs.token_handout(), now) {
+            crate::messages::warn(format_args!("{warning}"));
         }
-        ProxyAction::Restart => {
-            let settings = with_network_from_here(ctx, settings)?;
-            proxy_settings::save(&ctx.dirs, &settings)?;
-            crate::service::refresh_network(&ctx.dirs, &settings)?;
-            let token = ensure_token(&ctx.dirs)?;
-            control::stop_at(settings.listen, &token)?;
-            let health = control::ensure_running(&ctx.dirs, &settings)?;
-            eprintln!(
-                "keyswitch: proxy {} running on {} (pid {}) with this shell's network settings",
-                health.version, health.listen, health.pid
-            );
-            Ok(())
-        }
-        ProxyAction::Status { json } => {
-            let token = ensure_token(&ctx.dirs)?;
-            let answer = probe(settings.listen, &token);
-            let stopped = match &answer {
-                Probe::Unproven(Unproven::Silent(_)) => stopped_proxy(settings.listen),
-                _ => None,
-            };
-            let held_by_another = matches!(answer, Probe::Unproven(_)) && stopped.is_none();
-            if let (Probe::Unproven(unproven), None) = (&answer, stopped) {
-                crate::messages::warn(format_args!(
-                    "{:#}",
-                    control::not_ours(settings.listen, unproven)
-                ));
-            }
-            let health = match answer {
-                Probe::Ours(health) => Some(health),
-                _ => None,
-            };
-            let manager = crate::service::installed();
-            if json {
-                let value = serde_json::json!({
-                    "running": health.is_some(),
-                    "stopped": stopped.is_some(),
-                    "pid": health.as_ref().map(|h| h.pid).or(stopped),
-                    "listen": settings.listen.to_string(),
-                    "version": health.as_ref().map(|h| h.version.clone()),
-                    "managed_by": manager.map(crate::service::Manager::name),
-                });
-                out(&value.to_string())
-            } else {
-                let managed = manager.map_or_else(String::new, |m| format!("; {}", m.describe()));
-                match (health, stopped) {
-                    (Some(h), _) => out(&format!(
-                        "running on {} (pid {}, version {}), forwarding to {}{managed}",
-                        h.listen, h.pid, h.version, settings.upstream
-                    )),
-                    (None, Some(pid)) => out(&format!(
-                        "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile{managed}",
-                        settings.listen
-                    )),
-                    // `get` cannot start it while something else holds the port (said above).
-                    (None, None) if held_by_another => out(&format!(
-                        "not running: another program holds {} (see above){managed}",
-                        settings.listen
-                    )),
-                    (None, None) => out(&format!(
-                        "not running (listens on {} once started; `keyswitch get` starts it){managed}",
-                        settings.listen
-                    )),
-                }
-            }
+    } else {
+        eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
+    }
+    Ok(())
+}
+
+/// Records this shell's network settings and starts the proxy again from here.
+fn restart(ctx: &Context, settings: ProxySettings) -> Result<()> {
+    let settings = with_network_from_here(ctx, settings)?;
+    proxy_settings::save(&ctx.dirs, &settings)?;
+    crate::service::refresh_network(&ctx.dirs, &settings)?;
+    let token = ensure_token(&ctx.dirs)?;
+    control::stop_at(settings.listen, &token)?;
+    let health = control::ensure_running(&ctx.dirs, &settings)?;
+    eprintln!(
+        "keyswitch: proxy {} running on {} (pid {}) with this shell's network settings",
+        health.version, health.listen, health.pid
+    );
+    Ok(())
+}
+
+/// Whether the proxy runs (proved), is stopped (Ctrl-Z), or not; `json` for scripts.
+fn status(ctx: &Context, settings: &ProxySettings, json: bool) -> Result<()> {
+    let token = ensure_token(&ctx.dirs)?;
+    let answer = probe(settings.listen, &token);
+    let stopped = match &answer {
+        Probe::Unproven(Unproven::Silent(_)) => stopped_proxy(settings.listen),
+        _ => None,
+    };
+    let held_by_another = matches!(answer, Probe::Unproven(_)) && stopped.is_none();
+    if let (Probe::Unproven(unproven), None) = (&answer, stopped) {
+        crate::messages::warn(format_args!(
+            "{:#}",
+            control::not_ours(settings.listen, unproven)
+        ));
+    }
+    let health = match answer {
+        Probe::Ours(health) => Some(health),
+        _ => None,
+    };
+    let manager = crate::service::installed();
+    if json {
+        let value = serde_json::json!({
+            "running": health.is_some(),
+            "stopped": stopped.is_some(),
+            "pid": health.as_ref().map(|h| h.pid).or(stopped),
+            "listen": settings.listen.to_string(),
+            "version": health.as_ref().map(|h| h.version.clone()),
+            "managed_by": manager.map(crate::service::Manager::name),
+        });
+        out(&value.to_string())
+    } else {
+        let managed = manager.map_or_else(String::new, |m| format!("; {}", m.describe()));
+        match (health, stopped) {
+            (Some(h), _) => out(&format!(
+                "running on {} (pid {}, version {}), forwarding to {}{managed}",
+                h.listen, h.pid, h.version, settings.upstream
+            )),
+            (None, Some(pid)) => out(&format!(
+                "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile{managed}",
+                settings.listen
+            )),
+            // `get` cannot start it while something else holds the port (said above).
+            (None, None) if held_by_another => out(&format!(
+                "not running: another program holds {} (see above){managed}",
+                settings.listen
+            )),
+            (None, None) => out(&format!(
+                "not running (listens on {} once started; `keyswitch get` starts it){managed}",
+                settings.listen
+            )),
         }
     }
 }
