@@ -284,28 +284,8 @@ impl TryFrom<ConfigFile> for Config {
                     .with_context(|| format!("gateway_rules[{index}]"))
             })
             .collect::<Result<_>>()?;
-        let response_head_timeout = file
-            .response_head_timeout
-            .as_deref()
-            .map(Spelled::duration)
-            .transpose()
-            .context("response_head_timeout")?;
-        if let Some(timeout) = &response_head_timeout {
-            let (least, most) = RESPONSE_HEAD_TIMEOUT_RANGE;
-            if !(least..=most).contains(timeout.value()) {
-                return Err(anyhow!(
-                    "response_head_timeout: {} is outside 1s to 10m; 60s is the default",
-                    timeout.text()
-                ));
-            }
-        }
-        if let Some(mib) = file.request_body_budget_mib
-            && !(MIN_REQUEST_BODY_BUDGET_MIB..=MAX_REQUEST_BODY_BUDGET_MIB).contains(&mib)
-        {
-            return Err(anyhow!(
-                "request_body_budget_mib: {mib} is outside {MIN_REQUEST_BODY_BUDGET_MIB} (the API's largest request) to {MAX_REQUEST_BODY_BUDGET_MIB}; {DEFAULT_REQUEST_BODY_BUDGET_MIB} is the default"
-            ));
-        }
+        let response_head_timeout = checked_head_timeout(file.response_head_timeout.as_deref())?;
+        let request_body_budget_mib = checked_body_budget(file.request_body_budget_mib)?;
         Ok(Self {
             store: file.store,
             keychain_service: file.keychain_service,
@@ -314,9 +294,39 @@ impl TryFrom<ConfigFile> for Config {
             keys,
             gateway_rules,
             response_head_timeout,
-            request_body_budget_mib: file.request_body_budget_mib,
+            request_body_budget_mib,
         })
     }
+}
+
+/// `response_head_timeout`, within 1s to 10m.
+fn checked_head_timeout(text: Option<&str>) -> Result<Option<Spelled<SignedDuration>>> {
+    let timeout = text
+        .map(Spelled::duration)
+        .transpose()
+        .context("response_head_timeout")?;
+    if let Some(timeout) = &timeout {
+        let (least, most) = RESPONSE_HEAD_TIMEOUT_RANGE;
+        if !(least..=most).contains(timeout.value()) {
+            return Err(anyhow!(
+                "response_head_timeout: {} is outside 1s to 10m; 60s is the default",
+                timeout.text()
+            ));
+        }
+    }
+    Ok(timeout)
+}
+
+/// `request_body_budget_mib`, within the API's largest request and a sane ceiling.
+fn checked_body_budget(mib: Option<u64>) -> Result<Option<u64>> {
+    if let Some(mib) = mib
+        && !(MIN_REQUEST_BODY_BUDGET_MIB..=MAX_REQUEST_BODY_BUDGET_MIB).contains(&mib)
+    {
+        return Err(anyhow!(
+            "request_body_budget_mib: {mib} is outside {MIN_REQUEST_BODY_BUDGET_MIB} (the API's largest request) to {MAX_REQUEST_BODY_BUDGET_MIB}; {DEFAULT_REQUEST_BODY_BUDGET_MIB} is the default"
+        ));
+    }
+    Ok(mib)
 }
 
 impl From<&Config> for ConfigFile {
