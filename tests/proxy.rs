@@ -388,7 +388,8 @@ fn an_unreachable_upstream_is_passed_over_for_a_key_elsewhere_and_named_when_non
     assert!(mark_events(&p.s).is_empty());
     assert_eq!(p.s.list_json()[0]["state"], "ready");
 
-    let p = ProxyBox::new(&dead, &[("primary", &[])]);
+    // The proxy's own upstream gone since install (install refuses one that is dead then).
+    let p = ProxyBox::new(&own.url(), &[("primary", &["--endpoint", &dead])]);
     let answer = p.send(&p.token(), BODY);
     assert_eq!(answer.status, 502);
     let message = answer.json()["error"]["message"]
@@ -1623,6 +1624,33 @@ fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
     assert!(err.contains("keyswitch proxy answers"), "{err}");
     assert!(!s.config_dir().join("proxy.json").exists());
     assert!(!s.settings_file().exists());
+}
+
+/// The review's reproduction: `uninstall` from inside a session, then `install --proxy` on a
+/// new port from the same session, whose ANTHROPIC_BASE_URL is still the stopped proxy's. That
+/// freed port must never become the upstream (any user could take it and read every key).
+#[test]
+fn install_after_uninstall_from_a_session_refuses_the_stopped_proxy_s_address() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    p.token();
+    let session = [("ANTHROPIC_BASE_URL", p.base_url())];
+    p.s.cmd()
+        .arg("uninstall")
+        .envs(session.clone())
+        .assert()
+        .success();
+    let out = install_proxy(&p.s, free_port())
+        .envs(session)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("nothing answers at {}", p.base_url())),
+        "{err}"
+    );
+    assert!(!p.s.config_dir().join("proxy.json").exists());
 }
 
 #[test]

@@ -533,6 +533,7 @@ fn prior_base_url(
         }
         (None, None) => PUBLIC_API.to_string(),
     };
+    refuse_unusable_loopback_upstream(&candidate)?;
     let endpoint = Endpoint::parse(&candidate).map_err(|e| {
         refuse(format!(
             "your current API base URL cannot be the proxy's upstream: {}",
@@ -540,6 +541,38 @@ fn prior_base_url(
         ))
     })?;
     Ok(endpoint.as_str().to_string())
+}
+
+/// How long a loopback upstream may take to accept a connection at install time.
+const LOOPBACK_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses a plain-http loopback upstream where nothing listens now, or another user does.
+/// The environment of a session still holds the address of a proxy stopped since (an
+/// `uninstall` or helper-mode `install` from inside it): recorded as the upstream, that port
+/// would be free for any user to take and read every key and prompt. A real local gateway is
+/// running when it is installed in front of; the proxy also checks the port's user on each
+/// new connection (see `crate::proxy::connect`).
+fn refuse_unusable_loopback_upstream(url: &str) -> Result<()> {
+    let Some(addr) = crate::loopback::plain_http_loopback(url) else {
+        return Ok(());
+    };
+    let shown = crate::endpoint::redact_url(url);
+    if let Some(uid) = crate::port_owner::foreign_listener_uid(addr) {
+        return Err(refuse(format!(
+            "another user (uid {uid}) listens on {shown}, which would be the proxy's upstream: keyswitch sends no key there; start your gateway as your own user, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
+        )));
+    }
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    match std::net::TcpStream::connect_timeout(&target, LOOPBACK_ANSWER_TIMEOUT) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(refuse(format!(
+            "nothing answers at {shown}, which would be the proxy's upstream — perhaps an old keyswitch proxy's address (a session's ANTHROPIC_BASE_URL outlives the proxy): start your gateway first, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
+        ))),
+    }
 }
 
 /// Credentials that make Claude Code ignore the helper, from the environment or the settings.
