@@ -1653,6 +1653,45 @@ fn install_after_uninstall_from_a_session_refuses_the_stopped_proxy_s_address() 
     assert!(!p.s.config_dir().join("proxy.json").exists());
 }
 
+/// A key's endpoint on the proxy's own address (as 127.0.0.1 or localhost) or on another
+/// keyswitch proxy's is refused, by `add` and `add --replace`, before anything changes.
+#[test]
+fn add_refuses_an_endpoint_that_is_a_keyswitch_proxy() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let other = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    other.token();
+    let own_localhost = format!("http://localhost:{}", p.port);
+    for (args, why) in [
+        (
+            vec!["loop", "--endpoint", &p.base_url()],
+            "the keyswitch proxy's own address",
+        ),
+        (
+            vec!["loop", "--endpoint", &own_localhost],
+            "the keyswitch proxy's own address",
+        ),
+        (
+            vec!["primary", "--replace", "--endpoint", &other.base_url()],
+            "where a keyswitch proxy answers",
+        ),
+    ] {
+        let out =
+            p.s.cmd()
+                .arg("add")
+                .args(&args)
+                .write_stdin(format!("{}\n", fake_key("loop")))
+                .output()
+                .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let keys = p.s.list_json();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0]["endpoint"].is_null(), "{keys:?}");
+}
+
 #[test]
 fn a_lost_state_folder_hands_no_key_to_a_session_on_the_proxy_address() {
     let up = Upstream::start(|r| Reply::ok(&r.key));

@@ -461,13 +461,34 @@ fn keyswitch_address(
     previous: Option<&ProxySettings>,
 ) -> Option<&'static str> {
     let addr = crate::loopback::plain_http_loopback(url)?;
-    let same = |other: SocketAddr| {
-        addr.port() == other.port() && (addr.ip() == other.ip() || addr.ip().is_unspecified())
-    };
+    let same = |other: SocketAddr| same_listener(addr, other);
     if same(listen) {
         Some("the proxy's own address")
     } else if previous.is_some_and(|p| same(p.listen)) {
         Some("the address proxy mode's proxy had until now")
+    } else if answers_like_keyswitch(addr) {
+        Some("where a keyswitch proxy answers")
+    } else {
+        None
+    }
+}
+
+/// Whether `addr` (from a URL) reaches the socket listening on `listen`.
+fn same_listener(addr: SocketAddr, listen: SocketAddr) -> bool {
+    addr.port() == listen.port() && (addr.ip() == listen.ip() || addr.ip().is_unspecified())
+}
+
+/// Why a key's endpoint `url` is a keyswitch proxy's address, if it is one: proxy mode's
+/// listen address (from proxy.json), or one where a keyswitch proxy answers. The proxy would
+/// send the key's requests to itself (or to another user's proxy).
+pub(super) fn proxy_address_as_endpoint(dirs: &Dirs, url: &str) -> Option<&'static str> {
+    let addr = crate::loopback::plain_http_loopback(url)?;
+    let listen = Mode::load(dirs)
+        .ok()
+        .and_then(Mode::proxy)
+        .map(|p| p.listen);
+    if listen.is_some_and(|listen| same_listener(addr, listen)) {
+        Some("the keyswitch proxy's own address")
     } else if answers_like_keyswitch(addr) {
         Some("where a keyswitch proxy answers")
     } else {
