@@ -1692,6 +1692,24 @@ fn add_refuses_an_endpoint_that_is_a_keyswitch_proxy() {
     assert!(keys[0]["endpoint"].is_null(), "{keys:?}");
 }
 
+/// doctor names a key whose plain-http loopback endpoint nothing answers at (perhaps an old
+/// proxy's address, free for anyone to take), and says how to fix it.
+#[test]
+fn doctor_flags_a_loopback_endpoint_where_nothing_answers() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let p = ProxyBox::new(&up.url(), &[("primary", &["--endpoint", &dead])]);
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "FIX   nothing answers at primary's endpoint {dead}"
+        )) && text.contains("keyswitch add primary --replace --endpoint URL"),
+        "{text}"
+    );
+    assert!(!out.status.success());
+}
+
 #[test]
 fn a_lost_state_folder_hands_no_key_to_a_session_on_the_proxy_address() {
     let up = Upstream::start(|r| Reply::ok(&r.key));

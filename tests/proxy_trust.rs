@@ -420,7 +420,15 @@ fn an_upstream_port_another_user_listens_on_never_gets_a_key() {
 
     let alone = ProxyBox::new(&own.url(), &[("primary", &["--endpoint", &foreign])]);
     let answer = alone.send(&alone.token(), BODY);
+    let doctor = alone.s.cmd().arg("doctor").output().unwrap();
     let heard = other.heard();
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor.contains(&format!(
+            "FIX   another user (uid 65534) listens on primary's endpoint {foreign}"
+        )),
+        "{doctor}"
+    );
     assert_eq!(answer.status, 502, "{}", answer.text());
     assert_eq!(answer.headers["x-should-retry"], "false");
     assert!(

@@ -564,9 +564,6 @@ fn prior_base_url(
     Ok(endpoint.as_str().to_string())
 }
 
-/// How long a loopback upstream may take to accept a connection at install time.
-const LOOPBACK_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Refuses a plain-http loopback upstream where nothing listens now, or another user does.
 /// The environment of a session still holds the address of a proxy stopped since (an
 /// `uninstall` or helper-mode `install` from inside it): recorded as the upstream, that port
@@ -574,26 +571,44 @@ const LOOPBACK_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// running when it is installed in front of; the proxy also checks the port's user on each
 /// new connection (see `crate::proxy::connect`).
 fn refuse_unusable_loopback_upstream(url: &str) -> Result<()> {
-    let Some(addr) = crate::loopback::plain_http_loopback(url) else {
-        return Ok(());
-    };
     let shown = crate::endpoint::redact_url(url);
-    if let Some(uid) = crate::port_owner::foreign_listener_uid(addr) {
-        return Err(refuse(format!(
+    match loopback_upstream_problem(url) {
+        Some(LoopbackProblem::OtherUser(uid)) => Err(refuse(format!(
             "another user (uid {uid}) listens on {shown}, which would be the proxy's upstream: keyswitch sends no key there; start your gateway as your own user, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
-        )));
+        ))),
+        Some(LoopbackProblem::NothingAnswers) => Err(refuse(format!(
+            "nothing answers at {shown}, which would be the proxy's upstream — perhaps an old keyswitch proxy's address (a session's ANTHROPIC_BASE_URL outlives the proxy): start your gateway first, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// How long a loopback upstream may take to accept a connection when checked.
+const LOOPBACK_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What is wrong with a plain-http loopback upstream, checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoopbackProblem {
+    /// Another user (neither ours nor root) listens there: the proxy sends it no key.
+    OtherUser(u32),
+    /// Nothing accepts a connection there.
+    NothingAnswers,
+}
+
+/// The problem of `url` as an upstream, if it is a plain-http loopback URL that has one.
+pub(super) fn loopback_upstream_problem(url: &str) -> Option<LoopbackProblem> {
+    let addr = crate::loopback::plain_http_loopback(url)?;
+    if let Some(uid) = crate::port_owner::foreign_listener_uid(addr) {
+        return Some(LoopbackProblem::OtherUser(uid));
     }
     let target = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
     };
-    match std::net::TcpStream::connect_timeout(&target, LOOPBACK_ANSWER_TIMEOUT) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(refuse(format!(
-            "nothing answers at {shown}, which would be the proxy's upstream — perhaps an old keyswitch proxy's address (a session's ANTHROPIC_BASE_URL outlives the proxy): start your gateway first, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
-        ))),
-    }
+    std::net::TcpStream::connect_timeout(&target, LOOPBACK_ANSWER_TIMEOUT)
+        .is_err()
+        .then_some(LoopbackProblem::NothingAnswers)
 }
 
 /// Credentials that make Claude Code ignore the helper, from the environment or the settings.
