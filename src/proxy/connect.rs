@@ -1,6 +1,8 @@
 //! Opening a connection to an upstream: TCP, through the network's proxy where its settings
 //! say so (a CONNECT tunnel for HTTPS, the proxy itself for plain HTTP), then TLS for HTTPS.
 //! The whole of it within [`CONNECT_TIMEOUT`]. hyper-util's client pools what this opens.
+//! A plain-HTTP connection that would show a key to another user's loopback listener is
+//! refused here ([`ForeignListener`]), once a connection.
 //!
 //! Each stage wraps its failure in its own type ([`DnsFailed`], [`TcpFailed`],
 //! [`TunnelFailed`], [`ProxyTls`], [`UnsupportedProxy`], and [`super::tls::TlsFailed`]), so
@@ -307,7 +309,7 @@ impl std::fmt::Display for ForeignListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "another user (uid {}) listens on {}, this key's upstream: keyswitch sends no key there in plain HTTP; if it is your gateway, run it as your own user, else point the key at the real API (`keyswitch add NAME --replace --endpoint URL`) or run `keyswitch install --proxy` again from a terminal with ANTHROPIC_BASE_URL set to it",
+            "another user (uid {}) listens on {}, this key's upstream: keyswitch sends no key there in plain HTTP; if it is your gateway, run it as your own user, else point the key at the real API (`keyswitch add NAME --replace --endpoint URL`) or run `keyswitch install --proxy` again from a terminal with ANTHROPIC_BASE_URL set to the real API",
             self.uid, self.addr
         )
     }
