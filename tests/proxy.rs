@@ -1631,26 +1631,32 @@ fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
 /// freed port must never become the upstream (any user could take it and read every key).
 #[test]
 fn install_after_uninstall_from_a_session_refuses_the_stopped_proxy_s_address() {
-    let up = Upstream::start(|r| Reply::ok(&r.key));
-    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
-    p.token();
-    let session = [("ANTHROPIC_BASE_URL", p.base_url())];
-    p.s.cmd()
-        .arg("uninstall")
-        .envs(session.clone())
-        .assert()
-        .success();
-    let out = install_proxy(&p.s, free_port())
-        .envs(session)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&format!("nothing answers at {}", p.base_url())),
-        "{err}"
-    );
-    assert!(!p.s.config_dir().join("proxy.json").exists());
+    // Proxy mode left by `uninstall`, or by a helper-mode `install`, from the same session.
+    for leave in ["uninstall", "install"] {
+        let up = Upstream::start(|r| Reply::ok(&r.key));
+        let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+        p.token();
+        let session = [("ANTHROPIC_BASE_URL", p.base_url())];
+        p.s.cmd()
+            .arg(leave)
+            .envs(session.clone())
+            .assert()
+            .success();
+        let out = install_proxy(&p.s, free_port())
+            .envs(session)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "after {leave}: {err}");
+        assert!(
+            err.contains(&format!("nothing answers at {}", p.base_url())),
+            "after {leave}: {err}"
+        );
+        assert!(
+            !p.s.config_dir().join("proxy.json").exists(),
+            "after {leave}"
+        );
+    }
 }
 
 /// A key's endpoint on the proxy's own address (as 127.0.0.1 or localhost) or on another
