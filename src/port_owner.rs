@@ -194,7 +194,7 @@ mod linux {
     }
 
     /// Whether a socket listening on `bound` takes connections to `wanted`.
-    fn covers(bound: SocketAddr, wanted: SocketAddr) -> bool {
+    pub(super) fn covers(bound: SocketAddr, wanted: SocketAddr) -> bool {
         if bound.port() != wanted.port() {
             return false;
         }
@@ -385,6 +385,34 @@ mod macos {
                 });
             }
         }
+        None
+    }
+}
+
+/// The user of another account (neither ours nor root) whose socket listens on `addr`, read
+/// from the kernel's socket table alone (no process scan: the proxy asks this on each new
+/// upstream connection). Root is allowed: docker-proxy publishes containers' ports as root,
+/// and root can read everything of ours anyway. `None` where nothing is known (not Linux).
+pub fn foreign_listener_uid(addr: SocketAddr) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let ours = our_uid()?;
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .skip(1)
+                    .filter_map(linux::parse_row)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|row| row.listening && linux::covers(row.addr, addr))
+            .map(|row| row.uid)
+            .find(|&uid| uid != ours && uid != 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = addr;
         None
     }
 }

@@ -388,7 +388,8 @@ fn an_unreachable_upstream_is_passed_over_for_a_key_elsewhere_and_named_when_non
     assert!(mark_events(&p.s).is_empty());
     assert_eq!(p.s.list_json()[0]["state"], "ready");
 
-    let p = ProxyBox::new(&dead, &[("primary", &[])]);
+    // The proxy's own upstream gone since install (install refuses one that is dead then).
+    let p = ProxyBox::new(&own.url(), &[("primary", &["--endpoint", &dead])]);
     let answer = p.send(&p.token(), BODY);
     assert_eq!(answer.status, 502);
     let message = answer.json()["error"]["message"]
@@ -1623,6 +1624,96 @@ fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
     assert!(err.contains("keyswitch proxy answers"), "{err}");
     assert!(!s.config_dir().join("proxy.json").exists());
     assert!(!s.settings_file().exists());
+}
+
+/// The review's reproduction: `uninstall` from inside a session, then `install --proxy` on a
+/// new port from the same session, whose ANTHROPIC_BASE_URL is still the stopped proxy's. That
+/// freed port must never become the upstream (any user could take it and read every key).
+#[test]
+fn install_after_uninstall_from_a_session_refuses_the_stopped_proxy_s_address() {
+    // Proxy mode left by `uninstall`, or by a helper-mode `install`, from the same session.
+    for leave in ["uninstall", "install"] {
+        let up = Upstream::start(|r| Reply::ok(&r.key));
+        let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+        p.token();
+        let session = [("ANTHROPIC_BASE_URL", p.base_url())];
+        p.s.cmd()
+            .arg(leave)
+            .envs(session.clone())
+            .assert()
+            .success();
+        let out = install_proxy(&p.s, free_port())
+            .envs(session)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "after {leave}: {err}");
+        assert!(
+            err.contains(&format!("nothing answers at {}", p.base_url())),
+            "after {leave}: {err}"
+        );
+        assert!(
+            !p.s.config_dir().join("proxy.json").exists(),
+            "after {leave}"
+        );
+    }
+}
+
+/// A key's endpoint on the proxy's own address (as 127.0.0.1 or localhost) or on another
+/// keyswitch proxy's is refused, by `add` and `add --replace`, before anything changes.
+#[test]
+fn add_refuses_an_endpoint_that_is_a_keyswitch_proxy() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let other = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    other.token();
+    let own_localhost = format!("http://localhost:{}", p.port);
+    for (args, why) in [
+        (
+            vec!["loop", "--endpoint", &p.base_url()],
+            "the keyswitch proxy's own address",
+        ),
+        (
+            vec!["loop", "--endpoint", &own_localhost],
+            "the keyswitch proxy's own address",
+        ),
+        (
+            vec!["primary", "--replace", "--endpoint", &other.base_url()],
+            "where a keyswitch proxy answers",
+        ),
+    ] {
+        let out =
+            p.s.cmd()
+                .arg("add")
+                .args(&args)
+                .write_stdin(format!("{}\n", fake_key("loop")))
+                .output()
+                .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let keys = p.s.list_json();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0]["endpoint"].is_null(), "{keys:?}");
+}
+
+/// doctor names a key whose plain-http loopback endpoint nothing answers at (perhaps an old
+/// proxy's address, free for anyone to take), and says how to fix it.
+#[test]
+fn doctor_flags_a_loopback_endpoint_where_nothing_answers() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let p = ProxyBox::new(&up.url(), &[("primary", &["--endpoint", &dead])]);
+    let out = p.s.cmd().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "FIX   nothing answers at primary's endpoint {dead}"
+        )) && text.contains("keyswitch add primary --replace --endpoint URL"),
+        "{text}"
+    );
+    assert!(!out.status.success());
 }
 
 #[test]

@@ -14,6 +14,8 @@ use std::time::Duration;
 #[cfg(target_os = "linux")]
 use std::time::Instant;
 
+#[cfg(target_os = "linux")]
+use common::other_user::OtherUserListener;
 use common::proxy_box::{BODY, ProxyBox};
 use common::upstream::{Reply, Upstream};
 
@@ -162,64 +164,20 @@ fn a_squatter_answering_like_this_version_never_gets_the_token() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_listener_of_another_user_is_refused_by_name() {
-    if !rustix::process::getuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root and setpriv to listen as another user");
-        return;
-    }
     let up = Upstream::start(|r| Reply::ok(&r.key));
     let (p, token) = stopped_box(&up);
     // It answers like an older keyswitch and prints what it was sent.
-    let script = format!(
-        r#"
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", {port}))
-s.listen(16)
-print("ready", flush=True)
-while True:
-    c, _ = s.accept()
-    c.settimeout(0.5)
-    try:
-        data = c.recv(65536)
-    except Exception:
-        data = b""
-    sys.stdout.write(data.decode("latin-1").replace("\n", " ") + "\n")
-    sys.stdout.flush()
-    body = b'{{"service":"keyswitch-proxy","version":"0.0.1","pid":1,"listen":"127.0.0.1:{port}"}}'
-    c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
-    c.close()
-"#,
-        port = p.port
+    let body = format!(
+        r#"{{"service":"keyswitch-proxy","version":"0.0.1","pid":1,"listen":"127.0.0.1:{}"}}"#,
+        p.port
     );
-    // The system's python: one under root's home (pyenv) is not for uid 65534 to run.
-    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("a system python3 (CI installs it)");
-    let mut other = std::process::Command::new("/usr/bin/setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            python,
-            "-c",
-            &script,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = other.stdout.take().unwrap();
-    let mut ready = [0u8; 6];
-    stdout.read_exact(&mut ready).unwrap();
-    assert_eq!(&ready, b"ready\n");
+    let Some(other) = OtherUserListener::start(p.port, &body) else {
+        return;
+    };
 
     let out = get(&p);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = other.kill();
-    let _ = other.wait();
-    let mut heard = String::new();
-    let _ = stdout.read_to_string(&mut heard);
+    let heard = other.heard();
     assert!(!out.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -696,4 +654,52 @@ fn a_token_file_that_cannot_be_read_names_the_fix_once() {
 
     std::fs::remove_file(&file).unwrap();
     p.s.cmd().args(["proxy", "stop"]).assert().success();
+}
+
+/// Root only: an upstream port held by another user (one that took a port freed by a stopped
+/// proxy or gateway) is sent no key and no prompt; the next key on another upstream answers,
+/// and with none left the 502 names that user and says not to retry. No key is marked.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_upstream_port_another_user_listens_on_never_gets_a_key() {
+    let port = common::proxy_box::free_port();
+    let Some(other) = OtherUserListener::start(port, r#"{"type":"message","content":[]}"#) else {
+        return;
+    };
+    let foreign = format!("http://127.0.0.1:{port}");
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(
+        &own.url(),
+        &[("primary", &["--endpoint", &foreign]), ("fallback", &[])],
+    );
+    let answer = p.send(&p.token(), BODY);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(own.keys(), vec![common::fake_key("fallback")]);
+    assert_eq!(p.s.list_json()[0]["state"], "ready");
+
+    let alone = ProxyBox::new(&own.url(), &[("primary", &["--endpoint", &foreign])]);
+    let answer = alone.send(&alone.token(), BODY);
+    let doctor = alone.s.cmd().arg("doctor").output().unwrap();
+    let heard = other.heard();
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor.contains(&format!(
+            "FIX   another user (uid 65534) listens on primary's endpoint {foreign}"
+        )),
+        "{doctor}"
+    );
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert_eq!(answer.headers["x-should-retry"], "false");
+    assert!(
+        answer.message().contains(&format!(
+            "another user (uid 65534) listens on 127.0.0.1:{port}"
+        )),
+        "{}",
+        answer.message()
+    );
+    assert!(
+        !heard.contains("sk-ant-test") && !heard.contains("claude-test"),
+        "another user got a key or the prompt: {heard}"
+    );
+    assert_eq!(alone.s.list_json()[0]["state"], "ready");
 }

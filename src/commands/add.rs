@@ -56,6 +56,7 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
 
     // Refuse a name clash before asking for the secret; checked again below.
     check_clash(&Pool::read(ctx.dirs.clone(), now)?, name, replace)?;
+    refuse_proxy_endpoint(ctx, options.endpoint.as_ref())?;
     let secret = read_secret(name)?;
     check_secret(&secret)?;
 
@@ -103,6 +104,21 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
         eprintln!("keyswitch: added {stored_name} as key {position}, {role}, in {kind}");
     }
     Ok(())
+}
+
+/// A key's endpoint is its gateway, never a keyswitch proxy: the proxy would loop into itself
+/// (or answer a misleading 429), and in helper mode a session would send the key there.
+fn refuse_proxy_endpoint(ctx: &Context, endpoint: Option<&Endpoint>) -> Result<()> {
+    let Some(endpoint) = endpoint else {
+        return Ok(());
+    };
+    match super::install::proxy_address_as_endpoint(&ctx.dirs, endpoint.as_str()) {
+        Some(why) => Err(refuse(format!(
+            "the endpoint {} is {why}, not a gateway: give the gateway's own URL (`keyswitch proxy status` shows the one the proxy forwards to)",
+            crate::endpoint::redact_url(endpoint.as_str())
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check_clash(pool: &Pool, name: &str, replace: bool) -> Result<()> {

@@ -64,6 +64,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     check_gateways(&mut r, ctx, &config)?;
     let mode = Mode::load(&ctx.dirs);
     check_settings(&mut r, ctx, proxy_chosen(&mode))?;
+    check_loopback_upstreams(&mut r, ctx, &config, mode.as_ref().ok())?;
     check_proxy(&mut r, ctx, &config, mode)?;
     check_project_overrides(&mut r, ctx)?;
     check_claude_version(&mut r)?;
@@ -618,6 +619,57 @@ fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
     let word = text.split_whitespace().next()?;
     let mut parts = word.split('.').map(|p| p.parse::<u64>().ok());
     Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// Plain-http loopback upstreams (proxy mode's own, each key's endpoint) that cannot be
+/// right: a keyswitch proxy's address (the proxy would loop into itself), one another user
+/// listens on (the proxy sends it no key), or one where nothing answers (perhaps an old proxy's
+/// address: any user could take the port).
+fn check_loopback_upstreams(
+    r: &mut Report,
+    ctx: &Context,
+    config: &Config,
+    mode: Option<&Mode>,
+) -> Result<()> {
+    use super::install::{LoopbackProblem, loopback_upstream_problem, proxy_address_as_endpoint};
+    let mut upstreams = Vec::new();
+    if let Some(Mode::Proxy(proxy)) = mode {
+        upstreams.push((
+            "the proxy's upstream".to_string(),
+            proxy.upstream.clone(),
+            "start your gateway, or run `keyswitch install --proxy` from a terminal with ANTHROPIC_BASE_URL set to the real API (unset for the public API)".to_string(),
+        ));
+    }
+    for key in &config.keys {
+        if let Some(endpoint) = key.endpoint_text() {
+            upstreams.push((
+                format!("{}'s endpoint", key.name),
+                endpoint.to_string(),
+                format!(
+                    "start its gateway, or run keyswitch add {} --replace --endpoint URL with the gateway's own URL",
+                    key.name
+                ),
+            ));
+        }
+    }
+    for (what, url, how) in upstreams {
+        let shown = crate::endpoint::redact_url(&url);
+        let problem = match (
+            proxy_address_as_endpoint(&ctx.dirs, &url),
+            loopback_upstream_problem(&url),
+        ) {
+            (Some(why), _) => format!("{what} {shown} is {why}, not a gateway"),
+            (None, Some(LoopbackProblem::OtherUser(uid))) => format!(
+                "another user (uid {uid}) listens on {what} {shown}: the proxy sends no key there"
+            ),
+            (None, Some(LoopbackProblem::NothingAnswers)) => format!(
+                "nothing answers at {what} {shown} (perhaps an old keyswitch proxy's address, free for any user to take)"
+            ),
+            (None, None) => continue,
+        };
+        r.fix(&problem, &how)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -484,13 +484,34 @@ fn keyswitch_address(
     previous: Option<&ProxySettings>,
 ) -> Option<&'static str> {
     let addr = crate::loopback::plain_http_loopback(url)?;
-    let same = |other: SocketAddr| {
-        addr.port() == other.port() && (addr.ip() == other.ip() || addr.ip().is_unspecified())
-    };
+    let same = |other: SocketAddr| same_listener(addr, other);
     if same(listen) {
         Some("the proxy's own address")
     } else if previous.is_some_and(|p| same(p.listen)) {
         Some("the address proxy mode's proxy had until now")
+    } else if answers_like_keyswitch(addr) {
+        Some("where a keyswitch proxy answers")
+    } else {
+        None
+    }
+}
+
+/// Whether `addr` (from a URL) reaches the socket listening on `listen`.
+fn same_listener(addr: SocketAddr, listen: SocketAddr) -> bool {
+    addr.port() == listen.port() && (addr.ip() == listen.ip() || addr.ip().is_unspecified())
+}
+
+/// Why a key's endpoint `url` is a keyswitch proxy's address, if it is one: proxy mode's
+/// listen address (from proxy.json), or one where a keyswitch proxy answers. The proxy would
+/// send the key's requests to itself (or to another user's proxy).
+pub(super) fn proxy_address_as_endpoint(dirs: &Dirs, url: &str) -> Option<&'static str> {
+    let addr = crate::loopback::plain_http_loopback(url)?;
+    let listen = Mode::load(dirs)
+        .ok()
+        .and_then(Mode::proxy)
+        .map(|p| p.listen);
+    if listen.is_some_and(|listen| same_listener(addr, listen)) {
+        Some("the keyswitch proxy's own address")
     } else if answers_like_keyswitch(addr) {
         Some("where a keyswitch proxy answers")
     } else {
@@ -556,6 +577,7 @@ fn prior_base_url(
         }
         (None, None) => PUBLIC_API.to_string(),
     };
+    refuse_unusable_loopback_upstream(&candidate)?;
     let endpoint = Endpoint::parse(&candidate).map_err(|e| {
         refuse(format!(
             "your current API base URL cannot be the proxy's upstream: {}",
@@ -563,6 +585,53 @@ fn prior_base_url(
         ))
     })?;
     Ok(endpoint.as_str().to_string())
+}
+
+/// Refuses a plain-http loopback upstream where nothing listens now, or another user does.
+/// The environment of a session still holds the address of a proxy stopped since (an
+/// `uninstall` or helper-mode `install` from inside it): recorded as the upstream, that port
+/// would be free for any user to take and read every key and prompt. A real local gateway is
+/// running when it is installed in front of; the proxy also checks the port's user on each
+/// new connection (see `crate::proxy::connect`).
+fn refuse_unusable_loopback_upstream(url: &str) -> Result<()> {
+    let shown = crate::endpoint::redact_url(url);
+    match loopback_upstream_problem(url) {
+        Some(LoopbackProblem::OtherUser(uid)) => Err(refuse(format!(
+            "another user (uid {uid}) listens on {shown}, which would be the proxy's upstream: keyswitch sends no key there; start your gateway as your own user, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
+        ))),
+        Some(LoopbackProblem::NothingAnswers) => Err(refuse(format!(
+            "nothing answers at {shown}, which would be the proxy's upstream — perhaps an old keyswitch proxy's address (a session's ANTHROPIC_BASE_URL outlives the proxy): start your gateway first, or set ANTHROPIC_BASE_URL to the real API (unset for the public API) and run `keyswitch install --proxy` again"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// How long a loopback upstream may take to accept a connection when checked.
+const LOOPBACK_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What is wrong with a plain-http loopback upstream, checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoopbackProblem {
+    /// Another user (neither ours nor root) listens there: the proxy sends it no key.
+    OtherUser(u32),
+    /// Nothing accepts a connection there.
+    NothingAnswers,
+}
+
+/// The problem of `url` as an upstream, if it is a plain-http loopback URL that has one.
+pub(super) fn loopback_upstream_problem(url: &str) -> Option<LoopbackProblem> {
+    let addr = crate::loopback::plain_http_loopback(url)?;
+    if let Some(uid) = crate::port_owner::foreign_listener_uid(addr) {
+        return Some(LoopbackProblem::OtherUser(uid));
+    }
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    std::net::TcpStream::connect_timeout(&target, LOOPBACK_ANSWER_TIMEOUT)
+        .is_err()
+        .then_some(LoopbackProblem::NothingAnswers)
 }
 
 /// Credentials that make Claude Code ignore the helper, from the environment or the settings.

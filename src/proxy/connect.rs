@@ -1,6 +1,8 @@
 //! Opening a connection to an upstream: TCP, through the network's proxy where its settings
 //! say so (a CONNECT tunnel for HTTPS, the proxy itself for plain HTTP), then TLS for HTTPS.
 //! The whole of it within [`CONNECT_TIMEOUT`]. hyper-util's client pools what this opens.
+//! A plain-HTTP connection that would show a key to another user's loopback listener is
+//! refused here ([`ForeignListener`]), once a connection.
 //!
 //! Each stage wraps its failure in its own type ([`DnsFailed`], [`TcpFailed`],
 //! [`TunnelFailed`], [`ProxyTls`], [`UnsupportedProxy`], and [`super::tls::TlsFailed`]), so
@@ -224,9 +226,11 @@ impl Connector {
                 let tunneled = tunnel.call(dst.clone()).await.map_err(TunnelFailed::new)?;
                 self.tls.handshake(tunneled, host_of(&dst)?).await
             }
-            // Plain HTTP goes to the proxy, which is asked for the whole URL.
+            // Plain HTTP goes to the proxy, which is asked for the whole URL (and sees the key).
             Some(proxy) => {
-                let conn = self.direct(proxy.uri().clone(), Peer::Proxy).await?;
+                let conn = self
+                    .direct(proxy.uri().clone(), Peer::PlainHttpProxy)
+                    .await?;
                 Ok(conn.through_plain_http_proxy())
             }
             None => self.direct(dst, Peer::Upstream).await,
@@ -237,14 +241,20 @@ impl Connector {
     async fn direct(&self, dst: Uri, peer: Peer) -> Result<Conn, BoxError> {
         let tcp = self.tcp.clone().call(dst.clone()).await;
         let tcp = tcp.map_err(|e| TcpFailed(e.into()))?;
+        let plain = dst.scheme() != Some(&Scheme::HTTPS);
+        // Checked once a connection, before any request (so no key) goes on it; the pool
+        // then reuses it, so kept-alive requests pay nothing.
+        if plain && !matches!(peer, Peer::Proxy) {
+            refuse_foreign_loopback_listener(tcp.inner())?;
+        }
         let conn = Conn::new(tcp, false);
-        if dst.scheme() != Some(&Scheme::HTTPS) {
+        if plain {
             return Ok(conn);
         }
         let host = host_of(&dst)?;
         match peer {
             Peer::Upstream => self.tls.handshake(conn, host).await,
-            Peer::Proxy => {
+            Peer::Proxy | Peer::PlainHttpProxy => {
                 let tls = self.tls.handshake_proxy(conn, host).await;
                 tls.map_err(|e| ProxyTls(e).into())
             }
@@ -276,11 +286,56 @@ impl Service<Uri> for Connector {
     }
 }
 
-/// Who is at the other end of a TLS connection.
+/// Who is at the other end of a connection.
 enum Peer {
     Upstream,
-    /// An https:// proxy: spoken to in HTTP/1.1 (a CONNECT, or a plain-HTTP request).
+    /// A proxy a tunnel goes through: an https:// one is spoken to in HTTP/1.1 (a CONNECT).
+    /// What goes through the tunnel is TLS to the upstream, so the key is never in its view.
     Proxy,
+    /// A proxy asked for a plain-HTTP URL: it reads the request, key and all.
+    PlainHttpProxy,
+}
+
+/// A plain-HTTP connection to a loopback port where another user listens: on a shared host
+/// that user may have taken a port freed by a stopped proxy or gateway, and would read the key
+/// and the prompt. Refused before anything is sent.
+#[derive(Debug)]
+pub struct ForeignListener {
+    pub uid: u32,
+    pub addr: std::net::SocketAddr,
+}
+
+impl std::fmt::Display for ForeignListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another user (uid {}) listens on {}, this key's upstream: keyswitch sends no key there in plain HTTP; if it is your gateway, run it as your own user, else point the key at the real API (`keyswitch add NAME --replace --endpoint URL`) or run `keyswitch install --proxy` again from a terminal with ANTHROPIC_BASE_URL set to the real API",
+            self.uid, self.addr
+        )
+    }
+}
+
+impl std::error::Error for ForeignListener {}
+
+/// Refuses `tcp` when it reached a loopback listener of another user (see
+/// [`crate::port_owner::foreign_listener_uid`]: ours and root's are allowed).
+fn refuse_foreign_loopback_listener(tcp: &tokio::net::TcpStream) -> Result<(), ForeignListener> {
+    let Ok(addr) = tcp.peer_addr() else {
+        return Ok(());
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    if !ip.is_loopback() {
+        return Ok(());
+    }
+    match crate::port_owner::foreign_listener_uid(std::net::SocketAddr::new(ip, addr.port())) {
+        Some(uid) => Err(ForeignListener { uid, addr }),
+        None => Ok(()),
+    }
 }
 
 /// The connector without proxies: what reaches the proxy a tunnel goes through.

@@ -8,8 +8,8 @@ use hyper::http::uri::Scheme;
 use hyper_util::client::legacy;
 
 use super::connect::{
-    CONNECT_TIMEOUT, DnsFailed, ProxyTls, TcpFailed, TunnelFailed, TunnelRefused, UnsupportedProxy,
-    proxies,
+    CONNECT_TIMEOUT, DnsFailed, ForeignListener, ProxyTls, TcpFailed, TunnelFailed, TunnelRefused,
+    UnsupportedProxy, proxies,
 };
 use super::tls::{CertProblem, TlsFailed};
 
@@ -35,6 +35,11 @@ impl Fault {
         let chain = chain_text(error);
         if !error.is_connect() {
             return Self::Broken(chain);
+        }
+        // Only the user can change who listens there: another upstream may answer, and trying
+        // this one again will not help.
+        if let Some(foreign) = find_source::<ForeignListener>(error) {
+            return Self::Settings(foreign.to_string());
         }
         let tls = find_source::<TlsFailed>(error);
         let proxy_tls = find_source::<ProxyTls>(error).is_some();

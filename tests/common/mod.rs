@@ -6,6 +6,7 @@
 pub mod claude_code;
 pub mod core_dumps;
 pub mod litellm;
+pub mod other_user;
 pub mod proxy_box;
 pub mod upstream;
 
