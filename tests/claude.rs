@@ -100,11 +100,16 @@ fn installing_twice_is_byte_identical_and_uninstall_restores_the_file() {
     let once = std::fs::read(s.settings_file()).unwrap();
     s.cmd().arg("install").assert().success();
     assert_eq!(std::fs::read(s.settings_file()).unwrap(), once);
-    s.cmd().arg("uninstall").assert().success();
+    let out = s.cmd().arg("uninstall").output().unwrap();
+    assert!(out.status.success());
     assert_eq!(
         std::fs::read_to_string(s.settings_file()).unwrap(),
         original
     );
+    // Said as it is: the file is what it was, not "your edits since are kept".
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("byte for byte what it was"), "{said}");
+    assert!(!said.contains("your edits since"), "{said}");
 }
 
 #[test]

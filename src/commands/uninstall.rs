@@ -162,12 +162,25 @@ fn report(
     for note in notes {
         eprintln!("keyswitch: {note}");
     }
-    let backup = settings.target().map(|t| backup_path(&t))?;
+    let target = settings.target()?;
+    let backup = backup_path(&target);
     if backup.exists() {
-        eprintln!(
-            "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
-            backup.display()
+        // Byte for byte what it was: the copy says nothing the file does not.
+        let same = matches!(
+            (std::fs::read(&backup), std::fs::read(&target)),
+            (Ok(a), Ok(b)) if a == b
         );
+        if same {
+            eprintln!(
+                "keyswitch: {path} is again byte for byte what it was before keyswitch first changed it (the copy at {} may go)",
+                backup.display()
+            );
+        } else {
+            eprintln!(
+                "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
+                backup.display()
+            );
+        }
     }
     eprintln!("keyswitch: your keys stay in the keychain; `keyswitch remove NAME` deletes one");
     Ok(())
