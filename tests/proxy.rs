@@ -1782,10 +1782,17 @@ fn install_proxy_puts_the_proxy_in_no_proxy_keeping_the_users_entries_and_uninst
         std::fs::write(s.settings_file(), original).unwrap();
         s.add("primary", &fake_key("primary"), &[]);
         let port = free_port();
-        install_proxy(&s, port)
+        let out = install_proxy(&s, port)
             .env("no_proxy", ".internal.example")
-            .assert()
-            .success();
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // Said, since the settings' value now replaces the shell's for Claude Code.
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("NO_PROXY and no_proxy in Claude Code's settings include 127.0.0.1 and 127.0.0.1:{port}")),
+            "{said}"
+        );
         let env = &s.settings()["env"];
         let users = if original.contains("corp.example") {
             "corp.example,"

@@ -318,6 +318,12 @@ fn switch_proxy(
     match proxy {
         Some(proxy) => {
             let managed = crate::service::take_over(dirs, proxy);
+            // The settings' NO_PROXY replaces the shell's for Claude Code: say it was written.
+            eprintln!(
+                "keyswitch: NO_PROXY and no_proxy in Claude Code's settings include {} and {}, so Claude Code reaches the proxy directly even with an HTTPS_PROXY set (uninstall puts back what was there)",
+                proxy.listen.ip(),
+                proxy.listen
+            );
             match control::ensure_running(dirs, proxy) {
                 Ok(health) => eprintln!(
                     "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}{}",
