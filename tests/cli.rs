@@ -81,10 +81,16 @@ fn when_every_key_cools_down_get_hands_out_the_one_back_first_with_a_warning() {
         .args(["mark-exhausted", "primary", "--for", "5h"])
         .assert()
         .success();
+    // The last key marked: no "now handing out fallback" as if it worked.
     s.cmd()
         .args(["mark-exhausted", "fallback", "--for", "1h"])
         .assert()
-        .success();
+        .success()
+        .stderr(
+            predicate::str::contains("no key is ready")
+                .and(predicate::str::contains("fallback returns first"))
+                .and(predicate::str::contains("now handing out").not()),
+        );
     s.cmd()
         .arg("get")
         .assert()

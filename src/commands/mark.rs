@@ -8,6 +8,7 @@ use crate::claude::live::Nudge;
 use crate::error::refuse;
 use crate::pool::{Lasting, Mark, Pool};
 use crate::reason::Cause;
+use crate::select::Availability;
 use crate::timespec::{local_clock, parse_duration, parse_future_time, until_in_words};
 
 /// The end a `--for DURATION` or `--until TIME` asks for; `None` for the configured cooldown.
@@ -49,7 +50,6 @@ pub fn run(ctx: &Context, name: Option<&str>, until: Option<Timestamp>) -> Resul
         note: None,
     };
     let marked = pool.mark(index, &mark, None, now);
-    let active = pool.active_name(now);
     if marked.changed {
         super::settle(&mut pool, now)?;
     } else {
@@ -69,14 +69,28 @@ pub fn run(ctx: &Context, name: Option<&str>, until: Option<Timestamp>) -> Resul
     } else {
         eprintln!("keyswitch: {key} already cools down {when}, longer than asked; left as is");
     }
-    match (marked.switched_to, active) {
-        (Some(to), _) => eprintln!("keyswitch: now handing out {to}"),
-        (None, Some(active)) if active == *key => {
+    let availability = pool.availability(now);
+    if !availability
+        .iter()
+        .any(|a| matches!(a, Availability::Ready))
+    {
+        // "now handing out X" would read as if X worked: no key does until one returns.
+        if let Some(first) = pool.active(now) {
+            let returns = match availability[first] {
+                Availability::CoolingUntil(until) => format!(
+                    "at {} ({})",
+                    local_clock(until, &ctx.now),
+                    until_in_words(until, now)
+                ),
+                _ => "when you reset or replace it".to_string(),
+            };
             eprintln!(
-                "keyswitch: every key is cooling down; {active} returns first and is still handed out"
-            )
+                "keyswitch: no key is ready: every key is cooling down; {} returns first, {returns}, and is handed out meanwhile (`keyswitch add NAME` adds one)",
+                pool.key(first).name
+            );
         }
-        _ => {}
+    } else if let Some(to) = marked.switched_to {
+        eprintln!("keyswitch: now handing out {to}");
     }
     Ok(())
 }
