@@ -58,6 +58,21 @@ pub fn check_secret(secret: &str) -> anyhow::Result<()> {
 
 /// Why a secret is not one printable token for Claude Code, e.g. `contains whitespace at
 /// character 3`; `None` when it is fine. Also for secrets another tool put in the keychain.
+/// Shorter than any API key or gateway key keyswitch knows (Anthropic's are about 100
+/// characters, LiteLLM's and OpenRouter's dozens): likely a typo or a paste cut short.
+pub const SHORTEST_LIKELY_KEY: usize = 20;
+
+/// Why `secret` does not look like an API key, for a warning (it is stored all the same:
+/// some gateways hand out short keys).
+pub fn unlikely_key(secret: &str) -> Option<String> {
+    (secret.len() < SHORTEST_LIKELY_KEY).then(|| {
+        format!(
+            "is only {} characters, shorter than any API key keyswitch knows",
+            secret.len()
+        )
+    })
+}
+
 pub fn secret_problem(secret: &str) -> Option<String> {
     if secret.is_empty() {
         return Some("is empty".to_string());

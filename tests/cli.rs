@@ -715,3 +715,23 @@ fn reauthorize_finishes_a_run_cut_short_from_its_safety_copy() {
         .args(["clear", "service", &spare])
         .output();
 }
+
+/// A secret shorter than any API key (a typo, a paste cut short) is stored — some gateways hand
+/// out short keys — but `add` says so.
+#[test]
+fn a_secret_too_short_for_an_api_key_is_stored_with_a_warning() {
+    let s = Sandbox::new();
+    s.cmd()
+        .args(["add", "short"])
+        .write_stdin("abcde")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("only 5 characters"));
+    s.cmd().arg("get").assert().success().stdout("abcde\n");
+    s.cmd()
+        .args(["add", "long"])
+        .write_stdin(fake_key("long"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("characters, shorter").not());
+}

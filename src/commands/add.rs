@@ -59,6 +59,11 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
     refuse_proxy_endpoint(ctx, options.endpoint.as_ref())?;
     let secret = read_secret(name)?;
     check_secret(&secret)?;
+    if let Some(why) = crate::validate::unlikely_key(&secret) {
+        crate::messages::warn(format_args!(
+            "the secret for {name} {why}; stored all the same (`keyswitch add {name} --replace` puts another in)"
+        ));
+    }
 
     // The keychain is written under the keychain lock, never the pool lock: a slow or stuck
     // keychain must not hold up `get`, the StopFailure hook or any other writer. Only `add` and
