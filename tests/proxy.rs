@@ -2199,3 +2199,24 @@ fn the_proxy_keeps_its_log_under_a_megabyte() {
     assert!(text.contains("listening on"), "{text}");
     assert_eq!(p.send(&token, BODY).status, 200);
 }
+
+/// `list` says where a key without an endpoint goes, not just "default".
+#[test]
+fn list_names_the_default_endpoint() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let out = p.s.cmd().arg("list").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("default ({}, the proxy's upstream)", up.url())),
+        "{text}"
+    );
+    let helper = Sandbox::new();
+    helper.add("primary", &fake_key("primary"), &[]);
+    let out = helper.cmd().arg("list").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("default (Claude Code's own base URL)"),
+        "{text}"
+    );
+}

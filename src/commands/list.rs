@@ -68,6 +68,14 @@ fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
     let now = ctx.now.timestamp();
     let availability = pool.availability(now);
     let active = pool.active(now);
+    // "default" alone says nothing: where a key without an endpoint of its own goes.
+    let default = match crate::mode::Mode::load(&ctx.dirs) {
+        Ok(crate::mode::Mode::Proxy(proxy)) => format!(
+            "default ({}, the proxy's upstream)",
+            crate::endpoint::redact_url(&proxy.upstream)
+        ),
+        _ => "default (Claude Code's own base URL)".to_string(),
+    };
     let mut table = vec![[
         "".to_string(),
         "#".to_string(),
@@ -98,7 +106,7 @@ fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
             key.name.clone(),
             hints[i].clone().unwrap_or_else(|| "?".to_string()),
             status,
-            key.endpoint_text().unwrap_or("default").to_string(),
+            key.endpoint_text().unwrap_or(&default).to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..6)
