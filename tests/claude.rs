@@ -1239,3 +1239,18 @@ fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install
         a.join(".claude/settings.json").display().to_string()
     );
 }
+
+/// The retry wording is true: Claude Code retries for minutes only a 429 without a
+/// retry-after; a long one fails the turn at once.
+#[test]
+fn install_and_doctor_say_when_the_retries_take_minutes() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let out = s.cmd().arg("install").output().unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("without a retry-after"), "{said}");
+    let out = s.cmd().arg("doctor").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("without a retry-after"), "{said}");
+}

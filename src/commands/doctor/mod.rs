@@ -348,7 +348,7 @@ fn check_refresh_and_retries(
         // In proxy mode a 429 reaches Claude Code only when no key is left.
         None if proxy_mode => Ok(()),
         None => r.info(&format!(
-            "{RETRIES_VAR} not set: Claude Code retries a 429 for about 3 minutes before the hook switches keys (keyswitch install --max-retries 2 shortens that; see README)"
+            "{RETRIES_VAR} not set: on a 429 without a retry-after Claude Code retries for up to about 3 minutes before the hook switches keys (a long retry-after fails the turn at once; keyswitch install --max-retries 2 shortens the retries; see README)"
         )),
     }
 }

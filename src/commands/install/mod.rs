@@ -371,7 +371,7 @@ fn report_wired(
             "keyswitch: Claude Code retries a failed request at most {n} time(s) ({RETRIES_VAR}={n})"
         ),
         (None, None) => eprintln!(
-            "keyswitch: retries left to Claude Code (about 3 minutes on a 429 before the key switches; --max-retries 2 shortens that)"
+            "keyswitch: retries left to Claude Code (up to about 3 minutes on a 429 without a retry-after before the key switches, at once with a long one; --max-retries 2 shortens the retries)"
         ),
         // In proxy mode a 429 never reaches Claude Code while another key is ready.
         (None, Some(_)) => {}
