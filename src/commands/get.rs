@@ -30,7 +30,6 @@ use crate::timespec::{local_clock, until_in_words};
 use crate::validate::secret_problem;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    // Before any secret is in memory: a crash of `get` must not leave a core file holding it.
     if let Mode::Proxy(proxy) = Mode::load(&ctx.dirs)? {
         return hand_out_token(ctx, &proxy);
     }
