@@ -269,7 +269,7 @@ fn the_hook_marks_the_key_that_session_was_handed_and_the_session_moves_on() {
     s.add("fallback", &fake_key("two"), &[]);
     s.cmd().arg("install").assert().success();
     let mut claude = FakeClaude::start(&s, &[]);
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    claude.helper(&[]).assert_printed(&fake_key("one"));
     let before = std::fs::metadata(s.settings_file())
         .unwrap()
         .modified()
@@ -288,7 +288,7 @@ fn the_hook_marks_the_key_that_session_was_handed_and_the_session_moves_on() {
         .modified()
         .unwrap();
     assert!(after > before);
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    claude.helper(&[]).assert_printed(&fake_key("two"));
     // A per-reason default: rate_limit cools down for an hour.
     let left = s.seconds_left(0);
     assert!((3_500..=3_600).contains(&left), "{left}");
@@ -302,8 +302,8 @@ fn two_sessions_failing_together_mark_the_primary_once_and_never_the_fallback() 
     s.cmd().arg("install").assert().success();
     let mut a = FakeClaude::start(&s, &[]);
     let mut b = FakeClaude::start(&s, &[]);
-    assert_eq!(a.helper(&[]).stdout, format!("{}\n", fake_key("one")));
-    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    a.helper(&[]).assert_printed(&fake_key("one"));
+    b.helper(&[]).assert_printed(&fake_key("one"));
     let (ra, rb) = std::thread::scope(|scope| {
         let ta = scope.spawn(|| a.stop_failure("rate_limit", "session-a"));
         let tb = scope.spawn(|| b.stop_failure("rate_limit", "session-b"));
@@ -320,8 +320,8 @@ fn two_sessions_failing_together_mark_the_primary_once_and_never_the_fallback() 
         Value::Null,
         "the fallback was never used, so never marked"
     );
-    assert_eq!(a.helper(&[]).stdout, format!("{}\n", fake_key("two")));
-    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    a.helper(&[]).assert_printed(&fake_key("two"));
+    b.helper(&[]).assert_printed(&fake_key("two"));
 }
 
 #[test]
@@ -334,7 +334,7 @@ fn a_session_already_on_the_fallback_marks_the_fallback_when_it_fails() {
     let mut b = FakeClaude::start(&s, &[]);
     a.helper(&[]);
     a.stop_failure("rate_limit", "a");
-    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    b.helper(&[]).assert_printed(&fake_key("two"));
     // Session a never fetched again, so it still holds the primary: a late failure of a marks
     // nothing new; b's failure marks the fallback it was handed.
     b.stop_failure("billing_error", "b");
@@ -346,7 +346,7 @@ fn a_session_already_on_the_fallback_marks_the_fallback_when_it_fails() {
         (12 * 3600 - 100..=12 * 3600).contains(&left),
         "billing_error cools 12h, got {left}s"
     );
-    assert_eq!(b.helper(&[]).stdout, format!("{}\n", fake_key("three")));
+    b.helper(&[]).assert_printed(&fake_key("three"));
 }
 
 #[test]
@@ -431,17 +431,17 @@ fn a_rejected_key_is_set_aside_until_replaced_and_said_so_plainly() {
         .arg("doctor")
         .assert()
         .stdout(predicate::str::contains("primary was rejected"));
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    claude.helper(&[]).assert_printed(&fake_key("two"));
     // A rate limit on the fallback now leaves nothing usable but the fallback itself.
     claude.stop_failure("rate_limit", "s");
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    claude.helper(&[]).assert_printed(&fake_key("two"));
     // A new secret brings it back.
     s.cmd()
         .args(["add", "primary", "--replace"])
         .write_stdin(fake_key("new"))
         .assert()
         .success();
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("new")));
+    claude.helper(&[]).assert_printed(&fake_key("new"));
 }
 
 #[test]
@@ -482,7 +482,7 @@ fn a_key_that_runs_out_again_soon_cools_down_longer() {
     claude.helper(&[]);
     claude.stop_failure("rate_limit", "s");
     std::thread::sleep(Duration::from_millis(2_100));
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("one")));
+    claude.helper(&[]).assert_printed(&fake_key("one"));
     claude.stop_failure("rate_limit", "s");
     let state: Value = serde_json::from_slice(&std::fs::read(s.state_file()).unwrap()).unwrap();
     let c = &state["cooldowns"]["primary"];
@@ -1127,7 +1127,7 @@ fn in_helper_mode_litellms_budget_answer_marks_the_key_though_claude_code_calls_
     );
     // The billing cooldown, not a rate limit's hour.
     assert!(s.seconds_left(0) > 11 * 3600, "{}", s.seconds_left(0));
-    assert_eq!(claude.helper(&[]).stdout, format!("{}\n", fake_key("two")));
+    claude.helper(&[]).assert_printed(&fake_key("two"));
     // A 422 about the request marks nothing.
     let invalid = json!({
         "session_id": "s", "hook_event_name": "StopFailure", "error": "unknown",

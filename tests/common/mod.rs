@@ -280,6 +280,21 @@ pub struct Ran {
     pub code: i64,
 }
 
+impl Ran {
+    /// Asserts the command printed exactly `line` (and a newline); a failure shows what it said
+    /// on stderr, which is where the reason for printing nothing is.
+    #[track_caller]
+    pub fn assert_printed(&self, line: &str) {
+        assert_eq!(
+            self.stdout,
+            format!("{line}\n"),
+            "exit code {}, stderr: {}",
+            self.code,
+            self.stderr
+        );
+    }
+}
+
 impl FakeClaude {
     pub fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_claude.py");
