@@ -91,8 +91,12 @@ pub enum Command {
         max_retries: Option<u32>,
         /// Proxy mode: Claude Code talks to a local keyswitch proxy, which answers a request
         /// whose key ran out from the next key, so no turn fails (see README).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "helper")]
         proxy: bool,
+        /// Helper mode: Claude Code gets the key itself and nothing runs in the background; a
+        /// key that runs out fails one turn, and the next turn uses the next key.
+        #[arg(long)]
+        helper: bool,
         /// The proxy's loopback address (default 127.0.0.1:27329).
         #[arg(long, value_name = "IP:PORT", requires = "proxy")]
         listen: Option<String>,

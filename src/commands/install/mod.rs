@@ -44,7 +44,8 @@ pub enum Wanted {
 }
 
 impl Wanted {
-    pub fn from_flags(proxy: bool, listen: Option<&str>) -> Result<Self> {
+    pub fn from_flags(proxy: bool, helper: bool, listen: Option<&str>) -> Result<Self> {
+        let _ = helper;
         Ok(match (proxy, listen) {
             (false, _) => Self::Helper,
             (true, None) => Self::Proxy(None),
