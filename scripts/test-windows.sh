@@ -198,7 +198,7 @@ PY
 }
 proxy_running() { ks proxy status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["running"])'; }
 ks reset 2>/dev/null && ks move a 1 2>/dev/null || fail "reset and move a 1 before install"
-ks install 2>/dev/null || fail "install"
+ks install --helper 2>/dev/null || fail "install"
 case "$(setting apiKeyHelper)" in
     *'\\?\'*) fail "the apiKeyHelper names the binary by a \\\\?\\ path, which cmd.exe cannot run: $(setting apiKeyHelper)" ;;
 esac

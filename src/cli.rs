@@ -97,8 +97,8 @@ pub enum Command {
         /// key that runs out fails one turn, and the next turn uses the next key.
         #[arg(long)]
         helper: bool,
-        /// The proxy's loopback address (default 127.0.0.1:27329).
-        #[arg(long, value_name = "IP:PORT", requires = "proxy")]
+        /// The proxy's loopback address (default 127.0.0.1:27329); implies --proxy.
+        #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
         listen: Option<String>,
     },
     /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the keychain.

@@ -57,7 +57,7 @@ fn install_wires_helper_hook_and_ttl_and_keeps_everything_else() {
     let s = Sandbox::new();
     let original = realistic_settings(None);
     write_settings(&s, &original);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let after = s.settings();
     let helper = after["apiKeyHelper"].as_str().unwrap();
     assert!(
@@ -96,9 +96,9 @@ fn installing_twice_is_byte_identical_and_uninstall_restores_the_file() {
     let s = Sandbox::new();
     let original = realistic_settings(Some("https://my-gateway.example.com"));
     write_settings(&s, &original);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let once = std::fs::read(s.settings_file()).unwrap();
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert_eq!(std::fs::read(s.settings_file()).unwrap(), once);
     let out = s.cmd().arg("uninstall").output().unwrap();
     assert!(out.status.success());
@@ -115,12 +115,12 @@ fn installing_twice_is_byte_identical_and_uninstall_restores_the_file() {
 #[test]
 fn install_creates_a_missing_settings_file_and_uninstall_removes_it_again() {
     let s = Sandbox::new();
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert!(s.settings()["apiKeyHelper"].is_string());
     s.cmd().arg("uninstall").assert().success();
     assert!(!s.settings_file().exists());
     // One the user has written to since is kept.
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let mut edited = s.settings();
     edited["model"] = json!("opus");
     std::fs::write(
@@ -137,14 +137,21 @@ fn a_foreign_helper_stops_install_unless_forced_and_comes_back_on_uninstall() {
     let s = Sandbox::new();
     let original = "{\n  \"apiKeyHelper\": \"~/bin/my-helper.sh\",\n  \"model\": \"opus\"\n}\n";
     write_settings(&s, original);
-    s.cmd().arg("install").assert().code(2).stderr(
-        predicate::str::contains("--force").and(predicate::str::contains("my-helper").not()),
-    );
+    s.cmd()
+        .args(["install", "--helper"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("--force").and(predicate::str::contains("my-helper").not()),
+        );
     assert_eq!(
         std::fs::read_to_string(s.settings_file()).unwrap(),
         original
     );
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     assert!(
         s.settings()["apiKeyHelper"]
             .as_str()
@@ -183,7 +190,7 @@ fn a_symlinked_settings_file_stays_a_symlink() {
     .unwrap();
     std::fs::create_dir_all(s.claude_dir()).unwrap();
     std::os::unix::fs::symlink("../dotfiles/claude-settings.json", s.settings_file()).unwrap();
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert!(
         std::fs::symlink_metadata(s.settings_file())
             .unwrap()
@@ -200,7 +207,7 @@ fn a_symlinked_settings_file_stays_a_symlink() {
 fn uninstall_keeps_the_users_edits_since_install() {
     let s = Sandbox::new();
     write_settings(&s, &realistic_settings(None));
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     // The user (or Claude Code) edits the file afterwards.
     let mut edited = s.settings();
     edited["permissions"]["allow"]
@@ -231,15 +238,15 @@ fn uninstall_keeps_the_users_edits_since_install() {
 #[test]
 fn max_retries_is_off_by_default_and_set_when_asked() {
     let s = Sandbox::new();
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert!(s.settings()["env"].get("CLAUDE_CODE_MAX_RETRIES").is_none());
     s.cmd()
-        .args(["install", "--max-retries", "2"])
+        .args(["install", "--helper", "--max-retries", "2"])
         .assert()
         .success();
     assert_eq!(s.settings()["env"]["CLAUDE_CODE_MAX_RETRIES"], "2");
     s.cmd()
-        .args(["install", "--max-retries", "lots"])
+        .args(["install", "--helper", "--max-retries", "lots"])
         .assert()
         .code(2);
 }
@@ -249,7 +256,7 @@ fn install_warns_when_a_credential_would_override_the_helper() {
     let s = Sandbox::new();
     write_settings(&s, "{\"env\": {\"ANTHROPIC_AUTH_TOKEN\": \"x\"}}\n");
     s.cmd()
-        .arg("install")
+        .args(["install", "--helper"])
         .env("ANTHROPIC_API_KEY", "sk-ant-test-env")
         .assert()
         .success()
@@ -267,7 +274,7 @@ fn the_hook_marks_the_key_that_session_was_handed_and_the_session_moves_on() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
     s.add("fallback", &fake_key("two"), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let mut claude = FakeClaude::start(&s, &[]);
     claude.helper(&[]).assert_printed(&fake_key("one"));
     let before = std::fs::metadata(s.settings_file())
@@ -299,7 +306,7 @@ fn two_sessions_failing_together_mark_the_primary_once_and_never_the_fallback() 
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
     s.add("fallback", &fake_key("two"), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let mut a = FakeClaude::start(&s, &[]);
     let mut b = FakeClaude::start(&s, &[]);
     a.helper(&[]).assert_printed(&fake_key("one"));
@@ -539,7 +546,7 @@ fn keys_never_reach_an_endpoint_they_do_not_belong_to() {
     write_settings(&s, &realistic_settings(Some(mine)));
     s.add("primary", &fake_key("one"), &["--endpoint", proxy]);
     s.add("fallback", &fake_key("two"), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert_eq!(
         s.settings()["env"]["ANTHROPIC_BASE_URL"],
         proxy,
@@ -614,7 +621,7 @@ fn a_switch_killed_at_any_step_never_loses_the_users_endpoint() {
         write_settings(&s, &realistic_settings(Some(mine)));
         s.add("primary", &fake_key("one"), &["--endpoint", proxy]);
         s.add("fallback", &fake_key("two"), &[]);
-        s.cmd().arg("install").assert().success();
+        s.cmd().args(["install", "--helper"]).assert().success();
         // Each switch is killed at `point` (where it gets there), then done again.
         for (cmd, url) in [
             (["mark-exhausted", "primary"], mine),
@@ -641,7 +648,7 @@ fn without_endpoints_anthropic_base_url_is_never_touched() {
     write_settings(&s, &realistic_settings(Some("http://127.0.0.1:18003")));
     s.add("primary", &fake_key("one"), &[]);
     s.add("fallback", &fake_key("two"), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let mut claude = FakeClaude::start(&s, &[]);
     claude.helper(&[]);
     claude.stop_failure("rate_limit", "s");
@@ -671,7 +678,7 @@ fn doctor_explains_what_is_missing_and_passes_when_wired() {
         .stdout(predicate::str::contains("FIX   no keys"))
         .stdout(predicate::str::contains("no apiKeyHelper"));
     s.add("primary", &fake_key("one"), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     s.cmd()
         .arg("doctor")
         .env("PATH", &path)
@@ -720,7 +727,7 @@ fn a_failed_record_write_leaves_the_settings_untouched_and_uninstall_restores_th
     write_settings(&s, &original);
     // The record cannot be written (a full disk; simulated, as root ignores permissions).
     s.cmd()
-        .args(["install", "--force"])
+        .args(["install", "--helper", "--force"])
         .env("KEYSWITCH_TEST_FAIL_AT", "record-save")
         .assert()
         .failure();
@@ -729,7 +736,10 @@ fn a_failed_record_write_leaves_the_settings_untouched_and_uninstall_restores_th
         original,
         "the settings changed although nothing records the helper they replaced"
     );
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     s.cmd().arg("uninstall").assert().success();
     assert_eq!(
         std::fs::read_to_string(s.settings_file()).unwrap(),
@@ -749,7 +759,7 @@ fn install_killed_at_any_step_is_undone_by_uninstall() {
         for again in [false, true] {
             write_settings(&s, &original);
             s.cmd()
-                .args(["install", "--force"])
+                .args(["install", "--helper", "--force"])
                 .env("KEYSWITCH_TEST_CRASH_AT", point)
                 .assert()
                 .failure();
@@ -760,7 +770,10 @@ fn install_killed_at_any_step_is_undone_by_uninstall() {
             );
             if again {
                 // A later install must not take keyswitch's own helper for the user's.
-                s.cmd().args(["install", "--force"]).assert().success();
+                s.cmd()
+                    .args(["install", "--helper", "--force"])
+                    .assert()
+                    .success();
             }
             s.cmd().arg("uninstall").assert().success();
             assert_eq!(
@@ -792,7 +805,10 @@ fn install_killed_at_random_instants_never_loses_the_users_helper() {
     write_settings(&s, &original);
     // How long a whole install takes here, to spread the kills over it.
     let started = std::time::Instant::now();
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     let span = started.elapsed().as_micros() as u64;
     s.cmd().arg("uninstall").assert().success();
 
@@ -801,13 +817,20 @@ fn install_killed_at_random_instants_never_loses_the_users_helper() {
     let mut kills = 0;
     while kills < 150 && std::time::Instant::now() < deadline {
         write_settings(&s, &original);
-        let mut child = s.std_cmd().args(["install", "--force"]).spawn().unwrap();
+        let mut child = s
+            .std_cmd()
+            .args(["install", "--helper", "--force"])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_micros(random.below(span)));
         let _ = child.kill();
         let _ = child.wait();
         kills += 1;
         if random.below(2) == 0 {
-            s.cmd().args(["install", "--force"]).assert().success();
+            s.cmd()
+                .args(["install", "--helper", "--force"])
+                .assert()
+                .success();
         }
         s.cmd().arg("uninstall").assert().success();
         assert_eq!(
@@ -825,10 +848,13 @@ fn a_damaged_install_record_has_a_way_out_that_loses_nothing() {
     let s = Sandbox::new();
     let original = settings_with_own_helper();
     write_settings(&s, &original);
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     std::fs::write(record_file(&s), "{\"settings\": ").unwrap();
     s.cmd()
-        .args(["install", "--force"])
+        .args(["install", "--helper", "--force"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("keyswitch uninstall"));
@@ -848,7 +874,10 @@ fn a_damaged_install_record_has_a_way_out_that_loses_nothing() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
     assert!(aside);
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
 }
 
 #[test]
@@ -856,10 +885,16 @@ fn a_lost_install_record_never_makes_keyswitch_its_own_prior() {
     let s = Sandbox::new();
     let original = settings_with_own_helper();
     write_settings(&s, &original);
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     // The state folder is wiped; the settings stay wired.
     std::fs::remove_file(record_file(&s)).unwrap();
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     s.cmd().arg("uninstall").assert().success();
     assert_eq!(
         std::fs::read_to_string(s.settings_file()).unwrap(),
@@ -903,7 +938,7 @@ fn order_numbers_and_strings_are_kept_as_written() {
     // Numbers and strings JavaScript's JSON.parse accepts and serde_json cannot hold as written.
     let original = "{\n  \"A\": 123456789012345678901234567890,\n  \"huge\": 1e400,\n  \"f\": 1.50,\n  \"lone\": \"\\ud800\",\n  \"esc\": \"caf\\u00e9\"\n}\n";
     write_settings(&s, original);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let wired = std::fs::read_to_string(s.settings_file()).unwrap();
     for part in [
         "123456789012345678901234567890",
@@ -929,7 +964,10 @@ fn a_replaced_helper_only_javascript_can_read_comes_back_as_written() {
     let s = Sandbox::new();
     let original = "{\n  \"apiKeyHelper\": \"~/bin/helper-\\ud800.sh\",\n  \"n\": 1e400\n}\n";
     write_settings(&s, original);
-    s.cmd().args(["install", "--force"]).assert().success();
+    s.cmd()
+        .args(["install", "--helper", "--force"])
+        .assert()
+        .success();
     s.cmd().arg("uninstall").assert().success();
     assert_eq!(
         std::fs::read_to_string(s.settings_file()).unwrap(),
@@ -950,7 +988,7 @@ fn temporary_copies_a_killed_write_left_are_swept() {
         .unwrap()
         .set_modified(hour_ago)
         .unwrap();
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert!(!stale.exists());
 }
 
@@ -958,12 +996,12 @@ fn temporary_copies_a_killed_write_left_are_swept() {
 fn the_backup_is_the_file_before_keyswitch_first_touched_it() {
     let s = Sandbox::new();
     // First install creates the file: there is nothing to back up.
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let backup = s.claude_dir().join("settings.json.keyswitch-backup");
     assert!(!backup.exists());
     // A second install finds a wired file: that is not "the file as it was".
     s.cmd()
-        .args(["install", "--max-retries", "2"])
+        .args(["install", "--helper", "--max-retries", "2"])
         .assert()
         .success();
     assert!(!backup.exists(), "a wired file was backed up");
@@ -972,7 +1010,7 @@ fn the_backup_is_the_file_before_keyswitch_first_touched_it() {
     let original = realistic_settings(None);
     write_settings(&s, &original);
     s.cmd()
-        .arg("install")
+        .args(["install", "--helper"])
         .assert()
         .success()
         .stderr(predicate::str::contains(
@@ -995,7 +1033,7 @@ fn an_edit_made_while_keyswitch_rewrites_the_settings_is_never_lost() {
         &fake_key("two"),
         &["--endpoint", "http://127.0.0.1:18012"],
     );
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
 
     // Another writer (Claude Code saving a permission) adds entries, replacing the file
     // atomically as Claude Code does, while keyswitch moves ANTHROPIC_BASE_URL back and forth.
@@ -1051,7 +1089,7 @@ fn an_edit_made_while_keyswitch_rewrites_the_settings_is_never_lost() {
 fn doctor_flags_a_hook_from_an_older_keyswitch_and_install_updates_it() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     // The matcher an older keyswitch wrote: it never fires on LiteLLM's 422 (`unknown`).
     let mut settings = s.settings();
     settings["hooks"]["StopFailure"][0]["matcher"] =
@@ -1064,7 +1102,7 @@ fn doctor_flags_a_hook_from_an_older_keyswitch_and_install_updates_it() {
         .stdout(predicate::str::contains(
             "FIX   the StopFailure hook is an older keyswitch's",
         ));
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert_eq!(
         s.settings()["hooks"]["StopFailure"][0]["matcher"],
         "rate_limit|billing_error|authentication_failed|invalid_request|unknown"
@@ -1184,7 +1222,7 @@ fn a_relative_claude_config_dir_is_recorded_absolute_and_another_folder_is_never
     let s = Sandbox::new();
     keys_on_two_endpoints(&s);
     let (a, b) = two_projects(&s);
-    from_folder(&s, &a, &["install"]);
+    from_folder(&s, &a, &["install", "--helper"]);
     let a_settings = a.join(".claude/settings.json");
     assert_eq!(recorded_settings(&s), a_settings.display().to_string());
     let b_before = std::fs::read(b.join(".claude/settings.json")).unwrap();
@@ -1207,7 +1245,7 @@ fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install
     let s = Sandbox::new();
     keys_on_two_endpoints(&s);
     let (a, b) = two_projects(&s);
-    from_folder(&s, &a, &["install"]);
+    from_folder(&s, &a, &["install", "--helper"]);
     // As older versions wrote it.
     let record_file = s.state_dir().join("claude-install.json");
     let mut record: Value = serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
@@ -1233,7 +1271,7 @@ fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install
         b_before
     );
 
-    from_folder(&s, &a, &["install"]);
+    from_folder(&s, &a, &["install", "--helper"]);
     assert_eq!(
         recorded_settings(&s),
         a.join(".claude/settings.json").display().to_string()
@@ -1246,7 +1284,7 @@ fn a_relative_record_left_by_an_older_version_rewrites_no_settings_until_install
 fn install_and_doctor_say_when_the_retries_take_minutes() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("primary"), &[]);
-    let out = s.cmd().arg("install").output().unwrap();
+    let out = s.cmd().args(["install", "--helper"]).output().unwrap();
     assert!(out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("without a retry-after"), "{said}");

@@ -221,7 +221,7 @@ fn a_running_session_fails_over_on_429_and_returns_to_the_primary() {
         &["--endpoint", &proxy.url(), "--cooldown", "12s"],
     );
     s.add("fallback", &fallback, &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], proxy.url());
     // install's helper TTL is a minute: the failover below cannot be a TTL refresh.
     assert_eq!(

@@ -618,7 +618,7 @@ fn with_claude_code_in_helper_mode_the_turn_after_the_litellm_budget_ran_out_use
     settings_point_at(&s, &gw.url());
     s.add("primary", &budget_key(tag), &[]);
     s.add("fallback", &fallback_key(tag), &[]);
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert!(
         s.settings()["hooks"]["StopFailure"].is_array(),
         "{}",

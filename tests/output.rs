@@ -248,7 +248,7 @@ fn doctor_flags_a_documentation_endpoint_and_reports_the_retry_setting() {
         &["--endpoint", "https://your-proxy.example.com"],
     );
     s.cmd()
-        .args(["install", "--max-retries", "2"])
+        .args(["install", "--helper", "--max-retries", "2"])
         .assert()
         .success();
     let out = s.cmd().arg("doctor").output().unwrap();
@@ -291,7 +291,7 @@ fn doctor_keeps_its_deadline_when_claude_leaves_a_child_holding_the_pipe() {
 fn install_confirms_the_retry_setting() {
     let s = Sandbox::new();
     s.cmd()
-        .args(["install", "--max-retries", "2"])
+        .args(["install", "--helper", "--max-retries", "2"])
         .assert()
         .success()
         .stderr(predicate::str::contains("CLAUDE_CODE_MAX_RETRIES=2"));

@@ -12,6 +12,7 @@ use common::core_dumps::{core_files, cores_land_in_the_working_folder, with_core
 use common::proxy_box::{BODY, ProxyBox, block, client, free_port, install_proxy, send};
 use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
+use predicates::prelude::*;
 use serde_json::Value;
 
 /// A stand-in where the primary's key gets `primary` and every other key a 200 naming it.
@@ -598,7 +599,7 @@ fn install_proxy_wires_the_settings_and_uninstall_restores_them() {
     assert_eq!(proxy["upstream"], "https://llm-proxy.corp.test/anthropic");
 
     // Back to helper mode: the user's base URL returns, the proxy stops.
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     assert_eq!(
         s.settings()["env"]["ANTHROPIC_BASE_URL"],
         "https://llm-proxy.corp.test/anthropic"
@@ -891,7 +892,7 @@ fn install_refuses_the_proxy_as_its_own_upstream_and_keeps_the_port_on_a_rerun()
     s.cmd().args(["proxy", "stop"]).assert().success();
 
     // Helper mode: the proxy commands say so instead of failing.
-    s.cmd().arg("install").assert().success();
+    s.cmd().args(["install", "--helper"]).assert().success();
     let out = s
         .cmd()
         .args(["proxy", "status", "--json"])
@@ -1632,13 +1633,13 @@ fn install_refuses_as_upstream_an_address_where_a_keyswitch_proxy_answers() {
 #[test]
 fn install_after_uninstall_from_a_session_refuses_the_stopped_proxy_s_address() {
     // Proxy mode left by `uninstall`, or by a helper-mode `install`, from the same session.
-    for leave in ["uninstall", "install"] {
+    for leave in ["uninstall", "install --helper"] {
         let up = Upstream::start(|r| Reply::ok(&r.key));
         let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
         p.token();
         let session = [("ANTHROPIC_BASE_URL", p.base_url())];
         p.s.cmd()
-            .arg(leave)
+            .args(leave.split(" "))
             .envs(session.clone())
             .assert()
             .success();
@@ -2219,5 +2220,54 @@ fn list_names_the_default_endpoint() {
     assert!(
         text.contains("default (Claude Code's own base URL)"),
         "{text}"
+    );
+}
+
+/// Proxy mode is the default: a first `install` with no flag turns it on, on the default port;
+/// `--helper` chooses helper mode; and a re-install with no flag keeps whichever mode the user
+/// chose last (and, in proxy mode, its port).
+#[test]
+fn a_first_install_is_proxy_mode_and_a_reinstall_keeps_the_mode_chosen() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let base_url = |s: &Sandbox| s.settings()["env"]["ANTHROPIC_BASE_URL"].clone();
+    let is_proxy_mode = |s: &Sandbox| s.config_dir().join("proxy.json").exists();
+
+    s.cmd()
+        .arg("install")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("proxy mode"));
+    assert_eq!(base_url(&s), "http://127.0.0.1:27329");
+    assert!(is_proxy_mode(&s));
+    assert!(
+        TcpListener::bind(("127.0.0.1", 27329)).is_err(),
+        "install started the proxy on the default port"
+    );
+
+    s.cmd().args(["install", "--helper"]).assert().success();
+    assert_eq!(base_url(&s), Value::Null);
+    assert!(!is_proxy_mode(&s));
+    s.cmd().arg("install").assert().success();
+    assert!(!is_proxy_mode(&s), "a re-install kept helper mode");
+    assert_eq!(base_url(&s), Value::Null);
+
+    // `--listen` alone means proxy mode on that port; a re-install keeps the port.
+    let port = free_port();
+    s.cmd()
+        .args(["install", "--listen", &format!("127.0.0.1:{port}")])
+        .assert()
+        .success();
+    s.cmd().arg("install").assert().success();
+    assert_eq!(base_url(&s), format!("http://127.0.0.1:{port}"));
+    assert!(is_proxy_mode(&s));
+    s.cmd()
+        .args(["install", "--helper", "--proxy"])
+        .assert()
+        .code(2);
+    s.cmd().arg("uninstall").assert().success();
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "uninstall stopped the proxy"
     );
 }

@@ -23,7 +23,7 @@ use crate::claude::wiring::{
 };
 use crate::config::Config;
 use crate::error::refuse;
-use crate::mode::Mode;
+use crate::mode::{Mode, proxy_chosen};
 use crate::paths::Dirs;
 use crate::pool::Pool;
 use crate::proxy::control;
@@ -34,23 +34,35 @@ mod upstream;
 pub(crate) use upstream::{LoopbackProblem, loopback_upstream_problem, proxy_address_as_endpoint};
 use upstream::{check_port_usable, prior_base_url};
 
-/// The mode asked for: helper mode (the session gets a key) or proxy mode (the session gets a
-/// token for the proxy).
+/// The mode asked for: helper mode (the session gets a key), proxy mode (the session gets a
+/// token for the proxy), or — no flag — the mode installed already, proxy mode on a first install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wanted {
     Helper,
     /// On the address given, else the one proxy mode already uses, else the default port.
     Proxy(Option<SocketAddr>),
+    AsBefore,
 }
 
 impl Wanted {
     pub fn from_flags(proxy: bool, helper: bool, listen: Option<&str>) -> Result<Self> {
-        let _ = helper;
-        Ok(match (proxy, listen) {
-            (false, _) => Self::Helper,
-            (true, None) => Self::Proxy(None),
-            (true, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
+        Ok(match (proxy, helper, listen) {
+            (_, _, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
+            (true, _, None) => Self::Proxy(None),
+            (false, true, None) => Self::Helper,
+            (false, false, None) => Self::AsBefore,
         })
+    }
+
+    /// Re-running install keeps the mode the user chose: helper mode stays helper mode when
+    /// keyswitch is installed without proxy mode's record. A first install is proxy mode: no
+    /// turn fails when a key runs out.
+    fn resolve(self, proxy_was_chosen: bool, installed: bool) -> Self {
+        match self {
+            Self::AsBefore if installed && !proxy_was_chosen => Self::Helper,
+            Self::AsBefore => Self::Proxy(None),
+            chosen => chosen,
+        }
     }
 }
 
@@ -73,7 +85,9 @@ pub fn install(
     let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
     // The proxy running now (if any) started with the settings in force until now; a damaged
     // proxy.json is what this install replaces.
-    let previous_proxy = Mode::load(&ctx.dirs).ok().and_then(Mode::proxy);
+    let mode_now = Mode::load(&ctx.dirs);
+    let wanted = wanted.resolve(proxy_chosen(&mode_now), saved.is_some());
+    let previous_proxy = mode_now.ok().and_then(Mode::proxy);
     let base = starting_record(
         &settings,
         &snapshot.map,
