@@ -2271,3 +2271,33 @@ fn a_first_install_is_proxy_mode_and_a_reinstall_keeps_the_mode_chosen() {
         "uninstall stopped the proxy"
     );
 }
+
+/// Install names where each key's requests go: every key's own endpoint here, so never the
+/// default upstream, which is not where any request goes.
+#[test]
+fn install_names_each_keys_upstream_not_a_default_no_key_uses() {
+    let gateway = Upstream::start(|r| Reply::ok(&r.key));
+    let s = Sandbox::new();
+    s.add(
+        "primary",
+        &fake_key("primary"),
+        &["--endpoint", &gateway.url()],
+    );
+    s.add(
+        "fallback",
+        &fake_key("fallback"),
+        &["--endpoint", &gateway.url()],
+    );
+    let out = install_proxy(&s, free_port()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "forwards to {} (primary, fallback)",
+            gateway.url()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("api.anthropic.com"), "{err}");
+    s.cmd().arg("uninstall").assert().success();
+}

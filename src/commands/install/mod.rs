@@ -26,11 +26,13 @@ use crate::error::refuse;
 use crate::mode::{Mode, proxy_chosen};
 use crate::paths::Dirs;
 use crate::pool::Pool;
-use crate::proxy::control;
 use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
 
 mod upstream;
 
+mod proxy_switch;
+pub(in crate::commands) use proxy_switch::stop_proxy;
+use proxy_switch::switch_proxy;
 pub(crate) use upstream::{LoopbackProblem, loopback_upstream_problem, proxy_address_as_endpoint};
 use upstream::{check_port_usable, prior_base_url};
 
@@ -297,73 +299,6 @@ fn wire(
     Ok(written)
 }
 
-/// A running proxy keeps the listen address and upstream it started with: stop it, and in
-/// proxy mode start the new one now, so a problem shows here rather than in Claude Code.
-fn switch_proxy(
-    dirs: &Dirs,
-    previous: Option<ProxySettings>,
-    proxy: Option<&ProxySettings>,
-) -> Result<()> {
-    // Nothing changes for the proxy (a re-install with the same settings, where the service
-    // manager, if any, runs it already): the running proxy stays, and so do its streams.
-    let same = matches!((proxy, previous.as_ref()), (Some(new), Some(old)) if new == old);
-    if let Some(proxy) = proxy
-        .filter(|_| same && (crate::service::installed().is_some() || !crate::service::available()))
-    {
-        return match control::ensure_running(dirs, proxy) {
-            Ok(health) => {
-                eprintln!(
-                    "keyswitch: proxy mode: the keyswitch proxy on {} (pid {}) goes on, forwarding to {}",
-                    health.listen, health.pid, proxy.upstream
-                );
-                Ok(())
-            }
-            Err(e) => {
-                crate::messages::warn(format_args!(
-                    "the proxy did not start: {}; `keyswitch get` tries again",
-                    crate::error::one_line(&e)
-                ));
-                Ok(())
-            }
-        };
-    }
-    // One a service manager runs is stopped through it: its socket would start it again.
-    let had_service = crate::service::release();
-    let had_proxy = previous.is_some_and(|p| stop_proxy(dirs, &p)) || had_service;
-    match proxy {
-        Some(proxy) => {
-            let managed = crate::service::take_over(dirs, proxy);
-            // The settings' NO_PROXY replaces the shell's for Claude Code: say it was written.
-            eprintln!(
-                "keyswitch: NO_PROXY and no_proxy in Claude Code's settings include {} and {}, so Claude Code reaches the proxy directly even with an HTTPS_PROXY set (uninstall puts back what was there)",
-                proxy.listen.ip(),
-                proxy.listen
-            );
-            match control::ensure_running(dirs, proxy) {
-                Ok(health) => eprintln!(
-                    "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}{}",
-                    health.listen,
-                    health.pid,
-                    proxy.upstream,
-                    managed.map_or_else(String::new, |m| format!("; {}", m.describe()))
-                ),
-                Err(e) => crate::messages::warn(format_args!(
-                    "the proxy did not start: {}; `keyswitch get` tries again",
-                    crate::error::one_line(&e)
-                )),
-            }
-        }
-        None => {
-            crate::service::remove(dirs, &[]);
-            proxy_settings::remove(dirs)?;
-            if had_proxy {
-                eprintln!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
-            }
-        }
-    }
-    Ok(())
-}
-
 /// What changed, the retry setting the confirmation includes, where the backup is, and any
 /// credential that would make Claude Code ignore keyswitch.
 fn report_wired(
@@ -447,24 +382,6 @@ fn is_wired(map: &Map<String, Value>) -> bool {
         .and_then(Value::as_str)
         .is_some_and(is_our_helper)
         || has_hook(map)
-}
-
-/// Stops the proxy running with `current` settings; true when one did. Best effort: a proxy
-/// that does not stop is reported, and its settings go anyway.
-pub(super) fn stop_proxy(dirs: &Dirs, current: &ProxySettings) -> bool {
-    let stopped =
-        crate::proxy_token::ensure_token(dirs).and_then(|t| control::stop_at(current.listen, &t));
-    match stopped {
-        Ok(stopped) => stopped,
-        Err(e) => {
-            crate::messages::warn(format_args!(
-                "could not stop the proxy on {}: {}",
-                current.listen,
-                crate::error::one_line(&e)
-            ));
-            false
-        }
-    }
 }
 
 /// Credentials that make Claude Code ignore the helper, from the environment or the settings.
