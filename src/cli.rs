@@ -97,6 +97,10 @@ pub enum Command {
         /// key that runs out fails one turn, and the next turn uses the next key.
         #[arg(long)]
         helper: bool,
+        /// Also point Claude Code's status line at `keyswitch status` (by its full path);
+        /// a status line of your own is replaced only with --force, and uninstall puts it back.
+        #[arg(long)]
+        statusline: bool,
         /// The proxy's loopback address (default 127.0.0.1:27329); implies --proxy.
         #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
         listen: Option<String>,

@@ -1292,3 +1292,65 @@ fn install_and_doctor_say_when_the_retries_take_minutes() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("without a retry-after"), "{said}");
 }
+
+#[test]
+fn install_statusline_wires_the_full_path_keeps_it_on_reinstall_and_uninstall_takes_it_out() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    write_settings(&s, "{\"model\": \"opus\"}\n");
+    let before = s.settings();
+    s.cmd()
+        .args(["install", "--helper", "--statusline"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("status line"));
+    let line = s.settings()["statusLine"].clone();
+    assert_eq!(line["type"], "command");
+    let command = line["command"].as_str().unwrap().to_string();
+    let binary = assert_cmd::cargo::cargo_bin("keyswitch");
+    assert_eq!(command, format!("{} status", binary.display()));
+    // Claude Code runs it through the shell, with JSON on stdin: it prints the active key.
+    let ran = std::process::Command::new("/bin/sh")
+        .args(["-c", &command])
+        .envs(s.env())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ran.stdout).contains("primary"));
+    // A re-install without the flag keeps it.
+    s.cmd().args(["install", "--helper"]).assert().success();
+    assert_eq!(s.settings()["statusLine"], line);
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings(), before);
+}
+
+#[test]
+fn install_statusline_replaces_the_users_own_only_with_force_and_uninstall_puts_it_back() {
+    let s = Sandbox::new();
+    let own = "{\n  \"statusLine\": {\"type\": \"command\", \"command\": \"~/bin/my-line\"}\n}\n";
+    write_settings(&s, own);
+    s.cmd()
+        .args(["install", "--helper", "--statusline"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("statusLine of its own")
+                .and(predicate::str::contains("--force")),
+        );
+    assert_eq!(std::fs::read_to_string(s.settings_file()).unwrap(), own);
+    // Without --statusline the user's own is not touched at all.
+    s.cmd().args(["install", "--helper"]).assert().success();
+    assert_eq!(s.settings()["statusLine"]["command"], "~/bin/my-line");
+    s.cmd()
+        .args(["install", "--helper", "--statusline", "--force"])
+        .assert()
+        .success();
+    assert!(
+        s.settings()["statusLine"]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("keyswitch status")
+    );
+    s.cmd().arg("uninstall").assert().success();
+    assert_eq!(s.settings(), serde_json::from_str::<Value>(own).unwrap());
+}

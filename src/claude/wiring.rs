@@ -18,6 +18,8 @@ pub const HELPER_KEY: &str = "apiKeyHelper";
 pub const TTL_VAR: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
 pub const RETRIES_VAR: &str = "CLAUDE_CODE_MAX_RETRIES";
 pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+/// Claude Code's status line: `install --statusline` points it at `keyswitch status`.
+pub const STATUS_LINE_KEY: &str = "statusLine";
 /// The helper TTL keyswitch sets: how late, at most, a running session returns to the primary
 /// after its cooldown ends (and notices a change made outside the settings file). `get` costs
 /// about 3 ms, so a refresh a minute is nothing; Claude Code's default is 5 minutes.
@@ -35,6 +37,21 @@ pub fn session_env(settings: &Map<String, Value>, var: &str) -> Option<String> {
 
 pub fn is_our_helper(command: &str) -> bool {
     is_ours(command, " get")
+}
+
+/// The `statusLine` entry running `status_command` (keyswitch's `status`, by its full path:
+/// the bare name is not on PATH for everyone install.sh installs for).
+pub fn status_line(status_command: &str) -> Value {
+    serde_json::json!({"type": "command", "command": status_command})
+}
+
+/// Whether a `statusLine` entry is one `install --statusline` wrote.
+pub fn is_our_status_line(value: &Value) -> bool {
+    value.get("type").and_then(Value::as_str) == Some("command")
+        && value
+            .get("command")
+            .and_then(Value::as_str)
+            .is_some_and(|c| is_ours(c, " status"))
 }
 
 /// The entries keyswitch works in, when they have a type Claude Code would not accept:
@@ -108,6 +125,7 @@ pub fn recovered_record(
     };
     let ours = |slot: Slot<'_>, value: &Value| match slot {
         Slot::Top(HELPER_KEY) => value.as_str().is_some_and(is_our_helper),
+        Slot::Top(STATUS_LINE_KEY) => is_our_status_line(value),
         Slot::Env(TTL_VAR) => value.as_str() == Some(HELPER_TTL_MS),
         Slot::Env(BASE_URL_VAR) => value
             .as_str()
@@ -119,6 +137,7 @@ pub fn recovered_record(
     };
     for slot in [
         Slot::Top(HELPER_KEY),
+        Slot::Top(STATUS_LINE_KEY),
         Slot::Env(TTL_VAR),
         Slot::Env(BASE_URL_VAR),
         Slot::Env(NO_PROXY_VARS[0]),

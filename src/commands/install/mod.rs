@@ -18,8 +18,8 @@ use crate::claude::settings_change::change_settings;
 use crate::claude::settings_file::{SettingsFile, Snapshot};
 use crate::claude::slot::Slot;
 use crate::claude::wiring::{
-    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, TTL_VAR, is_our_helper, recovered_record,
-    session_env,
+    BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, STATUS_LINE_KEY, TTL_VAR, is_our_helper,
+    is_our_status_line, recovered_record, session_env, status_line,
 };
 use crate::config::Config;
 use crate::error::refuse;
@@ -68,15 +68,26 @@ impl Wanted {
     }
 }
 
-pub fn install(
-    ctx: &Context,
-    settings: Option<&Path>,
-    force: bool,
-    max_retries: Option<u32>,
-    wanted: Wanted,
-) -> Result<()> {
+/// What the user asked `install` for.
+pub struct Asked<'a> {
+    pub settings: Option<&'a Path>,
+    /// Replace the user's own apiKeyHelper (and status line, with `statusline`).
+    pub force: bool,
+    pub max_retries: Option<u32>,
+    pub statusline: bool,
+    pub wanted: Wanted,
+}
+
+pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
+    let Asked {
+        settings,
+        force,
+        max_retries,
+        statusline,
+        wanted,
+    } = asked;
     let settings = SettingsFile::locate(settings)?;
-    let (helper, hook) = our_commands()?;
+    let ours = our_commands()?;
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
     let saved = saved_record_for(&ctx.dirs, &settings)?;
@@ -84,6 +95,9 @@ pub fn install(
     // foreign helper stop here.
     let snapshot = settings.read()?;
     refuse_foreign_helper(&settings, &snapshot.map, force)?;
+    if statusline {
+        refuse_foreign_status_line(&settings, &snapshot.map, force)?;
+    }
     let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
     // The proxy running now (if any) started with the settings in force until now; a damaged
     // proxy.json is what this install replaces.
@@ -109,9 +123,13 @@ pub fn install(
     if let Some(proxy) = &proxy {
         proxy_settings::save(&ctx.dirs, proxy)?;
     }
+    // A status line installed before stays (with this binary's path) until uninstall.
+    let status_line = (statusline || base.entries.contains_key(&Slot::Top(STATUS_LINE_KEY).id()))
+        .then_some(ours.status);
     let wiring = Wiring {
-        helper,
-        hook,
+        helper: ours.helper,
+        hook: ours.hook,
+        status_line,
         max_retries,
         proxy: proxy.as_ref(),
     };
@@ -161,6 +179,24 @@ fn refuse_foreign_helper(
     {
         return Err(refuse(format!(
             "{} already sets an apiKeyHelper of its own: run `keyswitch install --force` to replace it (`keyswitch uninstall` puts it back)",
+            settings.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A status line of the user's own is replaced only with `--force`.
+fn refuse_foreign_status_line(
+    settings: &SettingsFile,
+    map: &Map<String, Value>,
+    force: bool,
+) -> Result<()> {
+    if let Some(existing) = map.get(STATUS_LINE_KEY)
+        && !is_our_status_line(existing)
+        && !force
+    {
+        return Err(refuse(format!(
+            "{} already sets a statusLine of its own: run `keyswitch install --statusline --force` to replace it (`keyswitch uninstall` puts it back)",
             settings.path.display()
         )));
     }
@@ -256,6 +292,8 @@ fn recorded_network(
 struct Wiring<'a> {
     helper: String,
     hook: String,
+    /// The `keyswitch status` command for Claude Code's status line, when wanted.
+    status_line: Option<String>,
     max_retries: Option<u32>,
     /// Proxy mode's settings; `None` in helper mode.
     proxy: Option<&'a ProxySettings>,
@@ -279,6 +317,9 @@ fn wire(
         }
         rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
         ensure_hook(map, rec, &wiring.hook);
+        if let Some(status) = &wiring.status_line {
+            rec.set(map, Slot::Top(STATUS_LINE_KEY), status_line(status));
+        }
         rec.set(map, Slot::Env(TTL_VAR), json!(HELPER_TTL_MS));
         if let Some(n) = wiring.max_retries {
             rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
@@ -310,8 +351,13 @@ fn report_wired(
     let path = settings.path.display();
     if written {
         eprintln!(
-            "keyswitch: wired into {path}: apiKeyHelper, StopFailure hook, helper refresh every {}s",
-            HELPER_TTL_MS.parse::<u64>().unwrap_or(0) / 1000
+            "keyswitch: wired into {path}: apiKeyHelper, StopFailure hook, helper refresh every {}s{}",
+            HELPER_TTL_MS.parse::<u64>().unwrap_or(0) / 1000,
+            if wiring.status_line.is_some() {
+                ", status line"
+            } else {
+                ""
+            }
         );
     } else {
         eprintln!("keyswitch: {path} is already wired; nothing changed");
@@ -353,8 +399,14 @@ fn print_next_steps(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// The helper and hook commands for this binary.
-fn our_commands() -> Result<(String, String)> {
+/// The commands install writes, all running this binary by its full path.
+struct OurCommands {
+    helper: String,
+    hook: String,
+    status: String,
+}
+
+fn our_commands() -> Result<OurCommands> {
     let exe = crate::on_path::this_binary().context("cannot tell where the keyswitch binary is")?;
     let exe = exe.to_str().ok_or_else(|| {
         anyhow!(
@@ -362,10 +414,12 @@ fn our_commands() -> Result<(String, String)> {
             exe.display()
         )
     })?;
-    Ok((
-        format!("{} get", shell_quote(exe)),
-        format!("{} hook stop-failure", shell_quote(exe)),
-    ))
+    let exe = shell_quote(exe);
+    Ok(OurCommands {
+        helper: format!("{exe} get"),
+        hook: format!("{exe} hook stop-failure"),
+        status: format!("{exe} status"),
+    })
 }
 
 pub(super) fn key_endpoints(config: &Config) -> Vec<String> {
