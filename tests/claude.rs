@@ -820,6 +820,8 @@ fn install_killed_at_random_instants_never_loses_the_users_helper() {
         let mut child = s
             .std_cmd()
             .args(["install", "--helper", "--force"])
+            // What it says is not the point here, and would fill the test output.
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_micros(random.below(span)));
