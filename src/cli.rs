@@ -77,7 +77,8 @@ pub enum Command {
     /// Reads no secret and never touches the keychain.
     Status,
     /// Wire keyswitch into Claude Code's user settings: the apiKeyHelper, the StopFailure hook
-    /// that marks a key when it runs out, and the helper's refresh interval.
+    /// that marks a key when it runs out, and the helper's refresh interval. Proxy mode on a
+    /// first install; a re-install keeps the mode installed unless --helper or --proxy says.
     Install {
         /// The settings file; default `$CLAUDE_CONFIG_DIR/settings.json` or `~/.claude/settings.json`.
         #[arg(long, value_name = "PATH")]
@@ -86,11 +87,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Let Claude Code retry a failed request only N times (CLAUDE_CODE_MAX_RETRIES), so a
-        /// key that ran out fails the turn, and switches, sooner; off by default (see README).
+        /// key that ran out fails the turn, and switches, sooner; off by default (see docs/how-it-works.md).
         #[arg(long, value_name = "N")]
         max_retries: Option<u32>,
         /// Proxy mode: Claude Code talks to a local keyswitch proxy, which answers a request
-        /// whose key ran out from the next key, so no turn fails (see README).
+        /// whose key ran out from the next key, so no turn fails (see docs/how-it-works.md).
         #[arg(long, conflicts_with = "helper")]
         proxy: bool,
         /// Helper mode: Claude Code gets the key itself and nothing runs in the background; a

@@ -18,7 +18,7 @@
 //! - Windows: nothing is set. Windows Error Reporting writes a full dump only where the user (or
 //!   an administrator) configured `LocalDumps`; opting one program out takes
 //!   `WerAddExcludedApplication` or a registry write, which a per-user tool should not make
-//!   behind the user's back. The README says so.
+//!   behind the user's back. docs/security.md says so.
 
 /// Makes this process (and, for the core limit, its children) leave no core dump. Failing is
 /// said once on stderr and is not fatal: the command still does its work.

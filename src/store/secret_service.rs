@@ -5,7 +5,7 @@
 //! against 2.4 ms for a plain session), and `get` runs on every Claude Code start and refresh.
 //! The transport encryption only protects the secret from other readers of the user's own
 //! session bus, who could ask the Secret Service for it anyway; libsecret itself falls back to
-//! plain sessions. See the README's security model.
+//! plain sessions. See docs/security.md.
 //!
 //! Entries use the attributes `service` and `username`, like the keyring crates and
 //! `secret-tool lookup service keyswitch username NAME`. Nothing here ever prompts: a locked
