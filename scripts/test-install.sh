@@ -103,7 +103,13 @@ add=$(sed -n 's/.*`\([^`]* add primary\)`.*/\1/p' <<<"$out")
 key=$(secret archive)
 check "the printed add command works as printed: $add" \
     as_user "$home" "$nocargo" sh -c "printf '%s' '$key' | $add"
-check "get hands out the key added" test "$(as_user "$home" "$nocargo" "$bin" get)" = "$key"
+# Proxy mode, the default: a session talking to the proxy gets its token, never the key, and
+# the proxy (started by install or by that get) puts the key on its requests.
+check "install.sh wires proxy mode: Claude Code talks to the proxy on the default port" \
+    grep -q '"ANTHROPIC_BASE_URL": "http://127.0.0.1:27329"' "$home/.claude/settings.json"
+token=$(as_user "$home" "$nocargo" env ANTHROPIC_BASE_URL=http://127.0.0.1:27329 "$bin" get 2>/dev/null)
+check "get hands a session of the proxy its token, not the key" \
+    sh -c "case '$token' in ksp-*) true ;; *) false ;; esac"
 out=$(as_user "$home" "$home/.local/bin:$nocargo" "$unpacked/install.sh" 2>&1)
 check "run again with keyswitch on PATH, the next step is a bare 'keyswitch doctor'" \
     grep -q '`keyswitch doctor`' <<<"$out"
@@ -113,6 +119,8 @@ as_user "$home" "$nocargo" "$bin" remove primary 2>/dev/null
 as_user "$home" "$nocargo" "$unpacked/install.sh" --uninstall >/dev/null 2>&1
 check "install.sh --uninstall deletes the binary" test ! -e "$bin"
 check "install.sh --uninstall takes keyswitch out of the settings" test ! -e "$home/.claude/settings.json"
+check "install.sh --uninstall stops the proxy" \
+    python3 -c 'import socket; socket.create_server(("127.0.0.1", 27329)).close()'
 
 home=$(new_home prefix)
 as_user "$home" "$nocargo" env PREFIX="$home/opt" "$unpacked/install.sh" >/dev/null 2>&1
@@ -151,7 +159,8 @@ check "npm's keyswitch is the JS launcher" test "$(basename "$launcher")" = keys
 check "the platform package's binary is executable" test -x "$native"
 check "keyswitch --version through the launcher" \
     test "$(as_user "$home" "$npm_path" keyswitch --version)" = "keyswitch $version"
-out=$(as_user "$home" "$npm_path" keyswitch install 2>&1) || { echo "$out"; fail "keyswitch install through the launcher exits 0"; }
+# Helper mode here: get prints the key, so the launcher's stdout can be compared byte for byte.
+out=$(as_user "$home" "$npm_path" keyswitch install --helper 2>&1) || { echo "$out"; fail "keyswitch install through the launcher exits 0"; }
 check "install through the launcher wires the native binary, not the launcher" \
     test "$(helper_of "$home")" = "$native get"
 check "install's next step names a bare keyswitch, which is on PATH" \
@@ -197,6 +206,8 @@ out=$(as_user "$home" "$PATH" env RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" \
     CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" "$repo/install.sh" 2>&1) || { echo "$out"; fail "install.sh from a checkout exits 0"; }
 check "install.sh from a checkout installs the build of this checkout" \
     cmp -s "$home/.local/bin/keyswitch" target/release/keyswitch
+# It started a proxy (proxy mode): leave no process behind.
+as_user "$home" "$PATH" "$home/.local/bin/keyswitch" uninstall >/dev/null 2>&1
 
 if [ "$failures" -gt 0 ]; then
     echo "test-install: $failures check(s) failed" >&2
