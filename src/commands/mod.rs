@@ -5,14 +5,17 @@ mod doctor;
 mod get;
 mod hook;
 mod install;
+mod key_options;
 mod list;
 mod log;
 mod mark;
 mod move_key;
 mod proxy;
+mod purge;
 mod reauthorize;
 mod remove;
 mod reset;
+mod set;
 mod status;
 mod uninstall;
 
@@ -51,6 +54,22 @@ pub fn run(command: Command) -> Result<()> {
             &name,
             &add::Options::parse(&name, endpoint.as_deref(), cooldown.as_deref(), replace)?,
         ),
+        Command::Set {
+            name,
+            endpoint,
+            no_endpoint,
+            cooldown,
+            no_cooldown,
+        } => set::run(
+            &ctx,
+            &name,
+            &key_options::KeyOptions::parse(
+                endpoint.as_deref(),
+                no_endpoint,
+                cooldown.as_deref(),
+                no_cooldown,
+            )?,
+        ),
         Command::List { json } => list::run(&ctx, json),
         Command::Get => {
             // Claude Code waits on the helper: a keychain dialog must fail it, not hang it.
@@ -86,7 +105,16 @@ pub fn run(command: Command) -> Result<()> {
             install::Wanted::from_flags(proxy, helper, listen.as_deref())?,
         ),
         Command::Proxy(action) => proxy::run(&ctx, action),
-        Command::Uninstall { settings } => uninstall::run(&ctx, settings.as_deref()),
+        Command::Uninstall {
+            settings,
+            purge: false,
+            ..
+        } => uninstall::run(&ctx, settings.as_deref()),
+        Command::Uninstall {
+            settings,
+            purge: true,
+            yes,
+        } => purge::run(&ctx, settings.as_deref(), yes),
         Command::Hook(HookEvent::StopFailure) => {
             crate::store::forbid_dialogs();
             hook::stop_failure(&ctx);
