@@ -72,15 +72,11 @@ fn purge(s: &Sandbox, extra: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// Files with their bytes.
+type Files = Vec<(PathBuf, Vec<u8>)>;
+
 /// Everything a purge could touch: keyswitch's files, the settings folder, the keychain items.
-fn snapshot(
-    s: &Sandbox,
-) -> (
-    Vec<(PathBuf, Vec<u8>)>,
-    Vec<(PathBuf, Vec<u8>)>,
-    String,
-    String,
-) {
+fn snapshot(s: &Sandbox) -> (Files, Files, String, String) {
     let mut claude = Vec::new();
     for entry in std::fs::read_dir(s.claude_dir()).unwrap().flatten() {
         claude.push((entry.path(), std::fs::read(entry.path()).unwrap()));

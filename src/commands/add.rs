@@ -30,7 +30,7 @@ impl Options {
     ) -> Result<Self> {
         check_name(name)?;
         Ok(Self {
-            key: KeyOptions::parse(endpoint, false, cooldown, false)?,
+            key: KeyOptions::parse((endpoint, false), (cooldown, false))?,
             replace,
         })
     }

@@ -29,8 +29,7 @@ impl<T> Change<T> {
 
     /// `--x VALUE` (parsed by `parse`) or `--no-x`; clap keeps the two apart.
     fn from_flags(
-        value: Option<&str>,
-        clear: bool,
+        (value, clear): (Option<&str>, bool),
         parse: impl Fn(&str) -> Result<T>,
     ) -> Result<Self> {
         Ok(match (value, clear) {
@@ -51,15 +50,11 @@ pub struct KeyOptions {
 impl KeyOptions {
     /// Parses the command line's values: an endpoint must be an http(s) base URL without
     /// credentials, a cooldown a positive duration.
-    pub fn parse(
-        endpoint: Option<&str>,
-        no_endpoint: bool,
-        cooldown: Option<&str>,
-        no_cooldown: bool,
-    ) -> Result<Self> {
+    /// Each option as `(--x VALUE, --no-x)`.
+    pub fn parse(endpoint: (Option<&str>, bool), cooldown: (Option<&str>, bool)) -> Result<Self> {
         Ok(Self {
-            endpoint: Change::from_flags(endpoint, no_endpoint, Endpoint::parse)?,
-            cooldown: Change::from_flags(cooldown, no_cooldown, parse_duration)?,
+            endpoint: Change::from_flags(endpoint, Endpoint::parse)?,
+            cooldown: Change::from_flags(cooldown, parse_duration)?,
         })
     }
 
