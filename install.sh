@@ -7,7 +7,10 @@
 #   ./install.sh --force          ... replacing an apiKeyHelper you already had
 #   ./install.sh --max-retries 2  ... with fewer 429 retries before switching (see README)
 #   ./install.sh --uninstall      undo: take keyswitch out of Claude Code, delete the binary
-# Safe to run again. Your keys stay in the keychain either way.
+#   ./install.sh --uninstall --purge [--yes]
+#                                 ... and first delete the keys from the keychain, the config
+#                                 and the state (asks first; --yes when there is no terminal)
+# Safe to run again. Your keys stay in the keychain unless you purge.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
@@ -20,10 +23,37 @@ bindir="$prefix/bin"
 target="$bindir/$exe"
 
 if [ "${1:-}" = "--uninstall" ]; then
+    shift
+    purge=() yes=()
+    for arg in "$@"; do
+        case "$arg" in
+            --purge) purge=(--purge) ;;
+            --yes) yes=(--yes) ;;
+            *)
+                echo "install.sh: --uninstall takes --purge and --yes, not $arg: run ./install.sh --uninstall [--purge [--yes]]" >&2
+                exit 2
+                ;;
+        esac
+    done
+    if [ ${#yes[@]} -gt 0 ] && [ ${#purge[@]} -eq 0 ]; then
+        echo "install.sh: --yes goes with --purge: run ./install.sh --uninstall --purge --yes" >&2
+        exit 2
+    fi
     if [ -x "$target" ]; then
-        "$target" uninstall
+        # The binary does the work, so it goes last; a purge refused or failed keeps it for
+        # another try.
+        status=0
+        "$target" uninstall ${purge[@]+"${purge[@]}"} ${yes[@]+"${yes[@]}"} || status=$?
+        if [ "$status" != 0 ]; then
+            echo "install.sh: kept $target, as the uninstall did not finish (see above)" >&2
+            exit "$status"
+        fi
         rm -f "$target"
-        echo "install.sh: removed $target"
+        if [ ${#purge[@]} -gt 0 ]; then
+            echo "install.sh: removed $target"
+        else
+            echo "install.sh: removed $target; your keys, config and state stay (to delete them too, install again and run ./install.sh --uninstall --purge)"
+        fi
     else
         # Installed with another PREFIX? Say where, rather than report success for nothing.
         found=$(command -v "$exe" 2>/dev/null || true)

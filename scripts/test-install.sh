@@ -3,7 +3,8 @@
 # CLAUDE_CONFIG_DIR, against a private Secret Service (with-private-keyring.sh):
 # - a release archive's install.sh, on a PATH without cargo: installs the binary that came in
 #   the archive, wires Claude Code, prints next steps that work as printed; refuses a damaged
-#   binary; --uninstall undoes it;
+#   binary; --uninstall undoes it; --uninstall --purge [--yes] deletes the keys, config and
+#   state before the binary;
 # - the npm packages, packed here and installed offline (`npm install -g --offline`) into a
 #   throwaway prefix: `--version`, `install`, `add` and `get` through the launcher, which must pass
 #   stdin, stdout and the exit status through and wire the native binary, not itself;
@@ -121,6 +122,24 @@ check "install.sh --uninstall deletes the binary" test ! -e "$bin"
 check "install.sh --uninstall takes keyswitch out of the settings" test ! -e "$home/.claude/settings.json"
 check "install.sh --uninstall stops the proxy" \
     python3 -c 'import socket; socket.create_server(("127.0.0.1", 27329)).close()'
+
+home=$(new_home purge)
+as_user "$home" "$nocargo" "$unpacked/install.sh" --helper >/dev/null 2>&1
+bin="$home/.local/bin/keyswitch"
+as_user "$home" "$nocargo" sh -c "printf '%s' '$(secret purge)' | '$bin' add purged-key" 2>/dev/null
+lookup() { as_user "$home" "$nocargo" secret-tool lookup service keyswitch username purged-key 2>/dev/null || true; }
+check "a key to purge is in the keychain" test -n "$(lookup)"
+out=$(as_user "$home" "$nocargo" "$unpacked/install.sh" --uninstall --purge </dev/null 2>&1) \
+    && fail "install.sh --uninstall --purge without a terminal or --yes exits non-zero"
+check "... says to add --yes" grep -q 'add --yes' <<<"$out"
+check "... and keeps the binary and the key" sh -c "[ -x '$bin' ] && [ -n \"\$1\" ]" _ "$(lookup)"
+out=$(as_user "$home" "$nocargo" "$unpacked/install.sh" --uninstall --purge --yes </dev/null 2>&1) \
+    || { echo "$out"; fail "install.sh --uninstall --purge --yes exits 0"; }
+check "install.sh --uninstall --purge --yes deletes the key from the keychain" test -z "$(lookup)"
+check "... the config and state folders" \
+    sh -c "[ ! -e '$home/.config/keyswitch' ] && [ ! -e '$home/.local/state/keyswitch' ]"
+check "... the settings keyswitch created" test ! -e "$home/.claude/settings.json"
+check "... and then the binary" test ! -e "$bin"
 
 home=$(new_home prefix)
 as_user "$home" "$nocargo" env PREFIX="$home/opt" "$unpacked/install.sh" >/dev/null 2>&1

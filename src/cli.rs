@@ -30,6 +30,28 @@ pub enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Change a key's endpoint or cooldown; its secret and position stay.
+    Set {
+        /// The key to change.
+        name: String,
+        /// The API base URL this key belongs to (e.g. your company's proxy).
+        #[arg(long, value_name = "URL", conflicts_with = "no_endpoint")]
+        endpoint: Option<String>,
+        /// Send this key where keys without an endpoint of their own go.
+        #[arg(long)]
+        no_endpoint: bool,
+        /// This key's default cooldown when it runs out, like 30m, 5h or 1d.
+        #[arg(
+            long,
+            value_name = "DURATION",
+            allow_hyphen_values = true,
+            conflicts_with = "no_cooldown"
+        )]
+        cooldown: Option<String>,
+        /// Give this key the configured default cooldown.
+        #[arg(long)]
+        no_cooldown: bool,
+    },
     /// Show the keys in order, which one is active, and when cooling keys return.
     List {
         /// Print a JSON array instead of a table.
@@ -106,11 +128,19 @@ pub enum Command {
         #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
         listen: Option<String>,
     },
-    /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the keychain.
+    /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the
+    /// keychain unless `--purge` is given.
     Uninstall {
         /// The settings file; default as for `install`.
         #[arg(long, value_name = "PATH")]
         settings: Option<std::path::PathBuf>,
+        /// Then delete everything else keyswitch keeps: every key's secret in the keychain, the
+        /// config and the state folders. Asks first on a terminal.
+        #[arg(long)]
+        purge: bool,
+        /// Purge without asking (required when stdin is not a terminal).
+        #[arg(long, requires = "purge")]
+        yes: bool,
     },
     /// The local proxy of proxy mode (`keyswitch install --proxy`); `get` starts it when needed.
     #[command(subcommand)]

@@ -160,6 +160,16 @@ impl KeyConfig {
     pub fn set_cooldown(&mut self, cooldown: SignedDuration) {
         self.cooldown = Some(Spelled::of_duration(cooldown));
     }
+
+    /// Back to the user's own default endpoint.
+    pub fn clear_endpoint(&mut self) {
+        self.endpoint = None;
+    }
+
+    /// Back to the configured default cooldown.
+    pub fn clear_cooldown(&mut self) {
+        self.cooldown = None;
+    }
 }
 
 /// The user's intent, every value parsed: what `load` returns cannot hold a value that does not

@@ -27,6 +27,8 @@ const MAX_READ_BYTES: u64 = 4 * MAX_BYTES;
 pub enum EventKind {
     Add,
     Replace,
+    /// A key's options (endpoint, cooldown) changed; its secret and position stayed.
+    Set,
     Remove,
     Move,
     /// A key was put on cooldown (or set aside).
@@ -45,9 +47,10 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const WORDS: [(EventKind, &'static str); 10] = [
+    const WORDS: [(EventKind, &'static str); 11] = [
         (Self::Add, "add"),
         (Self::Replace, "replace"),
+        (Self::Set, "set"),
         (Self::Remove, "remove"),
         (Self::Move, "move"),
         (Self::Mark, "mark"),

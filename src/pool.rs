@@ -371,6 +371,35 @@ impl Pool {
         Ok(())
     }
 
+    /// Changes the options of the key at `index` as `edit` does — its secret, position and
+    /// cooldown state stay — and saves the config, unless nothing changed. Returns the key as
+    /// it was before, `None` when nothing changed (and nothing was written).
+    pub fn set_options(
+        &mut self,
+        index: usize,
+        edit: impl FnOnce(&mut KeyConfig),
+        now: Timestamp,
+    ) -> Result<Option<KeyConfig>> {
+        let before = self.config.keys[index].clone();
+        edit(&mut self.config.keys[index]);
+        let key = &self.config.keys[index];
+        if key.endpoint() == before.endpoint() && key.cooldown() == before.cooldown() {
+            self.config.keys[index] = before;
+            return Ok(None);
+        }
+        let detail = format!(
+            "endpoint {}; cooldown {}",
+            key.endpoint_text().unwrap_or("default"),
+            key.cooldown_text().unwrap_or("default")
+        );
+        let name = key.name.clone();
+        self.save_config()?;
+        self.log(
+            Event::new(now, EventKind::Set, Some(&name), Some(Cause::Manual)).with_detail(detail),
+        );
+        Ok(Some(before))
+    }
+
     /// Takes the key at `index` out of the order and forgets its state; saves the config.
     /// Returns it and the new active key when that changed.
     pub fn remove_key(

@@ -4,22 +4,19 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context as _, Result};
-use jiff::SignedDuration;
 use zeroize::Zeroizing;
 
+use super::key_options::{KeyOptions, Words};
 use super::{Context, open_keychain};
 use crate::config::KeyConfig;
-use crate::endpoint::Endpoint;
 use crate::error::refuse;
 use crate::fileio::WriteLock;
 use crate::pool::Pool;
-use crate::timespec::parse_duration;
 use crate::validate::{MAX_SECRET_LEN, check_name, check_secret};
 
 /// What `add` was asked for, every value parsed (see [`Options::parse`]).
 pub struct Options {
-    pub endpoint: Option<Endpoint>,
-    pub cooldown: Option<SignedDuration>,
+    pub key: KeyOptions,
     pub replace: bool,
 }
 
@@ -33,20 +30,9 @@ impl Options {
     ) -> Result<Self> {
         check_name(name)?;
         Ok(Self {
-            endpoint: endpoint.map(Endpoint::parse).transpose()?,
-            cooldown: cooldown.map(parse_duration).transpose()?,
+            key: KeyOptions::parse((endpoint, false), (cooldown, false))?,
             replace,
         })
-    }
-
-    /// Applies the options given to a key's configuration.
-    fn apply(&self, key: &mut KeyConfig) {
-        if let Some(endpoint) = &self.endpoint {
-            key.set_endpoint(endpoint.clone());
-        }
-        if let Some(cooldown) = self.cooldown {
-            key.set_cooldown(cooldown);
-        }
     }
 }
 
@@ -56,7 +42,7 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
 
     // Refuse a name clash before asking for the secret; checked again below.
     check_clash(&Pool::read(ctx.dirs.clone(), now)?, name, replace)?;
-    refuse_proxy_endpoint(ctx, options.endpoint.as_ref())?;
+    options.key.check(&ctx.dirs)?;
     let secret = read_secret(name)?;
     check_secret(&secret)?;
     if let Some(why) = crate::validate::unlikely_key(&secret) {
@@ -81,16 +67,22 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
 
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     check_clash(&pool, name, replace)?;
+    let words = Words::new(&ctx.dirs, pool.config());
     let existing = pool.config().position(name);
-    let position = match existing {
+    let (position, said) = match existing {
         Some(index) => {
-            pool.replace_secret(index, |key| options.apply(key), now)?;
-            index + 1
+            let before = pool.key(index).clone();
+            pool.replace_secret(index, |key| options.key.apply(key), now)?;
+            (
+                index + 1,
+                words.asked(&before, pool.key(index), &options.key),
+            )
         }
         None => {
             let mut key = KeyConfig::new(stored_name.clone());
-            options.apply(&mut key);
-            pool.add_key(key, now)?
+            options.key.apply(&mut key);
+            let said = words.current(&key, &options.key);
+            (pool.add_key(key, now)?, said)
         }
     };
     let kind = keychain.kind().describe();
@@ -101,29 +93,16 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
     } else {
         "a fallback"
     };
+    // The options given, as the key now has them ("; endpoint https://a → https://b").
+    let said: String = said.iter().map(|s| format!("; {s}")).collect();
     if existing.is_some() {
         eprintln!(
-            "keyswitch: replaced the secret of {stored_name} (position {position}) in {kind}"
+            "keyswitch: replaced the secret of {stored_name} (position {position}) in {kind}{said}"
         );
     } else {
-        eprintln!("keyswitch: added {stored_name} as key {position}, {role}, in {kind}");
+        eprintln!("keyswitch: added {stored_name} as key {position}, {role}, in {kind}{said}");
     }
     Ok(())
-}
-
-/// A key's endpoint is its gateway, never a keyswitch proxy: the proxy would loop into itself
-/// (or answer a misleading 429), and in helper mode a session would send the key there.
-fn refuse_proxy_endpoint(ctx: &Context, endpoint: Option<&Endpoint>) -> Result<()> {
-    let Some(endpoint) = endpoint else {
-        return Ok(());
-    };
-    match super::install::proxy_address_as_endpoint(&ctx.dirs, endpoint.as_str()) {
-        Some(why) => Err(refuse(format!(
-            "the endpoint {} is {why}, not a gateway: give the gateway's own URL (`keyswitch proxy status` shows the one the proxy forwards to)",
-            crate::endpoint::redact_url(endpoint.as_str())
-        ))),
-        None => Ok(()),
-    }
 }
 
 fn check_clash(pool: &Pool, name: &str, replace: bool) -> Result<()> {

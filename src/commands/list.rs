@@ -68,14 +68,7 @@ fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
     let now = ctx.now.timestamp();
     let availability = pool.availability(now);
     let active = pool.active(now);
-    // "default" alone says nothing: where a key without an endpoint of its own goes.
-    let default = match crate::mode::Mode::load(&ctx.dirs) {
-        Ok(crate::mode::Mode::Proxy(proxy)) => format!(
-            "default ({}, the proxy's upstream)",
-            crate::endpoint::redact_url(&proxy.upstream)
-        ),
-        _ => "default (Claude Code's own base URL)".to_string(),
-    };
+    let default = super::key_options::default_endpoint(&ctx.dirs);
     let mut table = vec![[
         "".to_string(),
         "#".to_string(),

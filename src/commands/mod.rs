@@ -5,14 +5,17 @@ mod doctor;
 mod get;
 mod hook;
 mod install;
+mod key_options;
 mod list;
 mod log;
 mod mark;
 mod move_key;
 mod proxy;
+mod purge;
 mod reauthorize;
 mod remove;
 mod reset;
+mod set;
 mod status;
 mod uninstall;
 
@@ -32,14 +35,20 @@ pub struct Context {
     pub now: ZonedDateTime,
 }
 
+impl Context {
+    fn from_env() -> Result<Self> {
+        Ok(Self {
+            dirs: Dirs::from_env()?,
+            // Whole seconds: what the files keep and what people read.
+            now: crate::timespec::to_whole_seconds(
+                jiff::Timestamp::now().to_zoned_datetime(crate::timespec::local_zone()),
+            ),
+        })
+    }
+}
+
 pub fn run(command: Command) -> Result<()> {
-    let ctx = Context {
-        dirs: Dirs::from_env()?,
-        // Whole seconds: what the files keep and what people read.
-        now: crate::timespec::to_whole_seconds(
-            jiff::Timestamp::now().to_zoned_datetime(crate::timespec::local_zone()),
-        ),
-    };
+    let ctx = Context::from_env()?;
     match command {
         Command::Add {
             name,
@@ -51,6 +60,20 @@ pub fn run(command: Command) -> Result<()> {
             &name,
             &add::Options::parse(&name, endpoint.as_deref(), cooldown.as_deref(), replace)?,
         ),
+        Command::Set {
+            name,
+            endpoint,
+            no_endpoint,
+            cooldown,
+            no_cooldown,
+        } => {
+            let endpoint = (endpoint.as_deref(), no_endpoint);
+            set::run(
+                &ctx,
+                &name,
+                &key_options::KeyOptions::parse(endpoint, (cooldown.as_deref(), no_cooldown))?,
+            )
+        }
         Command::List { json } => list::run(&ctx, json),
         Command::Get => {
             // Claude Code waits on the helper: a keychain dialog must fail it, not hang it.
@@ -90,7 +113,14 @@ pub fn run(command: Command) -> Result<()> {
             },
         ),
         Command::Proxy(action) => proxy::run(&ctx, action),
-        Command::Uninstall { settings } => uninstall::run(&ctx, settings.as_deref()),
+        Command::Uninstall {
+            settings,
+            purge,
+            yes,
+        } => match purge {
+            true => purge::run(&ctx, settings.as_deref(), yes),
+            false => uninstall::run(&ctx, settings.as_deref()),
+        },
         Command::Hook(HookEvent::StopFailure) => {
             crate::store::forbid_dialogs();
             hook::stop_failure(&ctx);

@@ -22,6 +22,16 @@ use crate::pool::Pool;
 use crate::proxy_settings;
 
 pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
+    take_keyswitch_out(ctx, settings)?;
+    eprintln!(
+        "keyswitch: your keys stay in the keychain, and the config and state stay too; `keyswitch remove NAME` deletes a key, `keyswitch uninstall --purge` all of it"
+    );
+    Ok(())
+}
+
+/// The uninstall itself, said as it goes: Claude Code's settings as they were, the proxy
+/// stopped and proxy mode left. Returns the settings file it cleaned.
+pub(super) fn take_keyswitch_out(ctx: &Context, settings: Option<&Path>) -> Result<SettingsFile> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
     let (record, damaged) = load_or_set_aside(&ctx.dirs, now)?;
@@ -48,7 +58,8 @@ pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
         let _ = std::fs::remove_file(settings.target()?);
     }
     drop(pool);
-    report(&settings, damaged.as_deref(), written, &notes)
+    report(&settings, damaged.as_deref(), written, &notes)?;
+    Ok(settings)
 }
 
 /// The install record; a damaged one is set aside (its new path returned) rather than refused:
@@ -182,6 +193,5 @@ fn report(
             );
         }
     }
-    eprintln!("keyswitch: your keys stay in the keychain; `keyswitch remove NAME` deletes one");
     Ok(())
 }
