@@ -13,21 +13,22 @@ use common::upstream::{Reply, Upstream};
 use common::{Sandbox, fake_key};
 
 /// Every item the Secret Service holds under `service`, as libsecret's own tool finds them.
+/// Every item of `service` in the keyring, as sorted lines: secret-tool lists items in no fixed
+/// order, so two listings of the same items are compared line by line.
 fn items_of(service: &str) -> String {
     let out = std::process::Command::new("secret-tool")
         .args(["search", "--all", "service", service])
         .output()
         .expect("secret-tool runs");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        // secret-tool prints the attributes on stderr.
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| l.starts_with("attribute."))
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // secret-tool prints the attributes on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines().filter(|l| l.starts_with("attribute.")))
+        .collect();
+    lines.sort_unstable();
+    lines.join("\n")
 }
 
 fn store_spare(s: &Sandbox, name: &str, secret: &str) {
@@ -76,6 +77,26 @@ fn purge(s: &Sandbox, extra: &[&str]) -> (Option<i32>, String) {
 type Files = Vec<(PathBuf, Vec<u8>)>;
 
 /// Everything a purge could touch: keyswitch's files, the settings folder, the keychain items.
+/// Asserts nothing of `before` changed, naming the part that did (the file, or the keyring).
+#[track_caller]
+fn assert_unchanged(s: &Sandbox, before: &(Files, Files, String, String)) {
+    let now = snapshot(s);
+    let names = |files: &Files| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    for (now_files, before_files) in [(&now.0, &before.0), (&now.1, &before.1)] {
+        assert_eq!(names(now_files), names(before_files), "the files changed");
+        for ((path, now_bytes), (_, before_bytes)) in now_files.iter().zip(before_files) {
+            assert_eq!(
+                String::from_utf8_lossy(now_bytes),
+                String::from_utf8_lossy(before_bytes),
+                "{} changed",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(now.2, before.2, "the keyring items changed");
+    assert_eq!(now.3, before.3, "the safety copies changed");
+}
+
 fn snapshot(s: &Sandbox) -> (Files, Files, String, String) {
     let mut claude = Vec::new();
     for entry in std::fs::read_dir(s.claude_dir()).unwrap().flatten() {
@@ -190,10 +211,10 @@ fn without_a_terminal_or_yes_it_refuses_and_changes_nothing() {
         "{said}"
     );
     assert!(said.contains("nothing was changed"), "{said}");
-    assert_eq!(snapshot(&s), before);
+    assert_unchanged(&s, &before);
     // `--yes` is for the purge only.
     s.cmd().args(["uninstall", "--yes"]).assert().code(2);
-    assert_eq!(snapshot(&s), before);
+    assert_unchanged(&s, &before);
 }
 
 #[test]
@@ -214,7 +235,7 @@ fn an_unreachable_keychain_deletes_nothing() {
         "{said}"
     );
     assert_eq!(said.lines().count(), 1, "{said}");
-    assert_eq!(snapshot(&s), before);
+    assert_unchanged(&s, &before);
 }
 
 #[test]
@@ -297,7 +318,7 @@ fn on_a_terminal_it_lists_what_goes_and_asks() {
     ] {
         assert!(shown.contains(&item), "{item:?} in {shown}");
     }
-    assert_eq!(snapshot(&s), before);
+    assert_unchanged(&s, &before);
     let (code, shown) = on_a_terminal(&s, "y", &["uninstall", "--purge"]);
     assert_eq!(code, 0, "{shown}");
     assert_eq!(items_of(&s.service), "");
