@@ -347,3 +347,23 @@ fn proxy_status_and_doctor_name_each_keys_upstream() {
     let told = doctor(&p.s, &[]);
     told.has(&format!("which forwards {each}"));
 }
+
+#[test]
+fn without_a_secret_service_doctor_shows_the_routes_and_the_exact_config_line() {
+    let s = Sandbox::new();
+    let told = doctor(
+        &s,
+        &[("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")],
+    );
+    assert_eq!(told.code, 1);
+    let line = told.fix_line("no Secret Service answers");
+    assert!(line.contains("dbus-run-session -- sh -c"), "{line}");
+    // The sandbox's config file exists (it names the test's keychain service): the line to add.
+    assert!(
+        line.contains(&format!(
+            "add the line \"store\": \"keyutils\", right after the opening {{ of {}",
+            s.config_file().display()
+        )),
+        "{line}"
+    );
+}

@@ -98,7 +98,12 @@ pub(super) fn check_proxy(
         // Each of its errors says what to do with the file.
         Err(e) => return r.problem(&crate::error::one_line(&e)),
     };
-    match probe(proxy.listen, &token) {
+    report_probe(r, proxy.listen, &token)
+}
+
+/// The running proxy's own view, from its proved health answer.
+fn report_probe(r: &mut Report, listen: std::net::SocketAddr, token: &str) -> Result<()> {
+    match probe(listen, token) {
         // Its own view, from its proved health answer: every request it forwards would fail.
         Probe::Ours(health) if !health.keychain => r.fix(
             &format!(
@@ -117,11 +122,11 @@ pub(super) fn check_proxy(
         )),
         Probe::Nothing => r.info(&format!(
             "the proxy is not running; keyswitch get starts it on {}",
-            proxy.listen
+            listen
         )),
         // It names what holds the port and what to do, as `get` says it.
         Probe::Unproven(unproven) => r.problem(&crate::error::one_line(
-            &crate::proxy::control::not_ours(proxy.listen, &unproven),
+            &crate::proxy::control::not_ours(listen, &unproven),
         )),
     }
 }
