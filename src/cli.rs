@@ -148,8 +148,13 @@ pub enum Command {
     /// Entry points for Claude Code hooks.
     #[command(subcommand)]
     Hook(HookEvent),
-    /// Check the whole setup and say how to fix what is wrong.
-    Doctor,
+    /// Check the whole chain (keychain, keys, settings, proxy, upstreams) and say how to fix
+    /// what would fail a turn; exits 1 when something would.
+    Doctor {
+        /// Print one JSON object (`ok` and the `findings`) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Store every key's secret again, written by this keyswitch binary. On macOS, run it once
     /// in a terminal after upgrading keyswitch: the keychain then lets the new binary read the
     /// keys without asking (`get` never waits on a keychain dialog).

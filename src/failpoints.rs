@@ -84,3 +84,19 @@ pub fn service_manager_allowed() -> bool {
 pub fn service_manager_allowed() -> bool {
     true
 }
+
+/// `KEYSWITCH_TEST_MANAGED_SETTINGS=<path>`: doctor reads this file (and the
+/// `managed-settings.d` folder beside it) as Claude Code's managed settings, in place of the
+/// system's file, plist and registry, so a test never writes `/etc`.
+#[cfg(feature = "failpoints")]
+pub fn managed_settings_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("KEYSWITCH_TEST_MANAGED_SETTINGS")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn managed_settings_path() -> Option<std::path::PathBuf> {
+    None
+}

@@ -679,9 +679,13 @@ fn doctor_explains_what_is_missing_and_passes_when_wired() {
         .stdout(predicate::str::contains("no apiKeyHelper"));
     s.add("primary", &fake_key("one"), &[]);
     s.cmd().args(["install", "--helper"]).assert().success();
+    // doctor connects to the key's upstream: here (offline) the shell's base URL, a listener.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://127.0.0.1:{}", upstream.local_addr().unwrap().port());
     s.cmd()
         .arg("doctor")
         .env("PATH", &path)
+        .env("ANTHROPIC_BASE_URL", &base_url)
         .assert()
         .success()
         .stdout(predicate::str::contains(

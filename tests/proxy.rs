@@ -2293,7 +2293,7 @@ fn install_names_each_keys_upstream_not_a_default_no_key_uses() {
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains(&format!(
-            "forwards to {} (primary, fallback)",
+            "forwards each key to its upstream: primary → {0}, fallback → {0}",
             gateway.url()
         )),
         "{err}"

@@ -127,10 +127,10 @@ pub fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Reauthorize => reauthorize::run(&ctx),
-        Command::Doctor => {
+        Command::Doctor { json } => {
             // Reports what `get` would meet instead of showing the dialog itself.
             crate::store::forbid_dialogs();
-            doctor::run(&ctx)
+            doctor::run(&ctx, json)
         }
     }
 }

@@ -123,8 +123,11 @@ fn status(ctx: &Context, settings: &ProxySettings, json: bool) -> Result<()> {
         let managed = manager.map_or_else(String::new, |m| format!("; {}", m.describe()));
         match (health, stopped) {
             (Some(h), _) => out(&format!(
-                "running on {} (pid {}, version {}), forwarding to {}{managed}",
-                h.listen, h.pid, h.version, settings.upstream
+                "running on {} (pid {}, version {}), forwarding {}{managed}",
+                h.listen,
+                h.pid,
+                h.version,
+                forwarding(ctx, settings)
             )),
             (None, Some(pid)) => out(&format!(
                 "stopped (pid {pid}, e.g. by Ctrl-Z or SIGSTOP): `kill -CONT {pid}`; it holds {} and answers nothing meanwhile{managed}",
@@ -161,4 +164,18 @@ fn with_network_from_here(ctx: &Context, mut settings: ProxySettings) -> Result<
     };
     settings.network = crate::proxy::network::to_record(|var| session_env(&map, var))?;
     Ok(settings)
+}
+
+/// Where the proxy sends each key's requests ("primary → https://gw/v1, fallback → …"); with
+/// the config unreadable, where keys without an endpoint go.
+fn forwarding(ctx: &Context, settings: &ProxySettings) -> String {
+    match crate::config::Config::load(&ctx.dirs.config_file()) {
+        Ok(config) if !config.keys.is_empty() => {
+            crate::key_upstreams::describe(&config, &settings.upstream)
+        }
+        _ => format!(
+            "keys without an endpoint to {}",
+            crate::endpoint::redact_url(&settings.upstream)
+        ),
+    }
 }

@@ -32,10 +32,16 @@ impl Fault {
     /// reached nothing; any other means the connection broke with the request under way. Told
     /// by the type each connecting stage wrapped its failure in ([`super::connect`]).
     pub fn classify(error: &legacy::Error, uri: &Uri) -> Self {
-        let chain = chain_text(error);
         if !error.is_connect() {
-            return Self::Broken(chain);
+            return Self::Broken(chain_text(error));
         }
+        Self::of_connect(error, uri)
+    }
+
+    /// Why opening a connection to `uri` failed, from an error whose causes are the
+    /// connector's (a client's connect error, or doctor's wrapper of the connector's own).
+    pub fn of_connect(error: &(dyn Error + 'static), uri: &Uri) -> Self {
+        let chain = chain_text(error);
         // Only the user can change who listens there: another upstream may answer, and trying
         // this one again will not help.
         if let Some(foreign) = find_source::<ForeignListener>(error) {
@@ -91,7 +97,7 @@ impl Fault {
     }
 }
 
-fn direct_cause(error: &legacy::Error, chain: &str) -> String {
+fn direct_cause(error: &(dyn Error + 'static), chain: &str) -> String {
     if refused(error) {
         "connection refused".to_string()
     } else if find_source::<DnsFailed>(error).is_some() {
@@ -104,7 +110,7 @@ fn direct_cause(error: &legacy::Error, chain: &str) -> String {
 }
 
 /// Whether the TCP connection was refused (nothing listens there).
-fn refused(error: &legacy::Error) -> bool {
+fn refused(error: &(dyn Error + 'static)) -> bool {
     find_source::<TcpFailed>(error).is_some_and(|tcp| {
         causes(tcp)
             .filter_map(|e| e.downcast_ref::<std::io::Error>())
@@ -113,7 +119,7 @@ fn refused(error: &legacy::Error) -> bool {
 }
 
 /// How the proxy refused the tunnel, if it did.
-fn tunnel_refusal(error: &legacy::Error) -> Option<TunnelRefused> {
+fn tunnel_refusal(error: &(dyn Error + 'static)) -> Option<TunnelRefused> {
     find_source::<TunnelFailed>(error).and_then(|t| t.refused)
 }
 
@@ -150,7 +156,7 @@ fn proxy_for(uri: &Uri) -> Option<ProxyUse> {
     })
 }
 
-fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, chain: &str) -> String {
+fn proxy_cause(proxy: &ProxyUse, error: &(dyn Error + 'static), chain: &str) -> String {
     let ProxyUse {
         address,
         setting,
@@ -187,7 +193,7 @@ fn proxy_cause(proxy: &ProxyUse, error: &legacy::Error, chain: &str) -> String {
     }
 }
 
-fn tls_cause(certificate: Option<CertProblem>, chain: &str) -> String {
+pub(super) fn tls_cause(certificate: Option<CertProblem>, chain: &str) -> String {
     match certificate {
         Some(CertProblem::UnknownIssuer) => "the certificate is signed by an unknown authority (set SSL_CERT_FILE or NODE_EXTRA_CA_CERTS to your company's CA file)".to_string(),
         Some(CertProblem::NotValidForName) => "the certificate is not valid for this host name".to_string(),
@@ -207,7 +213,7 @@ pub fn find_source<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> 
     causes(error).find_map(|e| e.downcast_ref::<E>())
 }
 
-fn has_io_kind(error: &legacy::Error, kind: std::io::ErrorKind) -> bool {
+fn has_io_kind(error: &(dyn Error + 'static), kind: std::io::ErrorKind) -> bool {
     causes(error)
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == kind)

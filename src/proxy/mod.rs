@@ -23,6 +23,7 @@ mod live_token;
 mod log_bound;
 pub(crate) mod network;
 mod own_paths;
+pub mod reach;
 mod replies;
 mod shared;
 mod shutdown_nonces;

@@ -1,6 +1,7 @@
 //! The keychain, behind keyring-core's store interface so that which store (and how it talks to
 //! the OS) is decided here and nowhere else. Secrets are held in zeroizing buffers.
 
+mod advice;
 mod macos;
 #[cfg(target_os = "linux")]
 mod secret_service;
@@ -128,10 +129,13 @@ fn unreachable_error(kind: StoreKind, error: &KeyringError) -> anyhow::Error {
                 "the keyring is locked: unlock it (log in to your desktop session, or unlock the \"login\" keyring in your keyring manager, e.g. Seahorse)".to_string()
             }
             _ => format!(
-                "start a Secret Service (gnome-keyring, KWallet or KeePassXC) in this session, or — on a remote box without one — opt into the kernel keyutils store, whose secrets survive logout but not a reboot: set \"store\": \"keyutils\" in {}",
-                crate::paths::Dirs::from_env()
-                    .map(|d| d.config_file().display().to_string())
-                    .unwrap_or_else(|_| "the config file".to_string())
+                "no Secret Service answers in this session: {}",
+                advice::no_secret_service(
+                    crate::paths::Dirs::from_env()
+                        .ok()
+                        .map(|d| d.config_file())
+                        .as_deref()
+                )
             ),
         },
         StoreKind::Keyutils => {

@@ -44,6 +44,7 @@ pub(super) fn check_proxy(
     r: &mut Report,
     ctx: &Context,
     config: &Config,
+    default: &str,
     mode: Result<Mode>,
 ) -> Result<()> {
     let proxy = match mode {
@@ -75,9 +76,9 @@ pub(super) fn check_proxy(
     }
     if base_url.as_ref().and_then(Value::as_str) == Some(proxy.base_url().as_str()) {
         r.ok(&format!(
-            "proxy mode: Claude Code talks to {}, which forwards to {}",
+            "proxy mode: Claude Code talks to {}, which forwards {}",
             proxy.base_url(),
-            proxy.upstream
+            crate::key_upstreams::describe(config, default)
         ))?;
     } else {
         r.fix(
@@ -97,13 +98,19 @@ pub(super) fn check_proxy(
         // Each of its errors says what to do with the file.
         Err(e) => return r.problem(&crate::error::one_line(&e)),
     };
-    match probe(proxy.listen, &token) {
+    report_probe(r, proxy.listen, &token)
+}
+
+/// The running proxy's own view, from its proved health answer.
+fn report_probe(r: &mut Report, listen: std::net::SocketAddr, token: &str) -> Result<()> {
+    match probe(listen, token) {
+        // Its own view, from its proved health answer: every request it forwards would fail.
         Probe::Ours(health) if !health.keychain => r.fix(
             &format!(
-                "the proxy on {} (pid {}) cannot read the keychain: it was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS?)",
+                "the proxy on {} (pid {}) cannot read the keychain, so every request through it fails: it was started where the keychain was unreachable (no DBUS_SESSION_BUS_ADDRESS, or another session's?)",
                 health.listen, health.pid
             ),
-            "run keyswitch proxy restart in your session (the next keyswitch get replaces it too)",
+            "run keyswitch proxy restart from a shell that has the keychain (your desktop session's terminal; keyswitch list there shows the keys)",
         ),
         Probe::Ours(health) if health.version == VERSION => r.ok(&format!(
             "the proxy runs on {} (pid {}) and proved it holds your token",
@@ -115,11 +122,11 @@ pub(super) fn check_proxy(
         )),
         Probe::Nothing => r.info(&format!(
             "the proxy is not running; keyswitch get starts it on {}",
-            proxy.listen
+            listen
         )),
         // It names what holds the port and what to do, as `get` says it.
         Probe::Unproven(unproven) => r.problem(&crate::error::one_line(
-            &crate::proxy::control::not_ours(proxy.listen, &unproven),
+            &crate::proxy::control::not_ours(listen, &unproven),
         )),
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn switch_proxy(
         return match control::ensure_running(dirs, proxy) {
             Ok(health) => {
                 eprintln!(
-                    "keyswitch: proxy mode: the keyswitch proxy on {} (pid {}) goes on, forwarding to {}",
+                    "keyswitch: proxy mode: the keyswitch proxy on {} (pid {}) goes on, forwarding {}",
                     health.listen,
                     health.pid,
                     upstreams_in_words(dirs, proxy)
@@ -54,7 +54,7 @@ pub(super) fn switch_proxy(
             );
             match control::ensure_running(dirs, proxy) {
                 Ok(health) => eprintln!(
-                    "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards to {}{}",
+                    "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards {}{}",
                     health.listen,
                     health.pid,
                     upstreams_in_words(dirs, proxy),
@@ -77,12 +77,16 @@ pub(super) fn switch_proxy(
     Ok(())
 }
 
-/// Where the proxy sends each key's requests (the proxy's upstream alone when the config
-/// cannot be read: the proxy serves from the last one that parsed).
+/// Where the proxy sends each key's requests: "to URL" with no keys yet, else "each key to its
+/// upstream: primary → URL, …" (the proxy's upstream alone when the config cannot be read: the
+/// proxy serves from the last one that parsed).
 fn upstreams_in_words(dirs: &Dirs, proxy: &ProxySettings) -> String {
     match Config::load(&dirs.config_file()) {
-        Ok(config) => crate::key_upstreams::in_words(&config, &proxy.upstream),
-        Err(_) => crate::endpoint::redact_url(&proxy.upstream),
+        Ok(config) if !config.keys.is_empty() => format!(
+            "each key to its upstream: {}",
+            crate::key_upstreams::describe(&config, &proxy.upstream)
+        ),
+        _ => format!("to {}", crate::endpoint::redact_url(&proxy.upstream)),
     }
 }
 
