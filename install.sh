@@ -3,9 +3,11 @@
 # archive (installs the binary that came with it; no Rust needed) and from a source checkout
 # (builds it with cargo):
 #   ./install.sh                  install to ~/.local/bin (PREFIX=/usr/local ./install.sh for
-#                                 /usr/local/bin), run `keyswitch install`
+#                                 /usr/local/bin), run `keyswitch install` (proxy mode)
+#   ./install.sh --helper         ... in helper mode (nothing running in the background)
+#   ./install.sh --statusline     ... and show the key in Claude Code's status line
 #   ./install.sh --force          ... replacing an apiKeyHelper you already had
-#   ./install.sh --max-retries 2  ... with fewer 429 retries before switching (see README)
+#   ./install.sh --max-retries 2  ... helper mode: fewer 429 retries before switching
 #   ./install.sh --uninstall      undo: take keyswitch out of Claude Code, delete the binary
 #   ./install.sh --uninstall --purge [--yes]
 #                                 ... and first delete the keys from the keychain, the config
