@@ -248,13 +248,22 @@ expect_ok "uninstall removes the proxy's base URL" "" setting env.ANTHROPIC_BASE
 # helper's quoted path still runs through cmd.exe.
 mkdir -p "$bin/key switch"
 cp keyswitch.exe "$bin/key switch/"
-"$wine" "key switch/keyswitch.exe" install 2>/dev/null || fail "install from a path with a space"
+"$wine" "key switch/keyswitch.exe" install --helper 2>/dev/null || fail "install from a path with a space"
 case "$(setting apiKeyHelper)" in
     *'key switch/keyswitch.exe" get') ;;
     *) fail "the apiKeyHelper from a path with a space: $(setting apiKeyHelper)" ;;
 esac
 expect_ok "the apiKeyHelper from a path with a space, through cmd.exe" "sk-ant-test-bbb" helper_says
 "$wine" "key switch/keyswitch.exe" uninstall 2>/dev/null || fail "uninstall from a path with a space"
+
+# set changes a key's options in place; uninstall --purge deletes every secret from the
+# Credential Manager and keyswitch's folders.
+ks set a --cooldown 5h 2>/dev/null || fail "set a --cooldown 5h"
+expect_ok "set keeps the secret" "sk-ant-test-aaa" stored a
+ks uninstall --purge --yes 2>/dev/null || fail "uninstall --purge --yes"
+expect_ok "purge deletes a from the Credential Manager" "" stored a
+expect_ok "purge deletes b from the Credential Manager" "" stored b
+expect_ok "purge leaves no keys" "" names
 
 echo "Windows tests: $failures failure(s), $(($(date +%s) - started)) s (build included)"
 [ "$failures" -eq 0 ]
