@@ -101,33 +101,7 @@ pub enum Command {
     /// Wire keyswitch into Claude Code's user settings: the apiKeyHelper, the StopFailure hook
     /// that marks a key when it runs out, and the helper's refresh interval. Proxy mode on a
     /// first install; a re-install keeps the mode installed unless --helper or --proxy says.
-    Install {
-        /// The settings file; default `$CLAUDE_CONFIG_DIR/settings.json` or `~/.claude/settings.json`.
-        #[arg(long, value_name = "PATH")]
-        settings: Option<std::path::PathBuf>,
-        /// Replace an apiKeyHelper that is already set (uninstall puts it back).
-        #[arg(long)]
-        force: bool,
-        /// Let Claude Code retry a failed request only N times (CLAUDE_CODE_MAX_RETRIES), so a
-        /// key that ran out fails the turn, and switches, sooner; off by default (see docs/how-it-works.md).
-        #[arg(long, value_name = "N")]
-        max_retries: Option<u32>,
-        /// Proxy mode: Claude Code talks to a local keyswitch proxy, which answers a request
-        /// whose key ran out from the next key, so no turn fails (see docs/how-it-works.md).
-        #[arg(long, conflicts_with = "helper")]
-        proxy: bool,
-        /// Helper mode: Claude Code gets the key itself and nothing runs in the background; a
-        /// key that runs out fails one turn, and the next turn uses the next key.
-        #[arg(long)]
-        helper: bool,
-        /// Also point Claude Code's status line at `keyswitch status` (by its full path);
-        /// a status line of your own is replaced only with --force, and uninstall puts it back.
-        #[arg(long)]
-        statusline: bool,
-        /// The proxy's loopback address (default 127.0.0.1:27329); implies --proxy.
-        #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
-        listen: Option<String>,
-    },
+    Install(InstallArgs),
     /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the
     /// keychain unless `--purge` is given.
     Uninstall {
@@ -192,4 +166,33 @@ pub enum HookEvent {
     /// Run by Claude Code's StopFailure hook: marks the key the failing session was using.
     /// Reads the hook's JSON on stdin; always exits 0 and prints nothing.
     StopFailure,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The settings file; default `$CLAUDE_CONFIG_DIR/settings.json` or `~/.claude/settings.json`.
+    #[arg(long, value_name = "PATH")]
+    pub settings: Option<std::path::PathBuf>,
+    /// Replace an apiKeyHelper that is already set (uninstall puts it back).
+    #[arg(long)]
+    pub force: bool,
+    /// Let Claude Code retry a failed request only N times (CLAUDE_CODE_MAX_RETRIES), so a
+    /// key that ran out fails the turn, and switches, sooner; off by default (see docs/how-it-works.md).
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Proxy mode (the default): Claude Code talks to a local keyswitch proxy, which answers a request
+    /// whose key ran out from the next key, so no turn fails (see docs/how-it-works.md).
+    #[arg(long, conflicts_with = "helper")]
+    pub proxy: bool,
+    /// Helper mode: Claude Code gets the key itself and nothing runs in the background; a
+    /// key that runs out fails one turn, and the next turn uses the next key.
+    #[arg(long)]
+    pub helper: bool,
+    /// Also point Claude Code's status line at `keyswitch status` (by its full path);
+    /// a status line of your own is replaced only with --force, and uninstall puts it back.
+    #[arg(long)]
+    pub statusline: bool,
+    /// The proxy's loopback address (default 127.0.0.1:27329); implies --proxy.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
+    pub listen: Option<String>,
 }

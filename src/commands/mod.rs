@@ -94,22 +94,18 @@ pub fn run(command: Command) -> Result<()> {
         Command::Move { name, position } => move_key::run(&ctx, &name, &position),
         Command::Status => status::run(&ctx),
         Command::Log { json } => log::run(&ctx, json),
-        Command::Install {
-            settings,
-            force,
-            max_retries,
-            proxy,
-            helper,
-            statusline,
-            listen,
-        } => install::install(
+        Command::Install(args) => install::install(
             &ctx,
             install::Asked {
-                settings: settings.as_deref(),
-                force,
-                max_retries,
-                statusline,
-                wanted: install::Wanted::from_flags(proxy, helper, listen.as_deref())?,
+                settings: args.settings.as_deref(),
+                force: args.force,
+                max_retries: args.max_retries,
+                statusline: args.statusline,
+                wanted: install::Wanted::from_flags(
+                    args.proxy,
+                    args.helper,
+                    args.listen.as_deref(),
+                )?,
             },
         ),
         Command::Proxy(action) => proxy::run(&ctx, action),
