@@ -367,3 +367,33 @@ fn without_a_secret_service_doctor_shows_the_routes_and_the_exact_config_line() 
         "{line}"
     );
 }
+
+/// Helper mode, the user's own base URL in the settings, and the key without an endpoint active
+/// (keyswitch put the user's base URL back): that key goes to the user's gateway, as `get` and
+/// `list` say — not to the public API, which doctor must not call unreachable.
+#[test]
+fn helper_mode_checks_the_users_own_base_url_while_a_key_without_an_endpoint_is_active() {
+    let own = Upstream::start(|r| Reply::ok(&r.key));
+    let other = Upstream::start(|r| Reply::ok(&r.key));
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    std::fs::write(
+        s.settings_file(),
+        format!(
+            "{{\"env\": {{\"ANTHROPIC_BASE_URL\": \"{}\"}}}}\n",
+            own.url()
+        ),
+    )
+    .unwrap();
+    s.add("primary", &fake_key("one"), &["--endpoint", &other.url()]);
+    s.add("fallback", &fake_key("two"), &[]);
+    s.cmd().args(["install", "--helper"]).assert().success();
+    s.cmd()
+        .args(["mark-exhausted", "primary", "--for", "2h"])
+        .assert()
+        .success();
+    assert_eq!(s.settings()["env"]["ANTHROPIC_BASE_URL"], own.url());
+    let told = doctor(&s, &[("PATH", &path_with_keyswitch())]);
+    told.has(&format!("ok    {} answers (fallback)", own.url()));
+    assert!(!told.text.contains("api.anthropic.com"), "{}", told.text);
+}

@@ -89,3 +89,20 @@ pub fn user_default_base_url(record: Option<&InstallRecord>) -> Option<String> {
         .and_then(|v| v.as_str())
         .map(str::to_string)
 }
+
+/// The user's own API base URL, by the install record: the one keyswitch replaced, or — while
+/// keyswitch holds no value there (it put the user's back) — the one the settings hold now. A
+/// lost record tells nothing: then no loopback address is the user's.
+pub fn users_own_base_url(record: &InstallRecord) -> Option<String> {
+    if let Some(prior) = user_default_base_url(Some(record)) {
+        return Some(prior);
+    }
+    let slot = Slot::Env(BASE_URL_VAR);
+    if record.entries.contains_key(&slot.id()) {
+        return None;
+    }
+    let settings = record.settings_file().ok()?.read().ok()?;
+    slot.get(&settings.map)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}

@@ -14,8 +14,6 @@ use jiff::Timestamp;
 
 use super::{Context, open_keychain};
 use crate::claude::install_record::InstallRecord;
-use crate::claude::slot::Slot;
-use crate::claude::wiring::BASE_URL_VAR;
 use crate::claude::{live, sessions};
 use crate::endpoint::{redact_url, session_endpoint};
 use crate::handout::{self, Handout};
@@ -160,7 +158,7 @@ pub(super) fn refuse_proxy_remnant(
         .iter()
         .any(|k| k.endpoint().is_some_and(|e| e.as_str() == here));
     let users_own = record
-        .and_then(users_own_base_url)
+        .and_then(live::users_own_base_url)
         .is_some_and(|own| session_endpoint(Some(&own)) == here);
     if a_keys_endpoint || users_own {
         return Ok(());
@@ -169,23 +167,6 @@ pub(super) fn refuse_proxy_remnant(
         "this session's ANTHROPIC_BASE_URL, {0}, is a plain-HTTP address on this machine that is no key's endpoint — a keyswitch proxy's address, with proxy mode's record lost — so no key is handed out: run `keyswitch install --proxy` again (or, if a gateway of yours answers there, add its key with `--endpoint {0}`)",
         redact_url(&here)
     ))
-}
-
-/// The user's own API base URL, by the install record: the one keyswitch replaced, or — while
-/// keyswitch holds no value there (it put the user's back) — the one the settings hold now. A
-/// lost record tells nothing: then no loopback address is the user's.
-fn users_own_base_url(record: &InstallRecord) -> Option<String> {
-    if let Some(prior) = live::user_default_base_url(Some(record)) {
-        return Some(prior);
-    }
-    let slot = Slot::Env(BASE_URL_VAR);
-    if record.entries.contains_key(&slot.id()) {
-        return None;
-    }
-    let settings = record.settings_file().ok()?.read().ok()?;
-    slot.get(&settings.map)
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
 }
 
 /// Proxy mode: the session gets the local access token, never a key, and only when it talks to

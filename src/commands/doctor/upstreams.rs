@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::Report;
 use super::keys::is_placeholder_endpoint;
 use crate::claude::install_record::{InstallRecord, load_record};
-use crate::claude::live::user_default_base_url;
+use crate::claude::live::users_own_base_url;
 use crate::claude::settings_file::SettingsFile;
 use crate::claude::slot::Slot;
 use crate::claude::wiring::BASE_URL_VAR;
@@ -48,7 +48,9 @@ pub(super) fn default_upstream(ctx: &Context, config: &Config, mode: Option<&Mod
         return proxy.upstream.clone();
     }
     let record = load_record(&ctx.dirs).ok().flatten();
-    if let Some(url) = user_default_base_url(record.as_ref()) {
+    // The one keyswitch replaced, or the settings' own while keyswitch holds no value there
+    // (a key without an endpoint is active): what `get` and `list` take for the user's.
+    if let Some(url) = record.as_ref().and_then(users_own_base_url) {
         return url;
     }
     // Without endpoints keyswitch leaves ANTHROPIC_BASE_URL alone: the settings' is the user's.
