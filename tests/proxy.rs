@@ -2301,3 +2301,22 @@ fn install_names_each_keys_upstream_not_a_default_no_key_uses() {
     assert!(!err.contains("api.anthropic.com"), "{err}");
     s.cmd().arg("uninstall").assert().success();
 }
+
+/// Before any install, and after a purge, there is no mode: `proxy status` does not call that
+/// helper mode.
+#[test]
+fn proxy_status_before_any_install_says_keyswitch_is_not_installed() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    s.cmd()
+        .args(["proxy", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("keyswitch is not installed"));
+    s.cmd().args(["install", "--helper"]).assert().success();
+    s.cmd()
+        .args(["proxy", "status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("helper mode"));
+}

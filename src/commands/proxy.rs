@@ -22,6 +22,9 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 &serde_json::json!({"running": false, "pid": null, "listen": null, "version": null})
                     .to_string(),
             ),
+            ProxyAction::Status { json: false } if !installed(ctx) => out(
+                "not running: keyswitch is not installed in Claude Code (`keyswitch install` turns proxy mode on)",
+            ),
             ProxyAction::Status { json: false } => {
                 out("not running: helper mode (`keyswitch install --proxy` turns proxy mode on)")
             }
@@ -178,4 +181,10 @@ fn forwarding(ctx: &Context, settings: &ProxySettings) -> String {
             crate::endpoint::redact_url(&settings.upstream)
         ),
     }
+}
+
+/// Whether keyswitch is wired into Claude Code's settings: without proxy mode's record that is
+/// helper mode; without the install record, no mode at all.
+pub(super) fn installed(ctx: &Context) -> bool {
+    crate::claude::install_record::load_record(&ctx.dirs).is_ok_and(|r| r.is_some())
 }

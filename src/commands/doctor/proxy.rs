@@ -51,6 +51,9 @@ pub(super) fn check_proxy(
         Ok(Mode::Proxy(proxy)) => proxy,
         Ok(Mode::Helper) => {
             check_proxy_remnant(r, ctx, config)?;
+            if !crate::commands::proxy::installed(ctx) {
+                return r.info("no mode yet: keyswitch is not installed (keyswitch install turns on proxy mode)");
+            }
             return r.info("helper mode (keyswitch install --proxy turns on proxy mode)");
         }
         Err(e) => {
@@ -226,7 +229,7 @@ pub(super) fn check_loopback_upstreams(
         upstreams.push((
             "the proxy's upstream".to_string(),
             proxy.upstream.clone(),
-            "start your gateway, or run `keyswitch install --proxy` from a terminal with ANTHROPIC_BASE_URL set to the real API (unset for the public API)".to_string(),
+            "start your gateway there; keys without an endpoint go to it".to_string(),
         ));
     }
     for key in &config.keys {
@@ -252,7 +255,7 @@ pub(super) fn check_loopback_upstreams(
                 "another user (uid {uid}) listens on {what} {shown}: the proxy sends no key there"
             ),
             (None, Some(LoopbackProblem::NothingAnswers)) => format!(
-                "nothing answers at {what} {shown} (perhaps an old keyswitch proxy's address, free for any user to take)"
+                "nothing answers at {what} {shown}: a gateway there is not running (while it is down, any user of this machine could listen on that port)"
             ),
             (None, None) => continue,
         };
