@@ -36,7 +36,7 @@ fn each_option_is_set_and_cleared_keeping_the_secret_and_the_position() {
         ),
         (
             &["fallback", "--cooldown", "5h"],
-            "keyswitch: fallback: cooldown default (1h) → 5h\n",
+            "keyswitch: fallback: cooldown default (1h; 12h for a spent budget) → 5h\n",
         ),
         (
             &["fallback", "--no-endpoint", "--cooldown", "30m"],
@@ -44,7 +44,7 @@ fn each_option_is_set_and_cleared_keeping_the_secret_and_the_position() {
         ),
         (
             &["fallback", "--no-cooldown"],
-            "keyswitch: fallback: cooldown 30m → default (1h)\n",
+            "keyswitch: fallback: cooldown 30m → default (1h; 12h for a spent budget)\n",
         ),
     ];
     let expected = [
@@ -72,7 +72,7 @@ fn each_option_is_set_and_cleared_keeping_the_secret_and_the_position() {
     std::fs::write(s.config_file(), config).unwrap();
     assert_eq!(
         set(&s, &["primary", "--cooldown", "1d"]).1,
-        "keyswitch: primary: cooldown default (2h) → 1d\n"
+        "keyswitch: primary: cooldown default (2h; 1h for a rate limit, 12h for a spent budget) → 1d\n"
     );
 }
 

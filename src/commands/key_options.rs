@@ -9,6 +9,7 @@ use crate::config::{Config, KeyConfig};
 use crate::endpoint::{Endpoint, redact_url};
 use crate::error::refuse;
 use crate::paths::Dirs;
+use crate::reason::Reason;
 use crate::timespec::{format_duration, parse_duration};
 
 /// What to do with one option.
@@ -97,18 +98,46 @@ impl KeyOptions {
     }
 }
 
+/// What a key without a cooldown of its own cools for: the default, and the reasons that have
+/// another length ("default (1h; 12h for a spent budget)"), as `Config::cooldown_for` decides.
+fn default_cooldown_words(config: &Config) -> String {
+    let other = config.default_cooldown();
+    let of = |reason: Reason| {
+        config
+            .reason_cooldown(reason)
+            .or_else(|| reason.builtin_cooldown())
+            .unwrap_or(other)
+    };
+    let exceptions: Vec<String> = [
+        (Reason::RateLimit, "a rate limit"),
+        (Reason::BillingError, "a spent budget"),
+    ]
+    .into_iter()
+    .filter(|(reason, _)| of(*reason) != other)
+    .map(|(reason, what)| format!("{} for {what}", format_duration(of(reason))))
+    .collect();
+    match exceptions.as_slice() {
+        [] => format!("default ({})", format_duration(other)),
+        _ => format!(
+            "default ({}; {})",
+            format_duration(other),
+            exceptions.join(", ")
+        ),
+    }
+}
+
 /// How a key's options read in messages, defaults spelled out: what a key without an endpoint
 /// of its own, or without a cooldown of its own, gets.
 pub struct Words {
     default_endpoint: String,
-    default_cooldown: SignedDuration,
+    default_cooldown: String,
 }
 
 impl Words {
     pub fn new(dirs: &Dirs, config: &Config) -> Self {
         Self {
             default_endpoint: default_endpoint(dirs),
-            default_cooldown: config.default_cooldown(),
+            default_cooldown: default_cooldown_words(config),
         }
     }
 
@@ -119,7 +148,7 @@ impl Words {
 
     fn cooldown(&self, key: &KeyConfig) -> String {
         key.cooldown_text().map_or_else(
-            || format!("default ({})", format_duration(self.default_cooldown)),
+            || self.default_cooldown.clone(),
             str::to_string,
         )
     }

@@ -240,7 +240,7 @@ fn spent_for(
                 reason,
                 until: None,
                 detail: format!(
-                    "{status}, {what}: no reset time given; the configured {reason} cooldown"
+                    "{status}, {what}: no reset time given, so the key's own cooldown, else the {reason} default"
                 ),
                 notable: true,
             },
