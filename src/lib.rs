@@ -1,6 +1,26 @@
 //! keyswitch: an ordered pool of keychain-held API keys with cooldowns, for Claude Code's
 //! `apiKeyHelper`. `main_entry` is the whole program; the binary only calls it.
 
+/// `eprintln!` that never panics: a command whose stderr is a closed pipe (`keyswitch … 2>&1 |
+/// head`) has done its work by the time it reports it, and must exit with its own status, not
+/// 101. What cannot be said is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `say!`).
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, $($arg)*);
+        let _ = stderr.flush();
+    }};
+}
+
 mod claude;
 mod cli;
 mod commands;
@@ -69,7 +89,7 @@ pub fn main_entry() -> ExitCode {
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keyswitch: {}", error::one_line(&e));
+            say!("keyswitch: {}", error::one_line(&e));
             error::exit_code_for(&e)
         }
     }
@@ -88,7 +108,7 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            eprintln!(
+            say!(
                 "keyswitch: {}",
                 one_line_usage_error(&e.render().to_string())
             );

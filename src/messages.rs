@@ -9,7 +9,7 @@ pub const ALL_SET_ASIDE: &str = "every key was rejected by the API and is set as
 
 /// A warning on stderr, in the one form every keyswitch warning takes.
 pub fn warn(message: impl std::fmt::Display) {
-    eprintln!("keyswitch: warning: {message}");
+    say!("keyswitch: warning: {message}");
 }
 
 /// A warning that something could not be done, with the error that stopped it, on one line.

@@ -116,7 +116,7 @@ impl Pool {
             locked.lock = None;
             return Ok(locked);
         }
-        eprintln!("{}", damaged.warning());
+        say!("{}", damaged.warning());
         Self::assemble(dirs, state, None)
     }
 
@@ -159,7 +159,7 @@ impl Pool {
     fn read_locked(dirs: Dirs, now: Timestamp, lock: WriteLock) -> Result<Self> {
         let (mut state, damaged) = State::load(&dirs.state_file(), now, true)?;
         if let Some(d) = damaged {
-            eprintln!("{}", d.warning());
+            say!("{}", d.warning());
         }
         let mut clock_fixes = Vec::new();
         for (name, cooldown) in &mut state.cooldowns {

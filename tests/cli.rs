@@ -735,3 +735,32 @@ fn a_secret_too_short_for_an_api_key_is_stored_with_a_warning() {
         .success()
         .stderr(predicate::str::contains("characters, shorter").not());
 }
+
+/// `keyswitch … 2>&1 | head`: a command whose stderr is a closed pipe has done its work when it
+/// says so, and exits with its own status — never a panic's 101.
+#[test]
+fn a_closed_stderr_never_turns_a_done_command_into_a_panic() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    for args in [
+        &["set", "primary", "--cooldown", "3h"][..],
+        &["mark-exhausted", "primary", "--for", "1h"],
+        &["reset", "primary"],
+        &["add", "nope", "--endpoint", "ftp://x"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = s
+            .std_cmd()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(writer)
+            .status()
+            .unwrap();
+        assert_ne!(status.code(), Some(101), "{args:?} panicked");
+        let expected = if args[0] == "add" { 2 } else { 0 };
+        assert_eq!(status.code(), Some(expected), "{args:?}");
+    }
+    assert_eq!(s.list_json()[0]["cooldown"], "3h");
+}

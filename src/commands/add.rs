@@ -96,11 +96,11 @@ pub fn run(ctx: &Context, name: &str, options: &Options) -> Result<()> {
     // The options given, as the key now has them ("; endpoint https://a → https://b").
     let said: String = said.iter().map(|s| format!("; {s}")).collect();
     if existing.is_some() {
-        eprintln!(
+        say!(
             "keyswitch: replaced the secret of {stored_name} (position {position}) in {kind}{said}"
         );
     } else {
-        eprintln!("keyswitch: added {stored_name} as key {position}, {role}, in {kind}{said}");
+        say!("keyswitch: added {stored_name} as key {position}, {role}, in {kind}{said}");
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ const MAX_INPUT: u64 = 1024 * 1024;
 
 pub fn stop_failure(ctx: &Context) {
     if let Err(e) = run(ctx) {
-        eprintln!(
+        say!(
             "keyswitch: hook stop-failure: {}",
             crate::error::one_line(&e)
         );

@@ -147,10 +147,8 @@ impl Words {
     }
 
     fn cooldown(&self, key: &KeyConfig) -> String {
-        key.cooldown_text().map_or_else(
-            || self.default_cooldown.clone(),
-            str::to_string,
-        )
+        key.cooldown_text()
+            .map_or_else(|| self.default_cooldown.clone(), str::to_string)
     }
 
     /// What changed from `before` to `after`, one phrase an option ("endpoint https://a →

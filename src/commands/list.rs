@@ -20,7 +20,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
         ))?);
     }
     if pool.config().keys.is_empty() {
-        eprintln!("keyswitch: {}", crate::messages::NO_KEYS_YET);
+        say!("keyswitch: {}", crate::messages::NO_KEYS_YET);
         return Ok(());
     }
     for line in table(&pool, &hints, ctx) {

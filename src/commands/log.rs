@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
         return out(&serde_json::to_string_pretty(&rows)?);
     }
     if events.is_empty() {
-        eprintln!("keyswitch: the event log is empty");
+        say!("keyswitch: the event log is empty");
         return Ok(());
     }
     for line in lines(&events, &ctx.now) {

@@ -65,9 +65,9 @@ pub fn run(ctx: &Context, name: Option<&str>, until: Option<Timestamp>) -> Resul
         None => "until you reset or replace it".to_string(),
     };
     if marked.changed {
-        eprintln!("keyswitch: {key} cools down {when}");
+        say!("keyswitch: {key} cools down {when}");
     } else {
-        eprintln!("keyswitch: {key} already cools down {when}, longer than asked; left as is");
+        say!("keyswitch: {key} already cools down {when}, longer than asked; left as is");
     }
     let availability = pool.availability(now);
     if !availability
@@ -84,13 +84,13 @@ pub fn run(ctx: &Context, name: Option<&str>, until: Option<Timestamp>) -> Resul
                 ),
                 _ => "when you reset or replace it".to_string(),
             };
-            eprintln!(
+            say!(
                 "keyswitch: no key is ready: every key is cooling down; {} returns first, {returns}, and is handed out meanwhile (`keyswitch add NAME` adds one)",
                 pool.key(first).name
             );
         }
     } else if let Some(to) = marked.switched_to {
-        eprintln!("keyswitch: now handing out {to}");
+        say!("keyswitch: now handing out {to}");
     }
     Ok(())
 }

@@ -15,12 +15,12 @@ pub fn run(ctx: &Context, name: &str, position: &str) -> Result<()> {
     let moved = pool.key(from).name.clone();
     let switched_to = pool.move_key(from, to, now)?;
     super::settle(&mut pool, now)?;
-    eprintln!(
+    say!(
         "keyswitch: {moved} is now key {to}{}",
         if to == 1 { ", the primary" } else { "" }
     );
     if let Some(to) = switched_to {
-        eprintln!("keyswitch: now handing out {to}");
+        say!("keyswitch: now handing out {to}");
     }
     Ok(())
 }

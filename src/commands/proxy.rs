@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
                 out("not running: helper mode (`keyswitch install --proxy` turns proxy mode on)")
             }
             ProxyAction::Stop => {
-                eprintln!("keyswitch: helper mode: no proxy to stop");
+                say!("keyswitch: helper mode: no proxy to stop");
                 Ok(())
             }
             ProxyAction::Run | ProxyAction::Start | ProxyAction::Restart => Err(refuse(
@@ -45,9 +45,11 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
         ProxyAction::Start => {
             crate::service::start();
             let health = control::ensure_running(&ctx.dirs, &settings)?;
-            eprintln!(
+            say!(
                 "keyswitch: proxy {} running on {} (pid {})",
-                health.version, health.listen, health.pid
+                health.version,
+                health.listen,
+                health.pid
             );
             Ok(())
         }
@@ -61,18 +63,18 @@ pub fn run(ctx: &Context, action: ProxyAction) -> Result<()> {
 /// handed the token lately.
 fn stop(ctx: &Context, settings: &ProxySettings) -> Result<()> {
     if let Some(stopped) = crate::service::stop() {
-        eprintln!("keyswitch: {}", stopped?);
+        say!("keyswitch: {}", stopped?);
         return Ok(());
     }
     let token = ensure_token(&ctx.dirs)?;
     if control::stop_at(settings.listen, &token)? {
-        eprintln!("keyswitch: stopped the proxy on {}", settings.listen);
+        say!("keyswitch: stopped the proxy on {}", settings.listen);
         let now = ctx.now.timestamp();
         if let Some(warning) = crate::token_handouts::stop_warning(&ctx.dirs.token_handout(), now) {
             crate::messages::warn(format_args!("{warning}"));
         }
     } else {
-        eprintln!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
+        say!("keyswitch: no keyswitch proxy runs on {}", settings.listen);
     }
     Ok(())
 }
@@ -85,9 +87,11 @@ fn restart(ctx: &Context, settings: ProxySettings) -> Result<()> {
     let token = ensure_token(&ctx.dirs)?;
     control::stop_at(settings.listen, &token)?;
     let health = control::ensure_running(&ctx.dirs, &settings)?;
-    eprintln!(
+    say!(
         "keyswitch: proxy {} running on {} (pid {}) with this shell's network settings",
-        health.version, health.listen, health.pid
+        health.version,
+        health.listen,
+        health.pid
     );
     Ok(())
 }

@@ -33,7 +33,7 @@ struct Survey {
 pub fn run(ctx: &Context, settings: Option<&Path>, yes: bool) -> Result<()> {
     let survey = Survey::take(ctx, settings)?;
     if survey.is_empty() {
-        eprintln!(
+        say!(
             "keyswitch: nothing of keyswitch's is left to remove (no keys, no config or state folder, nothing in Claude Code's settings)"
         );
         return Ok(());
@@ -60,9 +60,9 @@ pub fn run(ctx: &Context, settings: Option<&Path>, yes: bool) -> Result<()> {
     }
     match copy_kept {
         None => {
-            eprintln!("keyswitch: purged; nothing of keyswitch's is left but the binary itself")
+            say!("keyswitch: purged; nothing of keyswitch's is left but the binary itself")
         }
-        Some(copy) => eprintln!(
+        Some(copy) => say!(
             "keyswitch: purged; nothing of keyswitch's is left but the binary itself and {} (kept: your settings changed since it was made)",
             copy.display()
         ),
@@ -178,11 +178,11 @@ fn confirm(survey: &Survey, yes: bool) -> Result<()> {
             survey.items().join(", ")
         )));
     }
-    eprintln!("keyswitch uninstall --purge deletes:");
+    say!("keyswitch uninstall --purge deletes:");
     for item in survey.items() {
-        eprintln!("  - {item}");
+        say!("  - {item}");
     }
-    eprint!("Delete all of this for good? [y/N] ");
+    say_inline!("Delete all of this for good? [y/N] ");
     let mut answer = String::new();
     stdin
         .lock()
@@ -218,7 +218,7 @@ fn delete_secrets(keychain: &Keychain, config: &Config) -> Result<()> {
     }
     if !deleted.is_empty() {
         let names: Vec<&str> = deleted.iter().map(String::as_str).collect();
-        eprintln!(
+        say!(
             "keyswitch: deleted {} from {}",
             secrets_of(&names),
             keychain.kind().describe()
@@ -241,7 +241,7 @@ fn remove_settings_copy(settings: &SettingsFile) -> Result<Option<PathBuf>> {
     };
     if std::fs::read(&target).is_ok_and(|now| now == saved) {
         std::fs::remove_file(&copy).with_context(|| format!("cannot delete {}", copy.display()))?;
-        eprintln!("keyswitch: deleted {}", copy.display());
+        say!("keyswitch: deleted {}", copy.display());
         return Ok(None);
     }
     Ok(Some(copy))
@@ -251,7 +251,7 @@ fn remove_settings_copy(settings: &SettingsFile) -> Result<Option<PathBuf>> {
 /// (Windows keeps `keyswitch\config` and `keyswitch\data`).
 fn remove_folder(folder: &Path) -> Result<()> {
     match std::fs::remove_dir_all(folder) {
-        Ok(()) => eprintln!("keyswitch: deleted {}", folder.display()),
+        Ok(()) => say!("keyswitch: deleted {}", folder.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(e).with_context(|| {

@@ -69,7 +69,7 @@ pub fn run(ctx: &Context) -> Result<()> {
                 keychain.service()
             ));
         }
-        eprintln!("keyswitch: stored {name} again, owned by this keyswitch binary");
+        say!("keyswitch: stored {name} again, owned by this keyswitch binary");
     }
     Ok(())
 }

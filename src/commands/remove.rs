@@ -21,14 +21,14 @@ pub fn run(ctx: &Context, name: &str) -> Result<()> {
         let (key, switched_to) = pool.remove_key(index, now)?;
         super::settle(&mut pool, now)?;
         if let Some(to) = switched_to {
-            eprintln!("keyswitch: now handing out {to}");
+            say!("keyswitch: now handing out {to}");
         }
         key
         // The pool lock is released here, before the keychain is touched again.
     };
     match keychain.delete(&key.name) {
         Ok(_) => {
-            eprintln!(
+            say!(
                 "keyswitch: removed {} and deleted its secret from {}",
                 key.name,
                 keychain.kind().describe()

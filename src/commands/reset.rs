@@ -12,12 +12,12 @@ pub fn run(ctx: &Context, name: Option<&str>) -> Result<()> {
     let (ended, switched_to) = pool.reset(index, now);
     super::settle(&mut pool, now)?;
     if ended.is_empty() {
-        eprintln!("keyswitch: no cooldown was running; nothing to end");
+        say!("keyswitch: no cooldown was running; nothing to end");
     } else {
-        eprintln!("keyswitch: ended the cooldown of {}", ended.join(", "));
+        say!("keyswitch: ended the cooldown of {}", ended.join(", "));
     }
     if let Some(to) = switched_to {
-        eprintln!("keyswitch: now handing out {to}");
+        say!("keyswitch: now handing out {to}");
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, name: &str, options: &KeyOptions) -> Result<()> {
     let words = Words::new(&ctx.dirs, pool.config());
     let Some(before) = pool.set_options(index, |key| options.apply(key), now)? else {
         let key = pool.key(index);
-        eprintln!(
+        say!(
             "keyswitch: {}: nothing changed ({} already)",
             key.name,
             words.current(key, options).join(", ")
@@ -37,6 +37,6 @@ pub fn run(ctx: &Context, name: &str, options: &KeyOptions) -> Result<()> {
     // Helper mode: Claude Code's base URL follows the active key's endpoint. Proxy mode: the
     // proxy reads the config again on its next request, as the file changed.
     super::settle_with(&mut pool, now, Nudge::IfChanged)?;
-    eprintln!("keyswitch: {}: {}", before.name, changes.join("; "));
+    say!("keyswitch: {}: {}", before.name, changes.join("; "));
     Ok(())
 }

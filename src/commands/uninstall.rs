@@ -23,7 +23,7 @@ use crate::proxy_settings;
 
 pub fn run(ctx: &Context, settings: Option<&Path>) -> Result<()> {
     take_keyswitch_out(ctx, settings)?;
-    eprintln!(
+    say!(
         "keyswitch: your keys stay in the keychain, and the config and state stay too; `keyswitch remove NAME` deletes a key, `keyswitch uninstall --purge` all of it"
     );
     Ok(())
@@ -142,12 +142,12 @@ fn remove_record_file(dirs: &Dirs) -> Result<()> {
 /// goes all the same.
 fn leave_proxy_mode(dirs: &Dirs, service_files: &[PathBuf]) -> Result<()> {
     if crate::service::remove(dirs, service_files) {
-        eprintln!("keyswitch: took the proxy out of the service manager");
+        say!("keyswitch: took the proxy out of the service manager");
     }
     if let Ok(Mode::Proxy(current)) = Mode::load(dirs)
         && stop_proxy(dirs, &current)
     {
-        eprintln!("keyswitch: stopped the proxy");
+        say!("keyswitch: stopped the proxy");
     }
     proxy_settings::remove(dirs)
 }
@@ -160,18 +160,18 @@ fn report(
 ) -> Result<()> {
     let path = settings.path.display();
     if let Some(aside) = damaged {
-        eprintln!(
+        say!(
             "keyswitch: the install record was damaged (kept at {}): took out what is recognisably keyswitch's and put back replaced values from the backup",
             aside.display()
         );
     }
     if written {
-        eprintln!("keyswitch: took keyswitch out of {path}");
+        say!("keyswitch: took keyswitch out of {path}");
     } else {
-        eprintln!("keyswitch: {path} holds nothing of keyswitch's; nothing changed");
+        say!("keyswitch: {path} holds nothing of keyswitch's; nothing changed");
     }
     for note in notes {
-        eprintln!("keyswitch: {note}");
+        say!("keyswitch: {note}");
     }
     let target = settings.target()?;
     let backup = backup_path(&target);
@@ -182,12 +182,12 @@ fn report(
             (Ok(a), Ok(b)) if a == b
         );
         if same {
-            eprintln!(
+            say!(
                 "keyswitch: {path} is again byte for byte what it was before keyswitch first changed it (the copy at {} may go)",
                 backup.display()
             );
         } else {
-            eprintln!(
+            say!(
                 "keyswitch: a copy of {path} as it was before keyswitch first changed it is still at {} (not copied back: your edits since are kept)",
                 backup.display()
             );

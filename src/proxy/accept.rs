@@ -86,7 +86,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, limit
                     // so at most once a minute.
                     clients.close_oldest_untrusted();
                     if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                        eprintln!("keyswitch: proxy: accept failed: {e}");
+                        say!("keyswitch: proxy: accept failed: {e}");
                         last_complaint = Some(std::time::Instant::now());
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -212,7 +212,7 @@ impl KeyPool {
         // A mark whose write failed must not outlive a `reset` the user makes meanwhile.
         lock(&self.pending).retain(|_, (_, made)| made.elapsed() < PENDING_GRACE);
         if let Some(damaged) = damaged {
-            eprintln!("{}", damaged.warning());
+            say!("{}", damaged.warning());
         }
         {
             let mut secrets = lock(&self.secrets);
@@ -250,7 +250,7 @@ impl KeyPool {
         match (loaded, last_good) {
             (Ok(config), _) => {
                 if trouble.take().is_some() {
-                    eprintln!(
+                    say!(
                         "keyswitch: the config file {} parses again; the proxy now uses it",
                         self.config_path.display()
                     );

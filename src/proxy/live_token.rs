@@ -73,7 +73,7 @@ impl LiveToken {
             Ok(None) => match crate::proxy_token::place_token(&self.dirs, &current) {
                 Ok(token) => token,
                 Err(e) => {
-                    eprintln!(
+                    say!(
                         "keyswitch: proxy: the token file {} is gone and cannot be written again: {e:#}",
                         path.display()
                     );
@@ -91,7 +91,7 @@ impl LiveToken {
             return false;
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(file_token);
-        eprintln!(
+        say!(
             "keyswitch: proxy: the token file {} holds a new token: sessions get it from `keyswitch get`",
             path.display()
         );

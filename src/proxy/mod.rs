@@ -63,7 +63,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
     listener.set_nonblocking(true)?;
     // Only a hint for naming a stopped proxy: a proxy that cannot write it still serves.
     let _recorded = crate::proxy_pid_record::record(&dirs.proxy_pid_file(), settings.listen)
-        .map_err(|e| eprintln!("keyswitch: warning: {e:#}"))
+        .map_err(|e| say!("keyswitch: warning: {e:#}"))
         .ok();
     let default_upstream = Endpoint::parse(&settings.upstream)
         .with_context(|| format!("the proxy's upstream {}", settings.upstream))?;
@@ -98,7 +98,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         );
         tokio::spawn(log_bound::keep_bounded(log_path));
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        eprintln!(
+        say!(
             "keyswitch: proxy {} listening on {}{} (pid {}), forwarding to {}",
             env!("CARGO_PKG_VERSION"),
             settings.listen,
@@ -111,7 +111,7 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             shared.default_upstream
         );
         accept::serve(listener, shared, accept::connection_limit()).await;
-        eprintln!("keyswitch: proxy on {} stopped", settings.listen);
+        say!("keyswitch: proxy on {} stopped", settings.listen);
         Ok(())
     })
 }

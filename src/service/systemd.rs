@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn systemd_analyze_verify_accepts_the_units() {
         let Ok(analyze) = which::which("systemd-analyze") else {
-            eprintln!("skipped: systemd-analyze is not installed (Debian package systemd)");
+            say!("skipped: systemd-analyze is not installed (Debian package systemd)");
             return;
         };
         let dir = tempfile::tempdir().unwrap();

@@ -263,7 +263,7 @@ fn plan_proxy(
     if let Some(old) = previous
         && old.upstream != upstream
     {
-        eprintln!(
+        say!(
             "keyswitch: the proxy now forwards to {upstream} (it forwarded to {})",
             old.upstream
         );
@@ -350,7 +350,7 @@ fn report_wired(
 ) -> Result<()> {
     let path = settings.path.display();
     if written {
-        eprintln!(
+        say!(
             "keyswitch: wired into {path}: apiKeyHelper, StopFailure hook, helper refresh every {}s{}",
             HELPER_TTL_MS.parse::<u64>().unwrap_or(0) / 1000,
             if wiring.status_line.is_some() {
@@ -360,20 +360,20 @@ fn report_wired(
             }
         );
     } else {
-        eprintln!("keyswitch: {path} is already wired; nothing changed");
+        say!("keyswitch: {path} is already wired; nothing changed");
     }
     match (wiring.max_retries, wiring.proxy) {
-        (Some(n), _) => eprintln!(
+        (Some(n), _) => say!(
             "keyswitch: Claude Code retries a failed request at most {n} time(s) ({RETRIES_VAR}={n})"
         ),
-        (None, None) => eprintln!(
+        (None, None) => say!(
             "keyswitch: retries left to Claude Code (up to about 3 minutes on a 429 without a retry-after before the key switches, at once with a long one; --max-retries 2 shortens the retries)"
         ),
         // In proxy mode a 429 never reaches Claude Code while another key is ready.
         (None, Some(_)) => {}
     }
     if let Some(backup) = backup {
-        eprintln!(
+        say!(
             "keyswitch: a copy of {path} as it was before keyswitch first changed it is at {}",
             backup.display()
         );
@@ -390,11 +390,11 @@ fn print_next_steps(ctx: &Context) -> Result<()> {
     let config = Config::load(&ctx.dirs.config_file())?;
     let ks = crate::on_path::command_name();
     if config.keys.is_empty() {
-        eprintln!(
+        say!(
             "keyswitch: next: add your keys, primary first, each secret from a hidden prompt: `{ks} add primary`, `{ks} add fallback`; then check the setup: `{ks} doctor`"
         );
     } else {
-        eprintln!("keyswitch: next: check the setup: `{ks} doctor`");
+        say!("keyswitch: next: check the setup: `{ks} doctor`");
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub(super) fn switch_proxy(
     {
         return match control::ensure_running(dirs, proxy) {
             Ok(health) => {
-                eprintln!(
+                say!(
                     "keyswitch: proxy mode: the keyswitch proxy on {} (pid {}) goes on, forwarding {}",
                     health.listen,
                     health.pid,
@@ -47,13 +47,13 @@ pub(super) fn switch_proxy(
         Some(proxy) => {
             let managed = crate::service::take_over(dirs, proxy);
             // The settings' NO_PROXY replaces the shell's for Claude Code: say it was written.
-            eprintln!(
+            say!(
                 "keyswitch: NO_PROXY and no_proxy in Claude Code's settings include {} and {}, so Claude Code reaches the proxy directly even with an HTTPS_PROXY set (uninstall puts back what was there)",
                 proxy.listen.ip(),
                 proxy.listen
             );
             match control::ensure_running(dirs, proxy) {
-                Ok(health) => eprintln!(
+                Ok(health) => say!(
                     "keyswitch: proxy mode: Claude Code talks to the keyswitch proxy on {} (pid {}), which forwards {}{}",
                     health.listen,
                     health.pid,
@@ -70,7 +70,7 @@ pub(super) fn switch_proxy(
             crate::service::remove(dirs, &[]);
             proxy_settings::remove(dirs)?;
             if had_proxy {
-                eprintln!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
+                say!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
             }
         }
     }
