@@ -397,3 +397,32 @@ fn helper_mode_checks_the_users_own_base_url_while_a_key_without_an_endpoint_is_
     told.has(&format!("ok    {} answers (fallback)", own.url()));
     assert!(!told.text.contains("api.anthropic.com"), "{}", told.text);
 }
+
+/// Run from the home folder, `~/.claude/settings.json` is both the user settings and the home
+/// "project"'s: keyswitch's own base URL there is no project override to remove.
+#[test]
+fn doctor_in_the_home_folder_does_not_take_the_user_settings_for_a_project_override() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[])]);
+    let home = p.s.claude_dir().parent().unwrap().join("home-as-project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(p.s.claude_dir(), home.join(".claude")).unwrap();
+    let out = p.s.cmd().arg("doctor").current_dir(&home).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("which wins over the endpoint keyswitch sets"),
+        "{text}"
+    );
+    // A real project file in that folder is still read.
+    std::fs::write(
+        home.join(".claude/settings.local.json"),
+        "{\"env\": {\"ANTHROPIC_BASE_URL\": \"https://elsewhere.example.net\"}}",
+    )
+    .unwrap();
+    let out = p.s.cmd().arg("doctor").current_dir(&home).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("settings.local.json sets ANTHROPIC_BASE_URL"),
+        "{text}"
+    );
+}

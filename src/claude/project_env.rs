@@ -11,6 +11,22 @@ use serde_json::{Map, Value};
 
 use super::slot::Slot;
 
+/// Whether a project's settings file is the user settings file itself (a session started in the
+/// home folder: `~/.claude/settings.json` is then both), which holds keyswitch's own entries and
+/// is no project's override.
+pub fn is_the_user_settings(path: &Path) -> bool {
+    let Ok(user) = super::settings_file::SettingsFile::locate(None) else {
+        return false;
+    };
+    match (
+        std::fs::canonicalize(path),
+        std::fs::canonicalize(&user.path),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The project settings files that exist in a folder, most binding first.
 pub struct ProjectEnv {
     layers: Vec<(PathBuf, Map<String, Value>)>,
@@ -24,6 +40,9 @@ impl ProjectEnv {
             .into_iter()
             .filter_map(|name| {
                 let path = dir.join(".claude").join(name);
+                if is_the_user_settings(&path) {
+                    return None;
+                }
                 let bytes = std::fs::read(&path).ok()?;
                 match serde_json::from_slice(&bytes).ok()? {
                     Value::Object(map) => Some((path, map)),

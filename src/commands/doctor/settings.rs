@@ -129,6 +129,9 @@ pub(super) fn check_project_overrides(
     };
     for name in ["settings.json", "settings.local.json"] {
         let path = cwd.join(".claude").join(name);
+        if crate::claude::project_env::is_the_user_settings(&path) {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
