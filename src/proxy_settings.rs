@@ -133,13 +133,23 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr> {
     let how = "give a loopback address like 127.0.0.1:27329";
     let addr: SocketAddr = match text.parse::<u16>() {
         Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
-        Err(_) => text
-            .parse()
-            .map_err(|_| refuse(format!("--listen '{text}' is not IP:PORT: {how}")))?,
+        Err(_) => text.parse().map_err(|_| {
+            refuse(format!(
+                "--listen '{}' is not IP:PORT: {how}",
+                text.escape_debug()
+            ))
+        })?,
     };
     if !addr.ip().is_loopback() {
         return Err(refuse(format!(
             "--listen {addr} is not a loopback address: the proxy only listens on this machine; {how}"
+        )));
+    }
+    // The proxy answers only a Host its clients use for loopback (127.0.0.1, localhost, [::1]):
+    // another 127.x address would be refused by its own health check.
+    if addr.ip() != std::net::Ipv4Addr::LOCALHOST && addr.ip() != std::net::Ipv6Addr::LOCALHOST {
+        return Err(refuse(format!(
+            "--listen {addr}: the proxy listens on 127.0.0.1 or [::1] only; {how}"
         )));
     }
     if addr.port() == 0 {
@@ -153,6 +163,17 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_is_127_0_0_1_or_ipv6_loopback_only() {
+        assert!(parse_listen("127.0.0.2:9000").is_err());
+        assert!(parse_listen("[::ffff:127.0.0.1]:9000").is_err());
+        assert!(parse_listen("[::1]:9000").is_ok());
+        let e = parse_listen("127.0.0.1:90\u{1b}00")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\u{1b}'), "{e}");
+    }
 
     #[test]
     fn listen_is_loopback_only() {

@@ -2320,3 +2320,19 @@ fn proxy_status_before_any_install_says_keyswitch_is_not_installed() {
         .success()
         .stdout(predicate::str::contains("helper mode"));
 }
+
+/// The proxy answers only the loopback names its clients use: another 127.x address is refused
+/// at install, before anything changes (its own health check would refuse it).
+#[test]
+fn install_refuses_a_loopback_address_other_than_127_0_0_1_or_ipv6_loopback() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("primary"), &[]);
+    let port = free_port();
+    s.cmd()
+        .args(["install", "--listen", &format!("127.0.0.2:{port}")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("127.0.0.1 or [::1] only"));
+    assert!(!s.settings_file().exists());
+    assert!(!s.config_dir().join("proxy.json").exists());
+}
