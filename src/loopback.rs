@@ -4,7 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The socket address of `url` when it is a plain-`http://` URL on this machine
-/// (`127.0.0.0/8`, `::1`, `localhost`, or the unspecified address, which reaches it too).
+/// (`127.0.0.0/8`, `::1`, `localhost`, the unspecified address, which reaches it too, or an
+/// IPv4-mapped one of those).
 pub fn plain_http_loopback(url: &str) -> Option<SocketAddr> {
     let url = url::Url::parse(url.trim()).ok()?;
     if url.scheme() != "http" {
@@ -14,7 +15,8 @@ pub fn plain_http_loopback(url: &str) -> Option<SocketAddr> {
         url::Host::Domain(d) if is_localhost(d) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         url::Host::Domain(_) => return None,
         url::Host::Ipv4(ip) => IpAddr::V4(ip),
-        url::Host::Ipv6(ip) => IpAddr::V6(ip),
+        // `[::ffff:127.0.0.1]` reaches 127.0.0.1 (on a dual-stack socket): the same address.
+        url::Host::Ipv6(ip) => ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4),
     };
     (ip.is_loopback() || ip.is_unspecified())
         .then(|| SocketAddr::new(ip, url.port_or_known_default().unwrap_or(80)))
@@ -39,6 +41,7 @@ mod tests {
             ("http://[::1]:9000", "[::1]:9000"),
             ("http://127.1.2.3", "127.1.2.3:80"),
             ("http://0.0.0.0:9000", "0.0.0.0:9000"),
+            ("http://[::ffff:127.0.0.1]:9000", "127.0.0.1:9000"),
         ] {
             assert_eq!(
                 plain_http_loopback(url),

@@ -214,6 +214,12 @@ fn proxy_mode_sends_the_next_request_to_the_new_endpoint() {
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("the keyswitch proxy's own address"), "{said}");
     assert_eq!(std::fs::read(p.s.config_file()).unwrap(), before);
+    // The same address, IPv4-mapped.
+    let mapped = p.base_url().replace("127.0.0.1", "[::ffff:127.0.0.1]");
+    let (code, said) = set(&p.s, &["primary", "--endpoint", &mapped]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("the keyswitch proxy's own address"), "{said}");
+    assert_eq!(std::fs::read(p.s.config_file()).unwrap(), before);
 
     let (code, said) = set(&p.s, &["primary", "--endpoint", &second.url()]);
     assert_eq!(code, Some(0), "{said}");
