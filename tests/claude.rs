@@ -1360,3 +1360,21 @@ fn install_statusline_replaces_the_users_own_only_with_force_and_uninstall_puts_
     s.cmd().arg("uninstall").assert().success();
     assert_eq!(s.settings(), serde_json::from_str::<Value>(own).unwrap());
 }
+
+/// A settings file written its own way (compact, no final newline) comes back byte for byte
+/// after install and uninstall, and uninstall says so rather than "your edits since are kept".
+#[test]
+fn uninstall_gives_back_a_compact_settings_file_byte_for_byte() {
+    let s = Sandbox::new();
+    let own = "{\"theme\":\"dark\",\"permissions\":{\"allow\":[\"Bash(ls:*)\"]}}";
+    write_settings(&s, own);
+    s.cmd().args(["install", "--helper"]).assert().success();
+    assert_ne!(std::fs::read_to_string(s.settings_file()).unwrap(), own);
+    s.cmd()
+        .arg("uninstall")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("byte for byte"))
+        .stderr(predicate::str::contains("your edits since").not());
+    assert_eq!(std::fs::read_to_string(s.settings_file()).unwrap(), own);
+}

@@ -168,6 +168,18 @@ impl SettingsFile {
     /// Returns whether the file was written, and the plan's result for the version written.
     pub fn update<T>(
         &self,
+        plan: impl FnMut(&mut Map<String, Value>) -> Result<T>,
+        before_write: impl FnMut(&T) -> Result<()>,
+    ) -> Result<(bool, T)> {
+        self.update_towards(None, plan, before_write)
+    }
+
+    /// As [`update`](Self::update); when the result holds exactly the settings of `original`
+    /// (the file before keyswitch first changed it), `original`'s own bytes are written, so an
+    /// uninstall gives back the file as the user wrote it, spacing and all.
+    pub fn update_towards<T>(
+        &self,
+        original: Option<&Snapshot>,
         mut plan: impl FnMut(&mut Map<String, Value>) -> Result<T>,
         mut before_write: impl FnMut(&T) -> Result<()>,
     ) -> Result<(bool, T)> {
@@ -183,7 +195,11 @@ impl SettingsFile {
                 return Ok((false, result));
             }
             before_write(&result)?;
-            if swap_in(&target, &before.render(&map), before.bytes.as_deref())? {
+            let rendered = match original.and_then(|o| Some((o.bytes.as_ref()?, &o.map))) {
+                Some((bytes, settings)) if *settings == map => bytes.clone(),
+                _ => before.render(&map),
+            };
+            if swap_in(&target, &rendered, before.bytes.as_deref())? {
                 return Ok((true, result));
             }
         }
@@ -218,12 +234,17 @@ impl SettingsFile {
 
     /// The backup's settings, if there is a readable one.
     pub fn read_backup(&self) -> Option<Map<String, Value>> {
+        self.read_backup_snapshot().map(|snapshot| snapshot.map)
+    }
+
+    /// The backup, bytes and settings, if there is a readable one.
+    pub fn read_backup_snapshot(&self) -> Option<Snapshot> {
         let backup = SettingsFile {
             path: backup_path(&self.target().ok()?),
         };
         let snapshot = backup.read().ok()?;
         snapshot.bytes.as_ref()?;
-        Some(snapshot.map)
+        Some(snapshot)
     }
 }
 

@@ -105,7 +105,9 @@ fn settings_to_clean(named: Option<&Path>, record: Option<&InstallRecord>) -> Re
 /// Puts back what the record replaced, and takes out keyswitch's helper and hook. Returns
 /// whether the file changed, and a note for each entry the user changed since (left alone).
 fn take_out(settings: &SettingsFile, record: &InstallRecord) -> Result<(bool, Vec<String>)> {
-    settings.update(
+    let original = settings.read_backup_snapshot();
+    settings.update_towards(
+        original.as_ref(),
         |map| {
             let mut notes = Vec::new();
             let mut rec = record.clone();
