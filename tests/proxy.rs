@@ -1711,7 +1711,7 @@ fn doctor_flags_a_loopback_endpoint_where_nothing_answers() {
     assert!(
         text.contains(&format!(
             "FIX   nothing answers at primary's endpoint {dead}"
-        )) && text.contains("keyswitch add primary --replace --endpoint URL"),
+        )) && text.contains("keyswitch set primary --endpoint URL"),
         "{text}"
     );
     assert!(!out.status.success());

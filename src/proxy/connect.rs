@@ -309,7 +309,7 @@ impl std::fmt::Display for ForeignListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "another user (uid {}) listens on {}, this key's upstream: keyswitch sends no key there in plain HTTP; if it is your gateway, run it as your own user, else point the key at the real API (`keyswitch add NAME --replace --endpoint URL`) or run `keyswitch install --proxy` again from a terminal with ANTHROPIC_BASE_URL set to the real API",
+            "another user (uid {}) listens on {}, this key's upstream: keyswitch sends no key there in plain HTTP; if it is your gateway, run it as your own user, else point the key at the real API (`keyswitch set NAME --endpoint URL`) or run `keyswitch install --proxy` again from a terminal with ANTHROPIC_BASE_URL set to the real API",
             self.uid, self.addr
         )
     }

@@ -147,7 +147,7 @@ fn check_endpoints(r: &mut Report, config: &Config) -> Result<()> {
                     key.name
                 ),
                 &format!(
-                    "put the real URL in keys[].endpoint of the config, or run keyswitch add {} --replace --endpoint URL",
+                    "put the real URL in keys[].endpoint of the config, or run keyswitch set {} --endpoint URL",
                     key.name
                 ),
             )?;

@@ -126,7 +126,7 @@ pub(super) fn check_managed_base_url(r: &mut Report, layer: &Layer, wiring: &Wir
                 proxy.base_url()
             ),
             &format!(
-                "proxy mode cannot work under it; use helper mode with the keys tied to that URL (keyswitch install --helper, then keyswitch add NAME --replace --endpoint {shown} for each key), or ask IT to leave ANTHROPIC_BASE_URL out of the managed settings or set it to {}",
+                "proxy mode cannot work under it; use helper mode with the keys tied to that URL (keyswitch install --helper, then keyswitch set NAME --endpoint {shown} for each key), or ask IT to leave ANTHROPIC_BASE_URL out of the managed settings or set it to {}",
                 proxy.base_url()
             ),
         );
@@ -156,7 +156,7 @@ pub(super) fn check_managed_base_url(r: &mut Report, layer: &Layer, wiring: &Wir
                 layer.name
             ),
             &format!(
-                "tie a key to it (keyswitch add NAME --replace --endpoint {shown}), or ask IT to leave ANTHROPIC_BASE_URL out of the managed settings"
+                "tie a key to it (keyswitch set NAME --endpoint {shown}), or ask IT to leave ANTHROPIC_BASE_URL out of the managed settings"
             ),
         );
     }

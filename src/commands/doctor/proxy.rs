@@ -238,7 +238,7 @@ pub(super) fn check_loopback_upstreams(
                 format!("{}'s endpoint", key.name),
                 endpoint.to_string(),
                 format!(
-                    "start its gateway, or run keyswitch add {} --replace --endpoint URL with the gateway's own URL",
+                    "start its gateway, or run keyswitch set {} --endpoint URL with the gateway's own URL",
                     key.name
                 ),
             ));

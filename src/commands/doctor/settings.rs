@@ -155,7 +155,7 @@ pub(super) fn check_project_overrides(
                     "remove it there: in proxy mode sessions must talk to the proxy ({}), and keyswitch get refuses the token to any other",
                     proxy.base_url()
                 ),
-                None => "remove it there, or give the keys endpoints that match (keyswitch add NAME --replace --endpoint URL)".to_string(),
+                None => "remove it there, or give the keys endpoints that match (keyswitch set NAME --endpoint URL)".to_string(),
             };
             r.fix(
                 &format!(

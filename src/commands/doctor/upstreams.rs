@@ -190,7 +190,7 @@ fn how(target: &Target, proxy_mode: bool) -> String {
     let network = "check the network (firewall, HTTPS_PROXY/NO_PROXY, SSL_CERT_FILE for a TLS-inspecting proxy)";
     if !target.default {
         return format!(
-            "start it or {network}, or point the key elsewhere: keyswitch add {} --replace --endpoint URL",
+            "start it or {network}, or point the key elsewhere: keyswitch set {} --endpoint URL",
             target.keys[0]
         );
     }
@@ -201,7 +201,7 @@ fn how(target: &Target, proxy_mode: bool) -> String {
         )
     } else {
         format!(
-            "{network}: sessions send keys without an endpoint to {shown}; for a gateway, tie the keys to it: keyswitch add NAME --replace --endpoint URL"
+            "{network}: sessions send keys without an endpoint to {shown}; for a gateway, tie the keys to it: keyswitch set NAME --endpoint URL"
         )
     }
 }
