@@ -6,6 +6,8 @@
 #                                 /usr/local/bin), run `keyswitch install` (proxy mode)
 #   ./install.sh --helper         ... in helper mode (nothing running in the background)
 #   ./install.sh --statusline     ... and show the key in Claude Code's status line
+#   ./install.sh --listen 127.0.0.1:PORT
+#                                 ... with the proxy on another port
 #   ./install.sh --force          ... replacing an apiKeyHelper you already had
 #   ./install.sh --max-retries 2  ... helper mode: fewer 429 retries before switching
 #   ./install.sh --uninstall      undo: take keyswitch out of Claude Code, delete the binary
@@ -24,10 +26,44 @@ prefix=${PREFIX:-$HOME/.local}
 bindir="$prefix/bin"
 target="$bindir/$exe"
 
-if [ "${1:-}" = "--uninstall" ]; then
-    shift
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# The arguments are checked before anything is built or changed: --uninstall may come anywhere,
+# and install's own flags are passed on to `keyswitch install`.
+uninstall=0 rest=() expect_value=
+for arg in "$@"; do
+    if [ -n "$expect_value" ]; then
+        rest+=("$arg") expect_value=
+        continue
+    fi
+    case "$arg" in
+        --uninstall) uninstall=1 ;;
+        -h | --help) usage; exit 0 ;;
+        --max-retries | --listen | --settings) rest+=("$arg") expect_value=1 ;;
+        --max-retries=* | --listen=* | --settings=* | --helper | --proxy | --statusline | --force | --purge | --yes) rest+=("$arg") ;;
+        *)
+            echo "install.sh: unknown argument $arg: see ./install.sh --help" >&2
+            exit 2
+            ;;
+    esac
+done
+if [ -n "$expect_value" ]; then
+    echo "install.sh: ${rest[${#rest[@]}-1]} needs a value: see ./install.sh --help" >&2
+    exit 2
+fi
+if [ "$uninstall" = 0 ]; then
+    for arg in ${rest[@]+"${rest[@]}"}; do
+        case "$arg" in --purge | --yes)
+            echo "install.sh: $arg goes with --uninstall: run ./install.sh --uninstall --purge [--yes]" >&2
+            exit 2
+            ;;
+        esac
+    done
+fi
+
+if [ "$uninstall" = 1 ]; then
     purge=() yes=()
-    for arg in "$@"; do
+    for arg in ${rest[@]+"${rest[@]}"}; do
         case "$arg" in
             --purge) purge=(--purge) ;;
             --yes) yes=(--yes) ;;
@@ -123,4 +159,4 @@ esac
 
 # `keyswitch install` wires Claude Code and prints the next steps, written so that they work as
 # printed (the full path when this keyswitch is not the one on PATH).
-"$target" install "$@"
+"$target" install ${rest[@]+"${rest[@]}"}

@@ -160,6 +160,15 @@ check "a damaged binary is refused in one line naming the checksum" \
     test "$(grep -c 'does not match its checksum' <<<"$out")" = 1
 check "a damaged binary is not installed" test ! -e "$home/.local/bin/keyswitch"
 
+home=$(new_home args)
+status=0
+as_user "$home" "$nocargo" "$unpacked/install.sh" --purge >/dev/null 2>&1 || status=$?
+check "install.sh --purge without --uninstall is refused (2) before installing anything" \
+    sh -c "[ $status = 2 ] && [ ! -e '$home/.local/bin/keyswitch' ]"
+out=$(as_user "$home" "$nocargo" "$unpacked/install.sh" --help 2>&1)
+check "install.sh --help shows its usage and installs nothing" \
+    sh -c "printf '%s' \"\$1\" | grep -q -- '--uninstall --purge' && [ ! -e '$home/.local/bin/keyswitch' ]" _ "$out"
+
 echo "== npm packages, installed offline into a throwaway prefix"
 home=$(new_home npm)
 prefix="$work/npm-prefix"

@@ -20,7 +20,7 @@ use crate::proxy_settings::ProxySettings;
 pub(super) fn check_port_usable(dirs: &Dirs, listen: SocketAddr) -> Result<()> {
     let taken = |what: &str| {
         refuse(format!(
-            "port {listen} is taken ({what}): choose another with `keyswitch install --proxy --listen 127.0.0.1:PORT`"
+            "port {listen} is taken ({what}): choose another with `--listen 127.0.0.1:PORT` (`keyswitch install --listen …` or `./install.sh --listen …`, with the other flags you gave)"
         ))
     };
     let token = crate::proxy_token::ensure_token(dirs)?;
