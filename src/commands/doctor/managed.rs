@@ -92,7 +92,7 @@ fn system_files() -> Vec<PathBuf> {
 /// The file and its drop-in fragments, merged; `None` when neither exists.
 fn file_source(path: &Path) -> Option<Source> {
     let fragments = fragments(&path.with_file_name("managed-settings.d"));
-    let base = match std::fs::read(path) {
+    let base = match read_bounded(path) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
@@ -147,8 +147,28 @@ fn fragments(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     paths.sort();
     paths
         .into_iter()
-        .filter_map(|p| std::fs::read(&p).ok().map(|bytes| (p, bytes)))
+        .filter_map(|p| read_bounded(&p).ok().map(|bytes| (p, bytes)))
         .collect()
+}
+
+/// The largest managed settings file read: real ones are a few KiB.
+const MAX_SETTINGS_BYTES: u64 = 1 << 20;
+
+/// A regular file's bytes, at most [`MAX_SETTINGS_BYTES`]: a FIFO, a device or a huge file in
+/// its place must not hang doctor or fill its memory.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SETTINGS_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SETTINGS_BYTES {
+        return Err(Error::new(ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    Ok(bytes)
 }
 
 fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
@@ -261,6 +281,35 @@ mod platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_a_device_or_a_huge_file_in_place_of_the_settings_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("managed-settings.json");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let started = std::time::Instant::now();
+        let source = file_source(&fifo).unwrap();
+        assert!(source.settings.unwrap_err().contains("not a regular file"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let zero = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(read_bounded(&zero).is_err());
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; (MAX_SETTINGS_BYTES + 1) as usize]).unwrap();
+        assert!(
+            read_bounded(&huge)
+                .unwrap_err()
+                .to_string()
+                .contains("1 MiB")
+        );
+    }
 
     #[test]
     fn fragments_merge_over_the_file_in_name_order() {
