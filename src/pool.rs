@@ -232,6 +232,9 @@ impl Pool {
     /// The index of a configured key, or a refusal that lists the keys there are.
     pub fn resolve(&self, name: &str) -> Result<usize> {
         self.config.position(name).ok_or_else(|| {
+            // What the user typed, control characters shown escaped rather than sent to the
+            // terminal.
+            let name = name.escape_debug();
             let known: Vec<&str> = self.config.keys.iter().map(|k| k.name.as_str()).collect();
             if known.is_empty() {
                 refuse(format!(

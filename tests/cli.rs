@@ -764,3 +764,22 @@ fn a_closed_stderr_never_turns_a_done_command_into_a_panic() {
     }
     assert_eq!(s.list_json()[0]["cooldown"], "3h");
 }
+
+/// A name with control characters is shown escaped in the refusal, never sent raw to the
+/// terminal.
+#[test]
+fn an_unknown_name_with_control_characters_is_shown_escaped() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    for args in [
+        &["set", "a\u{1b}[31mb", "--cooldown", "5h"][..],
+        &["mark-exhausted", "a\u{1b}[31mb"],
+        &["remove", "a\u{1b}[31mb"],
+    ] {
+        let out = s.cmd().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains('\u{1b}'), "{args:?}: {err:?}");
+        assert!(err.contains("a\\u{1b}[31mb"), "{args:?}: {err:?}");
+    }
+}

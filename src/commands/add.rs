@@ -114,7 +114,8 @@ fn check_clash(pool: &Pool, name: &str, replace: bool) -> Result<()> {
             )))
         }
         (None, true) => Err(refuse(format!(
-            "there is no key named {name} to replace: drop --replace to add it"
+            "there is no key named {} to replace: drop --replace to add it",
+            name.escape_debug()
         ))),
         _ => Ok(()),
     }
