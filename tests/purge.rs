@@ -234,6 +234,8 @@ fn an_unreachable_keychain_deletes_nothing() {
         said.contains("Secret Service") && said.contains("nothing was deleted"),
         "{said}"
     );
+    // Not the advice to move to another store: the keys stay in this one.
+    assert!(!said.contains("keyutils"), "{said}");
     assert_eq!(said.lines().count(), 1, "{said}");
     assert_unchanged(&s, &before);
 }

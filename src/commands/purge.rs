@@ -110,12 +110,16 @@ impl Survey {
         let Some(first) = self.config.keys.first() else {
             return Ok(None);
         };
-        let nothing = "nothing was deleted; run it again once the keychain can be reached";
-        let keychain = open_keychain(&self.config)
-            .map_err(|e| anyhow!("{}; {nothing}", crate::error::one_line(&e)))?;
-        keychain
-            .read(&first.name)
-            .map_err(|e| anyhow!("{}; {nothing}", crate::error::one_line(&e)))?;
+        // Not the keychain's own advice: a route to another store (keyutils) would leave the
+        // keys where they are, in the keychain that cannot be reached.
+        let unreachable = |_| {
+            anyhow!(
+                "the {} cannot be reached here (locked, or no keyring in this session), so nothing was deleted: run `keyswitch uninstall --purge` again where keyswitch reaches your keys (the desktop session that holds them; `keyswitch doctor` says what is wrong)",
+                self.config.store_kind().describe()
+            )
+        };
+        let keychain = open_keychain(&self.config).map_err(unreachable)?;
+        keychain.read(&first.name).map_err(unreachable)?;
         Ok(Some(keychain))
     }
 
