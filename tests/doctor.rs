@@ -346,6 +346,12 @@ fn proxy_status_and_doctor_name_each_keys_upstream() {
     assert!(status.contains(&format!("forwarding {each}")), "{status}");
     let told = doctor(&p.s, &[]);
     told.has(&format!("which forwards {each}"));
+    // Both loopback upstreams were looked at, and said to answer.
+    told.has(&format!("ok    the proxy's upstream {} answers", up.url()));
+    told.has(&format!(
+        "ok    primary's endpoint {} answers",
+        gateway.url()
+    ));
 }
 
 #[test]
