@@ -40,7 +40,7 @@ for arg in "$@"; do
         --uninstall) uninstall=1 ;;
         -h | --help) usage; exit 0 ;;
         --max-retries | --listen | --settings) rest+=("$arg") expect_value=1 ;;
-        --max-retries=* | --listen=* | --settings=* | --helper | --proxy | --statusline | --force | --purge | --yes) rest+=("$arg") ;;
+        --max-retries=* | --listen=* | --settings=* | --helper | --proxy | --statusline | --force | --keys-only | --purge | --yes) rest+=("$arg") ;;
         *)
             echo "install.sh: unknown argument $arg: see ./install.sh --help" >&2
             exit 2

@@ -192,6 +192,10 @@ pub struct InstallArgs {
     /// a status line of your own is replaced only with --force, and uninstall puts it back.
     #[arg(long)]
     pub statusline: bool,
+    /// Install although a Claude subscription login (Pro/Max) is here: every request then goes
+    /// out on your API keys and is billed to them, not to the subscription.
+    #[arg(long)]
+    pub keys_only: bool,
     /// The proxy's loopback address (default 127.0.0.1:27329); implies --proxy.
     #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
     pub listen: Option<String>,

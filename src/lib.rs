@@ -21,6 +21,7 @@ macro_rules! say_inline {
     }};
 }
 
+mod bounded_command;
 mod claude;
 mod cli;
 mod commands;
@@ -57,6 +58,7 @@ mod select;
 mod service;
 mod state;
 mod store;
+mod subscription_login;
 mod timespec;
 mod token_handouts;
 mod validate;

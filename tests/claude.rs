@@ -1378,3 +1378,44 @@ fn uninstall_gives_back_a_compact_settings_file_byte_for_byte() {
         .stderr(predicate::str::contains("your edits since").not());
     assert_eq!(std::fs::read_to_string(s.settings_file()).unwrap(), own);
 }
+
+/// A subscriber is never moved onto API billing silently: a first install over a login (its
+/// file, or CLAUDE_CODE_OAUTH_TOKEN) is refused unless `--keys-only` says so, and changes
+/// nothing; with it, install says what it costs.
+#[test]
+fn install_over_a_subscription_login_needs_keys_only() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    let login = s.claude_dir().join(".credentials.json");
+    std::fs::write(
+        &login,
+        r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-test-x"}}"#,
+    )
+    .unwrap();
+    for mode in ["--helper", "--proxy"] {
+        s.cmd()
+            .args(["install", mode])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("subscription login"))
+            .stderr(predicate::str::contains("--keys-only"))
+            .stderr(predicate::str::contains("sk-ant-oat01").not());
+        assert!(!s.settings_file().exists(), "{mode}");
+    }
+    std::fs::remove_file(&login).unwrap();
+    s.cmd()
+        .args(["install", "--helper"])
+        .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-test-y")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("CLAUDE_CODE_OAUTH_TOKEN is set"));
+    assert!(!s.settings_file().exists());
+    s.cmd()
+        .args(["install", "--helper", "--keys-only"])
+        .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-test-y")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("billed to them"));
+    assert!(s.settings()["apiKeyHelper"].is_string());
+}

@@ -101,6 +101,7 @@ pub fn run(command: Command) -> Result<()> {
                 force: args.force,
                 max_retries: args.max_retries,
                 statusline: args.statusline,
+                keys_only: args.keys_only,
                 wanted: install::Wanted::from_flags(
                     args.proxy,
                     args.helper,

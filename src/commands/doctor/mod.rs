@@ -3,7 +3,6 @@
 //! proxy's own view, each upstream's reachability — and says how to fix each thing that would
 //! fail a turn. Exit 0 when nothing would, 1 otherwise; `--json` for scripts.
 
-mod bounded;
 mod keys;
 mod managed;
 mod overrides;
@@ -136,7 +135,10 @@ const VERSION_DEADLINE: Duration = Duration::from_secs(10);
 fn claude_version(claude: &Path) -> Option<(u64, u64, u64)> {
     let mut command = Command::new(claude);
     command.arg("--version");
-    parse_version(&bounded::first_line(command, VERSION_DEADLINE)?)
+    parse_version(&crate::bounded_command::first_line(
+        command,
+        VERSION_DEADLINE,
+    )?)
 }
 
 fn parse_version(text: &str) -> Option<(u64, u64, u64)> {

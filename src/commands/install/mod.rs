@@ -19,7 +19,7 @@ use crate::claude::settings_file::{SettingsFile, Snapshot};
 use crate::claude::slot::Slot;
 use crate::claude::wiring::{
     BASE_URL_VAR, HELPER_KEY, HELPER_TTL_MS, RETRIES_VAR, STATUS_LINE_KEY, TTL_VAR, is_our_helper,
-    is_our_status_line, recovered_record, session_env, status_line,
+    recovered_record, session_env, status_line,
 };
 use crate::config::Config;
 use crate::error::refuse;
@@ -30,7 +30,9 @@ use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
 
 mod upstream;
 
+mod guards;
 mod proxy_switch;
+use guards::{guard_subscription, refuse_foreign_helper, refuse_foreign_status_line};
 pub(in crate::commands) use proxy_switch::stop_proxy;
 use proxy_switch::switch_proxy;
 pub(crate) use upstream::{LoopbackProblem, loopback_upstream_problem, proxy_address_as_endpoint};
@@ -75,6 +77,8 @@ pub struct Asked<'a> {
     pub force: bool,
     pub max_retries: Option<u32>,
     pub statusline: bool,
+    /// Wire the helper over a subscription login all the same.
+    pub keys_only: bool,
     pub wanted: Wanted,
 }
 
@@ -84,6 +88,7 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
         force,
         max_retries,
         statusline,
+        keys_only,
         wanted,
     } = asked;
     let settings = SettingsFile::locate(settings)?;
@@ -91,6 +96,7 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
     let saved = saved_record_for(&ctx.dirs, &settings)?;
+    guard_subscription(saved.is_some(), keys_only)?;
     // Checked before anything is written: invalid JSON, entries of the wrong type and a
     // foreign helper stop here.
     let snapshot = settings.read()?;
@@ -165,42 +171,6 @@ fn with_absolute_settings(mut record: InstallRecord, settings: &SettingsFile) ->
         record.settings = settings.path.clone();
     }
     record
-}
-
-/// An apiKeyHelper of the user's own is replaced only with `--force`.
-fn refuse_foreign_helper(
-    settings: &SettingsFile,
-    map: &Map<String, Value>,
-    force: bool,
-) -> Result<()> {
-    if let Some(existing) = map.get(HELPER_KEY)
-        && !existing.as_str().is_some_and(is_our_helper)
-        && !force
-    {
-        return Err(refuse(format!(
-            "{} already sets an apiKeyHelper of its own: run `keyswitch install --force` to replace it (`keyswitch uninstall` puts it back)",
-            settings.path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// A status line of the user's own is replaced only with `--force`.
-fn refuse_foreign_status_line(
-    settings: &SettingsFile,
-    map: &Map<String, Value>,
-    force: bool,
-) -> Result<()> {
-    if let Some(existing) = map.get(STATUS_LINE_KEY)
-        && !is_our_status_line(existing)
-        && !force
-    {
-        return Err(refuse(format!(
-            "{} already sets a statusLine of its own: run `keyswitch install --statusline --force` to replace it (`keyswitch uninstall` puts it back)",
-            settings.path.display()
-        )));
-    }
-    Ok(())
 }
 
 /// A copy of the file as it was before keyswitch first changed it — never of a wired one.

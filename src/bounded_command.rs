@@ -1,5 +1,5 @@
-//! Running a system tool for doctor (`claude --version`, `security`, `plutil`, `reg`) with a
-//! deadline: whatever the tool does, doctor gets on, and leaves no child behind.
+//! Running a system tool (`claude --version`, `security`, `plutil`, `reg`) with a deadline:
+//! whatever the tool does, the caller gets on, and no child is left behind.
 
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 /// What the tool printed on stdout and how it exited; `None` when it could not be started or
 /// did not finish within `deadline`. (Only macOS and Windows have such tools to ask yet.)
 #[cfg_attr(not(any(target_os = "macos", windows)), allow(dead_code))]
-pub(super) fn run(mut command: Command, deadline: Duration) -> Option<(ExitStatus, Vec<u8>)> {
+pub fn run(mut command: Command, deadline: Duration) -> Option<(ExitStatus, Vec<u8>)> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -41,7 +41,7 @@ pub(super) fn run(mut command: Command, deadline: Duration) -> Option<(ExitStatu
 
 /// The first line a tool prints, within `deadline` (a wrapper script's child may keep the pipe
 /// open after the line: the line is enough).
-pub(super) fn first_line(mut command: Command, deadline: Duration) -> Option<String> {
+pub fn first_line(mut command: Command, deadline: Duration) -> Option<String> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
