@@ -220,7 +220,7 @@ mod platform {
             .map(|path| {
                 let mut plutil = std::process::Command::new("/usr/bin/plutil");
                 plutil.args(["-convert", "json", "-o", "-"]).arg(&path);
-                let settings = match super::crate::bounded_command::run(plutil, TOOL_DEADLINE) {
+                let settings = match crate::bounded_command::run(plutil, TOOL_DEADLINE) {
                     Some((status, out)) if status.success() => parse_object(&out),
                     Some(_) => Err("plutil could not convert it".to_string()),
                     None => Err("plutil did not answer".to_string()),
@@ -245,7 +245,7 @@ mod platform {
             let key = format!(r"{hive}\SOFTWARE\Policies\ClaudeCode");
             let mut reg = std::process::Command::new("reg");
             reg.args(["query", &key, "/v", "Settings"]);
-            let Some((status, out)) = super::crate::bounded_command::run(reg, TOOL_DEADLINE) else {
+            let Some((status, out)) = crate::bounded_command::run(reg, TOOL_DEADLINE) else {
                 continue;
             };
             if !status.success() {
