@@ -18,7 +18,7 @@ pub fn of_keys<'a>(config: &'a Config, default: &str) -> Vec<(&'a str, String)> 
         .collect()
 }
 
-/// "primary → https://gw.example/v1, fallback → https://api.anthropic.com" (URLs redacted);
+/// `primary → https://gw.example/v1, fallback → https://api.anthropic.com` (URLs redacted);
 /// with no keys, the default upstream alone.
 pub fn describe(config: &Config, default: &str) -> String {
     let each = of_keys(config, default);
