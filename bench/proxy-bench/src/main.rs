@@ -1,6 +1,7 @@
 //! The proxy-mode benchmark: everything measured against a reference in the same run.
 //!
 //!   proxy-bench --keyswitch PATH [--rounds N] [--requests N]
+//!   proxy-bench peers --spec FILE --pids FILE     (keyswitch beside other proxies: [`peers`])
 //!
 //! Runs inside a sandbox that `scripts/bench-proxy.sh` set up (config and state folders, a
 //! private keyring holding a key `primary` and a key `fallback`). Starts a stand-in upstream,
@@ -16,6 +17,7 @@
 //! Progress goes to stderr.
 
 mod client;
+mod peers;
 mod proxy;
 mod standin;
 
@@ -92,6 +94,10 @@ fn usage(problem: &str) -> ! {
 const WATCHDOG: Duration = Duration::from_secs(300);
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("peers") {
+        return peers::main(&argv[1..]);
+    }
     let args = args();
     std::thread::spawn(|| {
         std::thread::sleep(WATCHDOG);

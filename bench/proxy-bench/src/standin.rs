@@ -4,7 +4,12 @@
 //! - `sse`: a short event stream, the first event sent with the headers;
 //! - `hold`: the first event, then the stream stays open until [`StandIn::release`];
 //! - `failover`: 429 for a key containing `-primary-`, 200 for any other key. It notes the time
-//!   it hands hyper the 429 and the time the next request's head arrives: the failover gap.
+//!   it hands hyper the 429 and the time the next request's head arrives: the failover gap;
+//! - `spent`: 429 with `retry-after: 30` for every key (every key has run out).
+//!
+//! Without the header, the mode is read from a `[bench:MODE]` marker at the start of the user
+//! turn (`peers` mode: the peers do not forward unknown headers, but all forward the text). The
+//! key is `x-api-key`, or `authorization: Bearer …` (better-ccflare sends that).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,15 +31,19 @@ type Body = BoxBody<Bytes, Infallible>;
 
 const MESSAGE: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench","content":[{"type":"text","text":"Hello from the stand-in upstream."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12000,"output_tokens":9}}"#;
 const RATE_LIMITED: &str = r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed your organization's rate limit."}}"#;
-const FIRST_EVENT: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-bench\"}}\n\n";
+/// A complete Messages API stream (proxies that parse it, as LiteLLM does, need every part).
+const FIRST_EVENT: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-bench\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12000,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
 const DELTA: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n";
-const LAST_EVENT: &str = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+const LAST_EVENT: &str = "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":9}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
 #[derive(Default)]
 struct Failover {
     last_429: Option<Instant>,
     gaps: Vec<Duration>,
     primary_429s: u64,
+    /// Requests in the `failover` and `spent` modes: how many upstream calls a client's one
+    /// request cost.
+    calls: u64,
 }
 
 pub struct StandIn {
@@ -45,7 +54,13 @@ pub struct StandIn {
 
 impl StandIn {
     pub fn start() -> StandIn {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
+        StandIn::start_on(0)
+    }
+
+    /// On a given loopback port (0: any free one).
+    pub fn start_on(port: u16) -> StandIn {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("cannot bind the stand-in to 127.0.0.1:{port}: {e}"));
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let failover = Arc::new(Mutex::new(Failover::default()));
@@ -77,6 +92,11 @@ impl StandIn {
     /// How many 429s the primary got so far.
     pub fn primary_429s(&self) -> u64 {
         self.failover.lock().unwrap().primary_429s
+    }
+
+    /// The requests in the `failover` and `spent` modes since the last call.
+    pub fn take_calls(&self) -> u64 {
+        std::mem::take(&mut self.failover.lock().unwrap().calls)
     }
 
     /// The failover gaps measured since the last call.
@@ -117,30 +137,38 @@ async fn answer(
     released: watch::Receiver<u64>,
 ) -> Response<Body> {
     let arrived = Instant::now();
-    let mode = header(&request, "x-bench-mode");
-    let key = header(&request, "x-api-key");
-    if mode == "failover" {
-        let mut f = failover.lock().unwrap();
-        if key.contains("-primary-") {
-            drop(f);
-            let _ = request.into_body().collect().await;
-            let mut f = failover.lock().unwrap();
-            f.primary_429s += 1;
-            f.last_429 = Some(Instant::now());
-            return Response::builder()
-                .status(429)
-                .header("content-type", "application/json")
-                .header("retry-after", "30")
-                .header("x-should-retry", "true")
-                .body(full(RATE_LIMITED))
-                .unwrap();
-        }
-        if let Some(sent) = f.last_429.take() {
-            f.gaps.push(arrived.saturating_duration_since(sent));
-        }
+    let header_mode = header(&request, "x-bench-mode");
+    let key = api_key(&request);
+    if header_mode == "failover" && !key.contains("-primary-") {
+        note_arrival(failover, arrived);
     }
     // Like the real API: the whole request is read before anything is answered.
-    let _ = request.into_body().collect().await;
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mode = if header_mode.is_empty() {
+        body_mode(&body)
+    } else {
+        header_mode.clone()
+    };
+    if mode == "failover" || mode == "spent" {
+        let mut f = failover.lock().unwrap();
+        f.calls += 1;
+        if mode == "spent" || key.contains("-primary-") {
+            if key.contains("-primary-") {
+                f.primary_429s += 1;
+            }
+            f.last_429 = Some(Instant::now());
+            return rate_limited();
+        }
+        drop(f);
+        if header_mode.is_empty() {
+            note_arrival(failover, arrived);
+        }
+    }
     match mode.as_str() {
         "sse" => stream(None),
         "hold" => stream(Some(released)),
@@ -149,6 +177,37 @@ async fn answer(
             .body(full(MESSAGE))
             .unwrap(),
     }
+}
+
+/// A request with another key after a 429: the gap since that 429.
+fn note_arrival(failover: &Mutex<Failover>, arrived: Instant) {
+    let mut f = failover.lock().unwrap();
+    if let Some(sent) = f.last_429.take() {
+        f.gaps.push(arrived.saturating_duration_since(sent));
+    }
+}
+
+fn rate_limited() -> Response<Body> {
+    Response::builder()
+        .status(429)
+        .header("content-type", "application/json")
+        .header("retry-after", "30")
+        .header("x-should-retry", "true")
+        .body(full(RATE_LIMITED))
+        .unwrap()
+}
+
+/// The `[bench:MODE]` marker, looked for in the first 4 KiB: it opens the user turn, and what a
+/// peer puts before that turn (model, limits, metadata) is small.
+fn body_mode(body: &[u8]) -> String {
+    const MARK: &[u8] = b"[bench:";
+    let head = &body[..body.len().min(4096)];
+    let Some(at) = head.windows(MARK.len()).position(|w| w == MARK) else {
+        return String::new();
+    };
+    let rest = &head[at + MARK.len()..];
+    let end = rest.iter().position(|&b| b == b']').unwrap_or(0);
+    String::from_utf8_lossy(&rest[..end]).into_owned()
 }
 
 /// An event stream whose first event goes out with the headers; the rest follows at once, or
@@ -183,6 +242,16 @@ fn stream(hold: Option<watch::Receiver<u64>>) -> Response<Body> {
         .header("cache-control", "no-cache")
         .body(body.boxed())
         .unwrap()
+}
+
+/// The client's key: `x-api-key`, else the bearer token.
+fn api_key(request: &Request<Incoming>) -> String {
+    let key = header(request, "x-api-key");
+    if !key.is_empty() {
+        return key;
+    }
+    let auth = header(request, "authorization");
+    auth.strip_prefix("Bearer ").unwrap_or(&auth).to_string()
 }
 
 fn header(request: &Request<Incoming>, name: &str) -> String {
