@@ -235,7 +235,7 @@ fi
 
 python3 - "$peers_json" "$standin" >"$work/spec.json" <<'PY'
 import json, sys
-print(json.dumps({"standin_port": int(sys.argv[2]), "starts": 5, "rounds": 3, "warmup": 100,
+print(json.dumps({"standin_port": int(sys.argv[2]), "starts": 7, "rounds": 3, "warmup": 100,
                   "c1_requests": 300, "per_connection": 10, "streams": 100,
                   "peers": json.load(open(sys.argv[1]))}))
 PY
