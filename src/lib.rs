@@ -14,6 +14,7 @@ mod failure;
 mod fileio;
 mod gateway;
 mod handout;
+mod headroom;
 mod key_upstreams;
 mod loopback;
 mod messages;

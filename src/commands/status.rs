@@ -1,5 +1,6 @@
 //! `keyswitch status`: one short line for a status bar. Reads no secret and never touches the
-//! keychain, so it works (and is fast) even when the keychain is unavailable.
+//! keychain, so it works (and is fast) even when the keychain is unavailable. In proxy mode the
+//! active key's headroom is one segment of it, read from the headroom file (never locked).
 
 use anyhow::Result;
 use jiff::{SignedDuration, Timestamp};
@@ -44,6 +45,7 @@ fn line(pool: &Pool, ctx: &Context) -> String {
                 ));
             }
             parts.push(head);
+            parts.extend(headroom(pool, names(active), ctx));
         }
         None => parts.push("key: none usable".to_string()),
     }
@@ -76,6 +78,15 @@ fn line(pool: &Pool, ctx: &Context) -> String {
         ));
     }
     parts.join(" · ")
+}
+
+/// The active key's headroom segment, in proxy mode and when the proxy has figures for it.
+fn headroom(pool: &Pool, name: &str, ctx: &Context) -> Option<String> {
+    if !crate::mode::proxy_chosen(&crate::mode::Mode::load(&pool.dirs)) {
+        return None;
+    }
+    let book = crate::headroom::store::Book::load(&pool.dirs.headroom_file());
+    crate::headroom::show::status_segment(book.key(name), ctx.now.date())
 }
 
 /// When every running session has the active key, if that is still ahead: a cooldown that ended
