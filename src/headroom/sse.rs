@@ -79,18 +79,16 @@ impl SseScan {
         match &mut self.line {
             Line::Start { prefix, len } => {
                 // Byte by byte only up to six bytes a line.
-                let mut taken = 0;
-                for &b in piece {
+                for (i, &b) in piece.iter().enumerate() {
                     if *len == prefix.len() {
                         break;
                     }
                     prefix[*len] = b;
                     *len += 1;
-                    taken += 1;
                     if let Some(next) = classify(&prefix[..*len], self.event) {
                         // The rest of the line (its end too) goes to the new state.
                         self.line = next;
-                        return &bytes[taken..];
+                        return &bytes[i + 1..];
                     }
                 }
                 if ends {
@@ -179,6 +177,10 @@ fn classify(prefix: &[u8], event: Event) -> Option<Line> {
             Event::Unnamed => Line::Sniff(Vec::new()),
             Event::Other => Line::Skip,
         });
+    }
+    // A blank line of a stream that ends its lines with CRLF: its end says it is blank.
+    if prefix == b"\r" {
+        return None;
     }
     let could_be = |field: &[u8]| field.starts_with(prefix);
     if could_be(b"event:") || could_be(b"data:") {

@@ -87,6 +87,13 @@ proptest! {
 fn crlf_lines_and_events_without_an_event_line_are_read() {
     let text = stream().replace('\n', "\r\n");
     assert_eq!(scanned(&[text.as_bytes()]), Some(want()));
+    // The blank line ends the event: an unnamed one after it is sniffed, not taken as wanted.
+    let mut scan = SseScan::default();
+    scan.feed(b"event: message_delta\r\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":3}}\r\n\r\n");
+    assert_eq!(scan.event, Event::Unnamed);
+    scan.feed(b"data: {\"type\":\"content_block_delta\",\"text\":\"not json at all");
+    scan.feed(b"\r\n\r\n");
+    assert_eq!(scan.usage().and_then(|u| u.output), Some(3));
     let unnamed: String = stream()
         .lines()
         .filter(|l| !l.starts_with("event:"))
