@@ -124,8 +124,10 @@ fn window_name(family: &str, window: &str) -> String {
     format!("{family}{clean}")
 }
 
-/// A count: digits only (a `12.0` some gateways write is read as 12).
+/// A count: digits only (a `12.0` some gateways write is read as 12); of the IETF draft's
+/// `100, 100;w=60` (Envoy's), the first number.
 fn count(value: &str) -> Option<u64> {
+    let value = value.split([',', ';']).next().unwrap_or(value).trim();
     if let Ok(n) = value.parse::<u64>() {
         return Some(n);
     }

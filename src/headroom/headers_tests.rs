@@ -88,11 +88,14 @@ fn openrouter_reset_in_milliseconds_and_envoy_in_seconds() {
         Some(Timestamp::from_millisecond(1764583260000).unwrap())
     );
     let r = of(&[
+        ("x-ratelimit-limit", "1000, 1000;w=60"),
         ("x-ratelimit-remaining", "900"),
         ("x-ratelimit-reset", "30"),
     ])
     .unwrap();
-    assert_eq!(window(&r, "rate").reset, at("2026-12-01T10:00:30Z"));
+    let w = window(&r, "rate");
+    assert_eq!((w.limit, w.remaining), (Some(1000), Some(900)));
+    assert_eq!(w.reset, at("2026-12-01T10:00:30Z"));
 }
 
 #[test]

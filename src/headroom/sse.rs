@@ -1,8 +1,8 @@
 //! The `usage` of a streamed Messages answer, read as its bytes pass: the scanner looks at each
 //! line's start to tell `event:` and `data:` lines apart, copies only the `data:` line of a
 //! `message_start` or `message_delta` event (a few hundred bytes), and skips every other line
-//! (the text deltas) without copying a byte. It never holds anything back: it is handed each
-//! frame after the frame went on. Anything it does not understand (a line past its bound, data
+//! (the text deltas) without copying a byte. It never holds anything back: it reads each frame
+//! as it is handed on, and needs no later frame to let one go. Anything it does not understand (a line past its bound, data
 //! that does not parse) makes it give up for the rest of the stream, quietly.
 
 use serde_json::Value;

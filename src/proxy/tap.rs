@@ -1,8 +1,8 @@
 //! The headroom the proxy reads off each answer as it passes ([`crate::headroom`]): the
 //! headers of every answer, success or error, and the `usage` of a successful one's body —
-//! scanned frame by frame after each frame is handed on, so nothing is held back, and counted
-//! when the body ends or is dropped (a client that went away mid-stream still used what the
-//! stream had said by then).
+//! each frame is looked at in the same poll that hands it on (no frame waits for the next, none
+//! is copied whole), and the answer is counted when its body ends or is dropped (a client that
+//! went away mid-stream still used what the stream had said by then).
 
 use std::pin::Pin;
 use std::sync::Arc;
