@@ -86,7 +86,7 @@ fn headroom(pool: &Pool, name: &str, ctx: &Context) -> Option<String> {
         return None;
     }
     let book = crate::headroom::store::Book::load(&pool.dirs.headroom_file());
-    crate::headroom::show::status_segment(book.key(name), ctx.now.date())
+    crate::headroom::show::status_segment(book.key(name), ctx.now.date(), ctx.now.timestamp())
 }
 
 /// When every running session has the active key, if that is still ahead: a cooldown that ended

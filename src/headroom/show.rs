@@ -153,22 +153,29 @@ pub fn list_cell(
     parts.join(" · ")
 }
 
-/// The status line's one segment for the active key: "▰ $4.02/$5.00, 1.2M tok today";
-/// `None` when nothing is known.
-pub fn status_segment(figures: Option<&KeyFigures>, today: Date) -> Option<String> {
+/// The status line's one segment for the active key: "████░ $4.02/$5.00, 1.2M tok today"
+/// (with the report's age when it is old); `None` when nothing is known.
+pub fn status_segment(figures: Option<&KeyFigures>, today: Date, now: Timestamp) -> Option<String> {
     let figures = figures?;
     let mut parts = Vec::new();
     if let Some(seen) = &figures.reported {
         let r = &seen.reported;
-        match (r.spend, r.max_budget) {
-            (Some(spend), Some(max)) if max > 0.0 => parts.push(format!(
+        let words = match (r.spend, r.max_budget) {
+            (Some(spend), Some(max)) if max > 0.0 => Some(format!(
                 "{} {}/{}",
                 bar(spend / max, 5, false),
                 money(spend),
                 money(max)
             )),
-            (Some(spend), _) => parts.push(format!("{} spent", money(spend))),
-            _ => parts.extend(tightest(r)),
+            (Some(spend), _) => Some(format!("{} spent", money(spend))),
+            _ => tightest(r),
+        };
+        if let Some(words) = words {
+            let old = now.duration_since(seen.at) >= FRESH;
+            parts.push(match old {
+                true => format!("{words} ({})", ago_in_words(seen.at, now)),
+                false => words,
+            });
         }
     }
     let used = figures.day(today).tokens();
@@ -238,7 +245,7 @@ mod tests {
             "████████░░ $4.02 of $5.00 · 1.2M tokens today"
         );
         assert_eq!(
-            status_segment(Some(&f), today()).unwrap(),
+            status_segment(Some(&f), today(), now()).unwrap(),
             "████░ $4.02/$5.00, 1.2M tok today"
         );
         // An old report says how old it is; no budget says the spend alone.
@@ -248,9 +255,12 @@ mod tests {
             list_cell(Some(&f), today(), later, false),
             "$4.02 spent (as of 4h 15m ago) · 0 tokens today"
         );
-        assert_eq!(status_segment(Some(&f), today()).unwrap(), "$4.02 spent");
+        assert_eq!(
+            status_segment(Some(&f), today(), later).unwrap(),
+            "$4.02 spent (4h 15m ago)"
+        );
         assert_eq!(list_cell(None, today(), now(), false), NOTHING_YET);
-        assert_eq!(status_segment(None, today()), None);
+        assert_eq!(status_segment(None, today(), now()), None);
         assert_eq!(
             list_cell(Some(&KeyFigures::default()), today(), now(), false),
             NOTHING_YET
