@@ -1,11 +1,13 @@
 //! The header families gateways put a key's headroom in, read into a [`Reported`]:
 //!
-//! - LiteLLM: `x-litellm-key-spend`, `x-litellm-key-max-budget` (US dollars; `None` when unset);
+//! - LiteLLM: `x-litellm-key-spend`, `x-litellm-key-max-budget` (US dollars; `None` when unset),
+//!   `x-litellm-key-remaining-{requests,tokens}-MODEL` (the key's own rate limits);
 //! - Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,
 //!   remaining,reset}` (reset as RFC 3339);
-//! - OpenAI-style (LiteLLM, OpenRouter, Envoy AI Gateway): `x-ratelimit-{limit,remaining,reset}`
+//! - OpenAI-style (OpenRouter, Envoy AI Gateway): `x-ratelimit-{limit,remaining,reset}`
 //!   with or without a `-WINDOW` suffix; the reset as seconds from now, a Unix time in seconds or
-//!   milliseconds (OpenRouter), or a duration like `6m0s`;
+//!   milliseconds (OpenRouter), or a duration like `6m0s` — except from LiteLLM, where they are
+//!   the gateway's own upstream key's;
 //! - Kong AI rate limiting: `x-ai-ratelimit-{limit,remaining}-WINDOW-PROVIDER` and
 //!   `x-ai-ratelimit-reset` (seconds) for all of them.
 //!
@@ -31,6 +33,10 @@ pub fn read<'a>(
 ) -> Option<Reported> {
     let mut reported = Reported::default();
     let mut windows = Windows::default();
+    // LiteLLM turns its own upstream key's rate limits into `x-ratelimit-*`: behind it those
+    // are the gateway's key, shared by every user, so they count only from other gateways.
+    let mut openai_style = Windows::default();
+    let mut litellm = false;
     for (name, value) in headers {
         // Most headers start with none of these: one byte settles it.
         if !matches!(name.as_bytes().first(), Some(b'x' | b'a')) {
@@ -40,10 +46,18 @@ pub fn read<'a>(
             continue;
         };
         let value = value.trim();
-        if let Some(rest) = name.strip_prefix("x-litellm-key-") {
+        if let Some(rest) = name.strip_prefix("x-litellm-") {
+            litellm = true;
             match rest {
-                "spend" => reported.spend = money(value),
-                "max-budget" => reported.max_budget = money(value),
+                "key-spend" => reported.spend = money(value),
+                "key-max-budget" => reported.max_budget = money(value),
+                // Per model group: `x-litellm-key-remaining-requests-claude-sonnet-4-5`.
+                _ if rest.starts_with("key-remaining-requests-") => {
+                    windows.set("", "requests", "remaining", value, now);
+                }
+                _ if rest.starts_with("key-remaining-tokens-") => {
+                    windows.set("", "tokens", "remaining", value, now);
+                }
                 _ => {}
             }
         } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
@@ -52,13 +66,22 @@ pub fn read<'a>(
             }
         } else if let Some(rest) = name.strip_prefix("x-ratelimit-") {
             let (field, window) = rest.split_once('-').unwrap_or((rest, "rate"));
-            windows.set("", window, field, value, now);
+            openai_style.set("", window, field, value, now);
         } else if let Some(rest) = name.strip_prefix("x-ai-ratelimit-") {
             let (field, window) = rest.split_once('-').unwrap_or((rest, ""));
             windows.set("kong ", window, field, value, now);
         }
     }
     reported.windows = windows.finish();
+    if !litellm {
+        for window in openai_style.finish() {
+            if reported.windows.len() < MAX_WINDOWS
+                && !reported.windows.iter().any(|w| w.name == window.name)
+            {
+                reported.windows.push(window);
+            }
+        }
+    }
     (!reported.is_empty()).then_some(reported)
 }
 

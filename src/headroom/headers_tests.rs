@@ -99,7 +99,23 @@ fn openrouter_reset_in_milliseconds_and_envoy_in_seconds() {
 }
 
 #[test]
-fn openai_style_windows_as_litellm_sends_them() {
+fn litellm_passes_on_its_own_keys_limits_which_are_not_the_users() {
+    let r = of(&[
+        ("x-litellm-version", "1.108.7"),
+        ("x-litellm-key-spend", "1.0"),
+        ("x-ratelimit-remaining-requests", "3999"),
+        ("x-ratelimit-limit-requests", "4000"),
+        ("x-litellm-key-remaining-requests-claude-sonnet-4-5", "1"),
+        ("x-litellm-key-rpm-limit", "None"),
+    ])
+    .unwrap();
+    assert_eq!(r.windows.len(), 1, "{r:?}");
+    let w = window(&r, "requests");
+    assert_eq!((w.remaining, w.limit), (Some(1), None));
+}
+
+#[test]
+fn openai_style_windows() {
     let r = of(&[
         ("x-ratelimit-limit-requests", "100"),
         ("x-ratelimit-remaining-requests", "99"),
