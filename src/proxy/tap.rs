@@ -128,3 +128,99 @@ impl Drop for Tapped {
         self.count();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::channel::Channel;
+
+    use super::*;
+    use crate::headroom::store::Book;
+    use crate::paths::Dirs;
+
+    const START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":1200,\"output_tokens\":1}}}\n\n";
+    const DELTA: &str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":345}}\n\n";
+
+    fn recorder() -> (tempfile::TempDir, Dirs, Arc<Recorder>) {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            config: dir.path().join("config"),
+            state: dir.path().join("state"),
+        };
+        let recorder = Recorder::new(&dirs);
+        (dir, dirs, recorder)
+    }
+
+    fn counted(dirs: &Dirs, recorder: &Recorder) -> Tally {
+        recorder.write();
+        let book = Book::load(&dirs.headroom_file());
+        let mut total = Tally::default();
+        for tally in book
+            .key("a")
+            .map(|f| f.days.values().copied().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            total.add(&tally);
+        }
+        total
+    }
+
+    fn stream(body: Channel<Bytes, Infallible>) -> Response<Body> {
+        let body = body.map_err(|never: Infallible| match never {}).boxed();
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_frame_passes_as_it_came_and_a_stream_cut_short_counts_what_it_said() {
+        let (_dir, dirs, recorder) = recorder();
+        let (mut sender, body) = Channel::new(4);
+        let mut answer = tapped(stream(body), &recorder, "a").into_body();
+        // The first event, cut mid-line: handed on at once, byte for byte, with no wait for the
+        // rest of its line.
+        let (head, tail) = START.split_at(30);
+        sender
+            .send_data(Bytes::from_static(head.as_bytes()))
+            .await
+            .unwrap();
+        let frame = answer.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), head.as_bytes());
+        sender
+            .send_data(Bytes::from_static(tail.as_bytes()))
+            .await
+            .unwrap();
+        let frame = answer.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), tail.as_bytes());
+        // The client goes away before the message_delta: the input counts, once.
+        drop(answer);
+        drop(sender);
+        let tally = counted(&dirs, &recorder);
+        assert_eq!((tally.input, tally.output, tally.requests), (1200, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_whole_stream_counts_once_at_its_end() {
+        let (_dir, dirs, recorder) = recorder();
+        let (mut sender, body) = Channel::new(4);
+        let mut answer = tapped(stream(body), &recorder, "a").into_body();
+        tokio::spawn(async move {
+            for event in [START, DELTA] {
+                sender
+                    .send_data(Bytes::from_static(event.as_bytes()))
+                    .await
+                    .unwrap();
+            }
+        });
+        while let Some(frame) = answer.frame().await {
+            frame.unwrap();
+        }
+        let tally = counted(&dirs, &recorder);
+        drop(answer);
+        assert_eq!((tally.input, tally.output, tally.requests), (1200, 345, 1));
+        // Dropped after its end: not counted again.
+        assert_eq!(counted(&dirs, &recorder).requests, 1);
+    }
+}
