@@ -139,6 +139,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show each key's tokens per day for the last two weeks, and its headroom as its gateway
+    /// last reported it (proxy mode: the proxy reads both off the answers).
+    Usage {
+        /// Print JSON instead of the chart.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

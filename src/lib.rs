@@ -35,6 +35,7 @@ mod failure;
 mod fileio;
 mod gateway;
 mod handout;
+mod headroom;
 mod key_upstreams;
 mod loopback;
 mod messages;

@@ -124,6 +124,17 @@ impl Dirs {
     pub fn gateways_seen(&self) -> PathBuf {
         self.state.join("gateways.json")
     }
+
+    /// Each key's headroom and token tally, as the proxy read them off the answers
+    /// ([`crate::headroom::store`]).
+    pub fn headroom_file(&self) -> PathBuf {
+        self.state.join("headroom.json")
+    }
+
+    /// Held by a proxy while it adds to [`Dirs::headroom_file`]; readers never take it.
+    pub fn headroom_lock(&self) -> PathBuf {
+        self.state.join("headroom.lock")
+    }
 }
 
 fn env_dir(var: &str) -> Option<PathBuf> {

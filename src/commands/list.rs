@@ -1,10 +1,13 @@
-//! `keyswitch list`: the keys in order, with a masked secret, which is active, and when cooling
-//! keys return. The keychain is read only to show that each secret is there.
+//! `keyswitch list`: the keys in order, with a masked secret, which is active, when cooling
+//! keys return, and (in proxy mode) each key's headroom as its gateway last reported it. The
+//! keychain is read only to show that each secret is there.
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::{Context, open_keychain, out};
+use crate::headroom::show::{self, NEED_PROXY};
+use crate::headroom::store::Book;
 use crate::pool::Pool;
 use crate::select::Availability;
 use crate::timespec::{local_clock, until_in_words};
@@ -14,27 +17,49 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::read(ctx.dirs.clone(), now)?;
     let hints = secret_hints(&pool);
+    // Helper mode has no proxy to read the figures: none are shown, and the way to them is.
+    let book = crate::mode::proxy_chosen(&crate::mode::Mode::load(&ctx.dirs))
+        .then(|| Book::load(&ctx.dirs.headroom_file()));
     if json {
         return out(&serde_json::to_string_pretty(&json_rows(
-            &pool, &hints, now,
+            &pool,
+            &hints,
+            book.as_ref(),
+            ctx,
         ))?);
     }
     if pool.config().keys.is_empty() {
         say!("keyswitch: {}", crate::messages::NO_KEYS_YET);
         return Ok(());
     }
-    for line in table(&pool, &hints, ctx) {
+    for line in table(&pool, &hints, book.as_ref(), ctx) {
         out(&line)?;
     }
+    if book.is_none() {
+        out(&format!("headroom: {NEED_PROXY}"))?;
+    }
     Ok(())
+}
+
+/// A key's headroom for `--json`: the last report (with when it came) and today's tally.
+fn headroom_json(book: Option<&Book>, name: &str, ctx: &Context) -> serde_json::Value {
+    let Some(figures) = book.and_then(|b| b.key(name)) else {
+        return serde_json::Value::Null;
+    };
+    json!({
+        "reported": figures.reported,
+        "today": figures.day(ctx.now.date()),
+    })
 }
 
 /// One JSON object a key, for `--json`.
 fn json_rows(
     pool: &Pool,
     hints: &[Option<String>],
-    now: jiff::Timestamp,
+    book: Option<&Book>,
+    ctx: &Context,
 ) -> Vec<serde_json::Value> {
+    let now = ctx.now.timestamp();
     let availability = pool.availability(now);
     let active = pool.active(now);
     pool.config()
@@ -58,13 +83,15 @@ fn json_rows(
                 "endpoint": key.endpoint_text(),
                 "cooldown": key.cooldown_text(),
                 "secret": hints[i],
+                "headroom": headroom_json(book, &key.name, ctx),
             })
         })
         .collect()
 }
 
-/// The keys as aligned text lines, a header first.
-fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
+/// The keys as aligned text lines, a header first; the headroom last, when there is a book.
+fn table(pool: &Pool, hints: &[Option<String>], book: Option<&Book>, ctx: &Context) -> Vec<String> {
+    let colour = show::colour_on_stdout();
     let now = ctx.now.timestamp();
     let availability = pool.availability(now);
     let active = pool.active(now);
@@ -76,6 +103,7 @@ fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
         "SECRET".to_string(),
         "STATUS".to_string(),
         "ENDPOINT".to_string(),
+        if book.is_some() { "HEADROOM" } else { "" }.to_string(),
     ]];
     for (i, key) in pool.config().keys.iter().enumerate() {
         let status = match availability[i] {
@@ -100,9 +128,12 @@ fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
             hints[i].clone().unwrap_or_else(|| "?".to_string()),
             status,
             key.endpoint_text().unwrap_or(&default).to_string(),
+            book.map_or_else(String::new, |b| {
+                show::list_cell(b.key(&key.name), ctx.now.date(), now, colour)
+            }),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| {
             table
                 .iter()

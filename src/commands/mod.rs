@@ -18,6 +18,7 @@ mod reset;
 mod set;
 mod status;
 mod uninstall;
+mod usage;
 
 use anyhow::Result;
 use jiff::ZonedDateTime;
@@ -94,6 +95,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Move { name, position } => move_key::run(&ctx, &name, &position),
         Command::Status => status::run(&ctx),
         Command::Log { json } => log::run(&ctx, json),
+        Command::Usage { json } => usage::run(&ctx, json),
         Command::Install(args) => install::install(
             &ctx,
             install::Asked {

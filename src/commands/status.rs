@@ -1,5 +1,6 @@
 //! `keyswitch status`: one short line for a status bar. Reads no secret and never touches the
-//! keychain, so it works (and is fast) even when the keychain is unavailable.
+//! keychain, so it works (and is fast) even when the keychain is unavailable. In proxy mode the
+//! active key's headroom is one segment of it, read from the headroom file (never locked).
 
 use anyhow::Result;
 use jiff::{SignedDuration, Timestamp};
@@ -23,12 +24,14 @@ fn line(pool: &Pool, ctx: &Context) -> String {
     }
     let availability = pool.availability(now);
     let active = candidates(&availability).first().copied();
+    // Proxy mode: no wait for sessions to follow, and the headroom the proxy read.
+    let proxy = crate::mode::proxy_chosen(&crate::mode::Mode::load(&pool.dirs));
     let names = |i: usize| pool.config().keys[i].name.as_str();
     let mut parts = Vec::new();
     match active {
         Some(active) => {
             let mut head = format!("key: {}", names(active));
-            if let Some(settled) = sessions_follow_by(pool, active, now) {
+            if let Some(settled) = sessions_follow_by(pool, active, now, proxy) {
                 // A cooldown that simply ran out touches no settings file: running sessions
                 // come back only when their cached key expires.
                 head.push_str(&format!(
@@ -44,6 +47,9 @@ fn line(pool: &Pool, ctx: &Context) -> String {
                 ));
             }
             parts.push(head);
+            if proxy {
+                parts.extend(headroom(pool, names(active), ctx));
+            }
         }
         None => parts.push("key: none usable".to_string()),
     }
@@ -78,12 +84,23 @@ fn line(pool: &Pool, ctx: &Context) -> String {
     parts.join(" · ")
 }
 
+/// The active key's headroom segment, when the proxy has figures for it.
+fn headroom(pool: &Pool, name: &str, ctx: &Context) -> Option<String> {
+    let book = crate::headroom::store::Book::load(&pool.dirs.headroom_file());
+    crate::headroom::show::status_segment(book.key(name), ctx.now.date(), ctx.now.timestamp())
+}
+
 /// When every running session has the active key, if that is still ahead: a cooldown that ended
 /// by itself less than one helper refresh interval ago leaves sessions on the key they had until
 /// their cached key expires (`get` is asked again only then).
 /// In proxy mode there is no such delay: the proxy picks the key per request.
-fn sessions_follow_by(pool: &Pool, active: usize, now: Timestamp) -> Option<Timestamp> {
-    if crate::mode::proxy_chosen(&crate::mode::Mode::load(&pool.dirs)) {
+fn sessions_follow_by(
+    pool: &Pool,
+    active: usize,
+    now: Timestamp,
+    proxy: bool,
+) -> Option<Timestamp> {
+    if proxy {
         return None;
     }
     let name = &pool.config().keys[active].name;

@@ -32,6 +32,7 @@ use super::replies::{
     unreachable_reply,
 };
 use super::shared::Shared;
+use super::tap;
 use super::upstream::Upstream;
 use super::whole_seconds_now;
 use crate::config::KeyConfig;
@@ -270,6 +271,7 @@ async fn attempt<U: Upstream>(
     shared.keys.note_gateway(choice.upstream, &|name| {
         header_text(response.headers(), name)
     });
+    tap::note_headers(&shared.headroom, &key.name, response.headers());
     let rules = view.files.config.gateway_rules();
     judge(
         shared,
@@ -315,7 +317,7 @@ async fn judge<U>(
     let status = response.status().as_u16();
     if status < 400 {
         attempts.succeeded(shared, session);
-        return Step::Answer(stream_back(response));
+        return Step::Answer(stream_back(tap::tapped(response, &shared.headroom, name)));
     }
     let answer = if decide::must_read_body(status, rules) {
         match read_error_body(response, shared.body_idle).await {
@@ -327,7 +329,10 @@ async fn judge<U>(
         Kept::Unread(response)
     };
     let now = whole_seconds_now();
-    match decide::judge(status, &|n| answer.header(n), answer.words(), rules, now) {
+    let verdict = decide::judge(status, &|n| answer.header(n), answer.words(), rules, now);
+    let failed_over = !matches!(verdict, Verdict::PassThrough);
+    tap::count_error(&shared.headroom, name, failed_over);
+    match verdict {
         // What the status and headers alone do not settle cannot be passed on: it is gone.
         Verdict::PassThrough if matches!(answer, Kept::CutOff(_)) => {
             Step::Answer(error_answer_cut_off())

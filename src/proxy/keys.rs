@@ -163,6 +163,11 @@ impl KeyPool {
         })
     }
 
+    /// The folders this pool reads.
+    pub fn dirs(&self) -> &Dirs {
+        &self.dirs
+    }
+
     /// Why the config in use is not the file on disk, while that file does not parse: for
     /// `doctor` (through the health answer) to say so.
     pub fn config_trouble(&self) -> Option<ConfigTrouble> {

@@ -28,6 +28,7 @@ mod replies;
 mod shared;
 mod shutdown_nonces;
 mod sparing;
+mod tap;
 #[cfg(test)]
 mod testing;
 mod tls;
@@ -76,7 +77,8 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the proxy's runtime")?;
-    runtime.block_on(async move {
+    let mut headroom = None;
+    let served = runtime.block_on(async {
         let log_path = dirs.proxy_log();
         let keys = keys::KeyPool::new(dirs.clone());
         // Read the config now, so a save that breaks it before the first request still finds
@@ -97,6 +99,8 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             .with_body_budget(budget),
         );
         tokio::spawn(log_bound::keep_bounded(log_path));
+        tokio::spawn(shared.headroom.clone().keep_writing());
+        headroom = Some(shared.headroom.clone());
         let listener = tokio::net::TcpListener::from_std(listener)?;
         say!(
             "keyswitch: proxy {} listening on {}{} (pid {}), forwarding to {}",
@@ -111,9 +115,17 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
             shared.default_upstream
         );
         accept::serve(listener, shared, accept::connection_limit()).await;
-        say!("keyswitch: proxy on {} stopped", settings.listen);
         Ok(())
-    })
+    });
+    // The streams still open went with the runtime: what they used is counted by now.
+    drop(runtime);
+    if let Some(headroom) = headroom {
+        headroom.write();
+    }
+    if served.is_ok() {
+        say!("keyswitch: proxy on {} stopped", settings.listen);
+    }
+    served
 }
 
 /// The listening socket a service manager passed (systemd's socket unit holds the port from

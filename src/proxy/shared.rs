@@ -1,6 +1,6 @@
 //! What every request shares: the access token, the shutdown nonces taken, the key pool, the
-//! upstream client, the memory budget for request bodies, and which upstreams were found down
-//! lately.
+//! upstream client, the memory budget for request bodies, which upstreams were found down
+//! lately, and the headroom figures read off the answers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use super::shutdown_nonces::ShutdownNonces;
 use super::sparing::Sparing;
 use super::upstream::Client;
 use crate::endpoint::Endpoint;
+use crate::headroom::recorder::Recorder;
 
 /// An upstream that could not be reached is passed over for this long.
 pub const SKIP_UNREACHABLE: Duration = Duration::from_secs(30);
@@ -37,6 +38,8 @@ pub struct Shared<U = Client> {
     pub bodies: BodyBudget,
     /// Warnings every request would repeat, said sparingly.
     pub warnings: Sparing,
+    /// Each key's headroom and usage, as the answers say them.
+    pub headroom: Arc<Recorder>,
     /// When each upstream was found down; by tokio's clock, so tests can move it on.
     unreachable: Mutex<HashMap<String, Instant>>,
 }
@@ -51,6 +54,7 @@ impl<U> Shared<U> {
         body_idle: Duration,
     ) -> Self {
         Self {
+            headroom: Recorder::new(keys.dirs()),
             token,
             shutdown_nonces: ShutdownNonces::new(crate::proxy_proof::unix_seconds()),
             keys,

@@ -24,6 +24,9 @@ KINDS = {
     "rpm": dict(key_alias="rpm", rpm_limit=2),
     # No limit: the key a test fails over to.
     "fallback": dict(key_alias="fallback"),
+    # A budget mostly spent: LiteLLM sends it in x-litellm-key-spend / x-litellm-key-max-budget
+    # (the spend plus the request's own cost) on every answer.
+    "headroom": dict(key_alias="headroom", spend=4.02, max_budget=5.0),
 }
 
 

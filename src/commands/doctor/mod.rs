@@ -3,6 +3,7 @@
 //! proxy's own view, each upstream's reachability — and says how to fix each thing that would
 //! fail a turn. Exit 0 when nothing would, 1 otherwise; `--json` for scripts.
 
+mod headroom;
 mod keys;
 mod managed;
 mod overrides;
@@ -54,6 +55,10 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
     keys::check_availability(&mut r, ctx, &config)?;
     r.at("gateways");
     upstreams::check_gateways(&mut r, ctx, &config)?;
+    if proxy_chosen(&mode) {
+        r.at("headroom");
+        headroom::check(&mut r, ctx, &config)?;
+    }
     r.at("settings");
     settings::check_settings(&mut r, ctx, proxy_chosen(&mode))?;
     let record = load_record(&ctx.dirs).ok().flatten();
