@@ -17,6 +17,7 @@ mod remove;
 mod reset;
 mod set;
 mod status;
+mod subscription;
 mod uninstall;
 
 use anyhow::Result;
@@ -105,6 +106,7 @@ pub fn run(command: Command) -> Result<()> {
                 wanted: install::Wanted::from_flags(
                     args.proxy,
                     args.helper,
+                    args.subscription_first,
                     args.listen.as_deref(),
                 )?,
             },

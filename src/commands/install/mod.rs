@@ -27,6 +27,8 @@ use crate::mode::{Mode, proxy_chosen};
 use crate::paths::Dirs;
 use crate::pool::Pool;
 use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
+use crate::subscription::record::SubscriptionFirst;
+use crate::subscription::wiring as subscription_wiring;
 
 mod upstream;
 
@@ -39,18 +41,27 @@ pub(crate) use upstream::{LoopbackProblem, loopback_upstream_problem, proxy_addr
 use upstream::{check_port_usable, prior_base_url};
 
 /// The mode asked for: helper mode (the session gets a key), proxy mode (the session gets a
-/// token for the proxy), or — no flag — the mode installed already, proxy mode on a first install.
+/// token for the proxy), subscription-first mode (the session uses the subscription login, a
+/// key only while its limit holds), or — no flag — the mode installed already; on a first
+/// install subscription-first mode over a login, proxy mode otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wanted {
     Helper,
     /// On the address given, else the one proxy mode already uses, else the default port.
     Proxy(Option<SocketAddr>),
+    SubscriptionFirst,
     AsBefore,
 }
 
 impl Wanted {
-    pub fn from_flags(proxy: bool, helper: bool, listen: Option<&str>) -> Result<Self> {
+    pub fn from_flags(
+        proxy: bool,
+        helper: bool,
+        subscription_first: bool,
+        listen: Option<&str>,
+    ) -> Result<Self> {
         Ok(match (proxy, helper, listen) {
+            _ if subscription_first => Self::SubscriptionFirst,
             (_, _, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
             (true, _, None) => Self::Proxy(None),
             (false, true, None) => Self::Helper,
@@ -59,13 +70,40 @@ impl Wanted {
     }
 
     /// Re-running install keeps the mode the user chose: helper mode stays helper mode when
-    /// keyswitch is installed without proxy mode's record. A first install is proxy mode: no
-    /// turn fails when a key runs out.
-    fn resolve(self, proxy_was_chosen: bool, installed: bool) -> Self {
-        match self {
-            Self::AsBefore if installed && !proxy_was_chosen => Self::Helper,
-            Self::AsBefore => Self::Proxy(None),
-            chosen => chosen,
+    /// keyswitch is installed without proxy mode's record (nor subscription-first mode's). A
+    /// first install is subscription-first mode over a login (never billed to a key while the
+    /// subscription works), else proxy mode: no turn fails when a key runs out.
+    fn resolve(self, before: &Before, login: bool, keys_only: bool) -> Self {
+        match (self, before) {
+            (Self::AsBefore, Before::Proxy) => Self::Proxy(None),
+            (Self::AsBefore, Before::SubscriptionFirst) => Self::SubscriptionFirst,
+            (Self::AsBefore, Before::Helper) => Self::Helper,
+            (Self::AsBefore, Before::Nothing) if login && !keys_only => Self::SubscriptionFirst,
+            (Self::AsBefore, Before::Nothing) => Self::Proxy(None),
+            (chosen, _) => chosen,
+        }
+    }
+}
+
+/// The mode installed before this install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Before {
+    Nothing,
+    Helper,
+    Proxy,
+    SubscriptionFirst,
+}
+
+impl Before {
+    fn of(mode: &Result<Mode>, installed: bool, dirs: &Dirs) -> Self {
+        // A damaged subscription.json is still the mode the user chose.
+        if dirs.subscription_file().exists() && !matches!(mode, Ok(Mode::Proxy(_))) {
+            return Self::SubscriptionFirst;
+        }
+        match mode {
+            _ if proxy_chosen(mode) => Self::Proxy,
+            _ if installed => Self::Helper,
+            _ => Self::Nothing,
         }
     }
 }
@@ -96,7 +134,13 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
     let saved = saved_record_for(&ctx.dirs, &settings)?;
-    guard_subscription(saved.is_some(), keys_only)?;
+    // The proxy running now (if any) started with the settings in force until now; a damaged
+    // proxy.json is what this install replaces.
+    let mode_now = Mode::load(&ctx.dirs);
+    let before = Before::of(&mode_now, saved.is_some(), &ctx.dirs);
+    let login = crate::subscription_login::find();
+    let wanted = wanted.resolve(&before, login.is_some(), keys_only);
+    guard_subscription(login.as_deref(), before, wanted, keys_only)?;
     // Checked before anything is written: invalid JSON, entries of the wrong type and a
     // foreign helper stop here.
     let snapshot = settings.read()?;
@@ -105,10 +149,6 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
         refuse_foreign_status_line(&settings, &snapshot.map, force)?;
     }
     let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
-    // The proxy running now (if any) started with the settings in force until now; a damaged
-    // proxy.json is what this install replaces.
-    let mode_now = Mode::load(&ctx.dirs);
-    let wanted = wanted.resolve(proxy_chosen(&mode_now), saved.is_some());
     let previous_proxy = mode_now.ok().and_then(Mode::proxy);
     let base = starting_record(
         &settings,
@@ -129,6 +169,13 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
     if let Some(proxy) = &proxy {
         proxy_settings::save(&ctx.dirs, proxy)?;
     }
+    let subscription = (wanted == Wanted::SubscriptionFirst).then(|| SubscriptionFirst {
+        helper: ours.helper.clone(),
+    });
+    // Written before the settings change: from now on the hook and `get` act for it.
+    if let Some(record) = &subscription {
+        crate::subscription::record::save(&ctx.dirs, record)?;
+    }
     // A status line installed before stays (with this binary's path) until uninstall.
     let status_line = (statusline || base.entries.contains_key(&Slot::Top(STATUS_LINE_KEY).id()))
         .then_some(ours.status);
@@ -138,8 +185,12 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
         status_line,
         max_retries,
         proxy: proxy.as_ref(),
+        subscription_first: subscription.is_some(),
     };
     let written = wire(ctx, &settings, &pool, saved.as_ref(), &base, &wiring)?;
+    if subscription.is_none() {
+        crate::subscription::record::remove(&ctx.dirs)?;
+    }
     drop(pool);
     switch_proxy(&ctx.dirs, previous_proxy, proxy.as_ref())?;
     report_wired(&settings, written, &wiring, backup.as_deref())?;
@@ -267,6 +318,8 @@ struct Wiring<'a> {
     max_retries: Option<u32>,
     /// Proxy mode's settings; `None` in helper mode.
     proxy: Option<&'a ProxySettings>,
+    /// Subscription-first mode: the helper only while a hold is on.
+    subscription_first: bool,
 }
 
 /// Writes the wiring into the settings (record intent → write settings → finalize, see
@@ -285,7 +338,6 @@ fn wire(
         if !target.exists() {
             note_created(&mut rec.created, "file");
         }
-        rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
         ensure_hook(map, rec, &wiring.hook);
         if let Some(status) = &wiring.status_line {
             rec.set(map, Slot::Top(STATUS_LINE_KEY), status_line(status));
@@ -295,12 +347,20 @@ fn wire(
             rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
         }
         match wiring.proxy {
+            None if wiring.subscription_first => {
+                let held = crate::subscription::hold::load(&ctx.dirs).is_some();
+                let (config, active) = (pool.config(), active.as_ref());
+                subscription_wiring::apply(map, rec, config, active, &wiring.helper, held);
+                remove_proxy_entries(map, rec);
+            }
             Some(proxy) => {
+                rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
                 rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
                 rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
                 add_proxy_entries(map, rec, proxy.listen, |var| std::env::var(var).ok());
             }
             None => {
+                rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
                 apply_base_url(map, rec, pool.config(), active.as_ref());
                 remove_proxy_entries(map, rec);
             }
@@ -321,7 +381,12 @@ fn report_wired(
     let path = settings.path.display();
     if written {
         say!(
-            "keyswitch: wired into {path}: apiKeyHelper, StopFailure hook, helper refresh every {}s{}",
+            "keyswitch: wired into {path}: {}StopFailure hook, helper refresh every {}s{}",
+            if wiring.subscription_first {
+                ""
+            } else {
+                "apiKeyHelper, "
+            },
             HELPER_TTL_MS.parse::<u64>().unwrap_or(0) / 1000,
             if wiring.status_line.is_some() {
                 ", status line"
@@ -331,6 +396,11 @@ fn report_wired(
         );
     } else {
         say!("keyswitch: {path} is already wired; nothing changed");
+    }
+    if wiring.subscription_first {
+        say!(
+            "keyswitch: subscription first: sessions use your Claude subscription, with no apiKeyHelper; when its usage limit is reached, that turn fails once and sessions go on your API keys (send the message again) until the limit resets, then back to the subscription. The first turn on a key rebuilds the prompt cache and keeps the session's model, billed to the key"
+        );
     }
     match (wiring.max_retries, wiring.proxy) {
         (Some(n), _) => say!(
