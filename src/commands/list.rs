@@ -1,5 +1,5 @@
 //! `keyswitch list`: the keys in order, with a masked secret, which is active, and when cooling
-//! keys return. The keychain is read only to show that each secret is there.
+//! keys return; in subscription-first mode the subscription first. The keychain is read only to show that each secret is there.
 
 use anyhow::Result;
 use serde_json::json;
@@ -37,7 +37,21 @@ fn json_rows(
 ) -> Vec<serde_json::Value> {
     let availability = pool.availability(now);
     let active = pool.active(now);
-    pool.config()
+    let subscription = Subscription::of(pool, now);
+    // On the subscription no key is in use.
+    let active = active.filter(|_| !subscription.as_ref().is_some_and(|s| !s.held()));
+    let subscription = subscription.map(|sub| {
+        json!({
+            "name": crate::subscription::NAME,
+            "kind": "subscription",
+            "active": !sub.held(),
+            "state": if sub.held() { "limited" } else { "ready" },
+            "limited_until": sub.hold.as_ref().map(|h| h.until.to_string()),
+            "claim": sub.hold.as_ref().and_then(|h| h.claim.as_ref()).map(|c| c.as_str().to_string()),
+        })
+    });
+    let keys = pool
+        .config()
         .keys
         .iter()
         .enumerate()
@@ -59,8 +73,50 @@ fn json_rows(
                 "cooldown": key.cooldown_text(),
                 "secret": hints[i],
             })
-        })
-        .collect()
+        });
+    subscription.into_iter().chain(keys).collect()
+}
+
+/// Subscription-first mode's subscription, listed before the keys.
+struct Subscription {
+    /// The hold on now, if any (over ones are not).
+    hold: Option<crate::subscription::hold::Hold>,
+}
+
+impl Subscription {
+    fn of(pool: &Pool, now: jiff::Timestamp) -> Option<Self> {
+        crate::mode::Mode::load(&pool.dirs)
+            .is_ok_and(|m| m.is_subscription_first())
+            .then(|| Self {
+                hold: crate::subscription::hold::load(&pool.dirs).filter(|h| !h.is_over(now)),
+            })
+    }
+
+    fn held(&self) -> bool {
+        self.hold.is_some()
+    }
+
+    /// Its row of the table.
+    fn row(&self, ctx: &Context) -> [String; 6] {
+        let now = ctx.now.timestamp();
+        let status = match &self.hold {
+            Some(hold) => format!(
+                "limited until {} ({}, {})",
+                local_clock(hold.until, &ctx.now),
+                until_in_words(hold.until, now),
+                hold.what()
+            ),
+            None => "active".to_string(),
+        };
+        [
+            if self.held() { "" } else { "*" }.to_string(),
+            "-".to_string(),
+            crate::subscription::NAME.to_string(),
+            "(login)".to_string(),
+            status,
+            "Anthropic, directly".to_string(),
+        ]
+    }
 }
 
 /// The keys as aligned text lines, a header first.
@@ -77,9 +133,17 @@ fn table(pool: &Pool, hints: &[Option<String>], ctx: &Context) -> Vec<String> {
         "STATUS".to_string(),
         "ENDPOINT".to_string(),
     ]];
+    let subscription = Subscription::of(pool, now);
+    // On the subscription, the key that would be used is on standby.
+    let on_subscription = subscription.as_ref().is_some_and(|s| !s.held());
+    table.extend(subscription.map(|s| s.row(ctx)));
+    let active = active.filter(|_| !on_subscription);
     for (i, key) in pool.config().keys.iter().enumerate() {
         let status = match availability[i] {
             Availability::Ready if active == Some(i) => "active".to_string(),
+            Availability::Ready if on_subscription && pool.active(now) == Some(i) => {
+                "standby (used while the subscription is limited)".to_string()
+            }
             Availability::Ready => "ready".to_string(),
             Availability::CoolingUntil(until) => format!(
                 "{}cooling until {} ({})",
