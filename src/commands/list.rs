@@ -39,7 +39,7 @@ fn json_rows(
     let active = pool.active(now);
     let subscription = Subscription::of(pool, now);
     // On the subscription no key is in use.
-    let active = active.filter(|_| !subscription.as_ref().is_some_and(|s| !s.held()));
+    let active = active.filter(|_| subscription.as_ref().is_none_or(Subscription::held));
     let subscription = subscription.map(|sub| {
         json!({
             "name": crate::subscription::NAME,

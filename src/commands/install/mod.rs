@@ -23,10 +23,10 @@ use crate::claude::wiring::{
 };
 use crate::config::Config;
 use crate::error::refuse;
-use crate::mode::{Mode, proxy_chosen};
+use crate::mode::Mode;
 use crate::paths::Dirs;
 use crate::pool::Pool;
-use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
+use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings};
 use crate::subscription::record::SubscriptionFirst;
 use crate::subscription::wiring as subscription_wiring;
 
@@ -34,79 +34,14 @@ mod upstream;
 
 mod guards;
 mod proxy_switch;
+mod wanted;
 use guards::{guard_subscription, refuse_foreign_helper, refuse_foreign_status_line};
 pub(in crate::commands) use proxy_switch::stop_proxy;
 use proxy_switch::switch_proxy;
 pub(crate) use upstream::{LoopbackProblem, loopback_upstream_problem, proxy_address_as_endpoint};
 use upstream::{check_port_usable, prior_base_url};
-
-/// The mode asked for: helper mode (the session gets a key), proxy mode (the session gets a
-/// token for the proxy), subscription-first mode (the session uses the subscription login, a
-/// key only while its limit holds), or — no flag — the mode installed already; on a first
-/// install subscription-first mode over a login, proxy mode otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
-    Helper,
-    /// On the address given, else the one proxy mode already uses, else the default port.
-    Proxy(Option<SocketAddr>),
-    SubscriptionFirst,
-    AsBefore,
-}
-
-impl Wanted {
-    pub fn from_flags(
-        proxy: bool,
-        helper: bool,
-        subscription_first: bool,
-        listen: Option<&str>,
-    ) -> Result<Self> {
-        Ok(match (proxy, helper, listen) {
-            _ if subscription_first => Self::SubscriptionFirst,
-            (_, _, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
-            (true, _, None) => Self::Proxy(None),
-            (false, true, None) => Self::Helper,
-            (false, false, None) => Self::AsBefore,
-        })
-    }
-
-    /// Re-running install keeps the mode the user chose: helper mode stays helper mode when
-    /// keyswitch is installed without proxy mode's record (nor subscription-first mode's). A
-    /// first install is subscription-first mode over a login (never billed to a key while the
-    /// subscription works), else proxy mode: no turn fails when a key runs out.
-    fn resolve(self, before: &Before, login: bool, keys_only: bool) -> Self {
-        match (self, before) {
-            (Self::AsBefore, Before::Proxy) => Self::Proxy(None),
-            (Self::AsBefore, Before::SubscriptionFirst) => Self::SubscriptionFirst,
-            (Self::AsBefore, Before::Helper) => Self::Helper,
-            (Self::AsBefore, Before::Nothing) if login && !keys_only => Self::SubscriptionFirst,
-            (Self::AsBefore, Before::Nothing) => Self::Proxy(None),
-            (chosen, _) => chosen,
-        }
-    }
-}
-
-/// The mode installed before this install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Before {
-    Nothing,
-    Helper,
-    Proxy,
-    SubscriptionFirst,
-}
-
-impl Before {
-    fn of(mode: &Result<Mode>, installed: bool, dirs: &Dirs) -> Self {
-        // A damaged subscription.json is still the mode the user chose.
-        if dirs.subscription_file().exists() && !matches!(mode, Ok(Mode::Proxy(_))) {
-            return Self::SubscriptionFirst;
-        }
-        match mode {
-            _ if proxy_chosen(mode) => Self::Proxy,
-            _ if installed => Self::Helper,
-            _ => Self::Nothing,
-        }
-    }
-}
+use wanted::Before;
+pub use wanted::Wanted;
 
 /// What the user asked `install` for.
 pub struct Asked<'a> {
