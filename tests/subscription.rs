@@ -268,3 +268,32 @@ fn uninstall_during_a_hold_restores_the_settings_exactly() {
     assert!(!hold_file(&s).exists());
     assert!(!s.config_dir().join("subscription.json").exists());
 }
+
+/// During a hold, a session that was handed a key is on that key: its key's failure marks the
+/// key as in helper mode, while a session still on the subscription marks nothing.
+#[test]
+fn during_a_hold_a_key_failure_of_a_session_on_the_key_marks_the_key() {
+    let s = Sandbox::new();
+    let key = fake_key("primary");
+    installed(&s, &key);
+    s.add("fallback", &fake_key("fallback"), &[]);
+    let mut on_subscription = common::FakeClaude::start(&s, &[]);
+    let mut on_key = common::FakeClaude::start(&s, &[]);
+    s.cmd()
+        .args(["mark-exhausted", "subscription", "--for", "1h"])
+        .assert()
+        .success();
+    on_key.helper(&[]).assert_printed(&key);
+    let failed = on_subscription.stop_failure("rate_limit", "s-sub");
+    assert_eq!(failed.code, 0, "{}", failed.stderr);
+    assert!(s.events("mark").iter().all(|e| e["key"] == "subscription"));
+    on_key.stop_failure("rate_limit", "s-key");
+    let marks: Vec<Value> = s
+        .events("mark")
+        .into_iter()
+        .filter(|e| e["key"] == "primary")
+        .collect();
+    assert_eq!(marks.len(), 1, "{:?}", s.log_json());
+    assert_eq!(marks[0]["session_id"], "s-key");
+    assert!(has_helper(&s), "the hold goes on, on the fallback");
+}
