@@ -3,8 +3,11 @@
 # archive (installs the binary that came with it; no Rust needed) and from a source checkout
 # (builds it with cargo):
 #   ./install.sh                  install to ~/.local/bin (PREFIX=/usr/local ./install.sh for
-#                                 /usr/local/bin), run `keyswitch install` (proxy mode)
+#                                 /usr/local/bin), run `keyswitch install` (proxy mode;
+#                                 subscription first over a Claude Pro/Max login)
 #   ./install.sh --helper         ... in helper mode (nothing running in the background)
+#   ./install.sh --subscription-first
+#                                 ... your Claude subscription first, API keys only at its limit
 #   ./install.sh --statusline     ... and show the key in Claude Code's status line
 #   ./install.sh --listen 127.0.0.1:PORT
 #                                 ... with the proxy on another port
@@ -40,7 +43,7 @@ for arg in "$@"; do
         --uninstall) uninstall=1 ;;
         -h | --help) usage; exit 0 ;;
         --max-retries | --listen | --settings) rest+=("$arg") expect_value=1 ;;
-        --max-retries=* | --listen=* | --settings=* | --helper | --proxy | --statusline | --force | --keys-only | --purge | --yes) rest+=("$arg") ;;
+        --max-retries=* | --listen=* | --settings=* | --helper | --proxy | --statusline | --force | --keys-only | --subscription-first | --purge | --yes) rest+=("$arg") ;;
         *)
             echo "install.sh: unknown argument $arg: see ./install.sh --help" >&2
             exit 2

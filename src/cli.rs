@@ -62,7 +62,8 @@ pub enum Command {
     Get,
     /// Put a key on cooldown: it is skipped until the cooldown ends.
     MarkExhausted {
-        /// The key to mark; the active key when omitted.
+        /// The key to mark; the active key when omitted. `subscription` (subscription-first
+        /// mode) puts sessions on the keys until the time given.
         name: Option<String>,
         /// How long, like 90s, 30m, 5h, 2d or 1h30m (whole seconds).
         #[arg(
@@ -79,7 +80,8 @@ pub enum Command {
     },
     /// End the cooldown of a key, or of every key.
     Reset {
-        /// The key; every key when omitted.
+        /// The key; every key when omitted. `subscription` ends its hold: sessions go back to
+        /// the subscription.
         name: Option<String>,
     },
     /// Delete a key from the keychain and from the order.
@@ -100,7 +102,8 @@ pub enum Command {
     Status,
     /// Wire keyswitch into Claude Code's user settings: the apiKeyHelper, the StopFailure hook
     /// that marks a key when it runs out, and the helper's refresh interval. Proxy mode on a
-    /// first install; a re-install keeps the mode installed unless --helper or --proxy says.
+    /// first install (subscription-first mode over a Claude subscription login); a re-install
+    /// keeps the mode installed unless --helper, --proxy or --subscription-first says.
     Install(InstallArgs),
     /// Take out of Claude Code's settings exactly what `install` put in. Keys stay in the
     /// keychain unless `--purge` is given.
@@ -203,6 +206,10 @@ pub struct InstallArgs {
     /// out on your API keys and is billed to them, not to the subscription.
     #[arg(long)]
     pub keys_only: bool,
+    /// Subscription first (the default over a Claude subscription login): sessions use the
+    /// subscription, and only while its usage limit holds do they run on your API keys.
+    #[arg(long, conflicts_with_all = ["helper", "proxy", "listen", "keys_only"])]
+    pub subscription_first: bool,
     /// The proxy's loopback address (default 127.0.0.1:27329); implies --proxy.
     #[arg(long, value_name = "IP:PORT", conflicts_with = "helper")]
     pub listen: Option<String>,

@@ -59,6 +59,7 @@ mod select;
 mod service;
 mod state;
 mod store;
+mod subscription;
 mod subscription_login;
 mod timespec;
 mod token_handouts;

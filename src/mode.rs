@@ -1,6 +1,8 @@
-//! Which mode keyswitch is in, answered in one place: helper mode (`get` prints a key) or proxy
-//! mode (`get` prints a token for the local proxy, which puts the key on each request). Proxy
-//! mode is on while proxy.json ([`crate::proxy_settings`]) exists.
+//! Which mode keyswitch is in, answered in one place: helper mode (`get` prints a key), proxy
+//! mode (`get` prints a token for the local proxy, which puts the key on each request), or
+//! subscription-first mode (sessions use the Claude subscription login; helper mode only while
+//! its usage limit holds, [`crate::subscription`]). Proxy mode is on while proxy.json
+//! ([`crate::proxy_settings`]) exists, subscription-first mode while subscription.json does.
 //!
 //! **A damaged proxy.json** (one keyswitch cannot parse) is an error from [`Mode::load`] naming
 //! the file and the fix, `keyswitch install --proxy`. Neither mode is a safe guess: helper mode
@@ -19,6 +21,7 @@ use anyhow::{Result, anyhow};
 
 use crate::paths::Dirs;
 use crate::proxy_settings::{self, ProxySettings, Stored};
+use crate::subscription::{self, record::SubscriptionFirst};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -26,19 +29,25 @@ pub enum Mode {
     Helper,
     /// `get` prints the local token; Claude Code talks to the proxy these settings describe.
     Proxy(ProxySettings),
+    /// No helper while the subscription is usable; helper mode during a hold.
+    SubscriptionFirst(SubscriptionFirst),
 }
 
 impl Mode {
     /// The mode proxy.json says; an error when it is damaged (see the module doc).
     pub fn load(dirs: &Dirs) -> Result<Self> {
         match proxy_settings::read(dirs)? {
-            Stored::Absent => Ok(Self::Helper),
+            Stored::Absent => subscription_first(dirs),
             Stored::Settings(settings) => Ok(Self::Proxy(settings)),
             Stored::Damaged(path, e) => Err(anyhow!(
                 "{} is damaged ({e}): run `keyswitch install --proxy` again",
                 path.display()
             )),
         }
+    }
+
+    pub fn is_subscription_first(&self) -> bool {
+        matches!(self, Self::SubscriptionFirst(_))
     }
 
     pub fn is_proxy(&self) -> bool {
@@ -48,16 +57,28 @@ impl Mode {
     /// The proxy settings in proxy mode.
     pub fn proxy(self) -> Option<ProxySettings> {
         match self {
-            Self::Helper => None,
             Self::Proxy(settings) => Some(settings),
+            _ => None,
         }
+    }
+}
+
+/// Subscription-first mode when its record is there, helper mode otherwise.
+fn subscription_first(dirs: &Dirs) -> Result<Mode> {
+    match subscription::record::read(dirs)? {
+        subscription::record::Stored::Absent => Ok(Mode::Helper),
+        subscription::record::Stored::Record(record) => Ok(Mode::SubscriptionFirst(record)),
+        subscription::record::Stored::Damaged(path, e) => Err(anyhow!(
+            "{} is damaged ({e}): run `keyswitch install --subscription-first` again",
+            path.display()
+        )),
     }
 }
 
 /// For what only describes the setup: proxy mode, or a damaged proxy.json, which is what
 /// `keyswitch install --proxy` left before it was damaged.
 pub fn proxy_chosen(loaded: &Result<Mode>) -> bool {
-    !matches!(loaded, Ok(Mode::Helper))
+    !matches!(loaded, Ok(Mode::Helper | Mode::SubscriptionFirst(_)))
 }
 
 #[cfg(test)]

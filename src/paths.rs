@@ -78,6 +78,17 @@ impl Dirs {
         self.config.join("proxy.json")
     }
 
+    /// Subscription-first mode's record ([`crate::subscription::record`]); absent in the
+    /// other modes. In the config folder, like proxy.json: it is the mode the user chose.
+    pub fn subscription_file(&self) -> PathBuf {
+        self.config.join("subscription.json")
+    }
+
+    /// The subscription's usage limit being held now ([`crate::subscription::hold`]).
+    pub fn subscription_hold(&self) -> PathBuf {
+        self.state.join("subscription-hold.json")
+    }
+
     /// Where versions before the move kept proxy.json; read once, and moved.
     pub fn legacy_proxy_settings_file(&self) -> PathBuf {
         self.state.join("proxy.json")

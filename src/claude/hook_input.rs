@@ -20,6 +20,10 @@ pub struct StopFailure {
     /// or `API Error: Request rejected (429) · <the upstream's message>`.
     #[serde(default)]
     pub last_assistant_message: Option<String>,
+    /// The session's transcript (JSONL); its last entry says whether a subscription's usage
+    /// limit was reached ([`crate::subscription::limit`]).
+    #[serde(default)]
+    pub transcript_path: Option<std::path::PathBuf>,
 }
 
 impl StopFailure {

@@ -1,6 +1,6 @@
 //! Keeping running Claude Code sessions in step with the active key, through the user settings
 //! file: `env.ANTHROPIC_BASE_URL` follows the active key's endpoint (only when some key has
-//! one), and any change — or, when nothing needs changing, a touch — makes every running
+//! one), in subscription-first mode the helper follows the hold, and any change — or, when nothing needs changing, a touch — makes every running
 //! session run the helper again before its next request.
 
 use anyhow::Result;
@@ -60,18 +60,32 @@ pub fn follow_active_key(
     let Some(record) = load_record(dirs)? else {
         return Ok(());
     };
-    if crate::mode::Mode::load(dirs)?.is_proxy() {
+    let mode = crate::mode::Mode::load(dirs)?;
+    if mode.is_proxy() {
         // Proxy mode: the proxy picks the key per request, and ANTHROPIC_BASE_URL stays on the
         // proxy (moving it would send the token to an endpoint).
         return Ok(());
     }
+    // Subscription-first mode: the helper is wired exactly while a hold is on.
+    let subscription = match mode {
+        crate::mode::Mode::SubscriptionFirst(record) => Some((
+            record.helper,
+            crate::subscription::hold::load(dirs).is_some(),
+        )),
+        _ => None,
+    };
     let settings = record.settings_file()?;
     if !settings.target()?.exists() {
         // The user removed their settings since installing; nothing to keep in step.
         return Ok(());
     }
     let (written, _) = change_settings(dirs, &settings, Some(&record), &record, |map, rec| {
-        apply_base_url(map, rec, config, active);
+        match &subscription {
+            Some((helper, held)) => {
+                crate::subscription::wiring::apply(map, rec, config, active, helper, *held);
+            }
+            None => apply_base_url(map, rec, config, active),
+        }
         Ok(())
     })?;
     if !written && nudge == Nudge::Always {

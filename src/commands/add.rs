@@ -29,6 +29,11 @@ impl Options {
         replace: bool,
     ) -> Result<Self> {
         check_name(name)?;
+        if crate::subscription::is_name(name) {
+            return Err(crate::error::refuse(format!(
+                "\"{name}\" is the name keyswitch gives your Claude subscription (`keyswitch mark-exhausted subscription`, `keyswitch reset subscription`): give the key another name"
+            )));
+        }
         Ok(Self {
             key: KeyOptions::parse((endpoint, false), (cooldown, false))?,
             replace,

@@ -2,7 +2,8 @@
 //!
 //! It runs at every session start and refresh, so it reads without locking and writes only
 //! when something changed: the session's hand-out record (no fsync), and — rarely — a switch.
-//! It is also where the end of a cooldown is noticed. A key is only ever printed for a session
+//! It is also where the end of a cooldown is noticed, and in subscription-first mode the end of
+//! the subscription's hold. A key is only ever printed for a session
 //! whose `ANTHROPIC_BASE_URL` is that key's endpoint; when the key that should be active belongs
 //! elsewhere, the session gets a usable key of its own endpoint (or nothing) and the settings
 //! are moved to the new endpoint, which makes Claude Code run the helper again there.
@@ -28,8 +29,12 @@ use crate::timespec::{local_clock, until_in_words};
 use crate::validate::secret_problem;
 
 pub fn run(ctx: &Context) -> Result<()> {
-    if let Mode::Proxy(proxy) = Mode::load(&ctx.dirs)? {
-        return hand_out_token(ctx, &proxy);
+    match Mode::load(&ctx.dirs)? {
+        Mode::Proxy(proxy) => return hand_out_token(ctx, &proxy),
+        // The helper is wired only during a hold; its refresh run is where the hold ends. The
+        // key is still printed this once: the request it is for already went out on the last.
+        Mode::SubscriptionFirst(_) => super::subscription::end_if_over(ctx),
+        Mode::Helper => {}
     }
     let now = ctx.now.timestamp();
     let pool = Pool::read(ctx.dirs.clone(), now)?;

@@ -1,6 +1,7 @@
 //! `keyswitch list`: the keys in order, with a masked secret, which is active, when cooling
-//! keys return, and (in proxy mode) each key's headroom as its gateway last reported it. The
-//! keychain is read only to show that each secret is there.
+//! keys return, and (in proxy mode) each key's headroom as its gateway last reported it; in
+//! subscription-first mode the subscription first. The keychain is read only to show that each
+//! secret is there.
 
 use anyhow::Result;
 use serde_json::json;
@@ -62,7 +63,21 @@ fn json_rows(
     let now = ctx.now.timestamp();
     let availability = pool.availability(now);
     let active = pool.active(now);
-    pool.config()
+    let subscription = Subscription::of(pool, now);
+    // On the subscription no key is in use.
+    let active = active.filter(|_| subscription.as_ref().is_none_or(Subscription::held));
+    let subscription = subscription.map(|sub| {
+        json!({
+            "name": crate::subscription::NAME,
+            "kind": "subscription",
+            "active": !sub.held(),
+            "state": if sub.held() { "limited" } else { "ready" },
+            "limited_until": sub.hold.as_ref().map(|h| h.until.to_string()),
+            "claim": sub.hold.as_ref().and_then(|h| h.claim.as_ref()).map(|c| c.as_str().to_string()),
+        })
+    });
+    let keys = pool
+        .config()
         .keys
         .iter()
         .enumerate()
@@ -85,8 +100,51 @@ fn json_rows(
                 "secret": hints[i],
                 "headroom": headroom_json(book, &key.name, ctx),
             })
-        })
-        .collect()
+        });
+    subscription.into_iter().chain(keys).collect()
+}
+
+/// Subscription-first mode's subscription, listed before the keys.
+struct Subscription {
+    /// The hold on now, if any (over ones are not).
+    hold: Option<crate::subscription::hold::Hold>,
+}
+
+impl Subscription {
+    fn of(pool: &Pool, now: jiff::Timestamp) -> Option<Self> {
+        crate::mode::Mode::load(&pool.dirs)
+            .is_ok_and(|m| m.is_subscription_first())
+            .then(|| Self {
+                hold: crate::subscription::hold::load(&pool.dirs).filter(|h| !h.is_over(now)),
+            })
+    }
+
+    fn held(&self) -> bool {
+        self.hold.is_some()
+    }
+
+    /// Its row of the table.
+    fn row(&self, ctx: &Context) -> [String; 7] {
+        let now = ctx.now.timestamp();
+        let status = match &self.hold {
+            Some(hold) => format!(
+                "limited until {} ({}, {})",
+                local_clock(hold.until, &ctx.now),
+                until_in_words(hold.until, now),
+                hold.what()
+            ),
+            None => "active".to_string(),
+        };
+        [
+            if self.held() { "" } else { "*" }.to_string(),
+            "-".to_string(),
+            crate::subscription::NAME.to_string(),
+            "(login)".to_string(),
+            status,
+            "Anthropic, directly".to_string(),
+            String::new(),
+        ]
+    }
 }
 
 /// The keys as aligned text lines, a header first; the headroom last, when there is a book.
@@ -105,9 +163,17 @@ fn table(pool: &Pool, hints: &[Option<String>], book: Option<&Book>, ctx: &Conte
         "ENDPOINT".to_string(),
         if book.is_some() { "HEADROOM" } else { "" }.to_string(),
     ]];
+    let subscription = Subscription::of(pool, now);
+    // On the subscription, the key that would be used is on standby.
+    let on_subscription = subscription.as_ref().is_some_and(|s| !s.held());
+    table.extend(subscription.map(|s| s.row(ctx)));
+    let active = active.filter(|_| !on_subscription);
     for (i, key) in pool.config().keys.iter().enumerate() {
         let status = match availability[i] {
             Availability::Ready if active == Some(i) => "active".to_string(),
+            Availability::Ready if on_subscription && pool.active(now) == Some(i) => {
+                "standby (used while the subscription is limited)".to_string()
+            }
             Availability::Ready => "ready".to_string(),
             Availability::CoolingUntil(until) => format!(
                 "{}cooling until {} ({})",

@@ -36,6 +36,9 @@ pub fn requested_end(
 /// Marks the key called `name` (the active key when `None`) until `until`, or for its
 /// configured cooldown.
 pub fn run(ctx: &Context, name: Option<&str>, until: Option<Timestamp>) -> Result<()> {
+    if name.is_some_and(crate::subscription::is_name) {
+        return super::subscription::mark(ctx, until);
+    }
     let now = ctx.now.timestamp();
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
     let index = match name {

@@ -17,6 +17,7 @@ mod remove;
 mod reset;
 mod set;
 mod status;
+mod subscription;
 mod uninstall;
 mod usage;
 
@@ -67,14 +68,14 @@ pub fn run(command: Command) -> Result<()> {
             no_endpoint,
             cooldown,
             no_cooldown,
-        } => {
-            let endpoint = (endpoint.as_deref(), no_endpoint);
-            set::run(
-                &ctx,
-                &name,
-                &key_options::KeyOptions::parse(endpoint, (cooldown.as_deref(), no_cooldown))?,
-            )
-        }
+        } => set::run(
+            &ctx,
+            &name,
+            &key_options::KeyOptions::parse(
+                (endpoint.as_deref(), no_endpoint),
+                (cooldown.as_deref(), no_cooldown),
+            )?,
+        ),
         Command::List { json } => list::run(&ctx, json),
         Command::Get => {
             // Claude Code waits on the helper: a keychain dialog must fail it, not hang it.
@@ -107,6 +108,7 @@ pub fn run(command: Command) -> Result<()> {
                 wanted: install::Wanted::from_flags(
                     args.proxy,
                     args.helper,
+                    args.subscription_first,
                     args.listen.as_deref(),
                 )?,
             },

@@ -1,4 +1,5 @@
-//! `keyswitch reset`: end the cooldown of one key, or of every key.
+//! `keyswitch reset`: end the cooldown of one key, or of every key (and, in subscription-first
+//! mode, the subscription's hold: `reset subscription` ends only that).
 
 use anyhow::Result;
 
@@ -7,7 +8,16 @@ use crate::pool::Pool;
 
 pub fn run(ctx: &Context, name: Option<&str>) -> Result<()> {
     let now = ctx.now.timestamp();
+    if name.is_some_and(crate::subscription::is_name) {
+        super::subscription::require_mode(ctx)?;
+        let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+        return super::subscription::reset(ctx, &mut pool, false);
+    }
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+    if name.is_none() && crate::mode::Mode::load(&ctx.dirs).is_ok_and(|m| m.is_subscription_first())
+    {
+        super::subscription::reset(ctx, &mut pool, true)?;
+    }
     let index = name.map(|name| pool.resolve(name)).transpose()?;
     let (ended, switched_to) = pool.reset(index, now);
     super::settle(&mut pool, now)?;

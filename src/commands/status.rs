@@ -1,6 +1,8 @@
-//! `keyswitch status`: one short line for a status bar. Reads no secret and never touches the
-//! keychain, so it works (and is fast) even when the keychain is unavailable. In proxy mode the
-//! active key's headroom is one segment of it, read from the headroom file (never locked).
+//! `keyswitch status`: one short line for a status bar (in subscription-first mode the
+//! subscription comes first: `subscription: limited until 20:06 (…) · on primary`). Reads no
+//! secret and never touches the keychain, so it works (and is fast) even when the keychain is
+//! unavailable. In proxy mode the active key's headroom is one segment of it, read from the
+//! headroom file (never locked).
 
 use anyhow::Result;
 use jiff::{SignedDuration, Timestamp};
@@ -28,9 +30,18 @@ fn line(pool: &Pool, ctx: &Context) -> String {
     let proxy = crate::mode::proxy_chosen(&crate::mode::Mode::load(&pool.dirs));
     let names = |i: usize| pool.config().keys[i].name.as_str();
     let mut parts = Vec::new();
+    let subscription = subscription_part(pool, ctx);
+    let on_subscription = subscription.as_ref().is_some_and(|(_, held)| !held);
+    if let Some((part, _)) = subscription {
+        parts.push(part);
+    }
     match active {
         Some(active) => {
-            let mut head = format!("key: {}", names(active));
+            let mut head = match on_subscription {
+                true => format!("standby key: {}", names(active)),
+                false if parts.is_empty() => format!("key: {}", names(active)),
+                false => format!("on {}", names(active)),
+            };
             if let Some(settled) = sessions_follow_by(pool, active, now, proxy) {
                 // A cooldown that simply ran out touches no settings file: running sessions
                 // come back only when their cached key expires.
@@ -88,6 +99,32 @@ fn line(pool: &Pool, ctx: &Context) -> String {
 fn headroom(pool: &Pool, name: &str, ctx: &Context) -> Option<String> {
     let book = crate::headroom::store::Book::load(&pool.dirs.headroom_file());
     crate::headroom::show::status_segment(book.key(name), ctx.now.date(), ctx.now.timestamp())
+}
+
+/// Subscription-first mode: the subscription, shown first, and whether it is held (sessions on
+/// the keys); `None` in the other modes.
+fn subscription_part(pool: &Pool, ctx: &Context) -> Option<(String, bool)> {
+    let now = ctx.now.timestamp();
+    if !crate::mode::Mode::load(&pool.dirs).is_ok_and(|m| m.is_subscription_first()) {
+        return None;
+    }
+    Some(match crate::subscription::hold::load(&pool.dirs) {
+        Some(hold) if !hold.is_over(now) => (
+            format!(
+                "subscription: limited until {} ({}, {})",
+                local_clock(hold.until, &ctx.now),
+                until_in_words(hold.until, now),
+                hold.what()
+            ),
+            true,
+        ),
+        Some(_) => (
+            "subscription: limit reset (sessions move back at their next helper refresh)"
+                .to_string(),
+            true,
+        ),
+        None => ("subscription".to_string(), false),
+    })
 }
 
 /// When every running session has the active key, if that is still ahead: a cooldown that ended

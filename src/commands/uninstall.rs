@@ -151,7 +151,9 @@ fn leave_proxy_mode(dirs: &Dirs, service_files: &[PathBuf]) -> Result<()> {
     {
         say!("keyswitch: stopped the proxy");
     }
-    proxy_settings::remove(dirs)
+    proxy_settings::remove(dirs)?;
+    // Subscription-first mode, and any hold, go with the wiring.
+    crate::subscription::record::remove(dirs)
 }
 
 fn report(

@@ -82,7 +82,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<()> {
     r.at("upstreams");
     upstreams::report(&mut r, reaching)?;
     r.at("subscription");
-    subscription::check(&mut r)?;
+    subscription::check(&mut r, ctx)?;
     r.at("claude");
     check_claude_version(&mut r)?;
     r.finish()

@@ -56,6 +56,10 @@ pub(super) fn check_proxy(
             }
             return r.info("helper mode (keyswitch install --proxy turns on proxy mode)");
         }
+        Ok(Mode::SubscriptionFirst(_)) => {
+            check_proxy_remnant(r, ctx, config)?;
+            return r.info("subscription-first mode: sessions use your Claude subscription, and API keys only while its limit holds (keyswitch install --proxy turns on proxy mode)");
+        }
         Err(e) => {
             return r.fix("the proxy settings", &crate::error::one_line(&e));
         }

@@ -28,7 +28,16 @@ pub(super) fn check_settings(r: &mut Report, ctx: &Context, proxy_mode: bool) ->
         Ok(s) => s.map,
         Err(e) => return r.fix("Claude Code's settings", &crate::error::one_line(&e)),
     };
-    check_helper_and_hook(r, &settings.path, &map, proxy_mode)?;
+    // Subscription-first mode: whether the helper should be there (during a hold).
+    let held = crate::mode::Mode::load(&ctx.dirs)
+        .is_ok_and(|m| m.is_subscription_first())
+        .then(|| crate::subscription::hold::load(&ctx.dirs).is_some());
+    if let Some(false) = held {
+        check_no_helper(r, &settings.path, &map)?;
+        check_hook(r, &map, proxy_mode)?;
+    } else {
+        check_helper_and_hook(r, &settings.path, &map, proxy_mode)?;
+    }
     check_refresh_and_retries(r, &map, proxy_mode)?;
     for warning in crate::commands::install::overriding_credentials(&map) {
         r.fix("a credential overrides the helper", &warning)?;
@@ -56,6 +65,29 @@ fn check_helper_and_hook(
             "run keyswitch install",
         )?,
     }
+    check_hook(r, map, proxy_mode)
+}
+
+/// Subscription-first mode with no hold on: keyswitch's helper would bill every request to the
+/// keys.
+fn check_no_helper(r: &mut Report, path: &Path, map: &Map<String, Value>) -> Result<()> {
+    let path = path.display();
+    match map.get(HELPER_KEY).and_then(Value::as_str) {
+        None => r.ok(&format!(
+            "no apiKeyHelper in {path}: sessions use your subscription (subscription first)"
+        )),
+        Some(helper) if is_our_helper(helper) => r.fix(
+            &format!("{path} wires keyswitch's apiKeyHelper while the subscription is not held: every request is billed to your keys"),
+            "run keyswitch install, which takes it out",
+        ),
+        Some(_) => r.fix(
+            &format!("{path} sets an apiKeyHelper of its own: it wins over your subscription login, so every request is billed to that helper's key"),
+            "remove it from the settings to use the subscription",
+        ),
+    }
+}
+
+fn check_hook(r: &mut Report, map: &Map<String, Value>, proxy_mode: bool) -> Result<()> {
     if has_hook(map) && proxy_mode {
         r.ok("the StopFailure hook is in place (in proxy mode it only logs: the proxy switches keys within the request)")?;
     } else if has_hook(map) && !hook_matches_current(map) {

@@ -4,25 +4,42 @@
 use anyhow::Result;
 use serde_json::{Map, Value};
 
+use super::{Before, Wanted};
 use crate::claude::settings_file::SettingsFile;
 use crate::claude::wiring::{HELPER_KEY, STATUS_LINE_KEY, is_our_helper, is_our_status_line};
 use crate::error::refuse;
 
-/// A subscription login is never moved onto API billing silently: a first install over one
-/// needs `--keys-only`; a re-install (the choice was made) says it.
-pub(super) fn guard_subscription(installed: bool, keys_only: bool) -> Result<()> {
-    let Some(login) = crate::subscription_login::find() else {
+/// A subscription login is never moved onto API billing silently: a first install over one is
+/// subscription-first mode unless `--keys-only` says to bill the keys; `--helper` or `--proxy`
+/// over one need `--keys-only` as well (also when leaving subscription-first mode); a re-install
+/// in a key mode (the choice was made) says what it costs.
+pub(super) fn guard_subscription(
+    login: Option<&str>,
+    before: Before,
+    wanted: Wanted,
+    keys_only: bool,
+) -> Result<()> {
+    let Some(login) = login else {
+        if wanted == Wanted::SubscriptionFirst {
+            crate::messages::warn(format_args!(
+                "no Claude subscription login is found here: until you log in (`claude`, then /login), sessions have no credential except while a limit is held"
+            ));
+        }
         return Ok(());
     };
+    if wanted == Wanted::SubscriptionFirst {
+        return Ok(());
+    }
     let billed = "with keyswitch as Claude Code's apiKeyHelper every request goes out on your API keys and is billed to them, not to your subscription";
-    if installed || keys_only {
+    let chosen = matches!(before, Before::Helper | Before::Proxy);
+    if chosen || keys_only {
         crate::messages::warn(format_args!(
-            "a Claude subscription login is here ({login}): {billed} (`keyswitch uninstall` gives sessions back to the login)"
+            "a Claude subscription login is here ({login}): {billed} (`keyswitch install --subscription-first` keeps the subscription first, `keyswitch uninstall` gives sessions back to the login)"
         ));
         return Ok(());
     }
     Err(refuse(format!(
-        "a Claude subscription login is here ({login}): {billed}; to do that anyway, run `keyswitch install --keys-only` (or `./install.sh --keys-only`)"
+        "a Claude subscription login is here ({login}): {billed}; to keep the subscription first and use the keys only while its limit holds, run `keyswitch install --subscription-first`; to bill the keys anyway, add `--keys-only` (or `./install.sh --keys-only`)"
     )))
 }
 

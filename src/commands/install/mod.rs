@@ -23,52 +23,25 @@ use crate::claude::wiring::{
 };
 use crate::config::Config;
 use crate::error::refuse;
-use crate::mode::{Mode, proxy_chosen};
+use crate::mode::Mode;
 use crate::paths::Dirs;
 use crate::pool::Pool;
-use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings, parse_listen};
+use crate::proxy_settings::{self, DEFAULT_PORT, ProxySettings};
+use crate::subscription::record::SubscriptionFirst;
+use crate::subscription::wiring as subscription_wiring;
 
 mod upstream;
 
 mod guards;
 mod proxy_switch;
+mod wanted;
 use guards::{guard_subscription, refuse_foreign_helper, refuse_foreign_status_line};
 pub(in crate::commands) use proxy_switch::stop_proxy;
 use proxy_switch::switch_proxy;
 pub(crate) use upstream::{LoopbackProblem, loopback_upstream_problem, proxy_address_as_endpoint};
 use upstream::{check_port_usable, prior_base_url};
-
-/// The mode asked for: helper mode (the session gets a key), proxy mode (the session gets a
-/// token for the proxy), or — no flag — the mode installed already, proxy mode on a first install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
-    Helper,
-    /// On the address given, else the one proxy mode already uses, else the default port.
-    Proxy(Option<SocketAddr>),
-    AsBefore,
-}
-
-impl Wanted {
-    pub fn from_flags(proxy: bool, helper: bool, listen: Option<&str>) -> Result<Self> {
-        Ok(match (proxy, helper, listen) {
-            (_, _, Some(text)) => Self::Proxy(Some(parse_listen(text)?)),
-            (true, _, None) => Self::Proxy(None),
-            (false, true, None) => Self::Helper,
-            (false, false, None) => Self::AsBefore,
-        })
-    }
-
-    /// Re-running install keeps the mode the user chose: helper mode stays helper mode when
-    /// keyswitch is installed without proxy mode's record. A first install is proxy mode: no
-    /// turn fails when a key runs out.
-    fn resolve(self, proxy_was_chosen: bool, installed: bool) -> Self {
-        match self {
-            Self::AsBefore if installed && !proxy_was_chosen => Self::Helper,
-            Self::AsBefore => Self::Proxy(None),
-            chosen => chosen,
-        }
-    }
-}
+use wanted::Before;
+pub use wanted::Wanted;
 
 /// What the user asked `install` for.
 pub struct Asked<'a> {
@@ -96,7 +69,13 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
     let now = ctx.now.timestamp();
     let pool = Pool::lock(ctx.dirs.clone(), now)?;
     let saved = saved_record_for(&ctx.dirs, &settings)?;
-    guard_subscription(saved.is_some(), keys_only)?;
+    // The proxy running now (if any) started with the settings in force until now; a damaged
+    // proxy.json is what this install replaces.
+    let mode_now = Mode::load(&ctx.dirs);
+    let before = Before::of(&mode_now, saved.is_some(), &ctx.dirs);
+    let login = crate::subscription_login::find();
+    let wanted = wanted.resolve(&before, login.is_some(), keys_only);
+    guard_subscription(login.as_deref(), before, wanted, keys_only)?;
     // Checked before anything is written: invalid JSON, entries of the wrong type and a
     // foreign helper stop here.
     let snapshot = settings.read()?;
@@ -105,10 +84,6 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
         refuse_foreign_status_line(&settings, &snapshot.map, force)?;
     }
     let backup = back_up_original(&settings, &snapshot, saved.as_ref())?;
-    // The proxy running now (if any) started with the settings in force until now; a damaged
-    // proxy.json is what this install replaces.
-    let mode_now = Mode::load(&ctx.dirs);
-    let wanted = wanted.resolve(proxy_chosen(&mode_now), saved.is_some());
     let previous_proxy = mode_now.ok().and_then(Mode::proxy);
     let base = starting_record(
         &settings,
@@ -129,6 +104,13 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
     if let Some(proxy) = &proxy {
         proxy_settings::save(&ctx.dirs, proxy)?;
     }
+    let subscription = (wanted == Wanted::SubscriptionFirst).then(|| SubscriptionFirst {
+        helper: ours.helper.clone(),
+    });
+    // Written before the settings change: from now on the hook and `get` act for it.
+    if let Some(record) = &subscription {
+        crate::subscription::record::save(&ctx.dirs, record)?;
+    }
     // A status line installed before stays (with this binary's path) until uninstall.
     let status_line = (statusline || base.entries.contains_key(&Slot::Top(STATUS_LINE_KEY).id()))
         .then_some(ours.status);
@@ -138,8 +120,12 @@ pub fn install(ctx: &Context, asked: Asked<'_>) -> Result<()> {
         status_line,
         max_retries,
         proxy: proxy.as_ref(),
+        subscription_first: subscription.is_some(),
     };
     let written = wire(ctx, &settings, &pool, saved.as_ref(), &base, &wiring)?;
+    if subscription.is_none() {
+        crate::subscription::record::remove(&ctx.dirs)?;
+    }
     drop(pool);
     switch_proxy(&ctx.dirs, previous_proxy, proxy.as_ref())?;
     report_wired(&settings, written, &wiring, backup.as_deref())?;
@@ -267,6 +253,8 @@ struct Wiring<'a> {
     max_retries: Option<u32>,
     /// Proxy mode's settings; `None` in helper mode.
     proxy: Option<&'a ProxySettings>,
+    /// Subscription-first mode: the helper only while a hold is on.
+    subscription_first: bool,
 }
 
 /// Writes the wiring into the settings (record intent → write settings → finalize, see
@@ -285,7 +273,6 @@ fn wire(
         if !target.exists() {
             note_created(&mut rec.created, "file");
         }
-        rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
         ensure_hook(map, rec, &wiring.hook);
         if let Some(status) = &wiring.status_line {
             rec.set(map, Slot::Top(STATUS_LINE_KEY), status_line(status));
@@ -295,12 +282,20 @@ fn wire(
             rec.set(map, Slot::Env(RETRIES_VAR), json!(n.to_string()));
         }
         match wiring.proxy {
+            None if wiring.subscription_first => {
+                let held = crate::subscription::hold::load(&ctx.dirs).is_some();
+                let (config, active) = (pool.config(), active.as_ref());
+                subscription_wiring::apply(map, rec, config, active, &wiring.helper, held);
+                remove_proxy_entries(map, rec);
+            }
             Some(proxy) => {
+                rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
                 rec.adopt_user_value(map, Slot::Env(BASE_URL_VAR));
                 rec.set(map, Slot::Env(BASE_URL_VAR), json!(proxy.base_url()));
                 add_proxy_entries(map, rec, proxy.listen, |var| std::env::var(var).ok());
             }
             None => {
+                rec.set(map, Slot::Top(HELPER_KEY), json!(wiring.helper));
                 apply_base_url(map, rec, pool.config(), active.as_ref());
                 remove_proxy_entries(map, rec);
             }
@@ -321,7 +316,12 @@ fn report_wired(
     let path = settings.path.display();
     if written {
         say!(
-            "keyswitch: wired into {path}: apiKeyHelper, StopFailure hook, helper refresh every {}s{}",
+            "keyswitch: wired into {path}: {}StopFailure hook, helper refresh every {}s{}",
+            if wiring.subscription_first {
+                ""
+            } else {
+                "apiKeyHelper, "
+            },
             HELPER_TTL_MS.parse::<u64>().unwrap_or(0) / 1000,
             if wiring.status_line.is_some() {
                 ", status line"
@@ -331,6 +331,11 @@ fn report_wired(
         );
     } else {
         say!("keyswitch: {path} is already wired; nothing changed");
+    }
+    if wiring.subscription_first {
+        say!(
+            "keyswitch: subscription first: sessions use your Claude subscription, with no apiKeyHelper; when its usage limit is reached, that turn fails once and sessions go on your API keys (send the message again) until the limit resets, then back to the subscription. The first turn on a key rebuilds the prompt cache and keeps the session's model, billed to the key"
+        );
     }
     match (wiring.max_retries, wiring.proxy) {
         (Some(n), _) => say!(

@@ -70,7 +70,7 @@ pub(super) fn switch_proxy(
             crate::service::remove(dirs, &[]);
             proxy_settings::remove(dirs)?;
             if had_proxy {
-                say!("keyswitch: helper mode: stopped the proxy; sessions get keys directly");
+                say!("keyswitch: stopped the proxy; sessions no longer go through it");
             }
         }
     }

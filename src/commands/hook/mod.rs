@@ -1,5 +1,7 @@
 //! `keyswitch hook stop-failure`: what Claude Code's StopFailure hook runs when a turn ends on
-//! an API error. Marks the key the failing session was handed, then moves running sessions on.
+//! an API error. Marks the key the failing session was handed, then moves running sessions on;
+//! in subscription-first mode, first sees whether the session was on the subscription
+//! ([`subscription`]).
 //! Always exits 0 and prints nothing on stdout: Claude Code ignores both, and a hook must never
 //! get in the way. Problems go to the event log (and stderr).
 
@@ -15,6 +17,8 @@ use crate::failure::Failure;
 use crate::pool::{Mark, Marked, Pool};
 use crate::reason::Source;
 use crate::timespec::{local_clock, until_in_words};
+
+mod subscription;
 
 /// Hook input larger than this is not what Claude Code sends; it is refused unread.
 const MAX_INPUT: u64 = 1024 * 1024;
@@ -32,6 +36,9 @@ fn run(ctx: &Context) -> Result<()> {
     let now = ctx.now.timestamp();
     let input = read_input();
     let mut pool = Pool::lock(ctx.dirs.clone(), now)?;
+    if subscription::handled(ctx, &mut pool, &input)? {
+        return Ok(());
+    }
     let found = match find(ctx, &pool, input, now) {
         Ok(found) => found,
         Err(Ignored { why, session }) => {
