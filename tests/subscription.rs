@@ -297,3 +297,40 @@ fn during_a_hold_a_key_failure_of_a_session_on_the_key_marks_the_key() {
     assert_eq!(marks[0]["session_id"], "s-key");
     assert!(has_helper(&s), "the hold goes on, on the fallback");
 }
+
+/// Only a rate limit is the usage limit; a reset past the longest limit there is (a week) is
+/// cut to it; and the limit's name, from the upstream's header, never brings control characters
+/// to the status line.
+#[test]
+fn only_a_rate_limit_starts_a_hold_cut_to_a_week_and_named_in_plain_words() {
+    let s = Sandbox::new();
+    installed(&s, &fake_key("primary"));
+    hook(
+        &s,
+        &json!({"error": "invalid_request", "last_assistant_message": "API Error: 400 prompt says: You've hit your limit · resets 9pm (UTC)"}),
+    );
+    assert!(!has_helper(&s) && !hold_file(&s).exists());
+    let transcript = s.dir.path().join("far.jsonl");
+    std::fs::write(
+        &transcript,
+        json!({"type": "assistant", "apiError": "usage_limit_reached",
+            "quotaLimits": {"resetsAt": 99_999_999_999_i64, "rateLimitType": "\u{1b}]0;pwned\u{7}five_hour"}})
+        .to_string()
+            + "\n",
+    )
+    .unwrap();
+    hook(
+        &s,
+        &json!({"error": "rate_limit", "last_assistant_message": "You've hit your limit", "transcript_path": transcript}),
+    );
+    let until: jiff::Timestamp = hold(&s)["until"].as_str().unwrap().parse().unwrap();
+    let week_and_a_day = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(8 * 24 + 1);
+    assert!(until < week_and_a_day, "{until}");
+    assert_eq!(hold(&s)["claim"], "unknown");
+    let status = s.cmd().arg("status").output().unwrap();
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        !status.contains('\u{1b}') && !status.contains('\u{7}'),
+        "{status:?}"
+    );
+}

@@ -64,10 +64,11 @@ impl Claim {
         }
     }
 
-    /// From the words Claude Code shows before "limit": "5-hour", "weekly", "Opus", …
-    fn from_shown(words: &str) -> Self {
+    /// From the words Claude Code shows before "limit": "5-hour", "weekly", "Opus", …; `None`
+    /// when it names none.
+    fn from_shown(words: &str) -> Option<Self> {
         let lower = words.to_ascii_lowercase();
-        if lower.contains("opus") {
+        Some(if lower.contains("opus") {
             Self::SevenDayOpus
         } else if lower.contains("sonnet") {
             Self::SevenDaySonnet
@@ -76,17 +77,29 @@ impl Claim {
         } else if lower.contains("week") {
             Self::SevenDay
         } else {
-            Self::Other(words.trim().to_string())
-        }
+            Self::Other(plain(words)?)
+        })
     }
+}
+
+/// A claim's word as it may be shown and kept: a few plain characters. The word comes from a
+/// header the upstream sends; control characters must never reach a terminal or status line.
+fn plain(word: &str) -> Option<String> {
+    let word = word.trim();
+    (!word.is_empty()
+        && word.len() <= 32
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
+    .then(|| word.to_string())
 }
 
 impl From<String> for Claim {
     fn from(word: String) -> Self {
-        WORDS
-            .iter()
-            .find(|(_, w, _)| *w == word)
-            .map_or(Self::Other(word), |(c, ..)| c.clone())
+        WORDS.iter().find(|(_, w, _)| *w == word).map_or_else(
+            || Self::Other(plain(&word).unwrap_or_else(|| "unknown".to_string())),
+            |(c, ..)| c.clone(),
+        )
     }
 }
 
@@ -148,10 +161,7 @@ pub fn from_message(message: &str, now: &ZonedDateTime) -> Option<Limit> {
     let resets = after
         .find("resets ")
         .and_then(|i| reset_clock(&after[i + "resets ".len()..], now));
-    Some(Limit {
-        claim: Some(claim),
-        resets,
-    })
+    Some(Limit { claim, resets })
 }
 
 /// "8:25pm (UTC)", "8pm (Europe/Berlin)", "Dec 8, 8pm (UTC)", "Dec 8 at 8:25pm": the next such

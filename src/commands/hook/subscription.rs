@@ -73,6 +73,23 @@ pub(super) fn handled(
 /// The usage limit, from the transcript (with the reset time as a timestamp) or else from the
 /// message Claude Code showed.
 fn subscription_limit(parsed: &StopFailure, now: &jiff::ZonedDateTime) -> Option<Limit> {
+    // Claude Code reports the usage limit as a rate limit; any other failure (a 400 whose text
+    // quotes the limit's words, say) is not one.
+    if parsed.error != "rate_limit" {
+        return None;
+    }
+    let mut limit = found_limit(parsed, now)?;
+    // Weekly is the longest limit there is: a reset further out is no reset to wait for.
+    let latest = now.timestamp() + jiff::SignedDuration::from_hours(8 * 24);
+    limit.resets = limit.resets.map(|at| at.min(latest));
+    // "You've hit your limit" names none: it is the usage limit all the same.
+    limit
+        .claim
+        .get_or_insert_with(|| limit::Claim::Other("usage".to_string()));
+    Some(limit)
+}
+
+fn found_limit(parsed: &StopFailure, now: &jiff::ZonedDateTime) -> Option<Limit> {
     let shown = parsed
         .last_assistant_message
         .as_deref()
