@@ -11,6 +11,9 @@ use super::Tally;
 /// How much of a JSON answer's end is looked at for its `usage`.
 const TAIL: usize = 4096;
 
+/// The most tokens of one kind one answer can report.
+const MAX_TOKENS_PER_ANSWER: u64 = 100_000_000;
+
 /// Token counts as an answer reports them; each the latest seen (a stream's `message_delta`
 /// carries cumulative counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,7 +27,14 @@ pub struct Usage {
 impl Usage {
     /// Takes the counts `usage` (a JSON `usage` object) holds, keeping the others.
     pub fn update(&mut self, usage: &Value) {
-        let field = |name: &str| usage.get(name).and_then(Value::as_u64);
+        // No one answer holds more than this (a context window is a few million tokens): a
+        // count past it is garbage, and would spoil the day's tally for 90 days.
+        let field = |name: &str| {
+            usage
+                .get(name)
+                .and_then(Value::as_u64)
+                .filter(|n| *n <= MAX_TOKENS_PER_ANSWER)
+        };
         let fields = [
             (&mut self.input, "input_tokens"),
             (&mut self.output, "output_tokens"),
@@ -148,6 +158,10 @@ mod tests {
         assert_eq!(fed(&[b"\"usage\": {\"input_tokens\": 1"]), None);
         assert_eq!(fed(&[b"\"usage\": 5}"]), None);
         assert_eq!(fed(&[b"\"usage\": {\"input_tokens\": -1}"]), None);
+        assert_eq!(
+            fed(&[b"\"usage\": {\"input_tokens\": 18446744073709551615}"]),
+            None
+        );
         assert_eq!(fed(&[&[0xff, 0xfe, b'"']]), None);
     }
 }
