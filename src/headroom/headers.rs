@@ -144,7 +144,20 @@ fn window_name(family: &str, window: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(MAX_NAME)
         .collect();
+    // A header's name is the gateway's to choose: one that carries what looks like a key (a
+    // gateway echoing the key into it) is kept under no name of its own.
+    if looks_like_a_key(&clean) {
+        return format!("{family}other");
+    }
     format!("{family}{clean}")
+}
+
+/// `sk-…`, or a long run of letters and digits no window or model name has.
+fn looks_like_a_key(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("sk-")
+        || lower.contains("-sk-")
+        || name.split('-').any(|part| part.len() > 16)
 }
 
 /// A count: digits only (a `12.0` some gateways write is read as 12); of the IETF draft's

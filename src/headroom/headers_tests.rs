@@ -199,3 +199,12 @@ fn windows_are_bounded_and_names_cleaned() {
             .all(|c| c.is_ascii_alphanumeric() || c == '-')
     }));
 }
+
+#[test]
+fn a_window_named_like_a_key_keeps_no_name_of_its_own() {
+    assert_eq!(window_name("", "requests-minute"), "requests-minute");
+    assert_eq!(window_name("", "claude-3-5-sonnet"), "claude-3-5-sonnet");
+    assert_eq!(window_name("", "sk-ant-test-SECRETSECRET"), "other");
+    assert_eq!(window_name("", "tokens-sk-abc"), "other");
+    assert_eq!(window_name("", "abcdefghijklmnopqrstuvwxyz"), "other");
+}
