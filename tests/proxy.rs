@@ -2336,3 +2336,18 @@ fn install_refuses_a_loopback_address_other_than_127_0_0_1_or_ipv6_loopback() {
     assert!(!s.settings_file().exists());
     assert!(!s.config_dir().join("proxy.json").exists());
 }
+
+/// proxy.log's start line names where each key goes, as `proxy status` does — not the default
+/// upstream for a key that has its own endpoint.
+#[test]
+fn the_proxy_log_names_each_keys_upstream_when_it_starts() {
+    let up = Upstream::start(|r| Reply::ok(&r.key));
+    let gateway = Upstream::start(|r| Reply::ok(&r.key));
+    let p = ProxyBox::new(&up.url(), &[("primary", &["--endpoint", &gateway.url()])]);
+    p.token();
+    let log = p.proxy_log();
+    assert!(
+        log.contains(&format!("forwarding to primary → {}", gateway.url())),
+        "{log}"
+    );
+}

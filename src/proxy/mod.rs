@@ -112,7 +112,12 @@ pub fn run(dirs: Dirs, settings: &ProxySettings) -> Result<()> {
                 ""
             },
             std::process::id(),
-            shared.default_upstream
+            // Each key's own endpoint, else the default: as `proxy status` says it.
+            match crate::config::Config::load(&dirs.config_file()) {
+                Ok(config) =>
+                    crate::key_upstreams::describe(&config, shared.default_upstream.as_str()),
+                Err(_) => crate::endpoint::redact_url(shared.default_upstream.as_str()),
+            }
         );
         accept::serve(listener, shared, accept::connection_limit()).await;
         Ok(())
