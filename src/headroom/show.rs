@@ -12,8 +12,7 @@ use crate::timespec::ago_in_words;
 /// What `list` says for a key the proxy has no figures for.
 pub const NOTHING_YET: &str = "no figures from this gateway yet";
 /// What is said where the figures would be, in helper mode.
-pub const NEED_PROXY: &str =
-    "figures need proxy mode (keyswitch install --proxy): its proxy reads them off each answer";
+pub const NEED_PROXY: &str = "figures need proxy mode, whose proxy reads them off each answer (keyswitch install --proxy; over a subscription login with --keys-only, which bills every request to the keys)";
 /// A report older than this is shown with its age.
 const FRESH: SignedDuration = SignedDuration::from_hours(1);
 
