@@ -40,10 +40,12 @@ impl ProjectEnv {
             .into_iter()
             .filter_map(|name| {
                 let path = dir.join(".claude").join(name);
+                // Read first: most folders have no such file, and `get` should not pay for
+                // locating and resolving the user settings to learn that.
+                let bytes = std::fs::read(&path).ok()?;
                 if is_the_user_settings(&path) {
                     return None;
                 }
-                let bytes = std::fs::read(&path).ok()?;
                 match serde_json::from_slice(&bytes).ok()? {
                     Value::Object(map) => Some((path, map)),
                     _ => None,

@@ -27,10 +27,13 @@ fn line(pool: &Pool, ctx: &Context) -> String {
     let availability = pool.availability(now);
     let active = candidates(&availability).first().copied();
     // Proxy mode: no wait for sessions to follow, and the headroom the proxy read.
-    let proxy = crate::mode::proxy_chosen(&crate::mode::Mode::load(&pool.dirs));
+    let mode = crate::mode::Mode::load(&pool.dirs);
+    let proxy = crate::mode::proxy_chosen(&mode);
     let names = |i: usize| pool.config().keys[i].name.as_str();
     let mut parts = Vec::new();
-    let subscription = subscription_part(pool, ctx);
+    let subscription = mode
+        .is_ok_and(|m| m.is_subscription_first())
+        .then(|| subscription_part(pool, ctx));
     let on_subscription = subscription.as_ref().is_some_and(|(_, held)| !held);
     if let Some((part, _)) = subscription {
         parts.push(part);
@@ -101,14 +104,11 @@ fn headroom(pool: &Pool, name: &str, ctx: &Context) -> Option<String> {
     crate::headroom::show::status_segment(book.key(name), ctx.now.date(), ctx.now.timestamp())
 }
 
-/// Subscription-first mode: the subscription, shown first, and whether it is held (sessions on
-/// the keys); `None` in the other modes.
-fn subscription_part(pool: &Pool, ctx: &Context) -> Option<(String, bool)> {
+/// Subscription-first mode's subscription, shown first, and whether it is held (sessions on
+/// the keys).
+fn subscription_part(pool: &Pool, ctx: &Context) -> (String, bool) {
     let now = ctx.now.timestamp();
-    if !crate::mode::Mode::load(&pool.dirs).is_ok_and(|m| m.is_subscription_first()) {
-        return None;
-    }
-    Some(match crate::subscription::hold::load(&pool.dirs) {
+    match crate::subscription::hold::load(&pool.dirs) {
         Some(hold) if !hold.is_over(now) => (
             format!(
                 "subscription: limited until {} ({}, {})",
@@ -124,7 +124,7 @@ fn subscription_part(pool: &Pool, ctx: &Context) -> Option<(String, bool)> {
             true,
         ),
         None => ("subscription".to_string(), false),
-    })
+    }
 }
 
 /// When every running session has the active key, if that is still ahead: a cooldown that ended

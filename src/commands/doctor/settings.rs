@@ -161,12 +161,12 @@ pub(super) fn check_project_overrides(
     };
     for name in ["settings.json", "settings.local.json"] {
         let path = cwd.join(".claude").join(name);
-        if crate::claude::project_env::is_the_user_settings(&path) {
-            continue;
-        }
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
+        if crate::claude::project_env::is_the_user_settings(&path) {
+            continue;
+        }
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&bytes) else {
             r.fix(
                 &format!("{} is not valid JSON", path.display()),
