@@ -52,8 +52,10 @@ where
         Some(_) => return Err(BodyFault::TooLarge),
         None => 0,
     };
-    let mut held = budget.hold(declared).ok_or(BodyFault::OverBudget)?;
     let mut body = Limited::new(body, MAX_REQUEST_BODY);
+    let Some(mut held) = budget.hold(declared) else {
+        return Err(drained(&mut body, idle).await);
+    };
     let mut whole = Whole::Empty;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
@@ -70,12 +72,26 @@ where
             && !data.is_empty()
         {
             if !held.grow_to(whole.len() + data.len()) {
-                return Err(BodyFault::OverBudget);
+                drop(whole);
+                return Err(drained(&mut body, idle).await);
             }
             whole = whole.and(data, declared);
         }
     }
     Ok((whole.into_bytes(), held))
+}
+
+/// The rest of a body the budget has no room for, read and let go, so that a client still
+/// writing it reads the 503 that follows rather than meeting a closed connection (a broken
+/// pipe, and no answer to retry on). Nothing is kept; a body that stalls or passes the API's
+/// limit is left unread, and the connection closes after the answer.
+async fn drained<B>(body: &mut Limited<B>, idle: Duration) -> BodyFault
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+    BodyFault::OverBudget
 }
 
 /// A body as it is put together.
@@ -224,4 +240,91 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A body that arrives in `pieces`, and counts how many of them were read.
+    struct Pieces {
+        left: VecDeque<Bytes>,
+        read: Arc<AtomicUsize>,
+    }
+
+    impl hyper::body::Body for Pieces {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            let next = self.left.pop_front();
+            if next.is_some() {
+                self.read.fetch_add(1, Ordering::SeqCst);
+            }
+            std::task::Poll::Ready(next.map(|data| Ok(hyper::body::Frame::data(data))))
+        }
+    }
+
+    fn pieces(n: usize, size: usize) -> (Pieces, Arc<AtomicUsize>) {
+        let read = Arc::new(AtomicUsize::new(0));
+        let left = (0..n).map(|_| Bytes::from(vec![b'x'; size])).collect();
+        (
+            Pieces {
+                left,
+                read: read.clone(),
+            },
+            read,
+        )
+    }
+
+    fn read(body: Pieces, budget: &BodyBudget, declared: Option<u64>) -> Result<usize, BodyFault> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(read_body(body, BODY_IDLE, budget, declared))
+            .map(|(bytes, _)| bytes.len())
+    }
+
+    #[test]
+    fn a_body_within_the_budget_is_kept_whole() {
+        let (body, _) = pieces(4, 10);
+        assert!(matches!(
+            read(body, &BodyBudget::new(100), Some(40)),
+            Ok(40)
+        ));
+    }
+
+    /// Refused before it is kept, it is still read to its end: a client still writing it
+    /// would otherwise meet a closed connection instead of the 503.
+    #[test]
+    fn a_declared_body_past_the_budget_is_read_through_and_refused() {
+        let budget = BodyBudget::new(100);
+        let _taken = budget.hold(90).unwrap();
+        let (body, read_pieces) = pieces(4, 10);
+        assert!(matches!(
+            read(body, &budget, Some(40)),
+            Err(BodyFault::OverBudget)
+        ));
+        assert_eq!(read_pieces.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn an_undeclared_body_that_outgrows_the_budget_is_read_through_and_refused() {
+        let budget = BodyBudget::new(25);
+        let (body, read_pieces) = pieces(6, 10);
+        assert!(matches!(
+            read(body, &budget, None),
+            Err(BodyFault::OverBudget)
+        ));
+        assert_eq!(read_pieces.load(Ordering::SeqCst), 6);
+        assert!(budget.hold(25).is_some(), "the refused body holds no share");
+    }
 }

@@ -1,8 +1,9 @@
 //! The memory the proxy gives request bodies, all requests together. Each body is held whole
 //! (to be sent again to the next key), up to the API's 32 MB: without a bound, a burst of large
 //! requests (16 at 32 MB took the proxy to 829 MB) could take the machine's memory. Past the
-//! budget a request is answered at once with a 503 to retry shortly — before its body is read
-//! when it declares its length, as soon as it passes the budget when it does not.
+//! budget a request is answered with a 503 to retry shortly — refused before any of its body is
+//! kept when it declares its length, as soon as it passes the budget when it does not; the rest
+//! of the body is read and let go first, so the client, still writing, reads that answer.
 //!
 //! A tokio semaphore of one permit a byte: a body takes permits as it arrives and gives them
 //! back when the request is done.

@@ -132,7 +132,7 @@ pub fn silent_reply(upstream: &Endpoint, waited: std::time::Duration) -> Respons
 
 /// The request bodies in flight already fill the proxy's memory budget (`total` bytes): the
 /// request is to be sent again in a moment, when they are done. The connection is closed, as
-/// the body may not have been read.
+/// a body that stalled or passed the API's limit is left unread.
 pub fn over_budget(total: usize) -> Response<Body> {
     api_error(
         StatusCode::SERVICE_UNAVAILABLE,
