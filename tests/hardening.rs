@@ -82,6 +82,59 @@ fn get_on_a_bus_that_never_answers_fails_within_seconds() {
     );
 }
 
+/// gnome-keyring 42 aborts — every application's keyring with it — when a client's first call
+/// is `OpenSession` and overtakes the daemon's own record of the new client (one in a few
+/// hundred back-to-back `get`s did). keyswitch's first call is a read that needs no such record,
+/// as libsecret's is; the session comes after. Watched with `dbus-monitor` on a bus of its own.
+#[test]
+fn the_secret_service_is_first_asked_a_read_and_only_then_to_open_a_session() {
+    let s = Sandbox::new();
+    let script = r#"
+        set -e
+        printf '%s' "$SECRET" | "$KEYSWITCH" add primary
+        dbus-monitor --session "destination=org.freedesktop.secrets" >"$OUT/calls" 2>&1 &
+        monitor=$!
+        # dbus-monitor says it has joined the bus with a first signal.
+        for _ in $(seq 100); do [ -s "$OUT/calls" ] && break; sleep 0.05; done
+        "$KEYSWITCH" get >"$OUT/stdout"
+        sleep 0.3
+        kill "$monitor"
+    "#;
+    let out = s.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/with-private-keyring.sh");
+    let status = Command::new(runner)
+        .args(["sh", "-c", script])
+        .env_clear()
+        .envs(
+            s.env()
+                .into_iter()
+                .filter(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS"),
+        )
+        .env("SECRET", fake_key("first"))
+        .env("KEYSWITCH", assert_cmd::cargo::cargo_bin("keyswitch"))
+        .env("OUT", &out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    assert_eq!(read("stdout"), format!("{}\n", fake_key("first")));
+    let calls: Vec<String> = read("calls")
+        .lines()
+        .filter(|l| l.starts_with("method call"))
+        .map(|l| l.split("; ").skip(1).collect::<Vec<_>>().join("; "))
+        .collect();
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("interface=org.freedesktop.DBus.Properties; member=Get"),
+        "{calls:#?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.ends_with("member=OpenSession")),
+        "{calls:#?}"
+    );
+}
+
 /// `add` or `remove` stuck on the keychain must not hold up other writers or the hook.
 fn writers_are_not_blocked_while(s: &Sandbox, bus: &str, args: &[&str], stdin: &str) {
     let mut stuck = s.std_cmd();

@@ -1,4 +1,4 @@
-//! A keyring-core store for the freedesktop Secret Service over a *plain* session.
+//! A keyring-core store for the freedesktop Secret Service over a *plain* session ([`bus`]).
 //!
 //! Why not `dbus-secret-service-keyring-store`: it always negotiates an encrypted
 //! (Diffie-Hellman) session, which is most of the cost of reading one secret (measured: 6.1 ms
@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use dbus_secret_service::{EncryptionType, Error as SsError, SecretService};
 use keyring_core::api::{Credential, CredentialApi, CredentialStoreApi};
 use keyring_core::{Entry, Error, Result};
 use zeroize::Zeroizing;
 
-/// A prompt timeout of 0 refuses unlock prompts outright.
-const NO_PROMPTS: u64 = 0;
+mod bus;
+
+use bus::{Bus, Fault, ItemPath};
 
 /// How long any one keychain operation, connecting included, may take. libdbus gives each
 /// method call 2 s, but its connection handshake has no limit at all: a bus that accepts the
@@ -33,7 +33,7 @@ const NO_PROMPTS: u64 = 0;
 /// process ends soon after, taking the stuck thread with it.
 pub const DEADLINE: Duration = Duration::from_secs(3);
 
-type Shared = Arc<Mutex<SecretService>>;
+type Shared = Arc<Mutex<Bus>>;
 
 pub struct Store {
     ss: Shared,
@@ -41,10 +41,7 @@ pub struct Store {
 
 impl Store {
     pub fn connect() -> Result<Arc<Self>> {
-        let ss = bounded(|| {
-            SecretService::connect_with_max_prompt_timeout(EncryptionType::Plain, NO_PROMPTS)
-                .map_err(failure)
-        })?;
+        let ss = bounded(|| Bus::connect().map_err(failure))?;
         Ok(Arc::new(Self {
             ss: Arc::new(Mutex::new(ss)),
         }))
@@ -125,12 +122,9 @@ impl Target {
 
     /// Runs `f` on every unlocked item matching this credential (a secret may sit in more than
     /// one collection, e.g. `login` and `session`); `NoEntry` when there is none.
-    fn with_items<T>(
-        &self,
-        f: impl FnOnce(&SecretService, &[dbus_secret_service::Item<'_>]) -> Result<T>,
-    ) -> Result<T> {
+    fn with_items<T>(&self, f: impl FnOnce(&Bus, &[ItemPath]) -> Result<T>) -> Result<T> {
         let ss = self.ss.lock().map_err(|_| poisoned())?;
-        let found = ss.search_items(self.attributes()).map_err(failure)?;
+        let found = ss.search(&self.attributes()).map_err(failure)?;
         match (found.unlocked.is_empty(), found.locked.is_empty()) {
             (false, _) => f(&ss, &found.unlocked),
             (true, false) => Err(locked()),
@@ -159,9 +153,9 @@ impl CredentialApi for Cred {
         let secret = Zeroizing::new(secret.to_vec());
         self.run(move |target| {
             // Every copy gets the new secret, so no collection keeps serving the old one.
-            let updated = target.with_items(|_, items| {
+            let updated = target.with_items(|ss, items| {
                 for item in items {
-                    item.set_secret(&secret, "text/plain").map_err(failure)?;
+                    ss.set_secret(item, &secret).map_err(failure)?;
                 }
                 Ok(())
             });
@@ -170,20 +164,23 @@ impl CredentialApi for Cred {
                 other => return other,
             }
             let ss = target.ss.lock().map_err(|_| poisoned())?;
-            let collection = ss.get_any_collection().map_err(failure)?;
-            if collection.is_locked().map_err(failure)? {
-                return Err(locked());
-            }
+            let collection = ss.writable_collection().map_err(failure)?;
             let label = format!("keyswitch: {} ({})", target.user, target.service);
-            collection
-                .create_item(&label, target.attributes(), &secret, true, "text/plain")
-                .map_err(failure)?;
-            Ok(())
+            ss.create_item(&collection, &label, &target.attributes(), &secret)
+                .map_err(failure)
         })
     }
 
     fn get_secret(&self) -> Result<Vec<u8>> {
-        self.run(|target| target.with_items(|_, items| items[0].get_secret().map_err(failure)))
+        self.run(|target| {
+            target.with_items(|ss, items| {
+                // keyring-core hands the secret on as a plain Vec; the copy read off the bus
+                // is wiped here.
+                ss.secret(&items[0])
+                    .map(|secret| secret.to_vec())
+                    .map_err(failure)
+            })
+        })
     }
 
     /// Deletes every matching item, so no copy (say, in the `session` collection) survives a
@@ -192,9 +189,9 @@ impl CredentialApi for Cred {
         self.run(|target| {
             target.with_items(|ss, items| {
                 for item in items {
-                    item.delete().map_err(failure)?;
+                    ss.delete(item).map_err(failure)?;
                 }
-                let rest = ss.search_items(target.attributes()).map_err(failure)?;
+                let rest = ss.search(&target.attributes()).map_err(failure)?;
                 if rest.locked.is_empty() && rest.unlocked.is_empty() {
                     Ok(())
                 } else {
@@ -217,9 +214,9 @@ impl CredentialApi for Cred {
     }
 }
 
-fn failure(error: SsError) -> Error {
-    match error {
-        SsError::Locked | SsError::Prompt => locked(),
+fn failure(fault: Fault) -> Error {
+    match fault {
+        Fault::Locked => locked(),
         other => Error::PlatformFailure(Box::new(other)),
     }
 }
