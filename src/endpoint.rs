@@ -140,10 +140,35 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// The most of a URL a message shows: a refusal of a 100 KB argument is still one line.
+const SHOWN_AT_MOST: usize = 200;
+
 /// A URL as it may be shown in a message or a log: user info, query and fragment replaced by
-/// `***`. Works on text, so a value that is not a valid URL is redacted too.
+/// `***`, control characters escaped (never sent raw to a terminal), and cut after
+/// [`SHOWN_AT_MOST`] characters. Works on text, so a value that is not a valid URL is redacted
+/// too.
 pub fn redact_url(text: &str) -> String {
-    let text = text.trim();
+    printable(&redacted(text.trim()))
+}
+
+fn printable(text: &str) -> String {
+    let mut shown = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == SHOWN_AT_MOST {
+            let rest = text.chars().count() - count;
+            shown.push_str(&format!("… ({rest} more characters)"));
+            break;
+        }
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+fn redacted(text: &str) -> String {
     let (rest, tail) = match text.find(['?', '#']) {
         Some(i) => (&text[..i], format!("{}***", &text[i..=i])),
         None => (text, String::new()),
@@ -243,6 +268,23 @@ mod tests {
         let port = Endpoint::parse("http://127.0.0.1:8080/v1/").unwrap();
         assert_eq!(port.as_str(), "http://127.0.0.1:8080/v1");
         assert_ne!(port, Endpoint::parse("http://127.0.0.1:8081/v1").unwrap());
+    }
+
+    #[test]
+    fn a_long_or_unprintable_url_is_shown_cut_and_escaped() {
+        let long = format!("https://host.example/{}", "a".repeat(100_000));
+        let shown = redact_url(&long);
+        assert!(shown.starts_with("https://host.example/aaa"), "{shown}");
+        assert!(shown.chars().count() < 260, "{}", shown.len());
+        assert!(shown.ends_with("… (99821 more characters)"), "{shown}");
+        assert_eq!(
+            redact_url("https://a\u{1b}[31mb\n.example"),
+            "https://a\\u{1b}[31mb\\n.example"
+        );
+        let refused = format!("ftp://host.example/{}", "a".repeat(100_000));
+        let message = Endpoint::parse(&refused).unwrap_err().to_string();
+        assert!(message.len() < 400, "{}", message.len());
+        assert!(message.contains("not an http(s) URL"), "{message}");
     }
 
     #[test]

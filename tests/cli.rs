@@ -783,3 +783,33 @@ fn an_unknown_name_with_control_characters_is_shown_escaped() {
         assert!(err.contains("a\\u{1b}[31mb"), "{args:?}: {err:?}");
     }
 }
+
+/// An endpoint refused at any length is named in one short line: cut, control characters
+/// escaped, never the whole argument (a 100 KB one was echoed whole).
+#[test]
+fn a_huge_or_unprintable_endpoint_is_refused_in_one_short_line() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    let before = std::fs::read(s.config_file()).unwrap();
+    let huge = format!("ftp://gw.example/{}", "a".repeat(100_000));
+    let escaped = "https://gw\u{1b}[31m.example\u{7}/v1 x?".to_string();
+    for endpoint in [&huge, &escaped] {
+        for args in [
+            &["add", "second", "--endpoint", endpoint][..],
+            &["set", "primary", "--endpoint", endpoint],
+        ] {
+            let out = s
+                .cmd()
+                .args(args)
+                .write_stdin(format!("{}\n", fake_key("two")))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(err.len() < 600, "{} bytes", err.len());
+            assert!(!err.contains(['\u{1b}', '\u{7}']), "{err:?}");
+            assert_eq!(std::fs::read(s.config_file()).unwrap(), before);
+        }
+    }
+}
