@@ -85,13 +85,22 @@ impl Recorder {
             return;
         }
         let today = self.zone.to_datetime(Timestamp::now()).date();
-        if let Err(e) = store::add(&self.path, &self.lock, &delta, today) {
+        match store::add(&self.path, &self.lock, &delta, today) {
+            Ok(None) => {}
+            Ok(Some(damaged)) => crate::messages::warn(damaged),
+            Err(e) => self.put_back(delta, &e),
+        }
+    }
+
+    /// A write that failed: its figures go back before what came since, for the next write.
+    fn put_back(&self, delta: Delta, e: &anyhow::Error) {
+        {
             let mut pending = lock(&self.pending);
             let later = std::mem::replace(&mut *pending, delta);
             pending.absorb(later);
-            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                crate::messages::warn_failed("write the keys' headroom figures", &e);
-            }
+        }
+        if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            crate::messages::warn_failed("write the keys' headroom figures", e);
         }
     }
 }

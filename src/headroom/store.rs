@@ -5,10 +5,11 @@
 //! file, adds what the proxy counted since its last write, keeps the newer of two reports, and
 //! replaces the file atomically — so a proxy restarted while the old one still writes, or two
 //! proxies of one user, add up rather than overwrite each other. Readers (`list`, `status`,
-//! `usage`, `doctor`) never lock, and a missing or damaged file is read as no figures.
+//! `usage`, `doctor`) never lock, and a missing or damaged file is read as no figures; the next
+//! write moves a damaged one aside and the proxy says so in its log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
@@ -16,7 +17,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::{Reported, Tally};
-use crate::fileio::{Durability, WriteLock, read_optional, replace_file};
+use crate::fileio::{Durability, WriteLock, read_optional, replace_file, set_aside};
 
 /// Days older than this are dropped.
 pub const KEEP_DAYS: i64 = 90;
@@ -148,14 +149,50 @@ impl Book {
     }
 }
 
-/// Adds `delta` to the file at `path`, under the lock at `lock`.
-pub fn add(path: &Path, lock: &Path, delta: &Delta, today: Date) -> Result<()> {
+/// A damaged headroom file a write found, and where it was moved to keep it for a look.
+#[derive(Debug)]
+pub struct Damaged {
+    pub problem: String,
+    pub moved_to: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = match &self.moved_to {
+            Some(aside) => format!("kept as {}", aside.display()),
+            None => "it could not be moved aside".to_string(),
+        };
+        write!(
+            f,
+            "the headroom file was damaged ({}); {kept}; the keys' figures start again from now",
+            self.problem
+        )
+    }
+}
+
+/// Adds `delta` to the file at `path`, under the lock at `lock`. A damaged file is moved aside
+/// (and reported) rather than silently written over: the figures in it are then gone from
+/// `list` and `usage`, and whoever looks should find out why.
+pub fn add(path: &Path, lock: &Path, delta: &Delta, today: Date) -> Result<Option<Damaged>> {
     let _held = WriteLock::acquire(lock)?;
-    let mut book = Book::load(path);
+    // A file that cannot be read (a folder in its place, no permission) fails the write, which
+    // is tried again later; only one that reads but does not parse is set aside.
+    let (mut book, damaged) = match read_optional(path)? {
+        None => (Book::default(), None),
+        Some(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(book) => (book, None),
+            Err(e) => {
+                let moved_to = set_aside(path, Timestamp::now()).ok();
+                let problem = e.to_string();
+                (Book::default(), Some(Damaged { problem, moved_to }))
+            }
+        },
+    };
     book.merge(delta, today);
     let mut bytes = serde_json::to_vec(&book).context("cannot encode the headroom figures")?;
     bytes.push(b'\n');
-    replace_file(path, &bytes, Durability::AtomicOnly)
+    replace_file(path, &bytes, Durability::AtomicOnly)?;
+    Ok(damaged)
 }
 
 #[cfg(test)]
@@ -222,11 +259,19 @@ mod tests {
         assert_eq!(a.day(today).requests, 2);
         assert_eq!(a.reported.as_ref().unwrap().reported.spend, Some(1.0));
         assert_eq!(book.key("b").unwrap().day(date("2026-11-30")).input, 7);
-        // A damaged file reads as nothing, and the next write starts again from it.
+        // A damaged file reads as nothing; the next write moves it aside, says so, and starts
+        // again.
         std::fs::write(&path, b"{\"keys\": [").unwrap();
         assert_eq!(Book::load(&path), Book::default());
-        add(&path, &lock, &delta("a", "2026-12-01", 1, None), today).unwrap();
+        let damaged = add(&path, &lock, &delta("a", "2026-12-01", 1, None), today)
+            .unwrap()
+            .expect("the damaged file is reported");
+        let aside = damaged.moved_to.clone().expect("moved aside");
+        assert_eq!(std::fs::read(&aside).unwrap(), b"{\"keys\": [");
+        assert!(damaged.to_string().contains("headroom file was damaged"));
         assert_eq!(Book::load(&path).key("a").unwrap().day(today).input, 1);
+        let again = add(&path, &lock, &delta("a", "2026-12-01", 1, None), today).unwrap();
+        assert!(again.is_none(), "a good file is not reported");
         assert_eq!(
             Book::load(&dir.path().join("missing.json")),
             Book::default()
