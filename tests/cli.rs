@@ -453,24 +453,7 @@ fn a_locked_keyring_fails_fast_instead_of_waiting_on_an_unlock_prompt() {
         echo $(( ($(date +%s%N) - start) / 1000000 )) >"$OUT/ms"
         "$KEYSWITCH" status >"$OUT/status"
     "#;
-    let out = s.dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let runner =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/with-private-keyring.sh");
-    let status = std::process::Command::new(runner)
-        .args(["sh", "-c", script])
-        .env_clear()
-        .envs(
-            s.env()
-                .into_iter()
-                .filter(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS"),
-        )
-        .env("SECRET", fake_key("locked"))
-        .env("KEYSWITCH", assert_cmd::cargo::cargo_bin("keyswitch"))
-        .env("OUT", &out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = s.run_in_own_keyring(script, &fake_key("locked"));
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
     assert_eq!(read("code").trim(), "1");
     assert_eq!(read("stdout"), "");

@@ -100,23 +100,7 @@ fn the_secret_service_is_first_asked_a_read_and_only_then_to_open_a_session() {
         sleep 0.3
         kill "$monitor"
     "#;
-    let out = s.dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/with-private-keyring.sh");
-    let status = Command::new(runner)
-        .args(["sh", "-c", script])
-        .env_clear()
-        .envs(
-            s.env()
-                .into_iter()
-                .filter(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS"),
-        )
-        .env("SECRET", fake_key("first"))
-        .env("KEYSWITCH", assert_cmd::cargo::cargo_bin("keyswitch"))
-        .env("OUT", &out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = s.run_in_own_keyring(script, &fake_key("first"));
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
     assert_eq!(read("stdout"), format!("{}\n", fake_key("first")));
     let calls: Vec<String> = read("calls")

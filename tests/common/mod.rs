@@ -118,6 +118,31 @@ impl Sandbox {
         }
     }
 
+    /// Runs the sh `script` in a private keyring of its own (scripts/with-private-keyring.sh),
+    /// not the one the other tests share, with this sandbox's environment and `SECRET`,
+    /// `KEYSWITCH` (the binary) and `OUT` (a folder for what the script writes down), which it
+    /// returns. The script must succeed.
+    pub fn run_in_own_keyring(&self, script: &str, secret: &str) -> PathBuf {
+        let out = self.dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/with-private-keyring.sh");
+        let status = StdCommand::new(runner)
+            .args(["sh", "-c", script])
+            .env_clear()
+            .envs(
+                self.env()
+                    .into_iter()
+                    .filter(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS"),
+            )
+            .env("SECRET", secret)
+            .env("KEYSWITCH", assert_cmd::cargo::cargo_bin("keyswitch"))
+            .env("OUT", &out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        out
+    }
+
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             (
