@@ -140,32 +140,11 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// The most of a URL a message shows: a refusal of a 100 KB argument is still one line.
-const SHOWN_AT_MOST: usize = 200;
-
 /// A URL as it may be shown in a message or a log: user info, query and fragment replaced by
-/// `***`, control characters escaped (never sent raw to a terminal), and cut after
-/// [`SHOWN_AT_MOST`] characters. Works on text, so a value that is not a valid URL is redacted
-/// too.
+/// `***`, and then as [`crate::messages::as_typed`] shows what the user typed (cut, control
+/// characters escaped). Works on text, so a value that is not a valid URL is redacted too.
 pub fn redact_url(text: &str) -> String {
-    printable(&redacted(text.trim()))
-}
-
-fn printable(text: &str) -> String {
-    let mut shown = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == SHOWN_AT_MOST {
-            let rest = text.chars().count() - count;
-            shown.push_str(&format!("… ({rest} more characters)"));
-            break;
-        }
-        if c.is_control() {
-            shown.extend(c.escape_debug());
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
+    crate::messages::as_typed(&redacted(text.trim()))
 }
 
 fn redacted(text: &str) -> String {

@@ -19,3 +19,25 @@ pub fn warn_failed(what: impl std::fmt::Display, error: &anyhow::Error) {
         crate::error::one_line(error)
     ));
 }
+
+/// The most of a typed value a message shows: a refusal of a 100 KB argument is still one line.
+const SHOWN_AT_MOST: usize = 200;
+
+/// What the user typed (or a file held), as a message may show it: control characters escaped,
+/// never sent raw to a terminal, and cut after [`SHOWN_AT_MOST`] characters.
+pub fn as_typed(text: &str) -> String {
+    let mut shown = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == SHOWN_AT_MOST {
+            let rest = text.chars().count() - count;
+            shown.push_str(&format!("… ({rest} more characters)"));
+            break;
+        }
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}

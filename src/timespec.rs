@@ -18,8 +18,10 @@ use crate::error::refuse;
 const MAX_DURATION: SignedDuration = SignedDuration::from_hours(24 * 366);
 
 /// Parses a strictly positive duration such as `90s`, `30m`, `5h`, `2d` or `1h30m`.
-pub fn parse_duration(text: &str) -> anyhow::Result<SignedDuration> {
-    let trimmed = text.trim();
+pub fn parse_duration(typed: &str) -> anyhow::Result<SignedDuration> {
+    let trimmed = typed.trim();
+    // Messages name what was typed cut and escaped: it may be 100 KB, or hold escape sequences.
+    let text = &crate::messages::as_typed(typed);
     // A bare number has no unit; a zero one is still the zero mistake, worded as for `0s`.
     let numeric = !trimmed.is_empty()
         && trimmed
@@ -107,8 +109,9 @@ pub fn format_duration(duration: SignedDuration) -> String {
 /// Wall clock times are placed as people expect across daylight saving changes: in a fold (the
 /// hour that happens twice) the first occurrence still ahead is meant; in a gap (the hour that is
 /// skipped) the time is pushed forward by the gap, so `02:30` means `03:30` after the change.
-pub fn parse_future_time(text: &str, now: &ZonedDateTime) -> anyhow::Result<Timestamp> {
-    let trimmed = text.trim();
+pub fn parse_future_time(typed: &str, now: &ZonedDateTime) -> anyhow::Result<Timestamp> {
+    let trimmed = typed.trim();
+    let text = &crate::messages::as_typed(typed);
     let instant = if let Ok(pieces) = Pieces::parse(trimmed) {
         from_pieces(text, &pieces, now)?
     } else if let Ok(clock) = trimmed.parse::<Time>() {
@@ -291,6 +294,27 @@ pub fn to_whole_seconds(at: ZonedDateTime) -> ZonedDateTime {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_refused_duration_or_time_is_named_cut_and_escaped() {
+        let now = berlin("2026-11-25T12:00:00");
+        let huge = format!("{}x", "1".repeat(100_000));
+        for message in [
+            parse_duration(&huge).unwrap_err().to_string(),
+            parse_future_time(&huge, &now).unwrap_err().to_string(),
+        ] {
+            assert!(message.len() < 400, "{} bytes", message.len());
+        }
+        for message in [
+            parse_duration("1h\u{1b}[31m").unwrap_err().to_string(),
+            parse_future_time("18:00\u{1b}[31m", &now)
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(!message.contains('\u{1b}'), "{message:?}");
+            assert!(message.contains("\\u{1b}[31m"), "{message:?}");
+        }
+    }
     use super::*;
     use proptest::prelude::*;
 
