@@ -99,8 +99,9 @@ pub fn secret_problem(secret: &str) -> Option<String> {
 pub fn mask_secret(secret: &str) -> String {
     let count = secret.chars().count();
     if count >= 20 {
+        // Escaped: a secret another program stored may end in a terminal escape sequence.
         let tail: String = secret.chars().skip(count - 4).collect();
-        format!("…{tail}")
+        format!("…{}", crate::messages::as_typed(&tail))
     } else {
         "…".to_string()
     }
@@ -110,6 +111,14 @@ pub fn mask_secret(secret: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_secret_s_shown_tail_never_carries_a_control_character() {
+        let shown = mask_secret("sk-ant-test-aaaaaaaaaaaa\u{1b}[2J");
+        assert!(!shown.contains('\u{1b}'), "{shown:?}");
+        assert_eq!(shown, "…\\u{1b}[2J");
+        assert_eq!(mask_secret("sk-ant-test-aaaaaaaaaabcd"), "…abcd");
+    }
 
     #[test]
     fn names() {

@@ -465,7 +465,12 @@ fn credentials_in_urls_are_never_echoed() {
 }
 
 /// Stores `secret` for `name` with libsecret's own tool, as another program would.
-fn store_with_secret_tool(s: &Sandbox, name: &str, secret: &str, collection: Option<&str>) {
+fn store_with_secret_tool(
+    s: &Sandbox,
+    name: &str,
+    secret: impl AsRef<[u8]>,
+    collection: Option<&str>,
+) {
     let mut cmd = Command::new("secret-tool");
     cmd.arg("store").arg("--label=other tool");
     if let Some(collection) = collection {
@@ -480,9 +485,37 @@ fn store_with_secret_tool(s: &Sandbox, name: &str, secret: &str, collection: Opt
         .stdin
         .take()
         .unwrap()
-        .write_all(secret.as_bytes())
+        .write_all(secret.as_ref())
         .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// A secret another program stored that is not text, or ends in a terminal escape sequence:
+/// `get` passes over it to the next key (it stopped there, and the session had no key), and
+/// `list` shows its tail escaped (it sent the escape sequence to the terminal).
+#[test]
+fn a_secret_that_is_no_text_is_passed_over_and_never_shown_raw() {
+    let s = Sandbox::new();
+    s.add("primary", &fake_key("one"), &[]);
+    s.add("fallback", &fake_key("two"), &[]);
+    store_with_secret_tool(&s, "primary", b"sk-ant-test-\xff\xfe", None);
+    let out = s.cmd().arg("get").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", fake_key("two"))
+    );
+    assert!(
+        err.contains("the secret of primary") && err.contains("not text"),
+        "{err}"
+    );
+    store_with_secret_tool(&s, "primary", "sk-ant-test-aaaaaaaaaaaa\u{1b}[2J", None);
+    let out = s.cmd().arg("list").output().unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(shown.contains("\\u{1b}[2J"), "{shown}");
 }
 
 #[test]

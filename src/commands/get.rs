@@ -100,7 +100,16 @@ fn hand_out_key(
     let mut unusable = None;
     for &index in allowed {
         let name = &pool.key(index).name;
-        let Some(secret) = keychain.read(name)? else {
+        let read = match keychain.read(name) {
+            // Another program stored bytes that are no key: the next key may still be one.
+            Err(e) if e.downcast_ref::<crate::store::NotText>().is_some() => {
+                crate::messages::warn(format_args!("{e}; skipping it"));
+                unusable = Some(e.to_string());
+                continue;
+            }
+            read => read?,
+        };
+        let Some(secret) = read else {
             crate::messages::warn(format_args!(
                 "{name} has no secret in {}; skipping it (store one with `keyswitch add {name} --replace`)",
                 keychain.kind().describe()

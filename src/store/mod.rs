@@ -59,16 +59,17 @@ impl Keychain {
         })
     }
 
-    /// The secret stored for `name`, or `None` when there is none.
+    /// The secret stored for `name`, or `None` when there is none; a secret that is not UTF-8
+    /// (stored by another program) is a [`NotText`] error, which `get` passes over.
     pub fn read(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
         match self.entry(name)?.get_secret() {
             Ok(bytes) => {
                 let bytes = Zeroizing::new(bytes);
                 let text = std::str::from_utf8(&bytes).map_err(|_| {
-                    anyhow!(
-                        "the secret of {name} in {} is not text: replace it with `keyswitch add {name} --replace`",
-                        self.kind.describe()
-                    )
+                    anyhow::Error::new(NotText {
+                        name: name.to_string(),
+                        store: self.kind.describe().to_string(),
+                    })
                 })?;
                 Ok(Some(Zeroizing::new(text.to_string())))
             }
@@ -151,6 +152,25 @@ fn unreachable_error(kind: StoreKind, error: &KeyringError) -> anyhow::Error {
     };
     anyhow!("cannot use {} ({detail}): {remedy}", kind.describe())
 }
+
+/// A stored secret that is not text: no usable key, though the keychain itself works.
+#[derive(Debug)]
+pub struct NotText {
+    name: String,
+    store: String,
+}
+
+impl std::fmt::Display for NotText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the secret of {} in {} is not text: replace it with `keyswitch add {} --replace`",
+            self.name, self.store, self.name
+        )
+    }
+}
+
+impl std::error::Error for NotText {}
 
 #[cfg(test)]
 mod tests {
