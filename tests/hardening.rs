@@ -540,7 +540,7 @@ fn a_stored_secret_with_a_line_break_is_refused_naming_the_key() {
 fn remove_deletes_every_copy_of_the_secret() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
-    store_with_secret_tool(&s, "primary", &fake_key("copy"), Some("session"));
+    store_with_secret_tool(&s, "primary", fake_key("copy"), Some("session"));
     s.cmd().args(["remove", "primary"]).assert().success();
     assert_eq!(s.secret_tool_lookup("primary"), None);
 }
