@@ -78,6 +78,11 @@ fn install_over_a_login_is_subscription_first_and_key_modes_need_a_choice() {
     // A re-install keeps the mode; leaving it for a key mode needs --keys-only too.
     s.cmd().arg("install").assert().success();
     assert!(!has_helper(&s));
+    // doctor's way to proxy mode is a command that works here (plain --proxy is refused).
+    let out = s.cmd().arg("doctor").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("subscription-first mode"), "{said}");
+    assert!(said.contains("install --proxy --keys-only"), "{said}");
     let before = std::fs::read(s.settings_file()).unwrap();
     s.cmd()
         .args(["install", "--helper"])

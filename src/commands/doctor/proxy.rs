@@ -58,7 +58,7 @@ pub(super) fn check_proxy(
         }
         Ok(Mode::SubscriptionFirst(_)) => {
             check_proxy_remnant(r, ctx, config)?;
-            return r.info("subscription-first mode: sessions use your Claude subscription, and API keys only while its limit holds (keyswitch install --proxy turns on proxy mode)");
+            return r.info("subscription-first mode: sessions use your Claude subscription, and API keys only while its limit holds (keyswitch install --proxy --keys-only turns on proxy mode, billing every request to the keys)");
         }
         Err(e) => {
             return r.fix("the proxy settings", &crate::error::one_line(&e));
