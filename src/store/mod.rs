@@ -60,7 +60,7 @@ impl Keychain {
     }
 
     /// The secret stored for `name`, or `None` when there is none; a secret that is not UTF-8
-    /// (stored by another program) is a [`NotText`] error, which `get` passes over.
+    /// (stored by another program) is a `NotText` error, which `get` passes over.
     pub fn read(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
         match self.entry(name)?.get_secret() {
             Ok(bytes) => {
