@@ -464,32 +464,6 @@ fn credentials_in_urls_are_never_echoed() {
     assert!(!log.contains("hunter2") && !log.contains("tok3n"));
 }
 
-/// Stores `secret` for `name` with libsecret's own tool, as another program would.
-fn store_with_secret_tool(
-    s: &Sandbox,
-    name: &str,
-    secret: impl AsRef<[u8]>,
-    collection: Option<&str>,
-) {
-    let mut cmd = Command::new("secret-tool");
-    cmd.arg("store").arg("--label=other tool");
-    if let Some(collection) = collection {
-        cmd.arg(format!("--collection={collection}"));
-    }
-    let mut child = cmd
-        .args(["service", &s.service, "username", name])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(secret.as_ref())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 /// A secret another program stored that is not text, or ends in a terminal escape sequence:
 /// `get` passes over it to the next key (it stopped there, and the session had no key), and
 /// `list` shows its tail escaped (it sent the escape sequence to the terminal).
@@ -498,7 +472,7 @@ fn a_secret_that_is_no_text_is_passed_over_and_never_shown_raw() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
     s.add("fallback", &fake_key("two"), &[]);
-    store_with_secret_tool(&s, "primary", b"sk-ant-test-\xff\xfe", None);
+    s.store_with_secret_tool("primary", b"sk-ant-test-\xff\xfe", None);
     let out = s.cmd().arg("get").output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -510,7 +484,7 @@ fn a_secret_that_is_no_text_is_passed_over_and_never_shown_raw() {
         err.contains("the secret of primary") && err.contains("not text"),
         "{err}"
     );
-    store_with_secret_tool(&s, "primary", "sk-ant-test-aaaaaaaaaaaa\u{1b}[2J", None);
+    s.store_with_secret_tool("primary", "sk-ant-test-aaaaaaaaaaaa\u{1b}[2J", None);
     let out = s.cmd().arg("list").output().unwrap();
     assert!(out.status.success());
     let shown = String::from_utf8_lossy(&out.stdout);
@@ -522,7 +496,7 @@ fn a_secret_that_is_no_text_is_passed_over_and_never_shown_raw() {
 fn a_stored_secret_with_a_line_break_is_refused_naming_the_key() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
-    store_with_secret_tool(&s, "primary", "sk-ant-test-a\nsk-ant-test-b", None);
+    s.store_with_secret_tool("primary", "sk-ant-test-a\nsk-ant-test-b", None);
     let out = s.cmd().arg("get").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "{:?}", out.stdout);
@@ -540,7 +514,7 @@ fn a_stored_secret_with_a_line_break_is_refused_naming_the_key() {
 fn remove_deletes_every_copy_of_the_secret() {
     let s = Sandbox::new();
     s.add("primary", &fake_key("one"), &[]);
-    store_with_secret_tool(&s, "primary", fake_key("copy"), Some("session"));
+    s.store_with_secret_tool("primary", fake_key("copy"), Some("session"));
     s.cmd().args(["remove", "primary"]).assert().success();
     assert_eq!(s.secret_tool_lookup("primary"), None);
 }

@@ -2351,3 +2351,25 @@ fn the_proxy_log_names_each_keys_upstream_when_it_starts() {
         "{log}"
     );
 }
+
+/// A secret another program stored that is not text is the key's problem, not the keychain's:
+/// the proxy passes over it to the next key (it answered every request 500 as if the keychain
+/// could not be read), and says so in its log.
+#[test]
+fn a_secret_that_is_no_text_is_passed_over_for_the_next_key() {
+    let up = stand_in(|| Reply::ok("primary"));
+    let p = ProxyBox::new(&up.url(), &[("primary", &[]), ("fallback", &[])]);
+    p.s.store_with_secret_tool("primary", b"sk-ant-test-\xff\xfe", None);
+    // A proxy started after it (a running one keeps the secret it read).
+    p.s.cmd().args(["proxy", "stop"]).assert().success();
+    let token = p.token();
+    let answer = p.send(&token, BODY);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(up.keys(), [fake_key("fallback")]);
+    wait_for("the warning", || p.proxy_log().contains("not text"));
+}

@@ -285,10 +285,17 @@ async fn attempt<U: Upstream>(
 }
 
 /// The key's secret; `None` (and a warning, at most once a minute a key: every request meets
-/// it) when the keychain has none, or one that is not a single printable token and so cannot go
-/// in a header.
+/// it) when the keychain has none, or one that is not text or not a single printable token and
+/// so cannot go in a header.
 async fn usable_secret<U>(shared: &Shared<U>, name: &str) -> anyhow::Result<Option<Secret>> {
-    match shared.keys.secret(name).await? {
+    let read = match shared.keys.secret(name).await {
+        Err(e) if super::keys::is_not_text(&e) => {
+            shared.warnings.warn(name, format_args!("{e}; skipping it"));
+            return Ok(None);
+        }
+        read => read?,
+    };
+    match read {
         Some(secret) if crate::validate::secret_problem(&secret).is_some() => {
             shared.warnings.warn(name, format_args!(
                 "the secret of {name} in the keychain is not one printable token (a space, line break or control character); skipping it (store it again with `keyswitch add {name} --replace`)"

@@ -315,6 +315,8 @@ impl KeyPool {
         };
         match keychain.read(name) {
             Ok(secret) => Ok(secret.map(Arc::new)),
+            // Bytes that are no key: the key's problem, not the keychain's (it works).
+            Err(e) if is_not_text(&e) => Err(e),
             Err(e) => {
                 // Connect again next time: the keychain may have been restarted or unlocked.
                 *lock(&self.keychain) = None;
@@ -344,7 +346,9 @@ impl KeyPool {
         };
         let readable = tokio::time::timeout(KEYCHAIN_CHECK_WAIT, self.secret(&first))
             .await
-            .map_or(true, |read| read.is_ok());
+            .map_or(true, |read| {
+                read.as_ref().map_or_else(is_not_text, |_| true)
+            });
         *lock(&self.keychain_check) = Some((Instant::now(), readable));
         readable
     }
@@ -499,6 +503,11 @@ impl KeyPool {
             this.recording_switch.store(false, Ordering::Release);
         });
     }
+}
+
+/// Whether `error` is a stored secret that is not text ([`crate::store::NotText`]).
+pub fn is_not_text(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<crate::store::NotText>().is_some()
 }
 
 #[cfg(test)]

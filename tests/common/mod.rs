@@ -118,6 +118,33 @@ impl Sandbox {
         }
     }
 
+    /// Stores `secret` for `name` with libsecret's own tool, as another program would.
+    pub fn store_with_secret_tool(
+        &self,
+        name: &str,
+        secret: impl AsRef<[u8]>,
+        collection: Option<&str>,
+    ) {
+        use std::io::Write;
+        let mut cmd = StdCommand::new("secret-tool");
+        cmd.arg("store").arg("--label=other tool");
+        if let Some(collection) = collection {
+            cmd.arg(format!("--collection={collection}"));
+        }
+        let mut child = cmd
+            .args(["service", &self.service, "username", name])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(secret.as_ref())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
     /// Runs the sh `script` in a private keyring of its own (scripts/with-private-keyring.sh),
     /// not the one the other tests share, with this sandbox's environment and `SECRET`,
     /// `KEYSWITCH` (the binary) and `OUT` (a folder for what the script writes down), which it
