@@ -102,7 +102,7 @@ fn hand_out_key(
         let name = &pool.key(index).name;
         let read = match keychain.read(name) {
             // Another program stored bytes that are no key: the next key may still be one.
-            Err(e) if e.downcast_ref::<crate::store::NotText>().is_some() => {
+            Err(e) if crate::store::NotText::is(&e) => {
                 crate::messages::warn(format_args!("{e}; skipping it"));
                 unusable = Some(e.to_string());
                 continue;

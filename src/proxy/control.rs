@@ -123,7 +123,7 @@ fn keychain_readable_here(dirs: &Dirs) -> bool {
     };
     crate::store::Keychain::open(config.store_kind(), config.keychain_service())
         .and_then(|k| k.read(&first.name))
-        .map_or_else(|e| super::keys::is_not_text(&e), |_| true)
+        .map_or_else(|e| crate::store::NotText::is(&e), |_| true)
 }
 
 /// An older keyswitch proxy cannot prove it holds the token, and must not be sent it. On Linux,

@@ -289,7 +289,7 @@ async fn attempt<U: Upstream>(
 /// so cannot go in a header.
 async fn usable_secret<U>(shared: &Shared<U>, name: &str) -> anyhow::Result<Option<Secret>> {
     let read = match shared.keys.secret(name).await {
-        Err(e) if super::keys::is_not_text(&e) => {
+        Err(e) if crate::store::NotText::is(&e) => {
             shared.warnings.warn(name, format_args!("{e}; skipping it"));
             return Ok(None);
         }

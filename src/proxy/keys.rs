@@ -32,7 +32,7 @@ use crate::pool::{Mark, Pool};
 use crate::reason::{Cause, Source};
 use crate::select::Availability;
 use crate::state::{Cooldown, State};
-use crate::store::Keychain;
+use crate::store::{Keychain, NotText};
 
 pub type Secret = Arc<Zeroizing<String>>;
 
@@ -316,7 +316,7 @@ impl KeyPool {
         match keychain.read(name) {
             Ok(secret) => Ok(secret.map(Arc::new)),
             // Bytes that are no key: the key's problem, not the keychain's (it works).
-            Err(e) if is_not_text(&e) => Err(e),
+            Err(e) if NotText::is(&e) => Err(e),
             Err(e) => {
                 // Connect again next time: the keychain may have been restarted or unlocked.
                 *lock(&self.keychain) = None;
@@ -347,7 +347,7 @@ impl KeyPool {
         let readable = tokio::time::timeout(KEYCHAIN_CHECK_WAIT, self.secret(&first))
             .await
             .map_or(true, |read| {
-                read.as_ref().map_or_else(is_not_text, |_| true)
+                read.as_ref().map_or_else(NotText::is, |_| true)
             });
         *lock(&self.keychain_check) = Some((Instant::now(), readable));
         readable
@@ -503,11 +503,6 @@ impl KeyPool {
             this.recording_switch.store(false, Ordering::Release);
         });
     }
-}
-
-/// Whether `error` is a stored secret that is not text ([`crate::store::NotText`]).
-pub fn is_not_text(error: &anyhow::Error) -> bool {
-    error.downcast_ref::<crate::store::NotText>().is_some()
 }
 
 #[cfg(test)]

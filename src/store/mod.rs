@@ -172,6 +172,14 @@ impl std::fmt::Display for NotText {
 
 impl std::error::Error for NotText {}
 
+impl NotText {
+    /// Whether `error` is a stored secret that is not text: the key's problem, not the
+    /// keychain's, so a caller passes over the key rather than failing.
+    pub fn is(error: &anyhow::Error) -> bool {
+        error.downcast_ref::<Self>().is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
